@@ -1,0 +1,27 @@
+# Helpers shared by every service's CMakeLists.
+
+# safeharbor_embed_migrations(<target> <dir>): compiles every <dir>/NNN_name.sql into <target>
+# as `const std::vector<safeharbor::Migration>& <namespace>::Migrations()`.
+function(safeharbor_embed_migrations target dir namespace)
+  file(GLOB sql_files CONFIGURE_DEPENDS "${dir}/*.sql")
+  list(SORT sql_files)
+  set(out "${CMAKE_CURRENT_BINARY_DIR}/${target}_migrations.cc")
+  add_custom_command(
+    OUTPUT "${out}"
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNAMESPACE=${namespace} "-DFILES=${sql_files}"
+            -P "${PROJECT_SOURCE_DIR}/cmake/embed_sql.cmake"
+    DEPENDS ${sql_files} "${PROJECT_SOURCE_DIR}/cmake/embed_sql.cmake"
+    COMMENT "Embedding SQL migrations for ${target}")
+  target_sources(${target} PRIVATE "${out}")
+endfunction()
+
+# safeharbor_test(<name> SOURCES ... LIBS ...): a GoogleTest binary registered with CTest.
+function(safeharbor_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_compile_options(${name} PRIVATE ${SAFEHARBOR_WARNINGS})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 900
+    ENVIRONMENT "SAFEHARBOR_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()

@@ -1,0 +1,117 @@
+#include "common/config.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+ABSL_FLAG(std::string, listen_host, "127.0.0.1",
+          "Address the gRPC and metrics servers bind to (0.0.0.0 in a container).");
+ABSL_FLAG(int, grpc_port, 0, "gRPC port; 0 means the service's documented default.");
+ABSL_FLAG(int, metrics_port, 0,
+          "Prometheus /metrics port; 0 means the service's documented default, -1 disables.");
+ABSL_FLAG(std::string, certs_dir, ".run/certs",
+          "Directory holding ca.crt and <service>.crt/.key, used when --tls_* are not given.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM file of the network CA (default <certs_dir>/ca.crt).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate of this service (default <certs_dir>/<service>.crt).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key (default <certs_dir>/<service>.key).");
+ABSL_FLAG(bool, insecure_dev_mode, false,
+          "DANGER: serve plaintext without client certificates (local experiments only).");
+ABSL_FLAG(std::string, postgres_url, "",
+          "PostgreSQL URI (default postgresql://postgres@127.0.0.1:54320/safeharbor_<service>).");
+ABSL_FLAG(int, postgres_pool_size, 8, "Maximum PostgreSQL connections.");
+ABSL_FLAG(int, postgres_statement_timeout_ms, 5000, "Statement timeout in milliseconds.");
+ABSL_FLAG(int, postgres_startup_wait_s, 30,
+          "How long to wait for PostgreSQL at start-up before exiting.");
+ABSL_FLAG(std::string, redis_url, "redis://127.0.0.1:63790", "Redis URL (cache and fan-out).");
+ABSL_FLAG(int, redis_timeout_ms, 200, "Redis connect and command timeout in milliseconds.");
+ABSL_FLAG(int, worker_threads, 8, "Threads running blocking RPC work (database, cache).");
+ABSL_FLAG(int, max_queued_requests, 256,
+          "Requests waiting for a worker before new ones get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, drain_ms, 0, "On SIGTERM, report NOT_SERVING this long before refusing calls.");
+ABSL_FLAG(int, shutdown_grace_ms, 10000, "On SIGTERM, time in-flight calls get to finish.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
+
+namespace safeharbor {
+
+std::string EnvNameForFlag(absl::string_view flag) {
+  return absl::StrCat("SAFEHARBOR_", absl::AsciiStrToUpper(flag));
+}
+
+std::vector<char*> ParseFlagsWithEnv(int argc, char** argv, absl::string_view usage) {
+  absl::SetProgramUsageMessage(usage);
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    const char* value = std::getenv(EnvNameForFlag(name).c_str());
+    if (value == nullptr) continue;
+    std::string err;
+    if (!flag->ParseFrom(value, &err)) {
+      std::fprintf(stderr, "bad value in %s: %s\n", EnvNameForFlag(name).c_str(), err.c_str());
+      std::exit(2);
+    }
+  }
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  log::Level level;
+  if (!log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    std::fprintf(stderr, "--log_level must be debug, info, warn or error\n");
+    std::exit(2);
+  }
+  log::SetMinLevel(level);
+  return rest;
+}
+
+absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_name,
+                                                   int default_grpc_port,
+                                                   int default_metrics_port) {
+  CommonConfig c;
+  const std::string name(service_name);
+  const std::string host = absl::GetFlag(FLAGS_listen_host);
+  int grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  if (grpc_port == 0) grpc_port = default_grpc_port;
+  int metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  if (metrics_port == 0) metrics_port = default_metrics_port;
+  if (grpc_port < 0 || grpc_port > 65535 || metrics_port > 65535) {
+    return absl::InvalidArgumentError("ports must be between 1 and 65535");
+  }
+  c.server.service_name = name;
+  c.server.listen_address = absl::StrCat(host, ":", grpc_port);
+  if (metrics_port > 0) c.server.metrics_address = absl::StrCat(host, ":", metrics_port);
+  const std::string dir = absl::GetFlag(FLAGS_certs_dir);
+  auto or_default = [](std::string v, std::string d) { return v.empty() ? d : v; };
+  c.server.tls.ca_cert = or_default(absl::GetFlag(FLAGS_tls_ca), dir + "/ca.crt");
+  c.server.tls.cert = or_default(absl::GetFlag(FLAGS_tls_cert), dir + "/" + name + ".crt");
+  c.server.tls.key = or_default(absl::GetFlag(FLAGS_tls_key), dir + "/" + name + ".key");
+  c.server.insecure_dev_mode = absl::GetFlag(FLAGS_insecure_dev_mode);
+  c.server.drain = absl::Milliseconds(absl::GetFlag(FLAGS_drain_ms));
+  c.server.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
+
+  c.postgres.conninfo =
+      or_default(absl::GetFlag(FLAGS_postgres_url),
+                 absl::StrCat("postgresql://postgres@127.0.0.1:54320/safeharbor_", name));
+  c.postgres.pool_size = absl::GetFlag(FLAGS_postgres_pool_size);
+  c.postgres.statement_timeout_ms = absl::GetFlag(FLAGS_postgres_statement_timeout_ms);
+  c.postgres_startup_wait = absl::Seconds(absl::GetFlag(FLAGS_postgres_startup_wait_s));
+
+  auto redis = ParseRedisUrl(absl::GetFlag(FLAGS_redis_url));
+  if (!redis.ok()) return redis.status();
+  c.redis = *redis;
+  c.redis.connect_timeout = c.redis.command_timeout =
+      absl::Milliseconds(absl::GetFlag(FLAGS_redis_timeout_ms));
+
+  c.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  c.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  if (c.worker_threads < 1 || c.worker_threads > 256 || c.max_queued_requests < 1 ||
+      c.postgres.pool_size < 1) {
+    return absl::InvalidArgumentError(
+        "worker_threads (1-256), max_queued_requests and postgres_pool_size must be positive");
+  }
+  return c;
+}
+
+}  // namespace safeharbor

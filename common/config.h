@@ -1,0 +1,36 @@
+// Configuration shared by every service: command-line flags, each of which may instead be set
+// by an environment variable SAFEHARBOR_<FLAG_NAME_UPPERCASE> (flags win over environment).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/pg.h"
+#include "common/redis.h"
+#include "common/server.h"
+
+namespace safeharbor {
+
+struct CommonConfig {
+  ServerOptions server;
+  PgOptions postgres;
+  RedisOptions redis;
+  int worker_threads = 8;
+  int max_queued_requests = 256;
+  absl::Duration postgres_startup_wait = absl::Seconds(30);
+};
+
+// Applies SAFEHARBOR_* environment variables to flags, then parses the command line.
+// Exits with a message on a bad flag or variable. Returns the positional arguments.
+std::vector<char*> ParseFlagsWithEnv(int argc, char** argv, absl::string_view usage);
+
+// Builds the shared configuration; a flag left at 0 / empty takes the service's default.
+absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_name,
+                                                   int default_grpc_port, int default_metrics_port);
+
+// "SAFEHARBOR_" + upper-cased flag name (exposed for tests and docs).
+std::string EnvNameForFlag(absl::string_view flag);
+
+}  // namespace safeharbor

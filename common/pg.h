@@ -1,0 +1,152 @@
+// PostgreSQL, the system of record: a bounded connection pool, transactions with bounded
+// retries on serialization failures, parameterized statements only, versioned migrations.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+}  // namespace prometheus
+
+namespace safeharbor {
+
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+// A statement parameter, sent in text format. Construct from a value or nullptr (SQL NULL).
+class PgParam {
+ public:
+  PgParam(std::nullptr_t) {}                                // NOLINT: implicit by design
+  PgParam(absl::string_view v) : value_(std::string(v)) {}  // NOLINT
+  PgParam(const std::string& v) : value_(v) {}              // NOLINT
+  PgParam(const char* v) : value_(std::string(v)) {}        // NOLINT
+  PgParam(int64_t v) : value_(std::to_string(v)) {}         // NOLINT
+  PgParam(int32_t v) : value_(std::to_string(v)) {}         // NOLINT
+  PgParam(bool v) : value_(v ? "t" : "f") {}                // NOLINT
+  PgParam(double v);                                        // NOLINT
+  static PgParam Bytea(absl::string_view bytes);
+  template <typename T>
+  static PgParam Optional(const std::optional<T>& v) {
+    return v ? PgParam(*v) : PgParam(nullptr);
+  }
+  const std::optional<std::string>& value() const { return value_; }
+
+ private:
+  std::optional<std::string> value_;
+};
+
+// Text-format result rows. Column lookups by name.
+class PgResult {
+ public:
+  explicit PgResult(PGresult* res) : res_(res, &PQclear) {}
+  int rows() const { return PQntuples(res_.get()); }
+  int64_t affected() const;
+  int Col(const char* name) const;  // -1 when absent
+  bool IsNull(int row, const char* col) const;
+  absl::string_view Text(int row, const char* col) const;
+  std::string String(int row, const char* col) const { return std::string(Text(row, col)); }
+  int64_t Int64(int row, const char* col) const;
+  int32_t Int32(int row, const char* col) const { return static_cast<int32_t>(Int64(row, col)); }
+  double Double(int row, const char* col) const;
+  bool Bool(int row, const char* col) const { return Text(row, col) == "t"; }
+  std::string Bytea(int row, const char* col) const;
+  // timestamptz as text → absl::Time (UTC, microseconds). Null → InfinitePast.
+  absl::Time Time(int row, const char* col) const;
+
+ private:
+  std::unique_ptr<PGresult, decltype(&PQclear)> res_;
+};
+
+// Formats a time as a timestamptz literal parameter.
+PgParam PgTime(absl::Time t);
+
+class PgConnection;
+
+// A transaction in progress; valid only inside PgPool::Transact's callback.
+class PgTx {
+ public:
+  absl::StatusOr<PgResult> Exec(absl::string_view sql, const std::vector<PgParam>& params = {});
+
+ private:
+  friend class PgPool;
+  explicit PgTx(PgConnection* conn) : conn_(conn) {}
+  PgConnection* conn_;
+};
+
+enum class Isolation { kReadCommitted, kRepeatableRead, kSerializable };
+
+struct PgOptions {
+  std::string conninfo;  // libpq connection string or postgresql:// URI
+  int pool_size = 8;
+  absl::Duration acquire_timeout = absl::Seconds(2);
+  int statement_timeout_ms = 5000;
+  int connect_timeout_s = 3;
+  int max_tx_attempts = 5;  // on serialization failure / deadlock / lost connection
+};
+
+class PgPool {
+ public:
+  // Opens one connection to check the server is reachable. `registry` may be null.
+  static absl::StatusOr<std::unique_ptr<PgPool>> Connect(const PgOptions& options,
+                                                         prometheus::Registry* registry);
+  // Like Connect, retrying until `wait` has passed (a service starting beside its database).
+  static absl::StatusOr<std::unique_ptr<PgPool>> ConnectWithRetry(const PgOptions& options,
+                                                                  prometheus::Registry* registry,
+                                                                  absl::Duration wait);
+  ~PgPool();
+
+  // Runs fn in a transaction and commits when it returns OK. fn may run more than once
+  // (retries on serialization failure, deadlock or a connection lost before commit), so it
+  // must reset anything it writes outside the database. Errors:
+  // UNAVAILABLE (database unreachable / pool exhausted), ABORTED (conflict after retries),
+  // ALREADY_EXISTS (unique violation), FAILED_PRECONDITION (foreign key / check), others.
+  absl::Status Transact(const std::function<absl::Status(PgTx&)>& fn,
+                        Isolation isolation = Isolation::kReadCommitted, bool read_only = false);
+
+  // One statement outside an explicit transaction.
+  absl::StatusOr<PgResult> Query(absl::string_view sql, const std::vector<PgParam>& params = {});
+
+  // Applies the migrations not yet applied, in version order, under an advisory lock so
+  // that replicas starting together apply each once. Also creates the runtime's own tables.
+  absl::Status Migrate(const std::vector<Migration>& migrations);
+
+ private:
+  friend class PgTx;
+  explicit PgPool(const PgOptions& options, prometheus::Registry* registry);
+  absl::StatusOr<std::unique_ptr<PgConnection>> Acquire();
+  void Release(std::unique_ptr<PgConnection> conn);
+  void CountError(absl::string_view kind);
+
+  PgOptions options_;
+  prometheus::Family<prometheus::Counter>* errors_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Maps a failed PGresult/connection to a status (exposed for tests).
+absl::Status StatusFromSqlState(absl::string_view sqlstate, absl::string_view message);
+
+}  // namespace safeharbor

@@ -1,0 +1,201 @@
+#include "common/redis.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+
+namespace safeharbor {
+namespace {
+
+RedisReply Convert(const redisReply* r) {
+  RedisReply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = RedisReply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = RedisReply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = RedisReply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = RedisReply::Type::kArray;
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Convert(r->element[i]));
+      break;
+    default:
+      out.type = RedisReply::Type::kNil;
+  }
+  return out;
+}
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+}  // namespace
+
+absl::StatusOr<RedisOptions> ParseRedisUrl(absl::string_view url) {
+  RedisOptions o;
+  absl::string_view rest = url;
+  if (absl::StartsWith(rest, "redis://")) rest.remove_prefix(8);
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  auto colon = rest.rfind(':');
+  if (rest.empty() || colon == absl::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("redis url must be redis://host:port, got '", url, "'"));
+  }
+  o.host = std::string(rest.substr(0, colon));
+  if (!absl::SimpleAtoi(rest.substr(colon + 1), &o.port) || o.port <= 0 || o.port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("redis url has a bad port: '", url, "'"));
+  }
+  return o;
+}
+
+RedisClient::RedisClient(const RedisOptions& options, prometheus::Registry* registry)
+    : options_(options) {
+  if (registry != nullptr) {
+    errors_ = &prometheus::BuildCounter()
+                   .Name("safeharbor_redis_errors_total")
+                   .Help("Redis calls that failed (connection, timeout or error reply).")
+                   .Register(*registry)
+                   .Add({});
+    up_ = &prometheus::BuildGauge()
+               .Name("safeharbor_redis_up")
+               .Help("1 when the last Redis call succeeded, 0 while Redis is failing.")
+               .Register(*registry)
+               .Add({});
+    up_->Set(1);
+  }
+}
+
+RedisClient::~RedisClient() = default;
+
+bool RedisClient::available() const { return NowMs() >= down_until_unix_ms_.load(); }
+
+void RedisClient::MarkDown(absl::string_view op, absl::string_view error) {
+  if (errors_) errors_->Increment();
+  if (up_) up_->Set(0);
+  down_until_unix_ms_.store(NowMs() + absl::ToInt64Milliseconds(options_.retry_after));
+  if (!was_down_.exchange(true)) {
+    log::Warn("redis_down", {{"op", op}, {"error", error}, {"fallback", "postgres"}});
+  }
+}
+
+void RedisClient::MarkUp() {
+  if (was_down_.exchange(false)) {
+    log::Info("redis_up", {});
+  }
+  if (up_) up_->Set(1);
+}
+
+absl::StatusOr<RedisClient::Context> RedisClient::Acquire() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto deadline =
+        std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.command_timeout);
+    while (idle_.empty() && open_ >= options_.pool_size) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        return absl::UnavailableError("redis connection pool exhausted");
+      }
+    }
+    if (!idle_.empty()) {
+      Context c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+    ++open_;
+  }
+  const timeval tv = absl::ToTimeval(options_.connect_timeout);
+  Context c(redisConnectWithTimeout(options_.host.c_str(), options_.port, tv));
+  if (!c || c->err) {
+    std::string err = c ? c->errstr : "cannot allocate redis context";
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --open_;
+    }
+    cv_.notify_one();
+    return absl::UnavailableError(absl::StrCat("redis connect: ", err));
+  }
+  const timeval ctv = absl::ToTimeval(options_.command_timeout);
+  redisSetTimeout(c.get(), ctv);
+  return c;
+}
+
+void RedisClient::Release(Context ctx) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ctx) {
+      idle_.push_back(std::move(ctx));
+    } else {
+      --open_;
+    }
+  }
+  cv_.notify_one();
+}
+
+absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& argv) {
+  const std::string op = argv.empty() ? "" : argv.front();
+  if (!available()) return absl::UnavailableError("redis unavailable (retrying shortly)");
+  auto ctx = Acquire();
+  if (!ctx.ok()) {
+    MarkDown(op, ctx.status().message());
+    return ctx.status();
+  }
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* raw = static_cast<redisReply*>(
+      redisCommandArgv(ctx->get(), static_cast<int>(args.size()), args.data(), lens.data()));
+  if (raw == nullptr) {
+    std::string err = (*ctx)->errstr;
+    Release(nullptr);  // The connection is unusable after an I/O error: drop it.
+    MarkDown(op, err);
+    return absl::UnavailableError(absl::StrCat("redis ", op, ": ", err));
+  }
+  std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(raw, &freeReplyObject);
+  Release(*std::move(ctx));
+  if (reply->type == REDIS_REPLY_ERROR) {
+    if (errors_) errors_->Increment();
+    return absl::InternalError(
+        absl::StrCat("redis ", op, ": ", std::string(reply->str, reply->len)));
+  }
+  MarkUp();
+  return Convert(reply.get());
+}
+
+absl::StatusOr<std::optional<std::string>> RedisClient::Get(absl::string_view key) {
+  auto r = Command({"GET", std::string(key)});
+  if (!r.ok()) return r.status();
+  if (r->type != RedisReply::Type::kString) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(r->str));
+}
+
+absl::Status RedisClient::SetWithTtl(absl::string_view key, absl::string_view value,
+                                     absl::Duration ttl) {
+  return Command({"SET", std::string(key), std::string(value), "PX",
+                  absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl)))})
+      .status();
+}
+
+absl::StatusOr<int64_t> RedisClient::Incr(absl::string_view key) {
+  auto r = Command({"INCR", std::string(key)});
+  if (!r.ok()) return r.status();
+  return r->integer;
+}
+
+absl::Status RedisClient::Publish(absl::string_view channel, absl::string_view message) {
+  return Command({"PUBLISH", std::string(channel), std::string(message)}).status();
+}
+
+}  // namespace safeharbor

@@ -1,0 +1,89 @@
+// Redis: a cache and a fan-out bus, never the only copy of anything. Every call has a timeout;
+// when Redis is down calls fail fast (UNAVAILABLE) for `retry_after`, then try again, so the
+// service goes on without it and uses it again when it returns, without a restart.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+}  // namespace prometheus
+
+namespace safeharbor {
+
+struct RedisOptions {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  int pool_size = 4;
+  absl::Duration connect_timeout = absl::Milliseconds(200);
+  absl::Duration command_timeout = absl::Milliseconds(200);
+  absl::Duration retry_after = absl::Milliseconds(500);
+};
+
+// Parses "redis://host:port" (or "host:port").
+absl::StatusOr<RedisOptions> ParseRedisUrl(absl::string_view url);
+
+struct RedisReply {
+  enum class Type { kNil, kString, kInteger, kArray, kStatus };
+  Type type = Type::kNil;
+  std::string str;
+  int64_t integer = 0;
+  std::vector<RedisReply> elements;
+};
+
+class RedisClient {
+ public:
+  // `registry` may be null. Does not connect until first use.
+  RedisClient(const RedisOptions& options, prometheus::Registry* registry);
+  ~RedisClient();
+
+  absl::StatusOr<RedisReply> Command(const std::vector<std::string>& argv);
+
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view key);
+  absl::Status SetWithTtl(absl::string_view key, absl::string_view value, absl::Duration ttl);
+  absl::StatusOr<int64_t> Incr(absl::string_view key);
+  absl::Status Publish(absl::string_view channel, absl::string_view message);
+
+  // False while in the fail-fast window after an error.
+  bool available() const;
+  const RedisOptions& options() const { return options_; }
+
+ private:
+  struct ContextDeleter {
+    void operator()(redisContext* c) const { redisFree(c); }
+  };
+  using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+  absl::StatusOr<Context> Acquire();
+  void Release(Context ctx);
+  void MarkDown(absl::string_view op, absl::string_view error);
+  void MarkUp();
+
+  const RedisOptions options_;
+  prometheus::Counter* errors_ = nullptr;
+  prometheus::Gauge* up_ = nullptr;
+  std::atomic<int64_t> down_until_unix_ms_{0};
+  std::atomic<bool> was_down_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Context> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace safeharbor

@@ -1,0 +1,98 @@
+#include "common/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace safeharbor {
+
+absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
+    const ServerOptions& options, const std::vector<grpc::Service*>& services,
+    std::shared_ptr<prometheus::Registry> registry) {
+  std::unique_ptr<ServiceHost> host(new ServiceHost());
+  host->options_ = options;
+
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (options.insecure_dev_mode) {
+    log::Warn("insecure_dev_mode",
+              {{"message",
+                "TLS IS OFF: development mode, plaintext, identity taken from a header. "
+                "Never use this with real data."}});
+    creds = grpc::InsecureServerCredentials();
+  } else {
+    auto c = MakeServerCredentials(options.tls);
+    if (!c.ok()) return c.status();
+    creds = *c;
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, creds, &host->port_);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.SetMaxSendMessageSize(64 << 20);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+
+  auto grpc_metrics = std::make_shared<GrpcServerMetrics>(*registry);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<GrpcMetricsInterceptorFactory>(grpc_metrics));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+
+  host->server_ = builder.BuildAndStart();
+  if (!host->server_ || host->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  if (!options.metrics_address.empty()) {
+    auto m = StartMetricsEndpoint(options.metrics_address, registry);
+    if (!m.ok()) {
+      host->server_->Shutdown();
+      return m.status();
+    }
+    host->metrics_ = *std::move(m);
+  }
+  host->server_->GetHealthCheckService()->SetServingStatus(true);
+  log::Info("serving", {{"grpc_port", absl::StrCat(host->port_)},
+                        {"metrics_port", absl::StrCat(host->metrics_port())},
+                        {"tls", options.insecure_dev_mode ? "off" : "mtls"}});
+  return host;
+}
+
+ServiceHost::~ServiceHost() { Shutdown(); }
+
+void ServiceHost::Shutdown() {
+  if (shut_down_ || !server_) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  log::Info("draining",
+            {{"drain_ms", absl::StrCat(absl::ToInt64Milliseconds(options_.drain))},
+             {"grace_ms", absl::StrCat(absl::ToInt64Milliseconds(options_.shutdown_grace))}});
+  if (options_.drain > absl::ZeroDuration()) absl::SleepFor(options_.drain);
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    absl::ToChronoMilliseconds(options_.shutdown_grace));
+  server_->Wait();
+  log::Info("stopped");
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  log::Info("signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  return sig;
+}
+
+}  // namespace safeharbor

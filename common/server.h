@@ -1,0 +1,61 @@
+// Runs one SafeHarbor gRPC service the same way everywhere: mTLS, health (NOT_SERVING while
+// draining), reflection, /metrics with the conventional gRPC metrics, graceful shutdown.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/metrics.h"
+#include "common/tls.h"
+
+namespace safeharbor {
+
+struct ServerOptions {
+  std::string service_name;                    // e.g. "directory"
+  std::string listen_address = "127.0.0.1:0";  // host:port; port 0 picks a free one
+  std::string metrics_address;                 // host:port; empty: no /metrics endpoint
+  TlsFiles tls;
+  bool insecure_dev_mode = false;
+  int max_receive_message_bytes = 4 << 20;
+  absl::Duration drain = absl::ZeroDuration();        // NOT_SERVING before refusing new calls
+  absl::Duration shutdown_grace = absl::Seconds(10);  // in-flight calls get this long
+};
+
+class ServiceHost {
+ public:
+  // Builds and starts the server. `services` must outlive the host.
+  static absl::StatusOr<std::unique_ptr<ServiceHost>> Start(
+      const ServerOptions& options, const std::vector<grpc::Service*>& services,
+      std::shared_ptr<prometheus::Registry> registry);
+  ~ServiceHost();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  grpc::Server* server() { return server_.get(); }
+
+  // Health → NOT_SERVING, waits `drain`, stops accepting calls and gives in-flight ones
+  // `shutdown_grace` to finish. Idempotent.
+  void Shutdown();
+
+ private:
+  ServiceHost() = default;
+
+  ServerOptions options_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsEndpoint> metrics_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+// Call first thing in main, before any thread starts: SIGTERM/SIGINT are then delivered only
+// to WaitForTerminationSignal.
+void BlockTerminationSignals();
+// Blocks until SIGTERM or SIGINT; returns the signal number.
+int WaitForTerminationSignal();
+
+}  // namespace safeharbor

@@ -1,0 +1,114 @@
+// A real in-process gRPC round trip through the shared runtime: mTLS identity, health,
+// the executor hand-off, status mapping and the Prometheus endpoint.
+#include "common/server.h"
+
+#include <grpcpp/health_check_service_interface.h>
+#include <gtest/gtest.h>
+
+#include "common/test/echo_service.h"
+#include "common/testing/harness.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace safeharbor {
+namespace {
+
+using safeharbor::testing::TestServers;
+using safeharbor::testing::v1::EchoRequest;
+using safeharbor::testing::v1::EchoResponse;
+using safeharbor::testing::v1::EchoService;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry_ = std::make_shared<prometheus::Registry>();
+    env_ = std::make_unique<RpcEnv>(2, 16, false);
+    echo_ = std::make_unique<testing::EchoServiceImpl>(env_.get());
+    ServerOptions opts;
+    opts.service_name = "directory";
+    opts.tls = TestServers::Get().ServerTls("directory");
+    opts.metrics_address = "127.0.0.1:0";
+    auto host = ServiceHost::Start(opts, {echo_.get()}, registry_);
+    ASSERT_TRUE(host.ok()) << host.status();
+    host_ = *std::move(host);
+  }
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<RpcEnv> env_;
+  std::unique_ptr<testing::EchoServiceImpl> echo_;
+  std::unique_ptr<ServiceHost> host_;
+};
+
+TEST_F(ServerTest, CallerIdentityComesFromTheClientCertificate) {
+  auto stub = EchoService::NewStub(TestServers::Get().Channel(host_->port(), "org-echo", "fiscal"));
+  grpc::ClientContext ctx;
+  EchoRequest req;
+  req.set_message("hi");
+  EchoResponse resp;
+  grpc::Status st = stub->Echo(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.message(), "hi");
+  EXPECT_EQ(resp.caller_org_id(), "org-echo");
+  EXPECT_EQ(resp.caller_role(), "fiscal");
+}
+
+TEST_F(ServerTest, ErrorsKeepTheirCodeAcrossTheEdge) {
+  auto stub = EchoService::NewStub(TestServers::Get().Channel(host_->port(), "org-echo", "fiscal"));
+  grpc::ClientContext ctx;
+  EchoRequest req;
+  req.set_message("fail");
+  EchoResponse resp;
+  EXPECT_EQ(stub->Echo(&ctx, req, &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ServerTest, CallWithoutClientCertificateIsRefused) {
+  auto stub = EchoService::NewStub(TestServers::Get().ChannelWithoutClientCert(host_->port()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  EchoRequest req;
+  EchoResponse resp;
+  grpc::Status st = stub->Echo(&ctx, req, &resp);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);  // The TLS handshake fails.
+}
+
+TEST_F(ServerTest, HealthServingThenNotServingWhileDraining) {
+  auto channel = TestServers::Get().Channel(host_->port(), "org-echo", "auditor");
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  host_->server()->GetHealthCheckService()->SetServingStatus(false);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
+}
+
+TEST_F(ServerTest, GrpcMetricsCountHandledCallsByCode) {
+  auto stub = EchoService::NewStub(TestServers::Get().Channel(host_->port(), "org-echo", "fiscal"));
+  for (const char* m : {"a", "fail", "b"}) {
+    grpc::ClientContext ctx;
+    EchoRequest req;
+    req.set_message(m);
+    EchoResponse resp;
+    (void)stub->Echo(&ctx, req, &resp);
+  }
+  const std::map<std::string, std::string> echo = {
+      {"grpc_service", "safeharbor.testing.v1.EchoService"}, {"grpc_method", "Echo"}};
+  auto with = [&](std::string code) {
+    auto l = echo;
+    l["grpc_code"] = code;
+    return l;
+  };
+  EXPECT_EQ(SumCounter(*registry_, "grpc_server_started_total", echo), 3);
+  EXPECT_EQ(SumCounter(*registry_, "grpc_server_handled_total", with("OK")), 2);
+  EXPECT_EQ(SumCounter(*registry_, "grpc_server_handled_total", with("FAILED_PRECONDITION")), 1);
+  EXPECT_GT(host_->metrics_port(), 0);
+}
+
+}  // namespace
+}  // namespace safeharbor
