@@ -25,3 +25,17 @@ function(safeharbor_test name)
   set_tests_properties(${name} PROPERTIES TIMEOUT 900
     ENVIRONMENT "SAFEHARBOR_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()
+
+# safeharbor_embed_text(<target> <file> <qualified function name>): compiles the file's text into
+# <target> as `absl::string_view <name>()`.
+function(safeharbor_embed_text target file func)
+  get_filename_component(base "${file}" NAME_WE)
+  set(out "${CMAKE_CURRENT_BINARY_DIR}/${target}_${base}_text.cc")
+  add_custom_command(
+    OUTPUT "${out}"
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DIN=${file} -DFUNC=${func}
+            -P "${PROJECT_SOURCE_DIR}/cmake/embed_text.cmake"
+    DEPENDS "${file}" "${PROJECT_SOURCE_DIR}/cmake/embed_text.cmake"
+    COMMENT "Embedding ${base}")
+  target_sources(${target} PRIVATE "${out}")
+endfunction()

@@ -1,25 +1,17 @@
 #include "common/idempotency.h"
 
-#include <openssl/sha.h>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/paging.h"
 
 namespace safeharbor {
 namespace {
 
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
-
-std::string Sha256Hex(absl::string_view data) {
-  unsigned char out[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(out), SHA256_DIGEST_LENGTH));
-}
 
 void Collect(const Message& msg, const std::string& prefix, absl::string_view salt, int depth,
              std::map<std::string, std::string>* out) {

@@ -1,0 +1,104 @@
+// The directory's RPC logic, separate from its wiring in main.cc. Each RPC checks the caller's
+// role, validates, and runs on the RpcEnv's executor; PostgreSQL is the system of record and
+// Redis caches SearchServices answers (fail-open).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <memory>
+
+#include "common/clock.h"
+#include "common/pg.h"
+#include "common/redis.h"
+#include "common/rpc.h"
+#include "safeharbor/directory/v1/directory.grpc.pb.h"
+#include "services/directory/counties.h"
+
+namespace safeharbor::directory {
+
+struct DirectoryOptions {
+  absl::Duration search_cache_ttl = absl::Seconds(60);
+  // Prefix of every Redis key, so that directories sharing one Redis never mix answers.
+  std::string cache_namespace = "directory";
+  size_t max_hsds_bytes = 32 << 20;
+};
+
+class DirectoryServiceImpl final : public v1::DirectoryService::CallbackService {
+ public:
+  // `redis` may be null (no cache). None are owned; all must outlive this object.
+  DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis, prometheus::Registry& registry,
+                       const CountyTable& counties, DirectoryOptions options = {});
+
+  // Blocking logic, callable directly in tests; the RPC overrides below run these on the executor.
+  absl::Status CreateOrganization(const Caller& c, const v1::CreateOrganizationRequest& req,
+                                  v1::CreateOrganizationResponse* resp);
+  absl::Status GetOrganization(const Caller& c, const v1::GetOrganizationRequest& req,
+                               v1::GetOrganizationResponse* resp);
+  absl::Status UpdateOrganization(const Caller& c, const v1::UpdateOrganizationRequest& req,
+                                  v1::UpdateOrganizationResponse* resp);
+  absl::Status ListOrganizations(const Caller& c, const v1::ListOrganizationsRequest& req,
+                                 v1::ListOrganizationsResponse* resp);
+  absl::Status CreateService(const Caller& c, const v1::CreateServiceRequest& req,
+                             v1::CreateServiceResponse* resp);
+  absl::Status GetService(const Caller& c, const v1::GetServiceRequest& req,
+                          v1::GetServiceResponse* resp);
+  absl::Status UpdateService(const Caller& c, const v1::UpdateServiceRequest& req,
+                             v1::UpdateServiceResponse* resp);
+  absl::Status ListServices(const Caller& c, const v1::ListServicesRequest& req,
+                            v1::ListServicesResponse* resp);
+  absl::Status SearchServices(const Caller& c, const v1::SearchServicesRequest& req,
+                              v1::SearchServicesResponse* resp);
+  absl::Status ImportHsds(const Caller& c, const v1::ImportHsdsRequest& req,
+                          v1::ImportHsdsResponse* resp);
+  absl::Status ExportHsds(const Caller& c, const v1::ExportHsdsRequest& req,
+                          v1::ExportHsdsResponse* resp);
+  absl::Status ListCounties(const Caller& c, const v1::ListCountiesRequest& req,
+                            v1::ListCountiesResponse* resp);
+
+#define SAFEHARBOR_DIRECTORY_RPC(Name)                                                           \
+  grpc::ServerUnaryReactor* Name(grpc::CallbackServerContext* ctx, const v1::Name##Request* req, \
+                                 v1::Name##Response* resp) override {                            \
+    return env_->Unary(ctx, req, resp,                                                           \
+                       [this](const Caller& c, const v1::Name##Request& r,                       \
+                              v1::Name##Response* out) { return this->Name(c, r, out); });       \
+  }
+  SAFEHARBOR_DIRECTORY_RPC(CreateOrganization)
+  SAFEHARBOR_DIRECTORY_RPC(GetOrganization)
+  SAFEHARBOR_DIRECTORY_RPC(UpdateOrganization)
+  SAFEHARBOR_DIRECTORY_RPC(ListOrganizations)
+  SAFEHARBOR_DIRECTORY_RPC(CreateService)
+  SAFEHARBOR_DIRECTORY_RPC(GetService)
+  SAFEHARBOR_DIRECTORY_RPC(UpdateService)
+  SAFEHARBOR_DIRECTORY_RPC(ListServices)
+  SAFEHARBOR_DIRECTORY_RPC(SearchServices)
+  SAFEHARBOR_DIRECTORY_RPC(ImportHsds)
+  SAFEHARBOR_DIRECTORY_RPC(ExportHsds)
+  SAFEHARBOR_DIRECTORY_RPC(ListCounties)
+#undef SAFEHARBOR_DIRECTORY_RPC
+
+ private:
+  absl::Status CanWriteOrganization(const Caller& c, absl::string_view org_id) const;
+  // After every committed write that can change a search answer.
+  void InvalidateSearchCache();
+  // True and fills *resp on a hit; false on a miss or when the cache cannot be trusted.
+  bool LookupSearchCache(const std::string& key_suffix, std::string* generation,
+                         v1::SearchServicesResponse* resp);
+  void StoreSearchCache(const std::string& generation, const std::string& key_suffix,
+                        const v1::SearchServicesResponse& resp);
+  void CountWrite(absl::string_view resource, absl::string_view op);
+
+  RpcEnv* env_;
+  PgPool* pg_;
+  RedisClient* redis_;
+  const CountyTable& counties_;
+  const DirectoryOptions options_;
+  const std::string generation_key_;
+  const std::string search_key_prefix_;
+  std::atomic<bool> invalidation_pending_{false};
+  prometheus::Family<prometheus::Counter>& cache_requests_;
+  prometheus::Family<prometheus::Counter>& writes_;
+};
+
+}  // namespace safeharbor::directory

@@ -1,0 +1,388 @@
+#include "services/directory/directory_store.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/proto_time.h"
+#include "services/directory/geo.h"
+#include "services/directory/schedule.h"
+
+namespace safeharbor::directory {
+namespace {
+
+std::string OrgBody(const v1::Organization& org) {
+  v1::Organization copy = org;
+  copy.clear_create_time();
+  copy.clear_update_time();
+  copy.clear_etag();
+  return copy.SerializeAsString();
+}
+
+std::string ServiceBody(const v1::Service& s) {
+  v1::Service copy = s;
+  copy.clear_create_time();
+  copy.clear_update_time();
+  copy.clear_etag();
+  return copy.SerializeAsString();
+}
+
+template <typename T>
+absl::Status FillFromRow(const PgResult& r, int row, T* out) {
+  if (!out->ParseFromString(r.Bytea(row, "body"))) {
+    return absl::InternalError("stored record is unreadable");
+  }
+  *out->mutable_create_time() = ToProtoTime(r.Time(row, "create_time"));
+  *out->mutable_update_time() = ToProtoTime(r.Time(row, "update_time"));
+  out->set_etag(absl::StrCat(r.Int64(row, "revision")));
+  return absl::OkStatus();
+}
+
+// PostgreSQL array literal of text values (elements are validated codes: digits/letters).
+std::string TextArray(const google::protobuf::RepeatedPtrField<std::string>& values) {
+  std::vector<std::string> quoted;
+  for (const auto& v : values) quoted.push_back(absl::StrCat("\"", v, "\""));
+  return absl::StrCat("{", absl::StrJoin(quoted, ","), "}");
+}
+
+std::string IntArray(const google::protobuf::RepeatedField<int>& values) {
+  return absl::StrCat("{", absl::StrJoin(values, ","), "}");
+}
+
+absl::Status CheckEtag(const std::string& given, const std::string& current,
+                       absl::string_view what) {
+  if (given.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ".etag is required on update"));
+  }
+  if (given != current) {
+    return absl::AbortedError(absl::StrCat(
+        what, " was changed since it was read (etag mismatch); read it again and retry"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReplaceLocations(PgTx& tx, const v1::Organization& org) {
+  if (auto r = tx.Exec("DELETE FROM locations WHERE org_id = $1", {org.id()}); !r.ok()) {
+    return r.status();
+  }
+  for (const auto& l : org.locations()) {
+    auto r = tx.Exec(
+        "INSERT INTO locations (org_id, id, latitude, longitude, county_fips) "
+        "VALUES ($1, $2, $3, $4, NULLIF($5, ''))",
+        {org.id(), l.id(), l.latitude(), l.longitude(), l.county_fips()});
+    if (!r.ok()) return r.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteIntervals(PgTx& tx, const v1::Service& s) {
+  if (auto r = tx.Exec("DELETE FROM service_open_intervals WHERE service_id = $1", {s.id()});
+      !r.ok()) {
+    return r.status();
+  }
+  auto intervals = OpenIntervals(s.schedule());
+  if (!intervals.ok()) return intervals.status();
+  for (const auto& iv : *intervals) {
+    auto r = tx.Exec(
+        "INSERT INTO service_open_intervals (service_id, start_min, end_min) VALUES ($1, $2, $3)",
+        {s.id(), int32_t{iv.start}, int32_t{iv.end}});
+    if (!r.ok()) return r.status();
+  }
+  return absl::OkStatus();
+}
+
+// The service's position from its organization's location; FAILED_PRECONDITION if absent.
+absl::StatusOr<std::pair<double, double>> ServicePosition(PgTx& tx, const v1::Service& s) {
+  auto org = tx.Exec("SELECT kind FROM organizations WHERE id = $1", {s.organization_id()});
+  if (!org.ok()) return org.status();
+  if (org->rows() == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("service.organization_id '", s.organization_id(), "' does not exist"));
+  }
+  if (org->Int32(0, "kind") != v1::ORGANIZATION_KIND_SERVICE_PROVIDER) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("organization '", s.organization_id(), "' is not a service provider"));
+  }
+  auto loc = tx.Exec("SELECT latitude, longitude FROM locations WHERE org_id = $1 AND id = $2",
+                     {s.organization_id(), s.location_id()});
+  if (!loc.ok()) return loc.status();
+  if (loc->rows() == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("service.location_id '", s.location_id(),
+                                                      "' is not a location of organization '",
+                                                      s.organization_id(), "'"));
+  }
+  return std::make_pair(loc->Double(0, "latitude"), loc->Double(0, "longitude"));
+}
+
+std::vector<PgParam> ServiceColumns(const v1::Service& s, std::pair<double, double> pos) {
+  return {s.id(),
+          s.organization_id(),
+          s.location_id(),
+          int32_t{s.category()},
+          s.csec_specialized(),
+          int32_t{s.minimum_age()},
+          int32_t{s.maximum_age()},
+          IntArray(s.genders_served()),
+          TextArray(s.languages()),
+          s.schedule().open_24_7(),
+          s.schedule().time_zone(),
+          TextArray(s.service_area_county_fips()),
+          int32_t{s.status()},
+          s.accepting_referrals(),
+          pos.first,
+          pos.second,
+          PgParam::Bytea(ServiceBody(s))};
+}
+
+constexpr char kOrgColumns[] = "body, revision, create_time, update_time";
+
+}  // namespace
+
+absl::Status DirectoryStore::InsertOrganization(PgTx& tx, v1::Organization* org) {
+  auto r = tx.Exec(
+      "INSERT INTO organizations (id, kind, name, county_fips, body) "
+      "VALUES ($1, $2, $3, NULLIF($4, ''), $5) RETURNING revision, create_time, update_time",
+      {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
+       PgParam::Bytea(OrgBody(*org))});
+  if (!r.ok()) {
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("organization '", org->id(), "' already exists"));
+    }
+    return r.status();
+  }
+  if (auto st = ReplaceLocations(tx, *org); !st.ok()) return st;
+  *org->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *org->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  org->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Organization> DirectoryStore::GetOrganization(PgTx& tx, absl::string_view id,
+                                                                 bool for_update) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns, " FROM organizations WHERE id = $1",
+                                for_update ? " FOR UPDATE" : ""),
+                   {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("organization '", id, "' not found"));
+  v1::Organization org;
+  if (auto st = FillFromRow(*r, 0, &org); !st.ok()) return st;
+  return org;
+}
+
+absl::Status DirectoryStore::UpdateOrganization(PgTx& tx, v1::Organization* org) {
+  auto current = GetOrganization(tx, org->id(), /*for_update=*/true);
+  if (!current.ok()) return current.status();
+  if (auto st = CheckEtag(org->etag(), current->etag(), "organization"); !st.ok()) return st;
+
+  // Every service must keep a location, and moves with it.
+  auto services =
+      tx.Exec("SELECT id, location_id FROM services WHERE org_id = $1 ORDER BY id", {org->id()});
+  if (!services.ok()) return services.status();
+  std::set<std::string> ids;
+  for (const auto& l : org->locations()) ids.insert(l.id());
+  for (int i = 0; i < services->rows(); ++i) {
+    if (!ids.contains(services->String(i, "location_id"))) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("organization.locations: location '", services->Text(i, "location_id"),
+                       "' is still used by service '", services->Text(i, "id"), "'"));
+    }
+  }
+  if (services->rows() > 0 && org->kind() != v1::ORGANIZATION_KIND_SERVICE_PROVIDER) {
+    return absl::FailedPreconditionError(
+        "organization.kind: an organization with services must stay a service provider");
+  }
+  auto r = tx.Exec(
+      "UPDATE organizations SET kind = $2, name = $3, county_fips = NULLIF($4, ''), body = $5, "
+      "revision = revision + 1, update_time = now() WHERE id = $1 "
+      "RETURNING revision, create_time, update_time",
+      {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
+       PgParam::Bytea(OrgBody(*org))});
+  if (!r.ok()) return r.status();
+  if (auto st = ReplaceLocations(tx, *org); !st.ok()) return st;
+  auto moved = tx.Exec(
+      "UPDATE services s SET latitude = l.latitude, longitude = l.longitude FROM locations l "
+      "WHERE s.org_id = $1 AND l.org_id = s.org_id AND l.id = s.location_id",
+      {org->id()});
+  if (!moved.ok()) return moved.status();
+  *org->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *org->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  org->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Organization>> DirectoryStore::ListOrganizations(
+    PgTx& tx, v1::OrganizationKind kind, absl::string_view county_fips, absl::string_view after_id,
+    int limit) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns,
+                                " FROM organizations WHERE id > $1 "
+                                "AND ($2::smallint = 0 OR kind = $2::smallint) "
+                                "AND ($3 = '' OR county_fips = $3) ORDER BY id LIMIT $4"),
+                   {after_id, int32_t{kind}, county_fips, int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::Organization> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    if (auto st = FillFromRow(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
+  }
+  return out;
+}
+
+absl::Status DirectoryStore::InsertService(PgTx& tx, v1::Service* s) {
+  auto pos = ServicePosition(tx, *s);
+  if (!pos.ok()) return pos.status();
+  auto r = tx.Exec(
+      "INSERT INTO services (id, org_id, location_id, category, csec_specialized, minimum_age, "
+      "maximum_age, genders, languages, open_24_7, time_zone, area_counties, status, "
+      "accepting_referrals, latitude, longitude, body) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+      "$8::smallint[], $9::text[], $10, $11, $12::text[], $13, $14, $15, $16, $17) "
+      "RETURNING revision, create_time, update_time",
+      ServiceColumns(*s, *pos));
+  if (!r.ok()) {
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat("service '", s->id(), "' already exists"));
+    }
+    return r.status();
+  }
+  if (auto st = WriteIntervals(tx, *s); !st.ok()) return st;
+  *s->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *s->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  s->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Service> DirectoryStore::GetService(PgTx& tx, absl::string_view id,
+                                                       bool for_update) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns, " FROM services WHERE id = $1",
+                                for_update ? " FOR UPDATE" : ""),
+                   {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("service '", id, "' not found"));
+  v1::Service s;
+  if (auto st = FillFromRow(*r, 0, &s); !st.ok()) return st;
+  return s;
+}
+
+absl::Status DirectoryStore::UpdateService(PgTx& tx, v1::Service* s) {
+  auto current = GetService(tx, s->id(), /*for_update=*/true);
+  if (!current.ok()) return current.status();
+  if (auto st = CheckEtag(s->etag(), current->etag(), "service"); !st.ok()) return st;
+  if (current->organization_id() != s->organization_id()) {
+    return absl::InvalidArgumentError(
+        "service.organization_id cannot change; create the service under the new organization");
+  }
+  auto pos = ServicePosition(tx, *s);
+  if (!pos.ok()) return pos.status();
+  auto r = tx.Exec(
+      "UPDATE services SET org_id = $2, location_id = $3, category = $4, csec_specialized = $5, "
+      "minimum_age = $6, maximum_age = $7, genders = $8::smallint[], languages = $9::text[], "
+      "open_24_7 = $10, time_zone = $11, area_counties = $12::text[], status = $13, "
+      "accepting_referrals = $14, latitude = $15, longitude = $16, body = $17, "
+      "revision = revision + 1, update_time = now() WHERE id = $1 "
+      "RETURNING revision, create_time, update_time",
+      ServiceColumns(*s, *pos));
+  if (!r.ok()) return r.status();
+  if (auto st = WriteIntervals(tx, *s); !st.ok()) return st;
+  *s->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *s->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  s->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Service>> DirectoryStore::ListServices(
+    PgTx& tx, absl::string_view organization_id, absl::string_view after_id, int limit) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns,
+                                " FROM services WHERE id > $1 AND ($2 = '' OR org_id = $2) "
+                                "ORDER BY id LIMIT $3"),
+                   {after_id, organization_id, int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::Service> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    if (auto st = FillFromRow(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::ServiceMatch>> DirectoryStore::Search(PgTx& tx,
+                                                                     const SearchQuery& q) {
+  const v1::SearchServicesRequest& req = *q.request;
+  std::vector<int> cats(req.categories().begin(), req.categories().end());
+  const bool radius = req.has_near();
+  BoundingBox box{0, 0, 0, 0};
+  if (radius) box = BoxAround(q.origin_latitude, q.origin_longitude, req.radius_meters());
+  std::string open_at;
+  if (req.has_open_at()) {
+    open_at =
+        absl::FormatTime("%Y-%m-%d %H:%M:%S+00", FromProtoTime(req.open_at()), absl::UTCTimeZone());
+  }
+  // $1,$2 origin; $3 county; $4 categories; $5 age; $6 gender; $7 language; $8 specialized;
+  // $9 accepting; $10 open_at; $11 radius; $12-$15 box; $16,$17 after; $18 limit.
+  static constexpr char kSql[] = R"sql(
+SELECT q.id, q.body, q.revision, q.create_time, q.update_time, q.org_name, q.dist FROM (
+  SELECT s.id, s.body, s.revision, s.create_time, s.update_time, o.name AS org_name,
+    round(6371008.8 * 2 * asin(least(1.0, sqrt(
+      power(sin(radians(s.latitude - $1::float8) / 2), 2) +
+      cos(radians($1::float8)) * cos(radians(s.latitude)) *
+      power(sin(radians(s.longitude - $2::float8) / 2), 2)))))::bigint AS dist
+  FROM services s JOIN organizations o ON o.id = s.org_id
+  WHERE s.status = 1 AND s.category <> 14
+    AND ($3::text = '' OR s.area_counties @> ARRAY[$3::text])
+    AND (cardinality($4::smallint[]) = 0 OR s.category = ANY($4::smallint[]))
+    AND ($5::int IS NULL OR (s.minimum_age <= $5::int AND s.maximum_age >= $5::int))
+    AND ($6::smallint = 0 OR cardinality(s.genders) = 0 OR $6::smallint = ANY(s.genders))
+    AND ($7::text = '' OR $7::text = ANY(s.languages))
+    AND (NOT $8::bool OR s.csec_specialized)
+    AND (NOT $9::bool OR s.accepting_referrals)
+    AND ($10::timestamptz IS NULL OR s.open_24_7 OR EXISTS (
+      SELECT 1 FROM service_open_intervals i,
+        LATERAL (SELECT ($10::timestamptz AT TIME ZONE s.time_zone) AS lt) l
+      WHERE i.service_id = s.id
+        AND i.start_min <= (extract(isodow FROM l.lt)::int - 1) * 1440
+                           + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int
+        AND i.end_min > (extract(isodow FROM l.lt)::int - 1) * 1440
+                        + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int))
+    AND (NOT $11::bool OR (s.latitude BETWEEN $12::float8 AND $13::float8
+                           AND s.longitude BETWEEN $14::float8 AND $15::float8))
+) q
+WHERE (NOT $11::bool OR q.dist <= $19::bigint)
+  AND ($16::bigint IS NULL OR (q.dist, q.id) > ($16::bigint, $17::text))
+ORDER BY q.dist, q.id
+LIMIT $18
+)sql";
+  auto r = tx.Exec(
+      kSql,
+      {q.origin_latitude, q.origin_longitude, req.county_fips(),
+       absl::StrCat("{", absl::StrJoin(cats, ","), "}"),
+       req.has_age() ? PgParam(int32_t{req.age()}) : PgParam(nullptr), int32_t{req.gender()},
+       req.language(), req.csec_specialized_only(), req.accepting_referrals_only(),
+       open_at.empty() ? PgParam(nullptr) : PgParam(open_at), radius, box.min_lat, box.max_lat,
+       box.min_lng, box.max_lng, q.after ? PgParam(q.after->first) : PgParam(nullptr),
+       q.after ? PgParam(q.after->second) : PgParam(""), int32_t{q.limit},
+       int64_t{req.radius_meters()}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::ServiceMatch> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    auto& m = out[static_cast<size_t>(i)];
+    if (auto st = FillFromRow(*r, i, m.mutable_service()); !st.ok()) return st;
+    m.set_organization_name(r->String(i, "org_name"));
+    m.set_distance_meters(r->Int64(i, "dist"));
+  }
+  return out;
+}
+
+absl::Status DirectoryStore::UpsertOrganization(PgTx& tx, v1::Organization* org) {
+  auto current = GetOrganization(tx, org->id(), /*for_update=*/true);
+  if (current.status().code() == absl::StatusCode::kNotFound) return InsertOrganization(tx, org);
+  if (!current.ok()) return current.status();
+  org->set_etag(current->etag());
+  return UpdateOrganization(tx, org);
+}
+
+absl::Status DirectoryStore::UpsertService(PgTx& tx, v1::Service* s) {
+  auto current = GetService(tx, s->id(), /*for_update=*/true);
+  if (current.status().code() == absl::StatusCode::kNotFound) return InsertService(tx, *&s);
+  if (!current.ok()) return current.status();
+  s->set_etag(current->etag());
+  return UpdateService(tx, s);
+}
+
+}  // namespace safeharbor::directory

@@ -1,0 +1,293 @@
+#include "services/directory/validation.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "services/directory/schedule.h"
+
+namespace safeharbor::directory {
+namespace {
+
+using absl::InvalidArgumentError;
+using absl::StrCat;
+
+absl::Status MaxLen(absl::string_view value, size_t max, absl::string_view field) {
+  if (value.size() > max) {
+    return InvalidArgumentError(StrCat(field, " must be at most ", max, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Required(absl::string_view value, size_t max, absl::string_view field) {
+  if (absl::StripAsciiWhitespace(value).empty()) {
+    return InvalidArgumentError(StrCat(field, " is required"));
+  }
+  return MaxLen(value, max, field);
+}
+
+absl::Status Email(absl::string_view value, absl::string_view field) {
+  if (value.empty()) return absl::OkStatus();
+  auto at = value.find('@');
+  if (value.size() > 254 || at == absl::string_view::npos || at == 0 || at == value.size() - 1 ||
+      absl::StrContains(value, " ")) {
+    return InvalidArgumentError(StrCat(field, " must be an email address"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Phone(const v1::Phone& p, absl::string_view field) {
+  int digits = 0;
+  for (size_t i = 0; i < p.number().size(); ++i) {
+    char c = p.number()[i];
+    if (absl::ascii_isdigit(static_cast<unsigned char>(c))) {
+      ++digits;
+    } else if (!(c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' ||
+                 (c == '+' && i == 0))) {
+      return InvalidArgumentError(StrCat(field, ".number has an invalid character"));
+    }
+  }
+  if (digits < 7 || digits > 15) {
+    return InvalidArgumentError(StrCat(field, ".number must have 7 to 15 digits"));
+  }
+  return MaxLen(p.description(), 200, StrCat(field, ".description"));
+}
+
+absl::Status Phones(const google::protobuf::RepeatedPtrField<v1::Phone>& phones,
+                    absl::string_view field) {
+  if (phones.size() > 20) return InvalidArgumentError(StrCat(field, " has more than 20 entries"));
+  for (int i = 0; i < phones.size(); ++i) {
+    if (auto st = Phone(phones[i], StrCat(field, "[", i, "]")); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status County(absl::string_view fips, const CountyTable& counties, absl::string_view field,
+                    bool required) {
+  if (fips.empty() && !required) return absl::OkStatus();
+  if (counties.Find(fips) == nullptr) {
+    return InvalidArgumentError(StrCat(field, " must be a known five-digit county FIPS code, got '",
+                                       fips.substr(0, 16), "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Location(const v1::Location& l, const CountyTable& counties, absl::string_view f) {
+  if (auto st = ValidateId(l.id(), StrCat(f, ".id")); !st.ok()) return st;
+  if (!(l.latitude() >= -90 && l.latitude() <= 90)) {
+    return InvalidArgumentError(StrCat(f, ".latitude must be between -90 and 90"));
+  }
+  if (!(l.longitude() >= -180 && l.longitude() <= 180)) {
+    return InvalidArgumentError(StrCat(f, ".longitude must be between -180 and 180"));
+  }
+  if (l.latitude() == 0 && l.longitude() == 0) {
+    return InvalidArgumentError(StrCat(f, ".latitude and .longitude are required"));
+  }
+  for (const auto& [value, name] : {std::pair{&l.name(), "name"},
+                                    {&l.address_1(), "address_1"},
+                                    {&l.city(), "city"},
+                                    {&l.state_province(), "state_province"},
+                                    {&l.postal_code(), "postal_code"}}) {
+    if (auto st = MaxLen(*value, 200, StrCat(f, ".", name)); !st.ok()) return st;
+  }
+  return County(l.county_fips(), counties, StrCat(f, ".county_fips"), false);
+}
+
+}  // namespace
+
+bool IsValidId(absl::string_view id) {
+  if (id.size() < 3 || id.size() > 63) return false;
+  if (!(absl::ascii_islower(id[0]) || absl::ascii_isdigit(id[0]))) return false;
+  for (char c : id) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-')) return false;
+  }
+  return true;
+}
+
+absl::Status ValidateId(absl::string_view id, absl::string_view field) {
+  if (id.empty()) return InvalidArgumentError(StrCat(field, " is required"));
+  if (!IsValidId(id)) {
+    return InvalidArgumentError(
+        StrCat(field,
+               " must be 3 to 63 characters of a-z, 0-9 and '-', starting with a letter "
+               "or digit"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsRoutableCategory(v1::ServiceCategory category) {
+  return category != v1::SERVICE_CATEGORY_UNSPECIFIED &&
+         category != v1::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER &&
+         v1::ServiceCategory_IsValid(category);
+}
+
+absl::Status ValidateOrganization(const v1::Organization& org, const CountyTable& counties,
+                                  bool require_id) {
+  if (require_id || !org.id().empty()) {
+    if (auto st = ValidateId(org.id(), "organization.id"); !st.ok()) return st;
+  }
+  if (org.kind() == v1::ORGANIZATION_KIND_UNSPECIFIED ||
+      !v1::OrganizationKind_IsValid(org.kind())) {
+    return InvalidArgumentError("organization.kind is required");
+  }
+  if (auto st = Required(org.name(), 200, "organization.name"); !st.ok()) return st;
+  if (auto st = MaxLen(org.description(), 4000, "organization.description"); !st.ok()) return st;
+  if (auto st = MaxLen(org.website(), 500, "organization.website"); !st.ok()) return st;
+  if (auto st = Email(org.email(), "organization.email"); !st.ok()) return st;
+  if (auto st = County(org.county_fips(), counties, "organization.county_fips", false); !st.ok()) {
+    return st;
+  }
+  if (org.locations_size() > 50) {
+    return InvalidArgumentError("organization.locations has more than 50 entries");
+  }
+  std::set<std::string> ids;
+  for (int i = 0; i < org.locations_size(); ++i) {
+    const std::string f = StrCat("organization.locations[", i, "]");
+    if (auto st = Location(org.locations(i), counties, f); !st.ok()) return st;
+    if (!ids.insert(org.locations(i).id()).second) {
+      return InvalidArgumentError(StrCat(f, ".id '", org.locations(i).id(), "' is repeated"));
+    }
+  }
+  if (org.contacts_size() > 50) {
+    return InvalidArgumentError("organization.contacts has more than 50 entries");
+  }
+  for (int i = 0; i < org.contacts_size(); ++i) {
+    const auto& c = org.contacts(i);
+    const std::string f = StrCat("organization.contacts[", i, "]");
+    if (auto st = MaxLen(c.name(), 200, StrCat(f, ".name")); !st.ok()) return st;
+    if (auto st = MaxLen(c.title(), 200, StrCat(f, ".title")); !st.ok()) return st;
+    if (auto st = Email(c.email(), StrCat(f, ".email")); !st.ok()) return st;
+    if (auto st = Phones(c.phones(), StrCat(f, ".phones")); !st.ok()) return st;
+  }
+  return Phones(org.phones(), "organization.phones");
+}
+
+absl::Status ValidateService(const v1::Service& s, const CountyTable& counties, bool require_id) {
+  if (require_id || !s.id().empty()) {
+    if (auto st = ValidateId(s.id(), "service.id"); !st.ok()) return st;
+  }
+  if (auto st = ValidateId(s.organization_id(), "service.organization_id"); !st.ok()) return st;
+  if (auto st = Required(s.name(), 200, "service.name"); !st.ok()) return st;
+  if (auto st = MaxLen(s.description(), 4000, "service.description"); !st.ok()) return st;
+  if (auto st = MaxLen(s.eligibility_description(), 4000, "service.eligibility_description");
+      !st.ok()) {
+    return st;
+  }
+  if (s.category() == v1::SERVICE_CATEGORY_UNSPECIFIED ||
+      !v1::ServiceCategory_IsValid(s.category())) {
+    return InvalidArgumentError("service.category is required");
+  }
+  if (s.minimum_age() < 0 || s.minimum_age() > 30) {
+    return InvalidArgumentError("service.minimum_age must be between 0 and 30");
+  }
+  if (s.maximum_age() < 0 || s.maximum_age() > 30) {
+    return InvalidArgumentError("service.maximum_age must be between 0 and 30");
+  }
+  if (s.minimum_age() > s.maximum_age()) {
+    return InvalidArgumentError("service.minimum_age must not exceed service.maximum_age");
+  }
+  std::set<int> genders;
+  for (int i = 0; i < s.genders_served_size(); ++i) {
+    const auto g = s.genders_served(i);
+    if (g == v1::GENDER_UNSPECIFIED || !v1::Gender_IsValid(g) || !genders.insert(g).second) {
+      return InvalidArgumentError(
+          StrCat("service.genders_served[", i, "] must be a distinct, specified gender"));
+    }
+  }
+  if (s.languages_size() > 30) {
+    return InvalidArgumentError("service.languages has more than 30 entries");
+  }
+  for (int i = 0; i < s.languages_size(); ++i) {
+    const auto& l = s.languages(i);
+    if (l.size() != 2 || !absl::ascii_islower(l[0]) || !absl::ascii_islower(l[1])) {
+      return InvalidArgumentError(
+          StrCat("service.languages[", i, "] must be a lower-case ISO 639-1 code such as 'en'"));
+    }
+  }
+  absl::TimeZone tz;
+  if (s.schedule().time_zone().empty() || !absl::LoadTimeZone(s.schedule().time_zone(), &tz)) {
+    return InvalidArgumentError(
+        "service.schedule.time_zone must be an IANA time zone such as America/Los_Angeles");
+  }
+  if (auto iv = OpenIntervals(s.schedule()); !iv.ok()) {
+    return InvalidArgumentError(StrCat("service.", iv.status().message()));
+  }
+  if (s.service_area_county_fips_size() == 0) {
+    return InvalidArgumentError("service.service_area_county_fips needs at least one county");
+  }
+  if (s.service_area_county_fips_size() > 200) {
+    return InvalidArgumentError("service.service_area_county_fips has more than 200 entries");
+  }
+  for (int i = 0; i < s.service_area_county_fips_size(); ++i) {
+    if (auto st = County(s.service_area_county_fips(i), counties,
+                         StrCat("service.service_area_county_fips[", i, "]"), true);
+        !st.ok()) {
+      return st;
+    }
+  }
+  if (s.status() == v1::SERVICE_STATUS_UNSPECIFIED || !v1::ServiceStatus_IsValid(s.status())) {
+    return InvalidArgumentError("service.status is required");
+  }
+  if (auto st = ValidateId(s.location_id(), "service.location_id"); !st.ok()) return st;
+  if (s.has_last_verified_time()) {
+    const auto& t = s.last_verified_time();
+    if (t.seconds() < 0 || t.seconds() > 253402300799 || t.nanos() < 0 || t.nanos() > 999999999) {
+      return InvalidArgumentError("service.last_verified_time is not a valid timestamp");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSearch(const v1::SearchServicesRequest& req, const CountyTable& counties) {
+  if (req.county_fips().empty() && !req.has_near()) {
+    return InvalidArgumentError("one of county_fips or near is required");
+  }
+  if (auto st = County(req.county_fips(), counties, "county_fips", false); !st.ok()) return st;
+  if (req.has_near()) {
+    if (!(req.near().latitude() >= -90 && req.near().latitude() <= 90)) {
+      return InvalidArgumentError("near.latitude must be between -90 and 90");
+    }
+    if (!(req.near().longitude() >= -180 && req.near().longitude() <= 180)) {
+      return InvalidArgumentError("near.longitude must be between -180 and 180");
+    }
+    if (req.radius_meters() < 1 || req.radius_meters() > 1000000) {
+      return InvalidArgumentError("radius_meters must be between 1 and 1000000 with near");
+    }
+  } else if (req.radius_meters() != 0) {
+    return InvalidArgumentError("radius_meters needs near");
+  }
+  if (req.categories_size() > 20)
+    return InvalidArgumentError("categories has more than 20 entries");
+  for (int i = 0; i < req.categories_size(); ++i) {
+    const auto c = req.categories(i);
+    if (c == v1::SERVICE_CATEGORY_UNSPECIFIED || !v1::ServiceCategory_IsValid(c)) {
+      return InvalidArgumentError(StrCat("categories[", i, "] is not a service category"));
+    }
+  }
+  if (req.has_age() && (req.age() < 0 || req.age() > 30)) {
+    return InvalidArgumentError("age must be between 0 and 30");
+  }
+  if (!v1::Gender_IsValid(req.gender())) return InvalidArgumentError("gender is not valid");
+  if (!req.language().empty() &&
+      (req.language().size() != 2 || !absl::ascii_islower(req.language()[0]) ||
+       !absl::ascii_islower(req.language()[1]))) {
+    return InvalidArgumentError("language must be a lower-case ISO 639-1 code such as 'es'");
+  }
+  if (req.has_open_at() &&
+      (req.open_at().seconds() < 0 || req.open_at().seconds() > 253402300799)) {
+    return InvalidArgumentError("open_at is not a valid timestamp");
+  }
+  return ValidatePageSize(req.page_size(), 20, 200).status();
+}
+
+absl::StatusOr<int> ValidatePageSize(int32_t page_size, int default_size, int max_size) {
+  if (page_size == 0) return default_size;
+  if (page_size < 0 || page_size > max_size) {
+    return InvalidArgumentError(StrCat("page_size must be between 1 and ", max_size));
+  }
+  return page_size;
+}
+
+}  // namespace safeharbor::directory
