@@ -24,6 +24,7 @@ class PgConnection {
   PGconn* get() { return conn_; }
   bool healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
   bool broken = false;  // set when a statement failed because the connection was lost
+  int64_t epoch = 0;    // the pool's loss epoch when this connection was (re)established
 
  private:
   PGconn* conn_;
@@ -214,11 +215,15 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire() {
         auto conn = std::move(idle_.back());
         idle_.pop_back();
         lock.unlock();
-        if (conn->healthy() && !conn->broken) return conn;
-        PQreset(conn->get());  // Reconnect in place (e.g. after a server restart).
+        const int64_t epoch = loss_epoch_.load();
+        if (conn->healthy() && !conn->broken && conn->epoch >= epoch) return conn;
+        // Reconnect in place: this connection failed, or another one found the server gone
+        // (after a restart every pooled connection is stale; reset them all, not one per call).
+        PQreset(conn->get());
         if (conn->healthy()) {
           conn->broken = false;
-          return conn;
+          conn->epoch = epoch;
+          if (auto st = Setup(conn.get()); st.ok()) return conn;
         }
         lock.lock();
         --open_;
@@ -238,8 +243,10 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire() {
     }
   }
   // Open a new connection outside the lock.
+  const int64_t epoch = loss_epoch_.load();
   PGconn* raw = PQconnectdb(BuildConninfo(options_).c_str());
   auto conn = std::make_unique<PgConnection>(raw);
+  conn->epoch = epoch;
   if (!conn->healthy()) {
     std::string err = PQerrorMessage(raw);
     {
@@ -250,12 +257,7 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire() {
     CountError("unavailable");
     return absl::UnavailableError(absl::StrCat("database unavailable: ", err));
   }
-  const std::string setup =
-      absl::StrFormat("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET statement_timeout = %d",
-                      options_.statement_timeout_ms);
-  PGresult* res = PQexec(raw, setup.c_str());
-  absl::Status st = ResultStatus(raw, res);
-  PQclear(res);
+  absl::Status st = Setup(conn.get());
   if (!st.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     --open_;
@@ -263,6 +265,16 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire() {
     return st;
   }
   return conn;
+}
+
+absl::Status PgPool::Setup(PgConnection* conn) {
+  const std::string setup =
+      absl::StrFormat("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET statement_timeout = %d",
+                      options_.statement_timeout_ms);
+  PGresult* res = PQexec(conn->get(), setup.c_str());
+  absl::Status st = ResultStatus(conn->get(), res);
+  PQclear(res);
+  return st;
 }
 
 void PgPool::Release(std::unique_ptr<PgConnection> conn) {
@@ -318,6 +330,7 @@ absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isol
     if (st.ok()) return st;
     last = st;
     if (lost) {
+      loss_epoch_.fetch_add(1);
       CountError("unavailable");
       // A connection lost during COMMIT leaves the outcome unknown: never replay it here.
       if (committing) {

@@ -4,6 +4,7 @@
 
 #include <libpq-fe.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -136,6 +137,7 @@ class PgPool {
   explicit PgPool(const PgOptions& options, prometheus::Registry* registry);
   absl::StatusOr<std::unique_ptr<PgConnection>> Acquire();
   void Release(std::unique_ptr<PgConnection> conn);
+  absl::Status Setup(PgConnection* conn);  // session settings after (re)connecting
   void CountError(absl::string_view kind);
 
   PgOptions options_;
@@ -144,6 +146,7 @@ class PgPool {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int64_t> loss_epoch_{0};
 };
 
 // Maps a failed PGresult/connection to a status (exposed for tests).

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
   directory::DirectoryServiceImpl service(&env, pg->get(), &redis, *registry,
                                           directory::WashingtonCounties(), options);
+  config->server.max_receive_message_bytes = static_cast<int>(options.max_hsds_bytes) + (1 << 20);
   auto host = ServiceHost::Start(config->server, {&service}, registry);
   if (!host.ok()) {
     log::Error("start_failed", {{"error", host.status().message()}});
