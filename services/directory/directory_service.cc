@@ -11,37 +11,19 @@
 #include "services/directory/validation.h"
 
 namespace safeharbor::directory {
-namespace {
-
-// One round trip: the current generation and, if cached, the answer under it.
-constexpr char kLookupScript[] =
-    "local g = redis.call('GET', KEYS[1]) or '0' "
-    "return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
-
-}  // namespace
-
 DirectoryServiceImpl::DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                                            prometheus::Registry& registry,
                                            const CountyTable& counties, DirectoryOptions options)
     : env_(env),
       pg_(pg),
-      redis_(redis),
       counties_(counties),
       options_(options),
-      generation_key_(absl::StrCat(options.cache_namespace, ":search:gen")),
-      search_key_prefix_(absl::StrCat(options.cache_namespace, ":search:")),
-      cache_requests_(prometheus::BuildCounter()
-                          .Name("safeharbor_cache_requests_total")
-                          .Help("Cache lookups by cache and result (hit, miss, error).")
-                          .Register(registry)),
+      search_cache_(redis, registry, "directory_search", options.cache_namespace,
+                    options.search_cache_ttl),
       writes_(prometheus::BuildCounter()
                   .Name("safeharbor_directory_writes_total")
                   .Help("Committed directory writes by resource and operation.")
-                  .Register(registry)) {
-  for (const char* result : {"hit", "miss", "error"}) {
-    cache_requests_.Add({{"cache", "directory_search"}, {"result", result}});
-  }
-}
+                  .Register(registry)) {}
 
 absl::Status DirectoryServiceImpl::CanWriteOrganization(const Caller& c,
                                                         absl::string_view org_id) const {
@@ -58,51 +40,6 @@ absl::Status DirectoryServiceImpl::CanWriteOrganization(const Caller& c,
 
 void DirectoryServiceImpl::CountWrite(absl::string_view resource, absl::string_view op) {
   writes_.Add({{"resource", std::string(resource)}, {"op", std::string(op)}}).Increment();
-}
-
-void DirectoryServiceImpl::InvalidateSearchCache() {
-  if (redis_ == nullptr) return;
-  if (!redis_->Incr(generation_key_).ok()) {
-    // Until a later bump succeeds this replica will not trust the cache (see Lookup).
-    invalidation_pending_.store(true);
-  }
-}
-
-bool DirectoryServiceImpl::LookupSearchCache(const std::string& key_suffix, std::string* generation,
-                                             v1::SearchServicesResponse* resp) {
-  if (redis_ == nullptr) return false;
-  auto count = [this](const char* result) {
-    cache_requests_.Add({{"cache", "directory_search"}, {"result", result}}).Increment();
-  };
-  if (invalidation_pending_.load()) {
-    if (!redis_->Incr(generation_key_).ok()) {
-      count("error");
-      return false;
-    }
-    invalidation_pending_.store(false);
-  }
-  auto r = redis_->Command(
-      {"EVAL", kLookupScript, "1", generation_key_, search_key_prefix_, key_suffix});
-  if (!r.ok() || r->type != RedisReply::Type::kArray || r->elements.empty()) {
-    count("error");
-    return false;
-  }
-  *generation = r->elements[0].str;
-  if (r->elements.size() < 2 || r->elements[1].type != RedisReply::Type::kString ||
-      !resp->ParseFromString(r->elements[1].str)) {
-    count("miss");
-    return false;
-  }
-  count("hit");
-  return true;
-}
-
-void DirectoryServiceImpl::StoreSearchCache(const std::string& generation,
-                                            const std::string& key_suffix,
-                                            const v1::SearchServicesResponse& resp) {
-  if (redis_ == nullptr || generation.empty()) return;
-  (void)redis_->SetWithTtl(absl::StrCat(search_key_prefix_, generation, ":", key_suffix),
-                           resp.SerializeAsString(), options_.search_cache_ttl);
 }
 
 absl::Status DirectoryServiceImpl::CreateOrganization(const Caller& c,
@@ -310,8 +247,8 @@ absl::Status DirectoryServiceImpl::SearchServices(const Caller&,
   }
 
   const std::string key = Sha256Hex(DeterministicBytes(req));
-  std::string generation;
-  if (LookupSearchCache(key, &generation, resp)) return absl::OkStatus();
+  VersionedCache::Lookup cached = search_cache_.Get(key);
+  if (cached.value && resp->ParseFromString(*cached.value)) return absl::OkStatus();
 
   absl::Status st = pg_->Transact(
       [&](PgTx& tx) -> absl::Status {
@@ -330,7 +267,7 @@ absl::Status DirectoryServiceImpl::SearchServices(const Caller&,
       },
       Isolation::kReadCommitted, true);
   if (!st.ok()) return st;
-  StoreSearchCache(generation, key, *resp);
+  search_cache_.Store(cached.generation, key, resp->SerializeAsString());
   return absl::OkStatus();
 }
 

@@ -10,11 +10,12 @@
 #include <memory>
 
 #include "common/clock.h"
+#include "common/counties.h"
 #include "common/pg.h"
 #include "common/redis.h"
 #include "common/rpc.h"
+#include "common/versioned_cache.h"
 #include "safeharbor/directory/v1/directory.grpc.pb.h"
-#include "services/directory/counties.h"
 
 namespace safeharbor::directory {
 
@@ -81,23 +82,14 @@ class DirectoryServiceImpl final : public v1::DirectoryService::CallbackService 
  private:
   absl::Status CanWriteOrganization(const Caller& c, absl::string_view org_id) const;
   // After every committed write that can change a search answer.
-  void InvalidateSearchCache();
-  // True and fills *resp on a hit; false on a miss or when the cache cannot be trusted.
-  bool LookupSearchCache(const std::string& key_suffix, std::string* generation,
-                         v1::SearchServicesResponse* resp);
-  void StoreSearchCache(const std::string& generation, const std::string& key_suffix,
-                        const v1::SearchServicesResponse& resp);
+  void InvalidateSearchCache() { search_cache_.Invalidate(); }
   void CountWrite(absl::string_view resource, absl::string_view op);
 
   RpcEnv* env_;
   PgPool* pg_;
-  RedisClient* redis_;
   const CountyTable& counties_;
   const DirectoryOptions options_;
-  const std::string generation_key_;
-  const std::string search_key_prefix_;
-  std::atomic<bool> invalidation_pending_{false};
-  prometheus::Family<prometheus::Counter>& cache_requests_;
+  VersionedCache search_cache_;
   prometheus::Family<prometheus::Counter>& writes_;
 };
 

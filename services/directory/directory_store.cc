@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/geo.h"
 #include "common/proto_time.h"
-#include "services/directory/geo.h"
 #include "services/directory/schedule.h"
 
 namespace safeharbor::directory {
@@ -316,13 +316,11 @@ absl::StatusOr<std::vector<v1::ServiceMatch>> DirectoryStore::Search(PgTx& tx,
   }
   // $1,$2 origin; $3 county; $4 categories; $5 age; $6 gender; $7 language; $8 specialized;
   // $9 accepting; $10 open_at; $11 radius; $12-$15 box; $16,$17 after; $18 limit.
-  static constexpr char kSql[] = R"sql(
+  static const std::string kSql = absl::StrCat(R"sql(
 SELECT q.id, q.body, q.revision, q.create_time, q.update_time, q.org_name, q.dist FROM (
-  SELECT s.id, s.body, s.revision, s.create_time, s.update_time, o.name AS org_name,
-    round(6371008.8 * 2 * asin(least(1.0, sqrt(
-      power(sin(radians(s.latitude - $1::float8) / 2), 2) +
-      cos(radians($1::float8)) * cos(radians(s.latitude)) *
-      power(sin(radians(s.longitude - $2::float8) / 2), 2)))))::bigint AS dist
+  SELECT s.id, s.body, s.revision, s.create_time, s.update_time, o.name AS org_name, )sql",
+                                               DistanceSql("s.latitude", "s.longitude", "$1", "$2"),
+                                               R"sql( AS dist
   FROM services s JOIN organizations o ON o.id = s.org_id
   WHERE s.status = 1 AND s.category <> 14
     AND ($3::text = '' OR s.area_counties @> ARRAY[$3::text])
@@ -347,7 +345,7 @@ WHERE (NOT $11::bool OR q.dist <= $19::bigint)
   AND ($16::bigint IS NULL OR (q.dist, q.id) > ($16::bigint, $17::text))
 ORDER BY q.dist, q.id
 LIMIT $18
-)sql";
+)sql");
   auto r = tx.Exec(
       kSql,
       {q.origin_latitude, q.origin_longitude, req.county_fips(),

@@ -17,8 +17,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/counties.h"
 #include "safeharbor/directory/v1/directory.pb.h"
-#include "services/directory/counties.h"
 
 namespace safeharbor::directory {
 

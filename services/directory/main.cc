@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
              static_cast<size_t>(config->max_queued_requests), config->server.insecure_dev_mode);
   directory::DirectoryOptions options;
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
-  directory::DirectoryServiceImpl service(&env, pg->get(), &redis, *registry,
-                                          directory::WashingtonCounties(), options);
+  directory::DirectoryServiceImpl service(&env, pg->get(), &redis, *registry, WashingtonCounties(),
+                                          options);
   config->server.max_receive_message_bytes = static_cast<int>(options.max_hsds_bytes) + (1 << 20);
   auto host = ServiceHost::Start(config->server, {&service}, registry);
   if (!host.ok()) {

@@ -76,15 +76,7 @@ absl::Status County(absl::string_view fips, const CountyTable& counties, absl::s
 
 absl::Status Location(const v1::Location& l, const CountyTable& counties, absl::string_view f) {
   if (auto st = ValidateId(l.id(), StrCat(f, ".id")); !st.ok()) return st;
-  if (!(l.latitude() >= -90 && l.latitude() <= 90)) {
-    return InvalidArgumentError(StrCat(f, ".latitude must be between -90 and 90"));
-  }
-  if (!(l.longitude() >= -180 && l.longitude() <= 180)) {
-    return InvalidArgumentError(StrCat(f, ".longitude must be between -180 and 180"));
-  }
-  if (l.latitude() == 0 && l.longitude() == 0) {
-    return InvalidArgumentError(StrCat(f, ".latitude and .longitude are required"));
-  }
+  if (auto st = ValidateLatLng(l.latitude(), l.longitude(), StrCat(f, ".")); !st.ok()) return st;
   for (const auto& [value, name] : {std::pair{&l.name(), "name"},
                                     {&l.address_1(), "address_1"},
                                     {&l.city(), "city"},
@@ -96,26 +88,6 @@ absl::Status Location(const v1::Location& l, const CountyTable& counties, absl::
 }
 
 }  // namespace
-
-bool IsValidId(absl::string_view id) {
-  if (id.size() < 3 || id.size() > 63) return false;
-  if (!(absl::ascii_islower(id[0]) || absl::ascii_isdigit(id[0]))) return false;
-  for (char c : id) {
-    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-')) return false;
-  }
-  return true;
-}
-
-absl::Status ValidateId(absl::string_view id, absl::string_view field) {
-  if (id.empty()) return InvalidArgumentError(StrCat(field, " is required"));
-  if (!IsValidId(id)) {
-    return InvalidArgumentError(
-        StrCat(field,
-               " must be 3 to 63 characters of a-z, 0-9 and '-', starting with a letter "
-               "or digit"));
-  }
-  return absl::OkStatus();
-}
 
 bool IsRoutableCategory(v1::ServiceCategory category) {
   return category != v1::SERVICE_CATEGORY_UNSPECIFIED &&
@@ -280,14 +252,6 @@ absl::Status ValidateSearch(const v1::SearchServicesRequest& req, const CountyTa
     return InvalidArgumentError("open_at is not a valid timestamp");
   }
   return ValidatePageSize(req.page_size(), 20, 200).status();
-}
-
-absl::StatusOr<int> ValidatePageSize(int32_t page_size, int default_size, int max_size) {
-  if (page_size == 0) return default_size;
-  if (page_size < 0 || page_size > max_size) {
-    return InvalidArgumentError(StrCat("page_size must be between 1 and ", max_size));
-  }
-  return page_size;
 }
 
 }  // namespace safeharbor::directory

@@ -10,7 +10,7 @@
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
-#include "services/directory/geo.h"
+#include "common/geo.h"
 #include "services/directory/hsds.h"
 
 namespace safeharbor::directory {

@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "common/proto_time.h"
-#include "services/directory/counties.h"
-#include "services/directory/geo.h"
+#include "common/counties.h"
+#include "common/geo.h"
 #include "services/directory/schedule.h"
 #include "services/directory/validation.h"
 

@@ -1,4 +1,4 @@
-#include "services/directory/counties.h"
+#include "common/counties.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
-namespace safeharbor::directory {
+namespace safeharbor {
 
 absl::StatusOr<CountyTable> CountyTable::FromCsv(absl::string_view csv) {
   CountyTable table;
@@ -60,4 +60,4 @@ const CountyTable& WashingtonCounties() {
   return *table;
 }
 
-}  // namespace safeharbor::directory
+}  // namespace safeharbor

@@ -7,7 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace safeharbor::directory {
+namespace safeharbor {
 
 struct CountyInfo {
   std::string fips;
@@ -32,4 +32,4 @@ class CountyTable {
 const CountyTable& WashingtonCounties();
 absl::string_view WashingtonCountiesCsv();
 
-}  // namespace safeharbor::directory
+}  // namespace safeharbor

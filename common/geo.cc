@@ -1,9 +1,11 @@
-#include "services/directory/geo.h"
+#include "common/geo.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace safeharbor::directory {
+#include "absl/strings/substitute.h"
+
+namespace safeharbor {
 namespace {
 constexpr double kPi = 3.14159265358979323846;
 double Rad(double deg) { return deg * kPi / 180.0; }
@@ -23,4 +25,14 @@ BoundingBox BoxAround(double lat, double lng, int64_t radius_meters) {
   return {lat - dlat, lat + dlat, lng - dlng, lng + dlng};
 }
 
-}  // namespace safeharbor::directory
+std::string DistanceSql(absl::string_view lat_col, absl::string_view lng_col,
+                        absl::string_view lat_param, absl::string_view lng_param) {
+  return absl::Substitute(
+      "round(6371008.8 * 2 * asin(least(1.0, sqrt("
+      "power(sin(radians($0 - $2::float8) / 2), 2) + "
+      "cos(radians($2::float8)) * cos(radians($0)) * "
+      "power(sin(radians($1 - $3::float8) / 2), 2)))))::bigint",
+      lat_col, lng_col, lat_param, lng_param);
+}
+
+}  // namespace safeharbor
