@@ -1,0 +1,440 @@
+#include "services/beds/beds_store.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/geo.h"
+#include "common/proto_time.h"
+
+namespace safeharbor::beds {
+namespace {
+
+std::string FacilityBody(const v1::Facility& f) {
+  v1::Facility copy = f;
+  copy.clear_create_time();
+  copy.clear_update_time();
+  copy.clear_etag();
+  return copy.SerializeAsString();
+}
+
+absl::Status FillFacility(const PgResult& r, int row, v1::Facility* out) {
+  if (!out->ParseFromString(r.Bytea(row, "body"))) {
+    return absl::InternalError("stored facility is unreadable");
+  }
+  *out->mutable_create_time() = ToProtoTime(r.Time(row, "create_time"));
+  *out->mutable_update_time() = ToProtoTime(r.Time(row, "update_time"));
+  out->set_etag(absl::StrCat(r.Int64(row, "revision")));
+  return absl::OkStatus();
+}
+
+std::string IntArray(const std::vector<int>& v) {
+  return absl::StrCat("{", absl::StrJoin(v, ","), "}");
+}
+
+// Ids are validated ([a-z0-9-]) before they reach here.
+std::string TextArray(const std::vector<std::string>& v) {
+  return absl::StrCat("{", absl::StrJoin(v, ","), "}");
+}
+
+std::vector<int> Genders(const v1::Facility& f) {
+  return std::vector<int>(f.genders_accepted().begin(), f.genders_accepted().end());
+}
+
+constexpr char kInventorySql[] = R"sql(
+SELECT b.facility_id, b.bed_type, b.licensed_capacity, b.occupied, b.out_of_service,
+       b.confirmed_at,
+       (SELECT count(*) FROM holds h WHERE h.facility_id = b.facility_id
+          AND h.bed_type = b.bed_type AND h.state = 1 AND h.expire_time > $2) AS held
+FROM bed_inventory b WHERE b.facility_id = ANY($1::text[])
+ORDER BY b.facility_id, b.bed_type)sql";
+
+Inventory InventoryFromRow(const PgResult& r, int i) {
+  Inventory inv;
+  inv.licensed_capacity = r.Int32(i, "licensed_capacity");
+  inv.occupied = r.Int32(i, "occupied");
+  inv.out_of_service = r.Int32(i, "out_of_service");
+  inv.held = r.Int32(i, "held");
+  if (!r.IsNull(i, "confirmed_at")) inv.confirmed_at = r.Time(i, "confirmed_at");
+  return inv;
+}
+
+absl::StatusOr<std::map<std::string, std::vector<BedRow>>> InventoryOf(
+    PgTx& tx, const std::vector<std::string>& ids, absl::Time now) {
+  auto r = tx.Exec(kInventorySql, {TextArray(ids), PgTime(now)});
+  if (!r.ok()) return r.status();
+  std::map<std::string, std::vector<BedRow>> out;
+  for (int i = 0; i < r->rows(); ++i) {
+    out[r->String(i, "facility_id")].push_back(
+        {static_cast<v1::BedType>(r->Int32(i, "bed_type")), InventoryFromRow(*r, i)});
+  }
+  return out;
+}
+
+v1::Hold HoldFromRow(const PgResult& r, int i) {
+  v1::Hold h;
+  h.set_id(r.String(i, "id"));
+  h.set_facility_id(r.String(i, "facility_id"));
+  h.set_bed_type(static_cast<v1::BedType>(r.Int32(i, "bed_type")));
+  h.set_referral_id(r.String(i, "referral_id"));
+  h.set_holder_organization_id(r.String(i, "holder_org"));
+  h.set_state(static_cast<v1::HoldState>(r.Int32(i, "state")));
+  *h.mutable_create_time() = ToProtoTime(r.Time(i, "create_time"));
+  *h.mutable_expire_time() = ToProtoTime(r.Time(i, "expire_time"));
+  return h;
+}
+
+}  // namespace
+
+absl::Status BedsStore::InsertFacility(PgTx& tx, v1::Facility* f, absl::Time now) {
+  f->set_routable(IsRoutable(f->placement_type()));
+  auto r = tx.Exec(
+      "INSERT INTO facilities (id, org_id, placement_type, routable, county_fips, latitude, "
+      "longitude, minimum_age, maximum_age, genders, csec_specialized, body, create_time, "
+      "update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::smallint[], $11, $12, $13, "
+      "$13) RETURNING revision",
+      {f->id(), f->organization_id(), int32_t{f->placement_type()}, f->routable(), f->county_fips(),
+       f->latitude(), f->longitude(), int32_t{f->minimum_age()}, int32_t{f->maximum_age()},
+       IntArray(Genders(*f)), f->csec_specialized(), PgParam::Bytea(FacilityBody(*f)),
+       PgTime(now)});
+  if (!r.ok()) {
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat("facility '", f->id(), "' already exists"));
+    }
+    return r.status();
+  }
+  for (const auto& b : f->bed_types()) {
+    auto ins = tx.Exec(
+        "INSERT INTO bed_inventory (facility_id, bed_type, licensed_capacity) VALUES ($1, $2, $3)",
+        {f->id(), int32_t{b.bed_type()}, int32_t{b.licensed_capacity()}});
+    if (!ins.ok()) return ins.status();
+  }
+  *f->mutable_create_time() = ToProtoTime(now);
+  *f->mutable_update_time() = ToProtoTime(now);
+  f->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Facility> BedsStore::GetFacility(PgTx& tx, absl::string_view id,
+                                                    bool for_update) {
+  auto r = tx.Exec(absl::StrCat("SELECT body, revision, create_time, update_time FROM facilities "
+                                "WHERE id = $1",
+                                for_update ? " FOR UPDATE" : ""),
+                   {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("facility '", id, "' not found"));
+  v1::Facility f;
+  if (auto st = FillFacility(*r, 0, &f); !st.ok()) return st;
+  return f;
+}
+
+absl::Status BedsStore::UpdateFacility(PgTx& tx, v1::Facility* f, absl::Time now) {
+  auto current = GetFacility(tx, f->id(), /*for_update=*/true);
+  if (!current.ok()) return current.status();
+  if (f->etag().empty()) return absl::InvalidArgumentError("facility.etag is required on update");
+  if (f->etag() != current->etag()) {
+    return absl::AbortedError(
+        "facility was changed since it was read (etag mismatch); read it again and retry");
+  }
+  if (f->organization_id() != current->organization_id()) {
+    return absl::InvalidArgumentError("facility.organization_id cannot change");
+  }
+  f->set_routable(IsRoutable(f->placement_type()));
+  // Bed types: new ones are added, kept ones get their new capacity, removed ones must be empty.
+  auto inventory = FacilityInventory(tx, f->id(), now);
+  if (!inventory.ok()) return inventory.status();
+  for (const auto& row : *inventory) {
+    bool kept = false;
+    for (const auto& b : f->bed_types()) kept = kept || b.bed_type() == row.type;
+    if (!kept && (row.inventory.occupied > 0 || row.inventory.held > 0)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("facility.bed_types: bed type ", v1::BedType_Name(row.type),
+                       " still has occupied or held beds; discharge or release them first"));
+    }
+    if (!kept) {
+      auto del = tx.Exec(
+          "UPDATE bed_inventory SET licensed_capacity = 0 WHERE facility_id = $1 AND bed_type = $2",
+          {f->id(), int32_t{row.type}});
+      if (!del.ok()) return del.status();
+    }
+  }
+  for (const auto& b : f->bed_types()) {
+    auto up = tx.Exec(
+        "INSERT INTO bed_inventory (facility_id, bed_type, licensed_capacity) VALUES ($1, $2, $3) "
+        "ON CONFLICT (facility_id, bed_type) DO UPDATE SET licensed_capacity = $3",
+        {f->id(), int32_t{b.bed_type()}, int32_t{b.licensed_capacity()}});
+    if (!up.ok()) return up.status();
+  }
+  auto r = tx.Exec(
+      "UPDATE facilities SET placement_type = $2, routable = $3, county_fips = $4, latitude = $5, "
+      "longitude = $6, minimum_age = $7, maximum_age = $8, genders = $9::smallint[], "
+      "csec_specialized = $10, body = $11, revision = revision + 1, update_time = $12 "
+      "WHERE id = $1 RETURNING revision, create_time",
+      {f->id(), int32_t{f->placement_type()}, f->routable(), f->county_fips(), f->latitude(),
+       f->longitude(), int32_t{f->minimum_age()}, int32_t{f->maximum_age()}, IntArray(Genders(*f)),
+       f->csec_specialized(), PgParam::Bytea(FacilityBody(*f)), PgTime(now)});
+  if (!r.ok()) return r.status();
+  *f->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *f->mutable_update_time() = ToProtoTime(now);
+  f->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Facility>> BedsStore::ListFacilities(PgTx& tx,
+                                                                    absl::string_view org_id,
+                                                                    absl::string_view county,
+                                                                    absl::string_view after_id,
+                                                                    int limit) {
+  auto r = tx.Exec(
+      "SELECT body, revision, create_time, update_time FROM facilities WHERE id > $1 "
+      "AND ($2 = '' OR org_id = $2) AND ($3 = '' OR county_fips = $3) ORDER BY id LIMIT $4",
+      {after_id, org_id, county, int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::Facility> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    if (auto st = FillFacility(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
+  }
+  return out;
+}
+
+absl::StatusOr<Inventory> BedsStore::GetInventory(PgTx& tx, absl::string_view facility_id,
+                                                  v1::BedType type, absl::Time now, bool lock) {
+  auto r = tx.Exec(absl::StrCat("SELECT licensed_capacity, occupied, out_of_service, "
+                                "confirmed_at, 0 AS held FROM bed_inventory "
+                                "WHERE facility_id = $1 AND bed_type = $2",
+                                lock ? " FOR UPDATE" : ""),
+                   {facility_id, int32_t{type}});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("facility '", facility_id, "' has no ", v1::BedType_Name(type), " beds"));
+  }
+  Inventory inv = InventoryFromRow(*r, 0);
+  // Counted after the row lock: every hold of this bed type is created under the same lock.
+  auto held = tx.Exec(
+      "SELECT count(*) AS n FROM holds WHERE facility_id = $1 AND bed_type = $2 AND state = 1 "
+      "AND expire_time > $3",
+      {facility_id, int32_t{type}, PgTime(now)});
+  if (!held.ok()) return held.status();
+  inv.held = held->Int32(0, "n");
+  return inv;
+}
+
+absl::StatusOr<std::vector<BedRow>> BedsStore::FacilityInventory(PgTx& tx,
+                                                                 absl::string_view facility_id,
+                                                                 absl::Time now) {
+  auto all = InventoryOf(tx, {std::string(facility_id)}, now);
+  if (!all.ok()) return all.status();
+  return (*all)[std::string(facility_id)];
+}
+
+absl::Status BedsStore::SetCensus(PgTx& tx, absl::string_view facility_id, const v1::CensusEntry& e,
+                                  absl::Time confirmed_at) {
+  return tx
+      .Exec(
+          "UPDATE bed_inventory SET occupied = $3, out_of_service = $4, confirmed_at = $5 "
+          "WHERE facility_id = $1 AND bed_type = $2",
+          {facility_id, int32_t{e.bed_type()}, int32_t{e.occupied()}, int32_t{e.out_of_service()},
+           PgTime(confirmed_at)})
+      .status();
+}
+
+absl::Status BedsStore::AdjustOccupied(PgTx& tx, absl::string_view facility_id, v1::BedType type,
+                                       int32_t delta) {
+  return tx
+      .Exec(
+          "UPDATE bed_inventory SET occupied = greatest(0, occupied + $3) "
+          "WHERE facility_id = $1 AND bed_type = $2",
+          {facility_id, int32_t{type}, delta})
+      .status();
+}
+
+absl::Status BedsStore::InsertHold(PgTx& tx, const v1::Hold& h) {
+  return tx
+      .Exec(
+          "INSERT INTO holds (id, facility_id, bed_type, referral_id, holder_org, state, "
+          "create_time, expire_time) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+          {h.id(), h.facility_id(), int32_t{h.bed_type()}, h.referral_id(),
+           h.holder_organization_id(), PgTime(FromProtoTime(h.create_time())),
+           PgTime(FromProtoTime(h.expire_time()))})
+      .status();
+}
+
+absl::StatusOr<v1::Hold> BedsStore::GetHold(PgTx& tx, absl::string_view id, bool for_update) {
+  auto r = tx.Exec(absl::StrCat("SELECT id, facility_id, bed_type, referral_id, holder_org, state, "
+                                "create_time, expire_time FROM holds WHERE id = $1",
+                                for_update ? " FOR UPDATE" : ""),
+                   {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("hold '", id, "' not found"));
+  return HoldFromRow(*r, 0);
+}
+
+absl::Status BedsStore::CloseHold(PgTx& tx, absl::string_view id, v1::HoldState state,
+                                  absl::Time now) {
+  return tx
+      .Exec("UPDATE holds SET state = $2, closed_time = $3 WHERE id = $1",
+            {id, int32_t{state}, PgTime(now)})
+      .status();
+}
+
+absl::StatusOr<std::vector<ExpiredHold>> BedsStore::ExpireHolds(PgTx& tx, absl::Time now,
+                                                                int limit) {
+  auto r = tx.Exec(
+      "UPDATE holds SET state = 3, closed_time = $1 WHERE id IN ("
+      "  SELECT id FROM holds WHERE state = 1 AND expire_time <= $1 ORDER BY expire_time "
+      "  LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, facility_id, bed_type",
+      {PgTime(now), int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<ExpiredHold> out;
+  for (int i = 0; i < r->rows(); ++i) {
+    out.push_back({r->String(i, "id"), r->String(i, "facility_id"),
+                   static_cast<v1::BedType>(r->Int32(i, "bed_type"))});
+  }
+  return out;
+}
+
+absl::Status BedsStore::InsertPlacement(PgTx& tx, const v1::Placement& p) {
+  return tx
+      .Exec(
+          "INSERT INTO placements (id, hold_id, facility_id, bed_type, referral_id, placed_time) "
+          "VALUES ($1, $2, $3, $4, $5, $6)",
+          {p.id(), p.hold_id(), p.facility_id(), int32_t{p.bed_type()}, p.referral_id(),
+           PgTime(FromProtoTime(p.placed_time()))})
+      .status();
+}
+
+absl::StatusOr<v1::Placement> BedsStore::GetPlacement(PgTx& tx, absl::string_view id,
+                                                      bool for_update) {
+  auto r = tx.Exec(absl::StrCat("SELECT id, hold_id, facility_id, bed_type, referral_id, "
+                                "placed_time, discharge_time FROM placements WHERE id = $1",
+                                for_update ? " FOR UPDATE" : ""),
+                   {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("placement '", id, "' not found"));
+  v1::Placement p;
+  p.set_id(r->String(0, "id"));
+  p.set_hold_id(r->String(0, "hold_id"));
+  p.set_facility_id(r->String(0, "facility_id"));
+  p.set_bed_type(static_cast<v1::BedType>(r->Int32(0, "bed_type")));
+  p.set_referral_id(r->String(0, "referral_id"));
+  *p.mutable_placed_time() = ToProtoTime(r->Time(0, "placed_time"));
+  if (!r->IsNull(0, "discharge_time")) {
+    *p.mutable_discharge_time() = ToProtoTime(r->Time(0, "discharge_time"));
+  }
+  return p;
+}
+
+absl::Status BedsStore::SetDischarged(PgTx& tx, absl::string_view id, absl::Time now) {
+  return tx.Exec("UPDATE placements SET discharge_time = $2 WHERE id = $1", {id, PgTime(now)})
+      .status();
+}
+
+absl::StatusOr<int64_t> BedsStore::AppendEvent(PgTx& tx, absl::string_view county_fips,
+                                               absl::string_view reason,
+                                               const v1::BedAvailability& availability,
+                                               absl::Time now) {
+  auto r = tx.Exec(
+      "INSERT INTO availability_events (facility_id, county_fips, reason, payload, at) "
+      "VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+      {availability.facility_id(), county_fips, reason,
+       PgParam::Bytea(availability.SerializeAsString()), PgTime(now)});
+  if (!r.ok()) return r.status();
+  return r->Int64(0, "seq");
+}
+
+absl::StatusOr<std::vector<StoredEvent>> BedsStore::EventsAfter(PgTx& tx, int64_t after_seq,
+                                                                int limit) {
+  auto r = tx.Exec(
+      "SELECT seq, county_fips, reason, payload FROM availability_events WHERE seq > $1 "
+      "ORDER BY seq LIMIT $2",
+      {after_seq, int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<StoredEvent> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    auto& e = out[static_cast<size_t>(i)];
+    e.seq = r->Int64(i, "seq");
+    e.county_fips = r->String(i, "county_fips");
+    e.reason = r->String(i, "reason");
+    if (!e.availability.ParseFromString(r->Bytea(i, "payload"))) {
+      return absl::InternalError("stored event is unreadable");
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> BedsStore::LastEventSeq(PgTx& tx) {
+  auto r = tx.Exec("SELECT coalesce(max(seq), 0) AS s FROM availability_events");
+  if (!r.ok()) return r.status();
+  return r->Int64(0, "s");
+}
+
+absl::StatusOr<std::vector<v1::FacilityAvailability>> BedsStore::Search(
+    PgTx& tx, const AvailabilityQuery& q) {
+  const auto& req = *q.request;
+  std::vector<int> types(req.bed_types().begin(), req.bed_types().end());
+  const bool radius = req.has_near();
+  BoundingBox box{0, 0, 0, 0};
+  if (radius) box = BoxAround(q.origin_latitude, q.origin_longitude, req.radius_meters());
+  const bool fresh_only = req.max_staleness_seconds() > 0;
+  const absl::Time fresh_since = q.now - absl::Seconds(req.max_staleness_seconds());
+  static const std::string kSql = absl::StrCat(
+      "SELECT q.id, q.body, q.revision, q.create_time, q.update_time, q.dist FROM ("
+      "  SELECT f.id, f.body, f.revision, f.create_time, f.update_time, ",
+      DistanceSql("f.latitude", "f.longitude", "$1", "$2"), R"sql( AS dist
+  FROM facilities f
+  WHERE f.routable
+    AND ($3::text = '' OR f.county_fips = $3::text)
+    AND ($4::int IS NULL OR (f.minimum_age <= $4::int AND f.maximum_age >= $4::int))
+    AND ($5::smallint = 0 OR cardinality(f.genders) = 0 OR $5::smallint = ANY(f.genders))
+    AND (NOT $6::bool OR f.csec_specialized)
+    AND (NOT $7::bool OR (f.latitude BETWEEN $8::float8 AND $9::float8
+                          AND f.longitude BETWEEN $10::float8 AND $11::float8))
+    AND EXISTS (SELECT 1 FROM bed_inventory b WHERE b.facility_id = f.id
+      AND b.licensed_capacity > 0
+      AND (cardinality($12::smallint[]) = 0 OR b.bed_type = ANY($12::smallint[]))
+      AND (NOT $13::bool OR (b.confirmed_at >= $14::timestamptz
+        AND b.licensed_capacity - b.out_of_service - b.occupied - (
+          SELECT count(*) FROM holds h WHERE h.facility_id = b.facility_id
+            AND h.bed_type = b.bed_type AND h.state = 1 AND h.expire_time > $15::timestamptz) > 0)))
+) q
+WHERE (NOT $7::bool OR q.dist <= $16::bigint)
+  AND ($17::bigint IS NULL OR (q.dist, q.id) > ($17::bigint, $18::text))
+ORDER BY q.dist, q.id
+LIMIT $19)sql");
+  auto r = tx.Exec(
+      kSql, {q.origin_latitude, q.origin_longitude, req.county_fips(),
+             req.has_age() ? PgParam(int32_t{req.age()}) : PgParam(nullptr), int32_t{req.gender()},
+             req.csec_specialized_only(), radius, box.min_lat, box.max_lat, box.min_lng,
+             box.max_lng, IntArray(types), fresh_only, PgTime(fresh_since), PgTime(q.now),
+             int64_t{req.radius_meters()}, q.after ? PgParam(q.after->first) : PgParam(nullptr),
+             q.after ? PgParam(q.after->second) : PgParam(""), int32_t{q.limit}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::FacilityAvailability> out(static_cast<size_t>(r->rows()));
+  std::vector<std::string> ids;
+  for (int i = 0; i < r->rows(); ++i) {
+    auto& fa = out[static_cast<size_t>(i)];
+    if (auto st = FillFacility(*r, i, fa.mutable_facility()); !st.ok()) return st;
+    fa.set_distance_meters(r->Int64(i, "dist"));
+    ids.push_back(fa.facility().id());
+  }
+  if (ids.empty()) return out;
+  auto inventory = InventoryOf(tx, ids, q.now);
+  if (!inventory.ok()) return inventory.status();
+  for (auto& fa : out) {
+    for (const BedRow& row : (*inventory)[fa.facility().id()]) {
+      if (row.inventory.licensed_capacity == 0) continue;
+      if (!types.empty() && std::find(types.begin(), types.end(), row.type) == types.end()) {
+        continue;
+      }
+      if (fresh_only && (!row.inventory.confirmed_at || *row.inventory.confirmed_at < fresh_since ||
+                         AvailableBeds(row.inventory) <= 0)) {
+        continue;
+      }
+      *fa.add_beds() = ToProto(fa.facility().id(), row.type, row.inventory, q.now, q.stale_after);
+    }
+  }
+  return out;
+}
+
+}  // namespace safeharbor::beds

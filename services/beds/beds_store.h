@@ -1,0 +1,94 @@
+// The beds service's SQL. Every function runs inside the caller's transaction; `now` comes from
+// the injected clock, so expiry and staleness are testable without sleeping.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/pg.h"
+#include "safeharbor/beds/v1/beds.pb.h"
+#include "services/beds/availability.h"
+
+namespace safeharbor::beds {
+
+struct BedRow {
+  v1::BedType type;
+  Inventory inventory;
+};
+
+struct AvailabilityQuery {
+  const v1::SearchAvailabilityRequest* request;
+  double origin_latitude;
+  double origin_longitude;
+  std::optional<std::pair<int64_t, std::string>> after;  // keyset (distance, facility id)
+  int limit;
+  absl::Time now;
+  absl::Duration stale_after;
+};
+
+struct ExpiredHold {
+  std::string id;
+  std::string facility_id;
+  v1::BedType bed_type;
+};
+
+struct StoredEvent {
+  int64_t seq;
+  std::string county_fips;
+  std::string reason;
+  v1::BedAvailability availability;
+};
+
+class BedsStore {
+ public:
+  static absl::Status InsertFacility(PgTx& tx, v1::Facility* f, absl::Time now);
+  static absl::StatusOr<v1::Facility> GetFacility(PgTx& tx, absl::string_view id,
+                                                  bool for_update = false);
+  static absl::Status UpdateFacility(PgTx& tx, v1::Facility* f, absl::Time now);
+  static absl::StatusOr<std::vector<v1::Facility>> ListFacilities(PgTx& tx,
+                                                                  absl::string_view org_id,
+                                                                  absl::string_view county,
+                                                                  absl::string_view after_id,
+                                                                  int limit);
+
+  // The bed type's row, locked FOR UPDATE when `lock`; NOT_FOUND if the facility lacks it.
+  static absl::StatusOr<Inventory> GetInventory(PgTx& tx, absl::string_view facility_id,
+                                                v1::BedType type, absl::Time now, bool lock);
+  static absl::StatusOr<std::vector<BedRow>> FacilityInventory(PgTx& tx,
+                                                               absl::string_view facility_id,
+                                                               absl::Time now);
+  static absl::Status SetCensus(PgTx& tx, absl::string_view facility_id,
+                                const v1::CensusEntry& entry, absl::Time confirmed_at);
+  static absl::Status AdjustOccupied(PgTx& tx, absl::string_view facility_id, v1::BedType type,
+                                     int32_t delta);
+
+  static absl::Status InsertHold(PgTx& tx, const v1::Hold& hold);
+  static absl::StatusOr<v1::Hold> GetHold(PgTx& tx, absl::string_view id, bool for_update);
+  static absl::Status CloseHold(PgTx& tx, absl::string_view id, v1::HoldState state,
+                                absl::Time now);
+  // Marks up to `limit` active holds past their expiry as expired (SKIP LOCKED: each hold is
+  // expired by exactly one replica).
+  static absl::StatusOr<std::vector<ExpiredHold>> ExpireHolds(PgTx& tx, absl::Time now, int limit);
+
+  static absl::Status InsertPlacement(PgTx& tx, const v1::Placement& p);
+  static absl::StatusOr<v1::Placement> GetPlacement(PgTx& tx, absl::string_view id,
+                                                    bool for_update);
+  static absl::Status SetDischarged(PgTx& tx, absl::string_view id, absl::Time now);
+
+  static absl::StatusOr<int64_t> AppendEvent(PgTx& tx, absl::string_view county_fips,
+                                             absl::string_view reason,
+                                             const v1::BedAvailability& availability,
+                                             absl::Time now);
+  static absl::StatusOr<std::vector<StoredEvent>> EventsAfter(PgTx& tx, int64_t after_seq,
+                                                              int limit);
+  static absl::StatusOr<int64_t> LastEventSeq(PgTx& tx);
+
+  static absl::StatusOr<std::vector<v1::FacilityAvailability>> Search(PgTx& tx,
+                                                                      const AvailabilityQuery& q);
+};
+
+}  // namespace safeharbor::beds

@@ -1,0 +1,480 @@
+// The beds service through real gRPC over mTLS against real PostgreSQL and Redis, with an
+// injected clock; two replicas on one database where the issue asks for it.
+#include "services/beds/beds_service.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "common/metrics.h"
+#include "common/proto_time.h"
+#include "common/server.h"
+#include "common/testing/harness.h"
+
+namespace safeharbor::beds {
+const std::vector<Migration>& Migrations();
+namespace {
+
+using safeharbor::testing::TestServers;
+using Stub = v1::BedsService::Stub;
+
+constexpr char kKing[] = "53033";
+
+std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return ctx;
+}
+
+// One running replica of the service.
+struct Replica {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<PgPool> pg;
+  std::unique_ptr<RedisClient> redis;
+  std::unique_ptr<RpcEnv> env;
+  std::unique_ptr<BedsServiceImpl> service;
+  std::unique_ptr<ServiceHost> host;
+
+  Replica(const std::string& db_url, const std::string& ns, const Clock* clock) {
+    auto& s = TestServers::Get();
+    auto pool = PgPool::Connect(s.PgOptionsFor(db_url), registry.get());
+    EXPECT_TRUE(pool.ok()) << pool.status();
+    pg = *std::move(pool);
+    EXPECT_TRUE(pg->Migrate(Migrations()).ok());
+    redis = std::make_unique<RedisClient>(s.redis_options(), registry.get());
+    env = std::make_unique<RpcEnv>(8, 256, false);
+    BedsOptions options;
+    options.key_namespace = ns;
+    options.watch_poll_interval = absl::Milliseconds(200);
+    service = std::make_unique<BedsServiceImpl>(env.get(), pg.get(), redis.get(), *registry,
+                                                WashingtonCounties(), clock, options);
+    service->StartBackground();
+    ServerOptions opts;
+    opts.service_name = "beds";
+    opts.tls = s.ServerTls("beds");
+    auto h = ServiceHost::Start(opts, {service.get()}, registry);
+    EXPECT_TRUE(h.ok()) << h.status();
+    host = *std::move(h);
+  }
+  ~Replica() {
+    service->StopBackground();
+    host->Shutdown();
+  }
+  std::unique_ptr<Stub> Stub_(const std::string& org, const std::string& role) {
+    return v1::BedsService::NewStub(TestServers::Get().Channel(host->port(), org, role));
+  }
+};
+
+v1::Facility Facility(const std::string& id, const std::string& org, int beds,
+                      v1::PlacementType type = v1::PLACEMENT_TYPE_HOPE_CENTER) {
+  v1::Facility f;
+  f.set_id(id);
+  f.set_organization_id(org);
+  f.set_name("Facility " + id);
+  f.set_placement_type(type);
+  f.set_county_fips(kKing);
+  f.set_latitude(47.61);
+  f.set_longitude(-122.33);
+  f.set_minimum_age(12);
+  f.set_maximum_age(17);
+  f.set_csec_specialized(true);
+  auto* b = f.add_bed_types();
+  b->set_bed_type(v1::BED_TYPE_GENERAL);
+  b->set_licensed_capacity(beds);
+  return f;
+}
+
+class BedsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_url_ = TestServers::Get().NewDatabase("beds");
+    ns_ = db_url_.substr(db_url_.rfind('/') + 1);
+    a_ = std::make_unique<Replica>(db_url_, ns_, &clock_);
+    admin_ = a_->Stub_("state-directory", "directory_admin");
+    provider_ = a_->Stub_("prov-a", "provider");
+    intake_ = a_->Stub_("cw-king", "child_welfare");
+  }
+  void TearDown() override { a_.reset(); }
+
+  void CreateFacility(const v1::Facility& f) {
+    v1::CreateFacilityRequest req;
+    req.set_request_id("create-" + f.id());
+    *req.mutable_facility() = f;
+    v1::CreateFacilityResponse resp;
+    grpc::Status st = admin_->CreateFacility(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+
+  grpc::Status Census(Stub* stub, const std::string& facility, int occupied, int oos = 0,
+                      const std::string& rid = "") {
+    v1::ReportCensusRequest req;
+    req.set_request_id(rid.empty() ? absl::StrCat("census-", ++census_n_) : rid);
+    req.set_facility_id(facility);
+    *req.mutable_confirmed_time() = ToProtoTime(clock_.Now());
+    auto* e = req.add_entries();
+    e->set_bed_type(v1::BED_TYPE_GENERAL);
+    e->set_occupied(occupied);
+    e->set_out_of_service(oos);
+    v1::ReportCensusResponse resp;
+    return stub->ReportCensus(Ctx().get(), req, &resp);
+  }
+
+  grpc::Status Hold(Stub* stub, const std::string& facility, const std::string& rid,
+                    v1::HoldBedResponse* resp, int ttl = 600,
+                    const std::string& referral = "ref-1") {
+    v1::HoldBedRequest req;
+    req.set_request_id(rid);
+    req.set_facility_id(facility);
+    req.set_bed_type(v1::BED_TYPE_GENERAL);
+    req.set_referral_id(referral);
+    req.set_ttl_seconds(ttl);
+    return stub->HoldBed(Ctx().get(), req, resp);
+  }
+
+  v1::BedAvailability Availability(const std::string& facility) {
+    v1::GetFacilityRequest req;
+    req.set_id(facility);
+    v1::GetFacilityResponse resp;
+    EXPECT_TRUE(admin_->GetFacility(Ctx().get(), req, &resp).ok());
+    return resp.beds_size() > 0 ? resp.beds(0) : v1::BedAvailability();
+  }
+
+  int64_t Count(const std::string& sql) {
+    auto r = a_->pg->Query(sql);
+    return r.ok() ? r->Int64(0, "n") : -1;
+  }
+
+  FakeClock clock_{absl::FromUnixSeconds(1795000000)};
+  std::string db_url_, ns_;
+  std::unique_ptr<Replica> a_;
+  std::unique_ptr<Stub> admin_, provider_, intake_;
+  int census_n_ = 0;
+};
+
+TEST_F(BedsTest, CensusThenHoldConfirmDischargeKeepTheArithmetic) {
+  CreateFacility(Facility("fac-a", "prov-a", 4));
+  EXPECT_EQ(Availability("fac-a").status(), v1::AVAILABILITY_STATUS_NEVER_REPORTED);
+  ASSERT_TRUE(Census(provider_.get(), "fac-a", 2, 1).ok());
+  auto a = Availability("fac-a");
+  EXPECT_EQ(a.status(), v1::AVAILABILITY_STATUS_KNOWN);
+  EXPECT_EQ(a.available_beds(), 1);
+  EXPECT_EQ(FromProtoTime(a.confirmed_time()), clock_.Now());
+
+  v1::HoldBedResponse hold;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-a", "h-1", &hold).ok());
+  EXPECT_EQ(hold.hold().state(), v1::HOLD_STATE_ACTIVE);
+  EXPECT_EQ(FromProtoTime(hold.hold().expire_time()), clock_.Now() + absl::Seconds(600));
+  EXPECT_EQ(Availability("fac-a").available_beds(), 0);
+  EXPECT_EQ(Availability("fac-a").held(), 1);
+
+  v1::HoldBedResponse none;
+  grpc::Status full = Hold(intake_.get(), "fac-a", "h-2", &none);
+  EXPECT_EQ(full.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << full.error_message();
+
+  v1::ConfirmPlacementRequest confirm;
+  confirm.set_request_id("c-1");
+  confirm.set_hold_id(hold.hold().id());
+  v1::ConfirmPlacementResponse placed;
+  ASSERT_TRUE(provider_->ConfirmPlacement(Ctx().get(), confirm, &placed).ok());
+  a = Availability("fac-a");
+  EXPECT_EQ(a.occupied(), 3);
+  EXPECT_EQ(a.held(), 0);
+  EXPECT_EQ(a.available_beds(), 0);
+
+  v1::DischargePlacementRequest discharge;
+  discharge.set_placement_id(placed.placement().id());
+  v1::DischargePlacementResponse out;
+  ASSERT_TRUE(provider_->DischargePlacement(Ctx().get(), discharge, &out).ok());
+  ASSERT_TRUE(provider_->DischargePlacement(Ctx().get(), discharge, &out).ok());  // no double count
+  EXPECT_EQ(Availability("fac-a").occupied(), 2);
+  EXPECT_EQ(Availability("fac-a").available_beds(), 1);
+  EXPECT_EQ(SumCounter(*a_->registry, "safeharbor_beds_holds_total", {{"event", "confirmed"}}), 1);
+  EXPECT_EQ(SumCounter(*a_->registry, "safeharbor_beds_hold_conflicts_total"), 1);
+}
+
+TEST_F(BedsTest, FiftyConcurrentHoldsOverTwoReplicasForTheLastBedOneWins) {
+  CreateFacility(Facility("fac-last", "prov-a", 3));
+  ASSERT_TRUE(Census(provider_.get(), "fac-last", 2).ok());  // exactly one bed left
+  // Widen the race window: every hold insert now takes 50 ms inside its transaction, so callers
+  // that were not serialized by the bed-type row lock would all see the bed as free.
+  ASSERT_TRUE(a_->pg
+                  ->Query("CREATE FUNCTION slow_hold() RETURNS trigger LANGUAGE plpgsql AS "
+                          "$$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$")
+                  .ok());
+  ASSERT_TRUE(a_->pg
+                  ->Query("CREATE TRIGGER slow_hold BEFORE INSERT ON holds FOR EACH ROW "
+                          "EXECUTE FUNCTION slow_hold()")
+                  .ok());
+  Replica b(db_url_, ns_, &clock_);
+  std::vector<std::unique_ptr<Stub>> stubs;
+  stubs.push_back(a_->Stub_("cw-king", "child_welfare"));
+  stubs.push_back(b.Stub_("le-seattle", "law_enforcement"));
+  constexpr int kCallers = 50;
+  std::atomic<int> ok{0}, refused{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] {
+      v1::HoldBedResponse resp;
+      grpc::Status st = Hold(stubs[i % 2].get(), "fac-last", absl::StrCat("race-", i), &resp, 600,
+                             absl::StrCat("ref-", i));
+      if (st.ok()) {
+        ok.fetch_add(1);
+      } else if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        refused.fetch_add(1);
+      } else {
+        other.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 1);
+  EXPECT_EQ(refused.load(), kCallers - 1);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  // Stored state is consistent: holds + occupied + out of service never exceed capacity.
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM bed_inventory b WHERE b.occupied + b.out_of_service "
+                  "+ (SELECT count(*) FROM holds h WHERE h.facility_id = b.facility_id AND "
+                  "h.bed_type = b.bed_type AND h.state = 1) > b.licensed_capacity"),
+            0);
+  EXPECT_EQ(Availability("fac-last").available_beds(), 0);
+}
+
+TEST_F(BedsTest, AnExpiredHoldReturnsTheBedButAConfirmedPlacementNeverExpires) {
+  CreateFacility(Facility("fac-x", "prov-a", 2));
+  ASSERT_TRUE(Census(provider_.get(), "fac-x", 0).ok());
+  v1::HoldBedResponse first, second;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-x", "x-1", &first, 60).ok());
+  ASSERT_TRUE(Hold(intake_.get(), "fac-x", "x-2", &second, 600).ok());
+  v1::ConfirmPlacementRequest confirm;
+  confirm.set_request_id("x-c");
+  confirm.set_hold_id(second.hold().id());
+  v1::ConfirmPlacementResponse placed;
+  ASSERT_TRUE(intake_->ConfirmPlacement(Ctx().get(), confirm, &placed).ok());
+  EXPECT_EQ(Availability("fac-x").available_beds(), 0);
+
+  clock_.Advance(absl::Seconds(61));
+  // The bed is free at expiry, before any sweep runs.
+  EXPECT_EQ(Availability("fac-x").available_beds(), 1);
+  auto swept = a_->service->SweepExpiredHolds();
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(*swept, 1);
+  EXPECT_EQ(*a_->service->SweepExpiredHolds(), 0);  // Expired once.
+  EXPECT_EQ(SumCounter(*a_->registry, "safeharbor_beds_holds_total", {{"event", "expired"}}), 1);
+  confirm.set_request_id("x-late");
+  confirm.set_hold_id(first.hold().id());
+  EXPECT_EQ(intake_->ConfirmPlacement(Ctx().get(), confirm, &placed).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  clock_.Advance(absl::Hours(5));  // The placement stays.
+  (void)a_->service->SweepExpiredHolds();
+  EXPECT_EQ(Availability("fac-x").occupied(), 1);
+}
+
+TEST_F(BedsTest, StaleCensusIsUnknownAndExcludedWhenFreshnessIsAsked) {
+  CreateFacility(Facility("fac-s", "prov-a", 5));
+  ASSERT_TRUE(Census(provider_.get(), "fac-s", 1).ok());
+  v1::SearchAvailabilityRequest search;
+  search.set_county_fips(kKing);
+  search.set_max_staleness_seconds(3600);
+  v1::SearchAvailabilityResponse resp;
+  ASSERT_TRUE(intake_->SearchAvailability(Ctx().get(), search, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_EQ(resp.results(0).beds(0).available_beds(), 4);
+
+  clock_.Advance(absl::Hours(2));
+  ASSERT_TRUE(intake_->SearchAvailability(Ctx().get(), search, &resp).ok());
+  EXPECT_EQ(resp.results_size(), 0);  // Older than the hour asked for.
+
+  clock_.Advance(absl::Hours(11));  // Past the 12 h window.
+  EXPECT_EQ(Availability("fac-s").status(), v1::AVAILABILITY_STATUS_STALE);
+  search.set_max_staleness_seconds(0);
+  ASSERT_TRUE(intake_->SearchAvailability(Ctx().get(), search, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_EQ(resp.results(0).beds(0).status(), v1::AVAILABILITY_STATUS_STALE);
+  v1::HoldBedResponse hold;
+  grpc::Status st = Hold(intake_.get(), "fac-s", "s-1", &hold);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(st.error_message().find("stale"), std::string::npos);
+  ASSERT_TRUE(a_->service->RefreshGauges().ok());
+  EXPECT_EQ(SumCounter(*a_->registry, "safeharbor_beds_stale_census"), 1);
+}
+
+TEST_F(BedsTest, NeverRoutableFacilitiesAreRecordedButNeverSearchedOrHeld) {
+  CreateFacility(Facility("fac-det", "prov-a", 10, v1::PLACEMENT_TYPE_DETENTION));
+  CreateFacility(
+      Facility("fac-scrc", "prov-a", 10, v1::PLACEMENT_TYPE_SECURE_CRISIS_RESIDENTIAL_CENTER));
+  ASSERT_TRUE(Census(provider_.get(), "fac-det", 0).ok());
+  ASSERT_TRUE(Census(provider_.get(), "fac-scrc", 0).ok());
+  v1::SearchAvailabilityRequest search;
+  search.set_county_fips(kKing);
+  v1::SearchAvailabilityResponse resp;
+  ASSERT_TRUE(intake_->SearchAvailability(Ctx().get(), search, &resp).ok());
+  EXPECT_EQ(resp.results_size(), 0);
+  v1::HoldBedResponse hold;
+  EXPECT_EQ(Hold(intake_.get(), "fac-det", "d-1", &hold).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM holds"), 0);
+}
+
+TEST_F(BedsTest, WithRedisStoppedSearchesAndHoldsStayCorrect) {
+  CreateFacility(Facility("fac-r", "prov-a", 2));
+  ASSERT_TRUE(Census(provider_.get(), "fac-r", 0).ok());
+  v1::SearchAvailabilityRequest search;
+  search.set_county_fips(kKing);
+  v1::SearchAvailabilityResponse resp;
+  ASSERT_TRUE(intake_->SearchAvailability(Ctx().get(), search, &resp).ok());  // cached
+  TestServers::Get().StopRedis();
+  v1::HoldBedResponse h1, h2, h3;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-r", "r-1", &h1).ok());
+  ASSERT_TRUE(intake_->SearchAvailability(Ctx().get(), search, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_EQ(resp.results(0).beds(0).available_beds(), 1);  // Not the cached 2.
+  ASSERT_TRUE(Hold(intake_.get(), "fac-r", "r-2", &h2).ok());
+  EXPECT_EQ(Hold(intake_.get(), "fac-r", "r-3", &h3).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  TestServers::Get().StartRedis();
+  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_TRUE(intake_->SearchAvailability(Ctx().get(), search, &resp).ok());
+  EXPECT_EQ(resp.results(0).beds(0).available_beds(), 0);
+  EXPECT_EQ(resp.results(0).beds(0).held(), 2);
+}
+
+TEST_F(BedsTest, HoldBedIsIdempotentOnRequestId) {
+  CreateFacility(Facility("fac-i", "prov-a", 3));
+  ASSERT_TRUE(Census(provider_.get(), "fac-i", 0).ok());
+  v1::HoldBedResponse a, b;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-i", "same", &a).ok());
+  ASSERT_TRUE(Hold(intake_.get(), "fac-i", "same", &b).ok());
+  EXPECT_EQ(a.hold().id(), b.hold().id());
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM holds"), 1);
+  EXPECT_EQ(Availability("fac-i").held(), 1);
+  grpc::Status st = Hold(intake_.get(), "fac-i", "same", &b, 900);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(st.error_message().find("ttl_seconds"), std::string::npos) << st.error_message();
+}
+
+TEST_F(BedsTest, BadInputIsRefusedAndStoresNothing) {
+  CreateFacility(Facility("fac-b", "prov-a", 3));
+  v1::HoldBedResponse hold;
+  struct Case {
+    std::function<void(v1::HoldBedRequest*)> mutate;
+    const char* field;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::HoldBedRequest* r) { r->set_request_id(""); }, "request_id"},
+      {[](v1::HoldBedRequest* r) { r->set_facility_id("NOPE!"); }, "facility_id"},
+      {[](v1::HoldBedRequest* r) { r->set_bed_type(v1::BED_TYPE_UNSPECIFIED); }, "bed_type"},
+      {[](v1::HoldBedRequest* r) { r->set_referral_id(""); }, "referral_id"},
+      {[](v1::HoldBedRequest* r) { r->set_ttl_seconds(5); }, "ttl_seconds"},
+  };
+  for (const auto& c : cases) {
+    v1::HoldBedRequest req;
+    req.set_request_id("bad");
+    req.set_facility_id("fac-b");
+    req.set_bed_type(v1::BED_TYPE_GENERAL);
+    req.set_referral_id("ref-1");
+    c.mutate(&req);
+    grpc::Status st = intake_->HoldBed(Ctx().get(), req, &hold);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_NE(st.error_message().find(c.field), std::string::npos) << st.error_message();
+  }
+  v1::ReportCensusRequest census;
+  census.set_request_id("c-bad");
+  census.set_facility_id("fac-b");
+  *census.mutable_confirmed_time() = ToProtoTime(clock_.Now());
+  auto* e = census.add_entries();
+  e->set_bed_type(v1::BED_TYPE_GENERAL);
+  e->set_occupied(9);
+  v1::ReportCensusResponse cr;
+  EXPECT_EQ(provider_->ReportCensus(Ctx().get(), census, &cr).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::CreateFacilityRequest create;
+  create.set_request_id("f-bad");
+  *create.mutable_facility() = Facility("fac-bad", "prov-a", 3);
+  create.mutable_facility()->set_county_fips("99999");
+  v1::CreateFacilityResponse fr;
+  EXPECT_EQ(admin_->CreateFacility(Ctx().get(), create, &fr).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM holds"), 0);
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM facilities"), 1);
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM bed_inventory WHERE confirmed_at IS NOT NULL"), 0);
+}
+
+TEST_F(BedsTest, ProvidersManageOnlyTheirOwnFacilities) {
+  CreateFacility(Facility("fac-a", "prov-a", 3));
+  auto other = a_->Stub_("prov-b", "provider");
+  EXPECT_EQ(Census(other.get(), "fac-a", 1).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  v1::CreateFacilityRequest create;
+  create.set_request_id("steal");
+  *create.mutable_facility() = Facility("fac-b", "prov-a", 3);
+  v1::CreateFacilityResponse resp;
+  EXPECT_EQ(other->CreateFacility(Ctx().get(), create, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Census(provider_.get(), "fac-a", 1).ok());
+  v1::HoldBedResponse hold;  // A provider does not place holds; intake does.
+  EXPECT_EQ(Hold(provider_.get(), "fac-a", "p-1", &hold).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+std::vector<v1::WatchAvailabilityResponse> ReadEvents(
+    grpc::ClientReader<v1::WatchAvailabilityResponse>* reader, size_t n) {
+  std::vector<v1::WatchAvailabilityResponse> out;
+  v1::WatchAvailabilityResponse r;
+  while (out.size() < n && reader->Read(&r)) out.push_back(r);
+  return out;
+}
+
+TEST_F(BedsTest, WatchReceivesChangesAndResumesFromItsCursorAfterARestart) {
+  CreateFacility(Facility("fac-w", "prov-a", 5));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  v1::WatchAvailabilityRequest watch;
+  watch.set_county_fips(kKing);
+  auto reader = intake_->WatchAvailability(&ctx, watch);
+  absl::SleepFor(absl::Milliseconds(300));  // Let the stream register before the changes.
+  ASSERT_TRUE(Census(provider_.get(), "fac-w", 1).ok());
+  v1::HoldBedResponse hold;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-w", "w-1", &hold).ok());
+  auto first = ReadEvents(reader.get(), 2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].reason(), "census");
+  EXPECT_EQ(first[1].reason(), "hold");
+  EXPECT_EQ(first[1].availability().available_beds(), 3);
+  const std::string cursor = first[1].cursor();
+  ctx.TryCancel();
+
+  // The replica restarts; meanwhile changes land through another replica.
+  a_.reset();
+  {
+    Replica b(db_url_, ns_, &clock_);
+    auto intake_b = b.Stub_("cw-king", "child_welfare");
+    v1::HoldBedResponse h2;
+    ASSERT_TRUE(Hold(intake_b.get(), "fac-w", "w-2", &h2).ok());
+    v1::ReleaseHoldRequest release;
+    release.set_hold_id(hold.hold().id());
+    v1::ReleaseHoldResponse released;
+    ASSERT_TRUE(intake_b->ReleaseHold(Ctx().get(), release, &released).ok());
+  }
+  a_ = std::make_unique<Replica>(db_url_, ns_, &clock_);
+  intake_ = a_->Stub_("cw-king", "child_welfare");
+  grpc::ClientContext ctx2;
+  ctx2.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  watch.set_cursor(cursor);
+  auto resumed = intake_->WatchAvailability(&ctx2, watch);
+  auto missed = ReadEvents(resumed.get(), 2);
+  ASSERT_EQ(missed.size(), 2u);
+  EXPECT_EQ(missed[0].reason(), "hold");
+  EXPECT_EQ(missed[0].availability().held(), 2);
+  EXPECT_EQ(missed[1].reason(), "release");
+  EXPECT_EQ(missed[1].availability().held(), 1);
+  int64_t c0 = 0, c1 = 0, c2 = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(cursor, &c0) && absl::SimpleAtoi(missed[0].cursor(), &c1) &&
+              absl::SimpleAtoi(missed[1].cursor(), &c2));
+  EXPECT_LT(c0, c1);
+  EXPECT_LT(c1, c2);
+  ctx2.TryCancel();
+}
+
+}  // namespace
+}  // namespace safeharbor::beds
