@@ -7,4 +7,5 @@ REDIS_PORT=${SAFEHARBOR_REDIS_PORT:-63790}
 # service name, binary, gRPC port, metrics port
 SERVICES=(
   "directory directory-service 50051 9461"
+  "beds beds-service 50052 9462"
 )

@@ -15,6 +15,7 @@ import grpc  # noqa: E402
 SERVICES = {
     "directory": ("safeharbor.directory.v1.directory_pb2",
                   "safeharbor.directory.v1.directory_pb2_grpc", "DirectoryService", 50051),
+    "beds": ("safeharbor.beds.v1.beds_pb2", "safeharbor.beds.v1.beds_pb2_grpc", "BedsService", 50052),
 }
 
 
