@@ -22,8 +22,13 @@ function(safeharbor_test name)
   target_compile_options(${name} PRIVATE ${SAFEHARBOR_WARNINGS})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock)
   add_test(NAME ${name} COMMAND ${name})
-  set_tests_properties(${name} PROPERTIES TIMEOUT 900
-    ENVIRONMENT "SAFEHARBOR_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  set(env "SAFEHARBOR_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  if(SAFEHARBOR_SANITIZE)
+    list(APPEND env "ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=1"
+         "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tools/lsan.supp:print_suppressions=0"
+         "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endif()
+  set_tests_properties(${name} PROPERTIES TIMEOUT 1800 ENVIRONMENT "${env}")
 endfunction()
 
 # safeharbor_embed_text(<target> <file> <qualified function name>): compiles the file's text into

@@ -140,6 +140,16 @@ absl::Status BedsServiceImpl::CanManage(const Caller& c, absl::string_view org_i
                    "facility's own provider may"));
 }
 
+absl::Status BedsServiceImpl::CanActOnHold(const Caller& c, const v1::Hold& hold,
+                                           const v1::Facility& facility) const {
+  if (c.role == Role::kService || c.org_id == hold.holder_organization_id() ||
+      (c.role == Role::kProvider && c.org_id == facility.organization_id())) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      "only the holder, the facility's provider or the referral service may act on a hold");
+}
+
 absl::StatusOr<int> BedsServiceImpl::SweepExpiredHolds() {
   const absl::Time now = clock_->Now();
   int total = 0;
@@ -471,11 +481,7 @@ absl::Status BedsServiceImpl::ReleaseHold(const Caller& c, const v1::ReleaseHold
     if (!hold.ok()) return hold.status();
     auto f = BedsStore::GetFacility(tx, hold->facility_id());
     if (!f.ok()) return f.status();
-    if (c.role != Role::kService && c.org_id != hold->holder_organization_id() &&
-        !(c.role == Role::kProvider && c.org_id == f->organization_id())) {
-      return absl::PermissionDeniedError(
-          "only the holder, the facility's provider or the referral service may release a hold");
-    }
+    if (auto s = CanActOnHold(c, *hold, *f); !s.ok()) return s;
     if (hold->state() == v1::HOLD_STATE_CONFIRMED) {
       return absl::FailedPreconditionError(
           "the hold was confirmed as a placement; discharge the placement instead");
@@ -525,11 +531,7 @@ absl::Status BedsServiceImpl::ConfirmPlacement(const Caller& c,
           if (!hold.ok()) return hold.status();
           auto f = BedsStore::GetFacility(tx, hold->facility_id());
           if (!f.ok()) return f.status();
-          if (c.role != Role::kService && c.org_id != hold->holder_organization_id() &&
-              !(c.role == Role::kProvider && c.org_id == f->organization_id())) {
-            return absl::PermissionDeniedError(
-                "only the facility's provider, the holder or the referral service may confirm");
-          }
+          if (auto s = CanActOnHold(c, *hold, *f); !s.ok()) return s;
           if (hold->state() != v1::HOLD_STATE_ACTIVE || FromProtoTime(hold->expire_time()) <= now) {
             return absl::FailedPreconditionError(absl::StrCat(
                 "hold '", hold->id(), "' is no longer active (",

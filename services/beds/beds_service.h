@@ -98,6 +98,9 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
 
  private:
   absl::Status CanManage(const Caller& c, absl::string_view org_id) const;
+  // The holder, the facility's provider, or the referral service.
+  absl::Status CanActOnHold(const Caller& c, const v1::Hold& hold,
+                            const v1::Facility& facility) const;
   // After a committed change: drop cached searches and wake watchers on every replica.
   void Changed();
   void CountHold(const char* event);

@@ -6,27 +6,10 @@
 #include "absl/strings/str_join.h"
 #include "common/geo.h"
 #include "common/proto_time.h"
+#include "common/stored_resource.h"
 
 namespace safeharbor::beds {
 namespace {
-
-std::string FacilityBody(const v1::Facility& f) {
-  v1::Facility copy = f;
-  copy.clear_create_time();
-  copy.clear_update_time();
-  copy.clear_etag();
-  return copy.SerializeAsString();
-}
-
-absl::Status FillFacility(const PgResult& r, int row, v1::Facility* out) {
-  if (!out->ParseFromString(r.Bytea(row, "body"))) {
-    return absl::InternalError("stored facility is unreadable");
-  }
-  *out->mutable_create_time() = ToProtoTime(r.Time(row, "create_time"));
-  *out->mutable_update_time() = ToProtoTime(r.Time(row, "update_time"));
-  out->set_etag(absl::StrCat(r.Int64(row, "revision")));
-  return absl::OkStatus();
-}
 
 std::string IntArray(const std::vector<int>& v) {
   return absl::StrCat("{", absl::StrJoin(v, ","), "}");
@@ -95,8 +78,7 @@ absl::Status BedsStore::InsertFacility(PgTx& tx, v1::Facility* f, absl::Time now
       "$13) RETURNING revision",
       {f->id(), f->organization_id(), int32_t{f->placement_type()}, f->routable(), f->county_fips(),
        f->latitude(), f->longitude(), int32_t{f->minimum_age()}, int32_t{f->maximum_age()},
-       IntArray(Genders(*f)), f->csec_specialized(), PgParam::Bytea(FacilityBody(*f)),
-       PgTime(now)});
+       IntArray(Genders(*f)), f->csec_specialized(), PgParam::Bytea(StoredBody(*f)), PgTime(now)});
   if (!r.ok()) {
     if (r.status().code() == absl::StatusCode::kAlreadyExists) {
       return absl::AlreadyExistsError(absl::StrCat("facility '", f->id(), "' already exists"));
@@ -124,7 +106,7 @@ absl::StatusOr<v1::Facility> BedsStore::GetFacility(PgTx& tx, absl::string_view 
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("facility '", id, "' not found"));
   v1::Facility f;
-  if (auto st = FillFacility(*r, 0, &f); !st.ok()) return st;
+  if (auto st = FillStored(*r, 0, &f); !st.ok()) return st;
   return f;
 }
 
@@ -172,7 +154,7 @@ absl::Status BedsStore::UpdateFacility(PgTx& tx, v1::Facility* f, absl::Time now
       "WHERE id = $1 RETURNING revision, create_time",
       {f->id(), int32_t{f->placement_type()}, f->routable(), f->county_fips(), f->latitude(),
        f->longitude(), int32_t{f->minimum_age()}, int32_t{f->maximum_age()}, IntArray(Genders(*f)),
-       f->csec_specialized(), PgParam::Bytea(FacilityBody(*f)), PgTime(now)});
+       f->csec_specialized(), PgParam::Bytea(StoredBody(*f)), PgTime(now)});
   if (!r.ok()) return r.status();
   *f->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
   *f->mutable_update_time() = ToProtoTime(now);
@@ -192,7 +174,7 @@ absl::StatusOr<std::vector<v1::Facility>> BedsStore::ListFacilities(PgTx& tx,
   if (!r.ok()) return r.status();
   std::vector<v1::Facility> out(static_cast<size_t>(r->rows()));
   for (int i = 0; i < r->rows(); ++i) {
-    if (auto st = FillFacility(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
+    if (auto st = FillStored(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
   }
   return out;
 }
@@ -414,7 +396,7 @@ LIMIT $19)sql");
   std::vector<std::string> ids;
   for (int i = 0; i < r->rows(); ++i) {
     auto& fa = out[static_cast<size_t>(i)];
-    if (auto st = FillFacility(*r, i, fa.mutable_facility()); !st.ok()) return st;
+    if (auto st = FillStored(*r, i, fa.mutable_facility()); !st.ok()) return st;
     fa.set_distance_meters(r->Int64(i, "dist"));
     ids.push_back(fa.facility().id());
   }

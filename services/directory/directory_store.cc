@@ -6,37 +6,11 @@
 #include "absl/strings/str_join.h"
 #include "common/geo.h"
 #include "common/proto_time.h"
+#include "common/stored_resource.h"
 #include "services/directory/schedule.h"
 
 namespace safeharbor::directory {
 namespace {
-
-std::string OrgBody(const v1::Organization& org) {
-  v1::Organization copy = org;
-  copy.clear_create_time();
-  copy.clear_update_time();
-  copy.clear_etag();
-  return copy.SerializeAsString();
-}
-
-std::string ServiceBody(const v1::Service& s) {
-  v1::Service copy = s;
-  copy.clear_create_time();
-  copy.clear_update_time();
-  copy.clear_etag();
-  return copy.SerializeAsString();
-}
-
-template <typename T>
-absl::Status FillFromRow(const PgResult& r, int row, T* out) {
-  if (!out->ParseFromString(r.Bytea(row, "body"))) {
-    return absl::InternalError("stored record is unreadable");
-  }
-  *out->mutable_create_time() = ToProtoTime(r.Time(row, "create_time"));
-  *out->mutable_update_time() = ToProtoTime(r.Time(row, "update_time"));
-  out->set_etag(absl::StrCat(r.Int64(row, "revision")));
-  return absl::OkStatus();
-}
 
 // PostgreSQL array literal of text values (elements are validated codes: digits/letters).
 std::string TextArray(const google::protobuf::RepeatedPtrField<std::string>& values) {
@@ -131,7 +105,7 @@ std::vector<PgParam> ServiceColumns(const v1::Service& s, std::pair<double, doub
           s.accepting_referrals(),
           pos.first,
           pos.second,
-          PgParam::Bytea(ServiceBody(s))};
+          PgParam::Bytea(StoredBody(s))};
 }
 
 constexpr char kOrgColumns[] = "body, revision, create_time, update_time";
@@ -143,7 +117,7 @@ absl::Status DirectoryStore::InsertOrganization(PgTx& tx, v1::Organization* org)
       "INSERT INTO organizations (id, kind, name, county_fips, body) "
       "VALUES ($1, $2, $3, NULLIF($4, ''), $5) RETURNING revision, create_time, update_time",
       {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
-       PgParam::Bytea(OrgBody(*org))});
+       PgParam::Bytea(StoredBody(*org))});
   if (!r.ok()) {
     if (r.status().code() == absl::StatusCode::kAlreadyExists) {
       return absl::AlreadyExistsError(
@@ -166,7 +140,7 @@ absl::StatusOr<v1::Organization> DirectoryStore::GetOrganization(PgTx& tx, absl:
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("organization '", id, "' not found"));
   v1::Organization org;
-  if (auto st = FillFromRow(*r, 0, &org); !st.ok()) return st;
+  if (auto st = FillStored(*r, 0, &org); !st.ok()) return st;
   return org;
 }
 
@@ -197,7 +171,7 @@ absl::Status DirectoryStore::UpdateOrganization(PgTx& tx, v1::Organization* org)
       "revision = revision + 1, update_time = now() WHERE id = $1 "
       "RETURNING revision, create_time, update_time",
       {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
-       PgParam::Bytea(OrgBody(*org))});
+       PgParam::Bytea(StoredBody(*org))});
   if (!r.ok()) return r.status();
   if (auto st = ReplaceLocations(tx, *org); !st.ok()) return st;
   auto moved = tx.Exec(
@@ -222,7 +196,7 @@ absl::StatusOr<std::vector<v1::Organization>> DirectoryStore::ListOrganizations(
   if (!r.ok()) return r.status();
   std::vector<v1::Organization> out(static_cast<size_t>(r->rows()));
   for (int i = 0; i < r->rows(); ++i) {
-    if (auto st = FillFromRow(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
+    if (auto st = FillStored(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
   }
   return out;
 }
@@ -258,7 +232,7 @@ absl::StatusOr<v1::Service> DirectoryStore::GetService(PgTx& tx, absl::string_vi
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("service '", id, "' not found"));
   v1::Service s;
-  if (auto st = FillFromRow(*r, 0, &s); !st.ok()) return st;
+  if (auto st = FillStored(*r, 0, &s); !st.ok()) return st;
   return s;
 }
 
@@ -297,7 +271,7 @@ absl::StatusOr<std::vector<v1::Service>> DirectoryStore::ListServices(
   if (!r.ok()) return r.status();
   std::vector<v1::Service> out(static_cast<size_t>(r->rows()));
   for (int i = 0; i < r->rows(); ++i) {
-    if (auto st = FillFromRow(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
+    if (auto st = FillStored(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
   }
   return out;
 }
@@ -360,7 +334,7 @@ LIMIT $18
   std::vector<v1::ServiceMatch> out(static_cast<size_t>(r->rows()));
   for (int i = 0; i < r->rows(); ++i) {
     auto& m = out[static_cast<size_t>(i)];
-    if (auto st = FillFromRow(*r, i, m.mutable_service()); !st.ok()) return st;
+    if (auto st = FillStored(*r, i, m.mutable_service()); !st.ok()) return st;
     m.set_organization_name(r->String(i, "org_name"));
     m.set_distance_meters(r->Int64(i, "dist"));
   }

@@ -476,5 +476,29 @@ TEST_F(BedsTest, WatchReceivesChangesAndResumesFromItsCursorAfterARestart) {
   ctx2.TryCancel();
 }
 
+TEST_F(BedsTest, WatchMissesNothingWhileRedisIsDown) {
+  CreateFacility(Facility("fac-o", "prov-a", 5));
+  ASSERT_TRUE(Census(provider_.get(), "fac-o", 0).ok());
+  Replica b(db_url_, ns_, &clock_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  v1::WatchAvailabilityRequest watch;
+  watch.set_county_fips(kKing);
+  auto reader = intake_->WatchAvailability(&ctx, watch);
+  absl::SleepFor(absl::Milliseconds(300));
+  TestServers::Get().StopRedis();
+  // Made on the other replica: no Redis wake-up can reach this one; its poll must.
+  auto intake_b = b.Stub_("cw-king", "child_welfare");
+  v1::HoldBedResponse h1, h2;
+  ASSERT_TRUE(Hold(intake_b.get(), "fac-o", "o-1", &h1).ok());
+  ASSERT_TRUE(Hold(intake_b.get(), "fac-o", "o-2", &h2).ok());
+  auto events = ReadEvents(reader.get(), 2);
+  TestServers::Get().StartRedis();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].availability().held(), 1);
+  EXPECT_EQ(events[1].availability().held(), 2);
+  ctx.TryCancel();
+}
+
 }  // namespace
 }  // namespace safeharbor::beds

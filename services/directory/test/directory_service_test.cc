@@ -6,11 +6,11 @@
 
 #include <set>
 
+#include "common/geo.h"
 #include "common/metrics.h"
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
-#include "common/geo.h"
 #include "services/directory/hsds.h"
 
 namespace safeharbor::directory {

@@ -1,9 +1,9 @@
 // Pure decision logic of the directory: schedules, distance, validation, counties.
 #include <gtest/gtest.h>
 
-#include "common/proto_time.h"
 #include "common/counties.h"
 #include "common/geo.h"
+#include "common/proto_time.h"
 #include "services/directory/schedule.h"
 #include "services/directory/validation.h"
 

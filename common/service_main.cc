@@ -1,0 +1,54 @@
+#include "common/service_main.h"
+
+#include "common/log.h"
+
+namespace safeharbor {
+
+absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_view name,
+                                           absl::string_view usage, int default_grpc_port,
+                                           int default_metrics_port,
+                                           const std::vector<Migration>& migrations) {
+  BlockTerminationSignals();
+  log::SetServiceName(name);
+  ParseFlagsWithEnv(argc, argv, usage);
+  ServiceDeps deps;
+  auto config = CommonConfigFromFlags(name, default_grpc_port, default_metrics_port);
+  if (!config.ok()) {
+    log::Error("bad_configuration", {{"error", config.status().message()}});
+    return config.status();
+  }
+  deps.config = *std::move(config);
+  deps.registry = std::make_shared<prometheus::Registry>();
+  auto pg = PgPool::ConnectWithRetry(deps.config.postgres, deps.registry.get(),
+                                     deps.config.postgres_startup_wait);
+  if (!pg.ok()) {
+    log::Error("postgres_unavailable", {{"error", pg.status().message()}});
+    return pg.status();
+  }
+  deps.pg = *std::move(pg);
+  if (auto st = deps.pg->Migrate(migrations); !st.ok()) {
+    log::Error("migration_failed", {{"error", st.message()}});
+    return st;
+  }
+  deps.redis = std::make_unique<RedisClient>(deps.config.redis, deps.registry.get());
+  deps.env = std::make_unique<RpcEnv>(static_cast<size_t>(deps.config.worker_threads),
+                                      static_cast<size_t>(deps.config.max_queued_requests),
+                                      deps.config.server.insecure_dev_mode);
+  return deps;
+}
+
+int ServeUntilSignal(ServiceDeps& deps, const std::vector<grpc::Service*>& services,
+                     const std::function<void()>& before_shutdown) {
+  auto host = ServiceHost::Start(deps.config.server, services, deps.registry);
+  if (!host.ok()) {
+    log::Error("start_failed", {{"error", host.status().message()}});
+    return 1;
+  }
+  WaitForTerminationSignal();
+  if (before_shutdown) before_shutdown();
+  (*host)->Shutdown();
+  deps.env->executor().Shutdown();
+  return 0;
+}
+
+}  // namespace safeharbor

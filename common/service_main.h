@@ -1,0 +1,37 @@
+// What every service's main does around its own wiring: flags and environment, PostgreSQL
+// (waiting for it, then migrations), Redis, the executor; then serving until SIGTERM/SIGINT.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "common/config.h"
+#include "common/pg.h"
+#include "common/redis.h"
+#include "common/rpc.h"
+#include "common/server.h"
+
+namespace safeharbor {
+
+struct ServiceDeps {
+  CommonConfig config;
+  std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<PgPool> pg;
+  std::unique_ptr<RedisClient> redis;
+  std::unique_ptr<RpcEnv> env;
+};
+
+// Call first in main (flags must be defined by then). Logs the reason and returns an error when
+// configuration, PostgreSQL or the migrations fail.
+absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_view name,
+                                           absl::string_view usage, int default_grpc_port,
+                                           int default_metrics_port,
+                                           const std::vector<Migration>& migrations);
+
+// Serves until SIGTERM/SIGINT; then runs `before_shutdown` (e.g. ends watch streams), drains
+// and stops. Returns the process exit code.
+int ServeUntilSignal(ServiceDeps& deps, const std::vector<grpc::Service*>& services,
+                     const std::function<void()>& before_shutdown = {});
+
+}  // namespace safeharbor
