@@ -117,7 +117,20 @@ WatchHub::WatchHub(PgPool* pg, const RedisOptions* redis, std::string channel,
       options_(options),
       watchers_gauge_(watchers_gauge) {}
 
-WatchHub::~WatchHub() { Stop(); }
+WatchHub::~WatchHub() {
+  Stop();
+  // The owner destroys the hub after the server has shut down, so gRPC is done with every
+  // watcher still listed (OnDone ran); any that is not would still be in use: leave it.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Watcher* w : watchers_) {
+    if (w->done()) {
+      delete w;
+    } else {
+      log::Error("watcher_outlived_hub", {});
+    }
+  }
+  watchers_.clear();
+}
 
 void WatchHub::Start() {
   if (started_) return;

@@ -25,7 +25,8 @@ struct BedsOptions;
 
 class WatchHub {
  public:
-  // `redis` may be null (poll only). `channel` is the Redis pub/sub channel.
+  // `redis` may be null (poll only). `channel` is the Redis pub/sub channel. Destroy the hub
+  // only after the gRPC server serving its watchers has shut down.
   WatchHub(PgPool* pg, const RedisOptions* redis, std::string channel, const BedsOptions& options,
            prometheus::Gauge* watchers_gauge);
   ~WatchHub();
