@@ -14,9 +14,19 @@ class BedsBlackBox(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.stack = Stack()
+        # Facility owners are checked against a real directory.
+        cls.directory = Service(cls.stack, "directory", "directory-service",
+                                cls.stack.database("bb_beds_directory")).start()
+        dir_admin, dpb2 = shclient.stub("directory", cls.stack.channel(cls.directory.port,
+                                                                        "client-directory_admin"))
+        dir_admin.CreateOrganization(dpb2.CreateOrganizationRequest(
+            request_id="bb-provider", organization=dpb2.Organization(
+                id="demo-provider-001", kind=dpb2.ORGANIZATION_KIND_SERVICE_PROVIDER,
+                name="Black-box provider")), timeout=5)
+        cls.beds_args = [f"--directory_address=localhost:{cls.directory.port}"]
         db = cls.stack.database("bb_beds")
-        cls.one = Service(cls.stack, "beds", "beds-service", db).start()
-        cls.two = Service(cls.stack, "beds", "beds-service", db).start()
+        cls.one = Service(cls.stack, "beds", "beds-service", db, cls.beds_args).start()
+        cls.two = Service(cls.stack, "beds", "beds-service", db, cls.beds_args).start()
         cls.admin, cls.pb2 = shclient.stub("beds", cls.stack.channel(cls.one.port, "client-directory_admin"))
 
     @classmethod
@@ -87,10 +97,21 @@ class BedsBlackBox(unittest.TestCase):
         self.assertEqual(seen.availability.held, 1)
         self.assertTrue(seen.cursor)
 
+    def test_a_facility_owner_must_be_a_provider_in_the_directory(self):
+        pb2 = self.pb2
+        f = pb2.Facility(id="bb-ghost", organization_id="no-such-org", name="x",
+                         placement_type=pb2.PLACEMENT_TYPE_HOPE_CENTER, county_fips="53033",
+                         latitude=47.6, longitude=-122.3, minimum_age=12, maximum_age=17,
+                         bed_types=[pb2.BedTypeCapacity(bed_type=pb2.BED_TYPE_GENERAL, licensed_capacity=1)])
+        with self.assertRaises(grpc.RpcError) as e:
+            self.admin.CreateFacility(pb2.CreateFacilityRequest(request_id="ghost", facility=f), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("not in the directory", e.exception.details())
+
     def test_sigterm_is_graceful(self):
         cls = type(self)
         self.assertEqual(cls.two.terminate(), 0, cls.two.tail())
-        cls.two = Service(self.stack, "beds", "beds-service", cls.one.db_url).start()
+        cls.two = Service(self.stack, "beds", "beds-service", cls.one.db_url, cls.beds_args).start()
 
 
 if __name__ == "__main__":

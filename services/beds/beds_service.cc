@@ -38,12 +38,14 @@ absl::Status ValidateBedType(v1::BedType t) {
 
 BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                                  prometheus::Registry& registry, const CountyTable& counties,
-                                 const Clock* clock, BedsOptions options)
+                                 const Clock* clock, const ProviderCheck* providers,
+                                 BedsOptions options)
     : env_(env),
       pg_(pg),
       redis_(redis),
       counties_(counties),
       clock_(clock),
+      providers_(providers),
       options_(std::move(options)),
       search_cache_(redis, registry, "beds_search", options_.key_namespace,
                     options_.search_cache_ttl),
@@ -224,6 +226,9 @@ absl::Status BedsServiceImpl::CreateFacility(const Caller& c, const v1::CreateFa
   if (auto st = ValidateRequestId(req.request_id()); !st.ok()) return st;
   if (auto st = ValidateFacility(req.facility(), counties_, false); !st.ok()) return st;
   if (auto st = CanManage(c, req.facility().organization_id()); !st.ok()) return st;
+  if (providers_ != nullptr) {
+    if (auto st = providers_->CheckProvider(req.facility().organization_id()); !st.ok()) return st;
+  }
   const std::string generated = NewId("fac");
   const absl::Time now = clock_->Now();
   absl::Status st = pg_->Transact([&](PgTx& tx) {

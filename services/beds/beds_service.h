@@ -19,6 +19,7 @@
 #include "common/rpc.h"
 #include "common/versioned_cache.h"
 #include "safeharbor/beds/v1/beds.grpc.pb.h"
+#include "services/beds/provider_check.h"
 
 namespace safeharbor::beds {
 
@@ -42,9 +43,11 @@ struct BedsOptions {
 
 class BedsServiceImpl final : public v1::BedsService::CallbackService {
  public:
-  // None owned; all must outlive this object. `redis` may be null.
+  // None owned; all must outlive this object. `redis` may be null; `providers` may be null
+  // (facility owners are then not checked against the directory: tests only).
   BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis, prometheus::Registry& registry,
-                  const CountyTable& counties, const Clock* clock, BedsOptions options = {});
+                  const CountyTable& counties, const Clock* clock, const ProviderCheck* providers,
+                  BedsOptions options = {});
   ~BedsServiceImpl() override;
 
   // Starts the background sweeper, gauge refresher and watch hub. Tests with an injected clock
@@ -111,6 +114,7 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
   RedisClient* redis_;
   const CountyTable& counties_;
   const Clock* clock_;
+  const ProviderCheck* providers_;
   const BedsOptions options_;
   VersionedCache search_cache_;
   prometheus::Family<prometheus::Counter>& holds_;

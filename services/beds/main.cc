@@ -1,5 +1,6 @@
 // beds-service: wiring only. The logic lives in BedsServiceImpl.
 #include "absl/flags/flag.h"
+#include "common/log.h"
 #include "common/service_main.h"
 #include "services/beds/beds_service.h"
 
@@ -7,6 +8,8 @@ ABSL_FLAG(int, stale_after_s, 12 * 3600,
           "A census older than this many seconds makes availability unknown.");
 ABSL_FLAG(int, search_cache_ttl_s, 5, "Longest a cached availability answer lives.");
 ABSL_FLAG(int, sweep_interval_ms, 1000, "How often expired holds are swept.");
+ABSL_FLAG(std::string, directory_address, "localhost:50051",
+          "directory-service host:port; facility owners are checked against it.");
 
 namespace safeharbor::beds {
 const std::vector<Migration>& Migrations();
@@ -24,8 +27,20 @@ int main(int argc, char** argv) {
   options.stale_after = absl::Seconds(absl::GetFlag(FLAGS_stale_after_s));
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
   options.sweep_interval = absl::Milliseconds(absl::GetFlag(FLAGS_sweep_interval_ms));
+  PeerOptions directory;
+  directory.name = "directory";
+  directory.address = absl::GetFlag(FLAGS_directory_address);
+  directory.tls = deps->config.server.tls;  // This service's certificate: role "service".
+  directory.insecure_dev_mode = deps->config.server.insecure_dev_mode;
+  directory.dev_identity = "spiffe://safeharbor/org/safeharbor-beds/role/service";
+  auto peer = Peer::Connect(directory);
+  if (!peer.ok()) {
+    log::Error("directory_client_failed", {{"error", peer.status().message()}});
+    return 1;
+  }
+  beds::DirectoryProviderCheck providers(*std::move(peer));
   beds::BedsServiceImpl service(deps->env.get(), deps->pg.get(), deps->redis.get(), *deps->registry,
-                                WashingtonCounties(), SystemClock::Get(), options);
+                                WashingtonCounties(), SystemClock::Get(), &providers, options);
   service.StartBackground();
   // Open watch streams end first; clients resume with their cursor on another replica.
   return ServeUntilSignal(*deps, {&service}, [&] { service.StopBackground(); });

@@ -11,7 +11,11 @@
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
+#include "services/directory/directory_service.h"
 
+namespace safeharbor::directory {
+const std::vector<Migration>& Migrations();
+}
 namespace safeharbor::beds {
 const std::vector<Migration>& Migrations();
 namespace {
@@ -36,7 +40,8 @@ struct Replica {
   std::unique_ptr<BedsServiceImpl> service;
   std::unique_ptr<ServiceHost> host;
 
-  Replica(const std::string& db_url, const std::string& ns, const Clock* clock) {
+  Replica(const std::string& db_url, const std::string& ns, const Clock* clock,
+          const ProviderCheck* providers = nullptr) {
     auto& s = TestServers::Get();
     auto pool = PgPool::Connect(s.PgOptionsFor(db_url), registry.get());
     EXPECT_TRUE(pool.ok()) << pool.status();
@@ -48,7 +53,7 @@ struct Replica {
     options.key_namespace = ns;
     options.watch_poll_interval = absl::Milliseconds(200);
     service = std::make_unique<BedsServiceImpl>(env.get(), pg.get(), redis.get(), *registry,
-                                                WashingtonCounties(), clock, options);
+                                                WashingtonCounties(), clock, providers, options);
     service->StartBackground();
     ServerOptions opts;
     opts.service_name = "beds";
@@ -474,6 +479,63 @@ TEST_F(BedsTest, WatchReceivesChangesAndResumesFromItsCursorAfterARestart) {
   EXPECT_LT(c0, c1);
   EXPECT_LT(c1, c2);
   ctx2.TryCancel();
+}
+
+TEST_F(BedsTest, FacilityOwnersMustBeProvidersInTheDirectory) {
+  // A real directory service, in process, on its own database.
+  auto& s = TestServers::Get();
+  auto dir_registry = std::make_shared<prometheus::Registry>();
+  auto dir_pg = PgPool::Connect(s.PgOptionsFor(s.NewDatabase("dirforbeds")), dir_registry.get());
+  ASSERT_TRUE(dir_pg.ok());
+  ASSERT_TRUE((*dir_pg)->Migrate(directory::Migrations()).ok());
+  RpcEnv dir_env(2, 16, false);
+  directory::DirectoryServiceImpl dir(&dir_env, dir_pg->get(), nullptr, *dir_registry,
+                                      WashingtonCounties());
+  ServerOptions o;
+  o.service_name = "directory";
+  o.tls = s.ServerTls("directory");
+  auto dir_host = ServiceHost::Start(o, {&dir}, dir_registry);
+  ASSERT_TRUE(dir_host.ok());
+  auto dir_admin = directory::v1::DirectoryService::NewStub(
+      s.Channel((*dir_host)->port(), "state-directory", "directory_admin"));
+  for (auto [id, kind] : {std::pair{"prov-real", directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER},
+                          {"le-agency", directory::v1::ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY}}) {
+    directory::v1::CreateOrganizationRequest req;
+    req.set_request_id(id);
+    req.mutable_organization()->set_id(id);
+    req.mutable_organization()->set_kind(kind);
+    req.mutable_organization()->set_name(id);
+    directory::v1::CreateOrganizationResponse resp;
+    ASSERT_TRUE(dir_admin->CreateOrganization(Ctx().get(), req, &resp).ok());
+  }
+  PeerOptions peer;
+  peer.name = "directory";
+  peer.address = absl::StrCat("localhost:", (*dir_host)->port());
+  peer.tls = s.ServerTls("beds");  // The beds service's own identity: role "service".
+  peer.deadline = absl::Seconds(1);
+  auto connected = Peer::Connect(peer);
+  ASSERT_TRUE(connected.ok());
+  DirectoryProviderCheck check(*std::move(connected));
+  Replica checked(db_url_, ns_, &clock_, &check);
+  auto admin = checked.Stub_("state-directory", "directory_admin");
+  auto create = [&](const std::string& id, const std::string& org) {
+    v1::CreateFacilityRequest req;
+    req.set_request_id("c-" + id);
+    *req.mutable_facility() = Facility(id, org, 2);
+    v1::CreateFacilityResponse resp;
+    return admin->CreateFacility(Ctx().get(), req, &resp);
+  };
+  EXPECT_TRUE(create("fac-ok", "prov-real").ok());
+  grpc::Status le = create("fac-le", "le-agency");
+  EXPECT_EQ(le.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(le.error_message().find("not a service provider"), std::string::npos);
+  grpc::Status ghost = create("fac-ghost", "ghost-org");
+  EXPECT_EQ(ghost.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(ghost.error_message().find("not in the directory"), std::string::npos);
+  (*dir_host)->Shutdown();
+  grpc::Status down = create("fac-down", "prov-real");
+  EXPECT_EQ(down.error_code(), grpc::StatusCode::UNAVAILABLE) << down.error_message();
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM facilities"), 1);
 }
 
 TEST_F(BedsTest, WatchMissesNothingWhileRedisIsDown) {
