@@ -367,6 +367,8 @@ absl::StatusOr<PgResult> PgPool::Query(absl::string_view sql, const std::vector<
 
 absl::Status PgPool::Migrate(const std::vector<Migration>& migrations) {
   return Transact([&](PgTx& tx) -> absl::Status {
+    // Waiting for another replica's migrations, or a long migration, is not a stuck statement.
+    if (auto t = tx.Exec("SET LOCAL statement_timeout = 0"); !t.ok()) return t.status();
     // One lock for every replica of every service sharing this database.
     auto lock = tx.Exec("SELECT pg_advisory_xact_lock(7411230001)");
     if (!lock.ok()) return lock.status();

@@ -146,7 +146,10 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
   if (!available()) return absl::UnavailableError("redis unavailable (retrying shortly)");
   auto ctx = Acquire();
   if (!ctx.ok()) {
-    MarkDown(op, ctx.status().message());
+    // A busy pool is not an outage: only a failed connect starts the fail-fast window.
+    if (!absl::StrContains(ctx.status().message(), "pool exhausted")) {
+      MarkDown(op, ctx.status().message());
+    }
     return ctx.status();
   }
   std::vector<const char*> args;

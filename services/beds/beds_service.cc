@@ -1,5 +1,7 @@
 #include "services/beds/beds_service.h"
 
+#include <set>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/idempotency.h"
@@ -142,6 +144,15 @@ absl::Status BedsServiceImpl::CanManage(const Caller& c, absl::string_view org_i
                    "facility's own provider may"));
 }
 
+absl::StatusOr<std::pair<Inventory, absl::Time>> BedsServiceImpl::LockedInventory(
+    PgTx& tx, absl::string_view facility_id, v1::BedType type) {
+  if (auto st = BedsStore::LockInventory(tx, facility_id, type); !st.ok()) return st;
+  const absl::Time now = clock_->Now();
+  auto inv = BedsStore::GetInventory(tx, facility_id, type, now, /*lock=*/false);
+  if (!inv.ok()) return inv.status();
+  return std::make_pair(*std::move(inv), now);
+}
+
 absl::Status BedsServiceImpl::CanActOnHold(const Caller& c, const v1::Hold& hold,
                                            const v1::Facility& facility) const {
   if (c.role == Role::kService || c.org_id == hold.holder_organization_id() ||
@@ -153,22 +164,32 @@ absl::Status BedsServiceImpl::CanActOnHold(const Caller& c, const v1::Hold& hold
 }
 
 absl::StatusOr<int> BedsServiceImpl::SweepExpiredHolds() {
-  const absl::Time now = clock_->Now();
   int total = 0;
   for (int round = 0; round < 10; ++round) {  // At most 1000 holds per sweep.
     std::vector<ExpiredHold> expired;
     absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
+      const absl::Time now = clock_->Now();
       auto e = BedsStore::ExpireHolds(tx, now, 100);
       if (!e.ok()) return e.status();
       expired = *std::move(e);
-      for (const auto& h : expired) {
-        auto f = BedsStore::GetFacility(tx, h.facility_id);
+      // Lock each affected bed type once, in the order every writer uses; append events last.
+      std::set<std::pair<std::string, int>> types;
+      for (const auto& h : expired) types.insert({h.facility_id, h.bed_type});
+      for (const auto& [facility, type] : types) {
+        if (auto s = BedsStore::LockInventory(tx, facility, static_cast<v1::BedType>(type));
+            !s.ok()) {
+          return s;
+        }
+      }
+      for (const auto& [facility, type] : types) {
+        auto f = BedsStore::GetFacility(tx, facility);
         if (!f.ok()) return f.status();
-        auto inv = BedsStore::GetInventory(tx, h.facility_id, h.bed_type, now, true);
+        const auto bed_type = static_cast<v1::BedType>(type);
+        auto inv = BedsStore::GetInventory(tx, facility, bed_type, now, false);
         if (!inv.ok()) return inv.status();
         auto seq = BedsStore::AppendEvent(
             tx, f->county_fips(), "expiry",
-            ToProto(h.facility_id, h.bed_type, *inv, now, options_.stale_after), now);
+            ToProto(facility, bed_type, *inv, now, options_.stale_after), now);
         if (!seq.ok()) return seq.status();
       }
       return absl::OkStatus();
@@ -338,13 +359,20 @@ absl::Status BedsServiceImpl::ReportCensus(const Caller& c, const v1::ReportCens
     if (auto s = ValidateCensus(req, *f, now, options_.stale_after); !s.ok()) return s;
     return RunIdempotent(tx, "ReportCensus", c, req.request_id(), req, resp, [&]() -> absl::Status {
       const absl::Time confirmed = FromProtoTime(req.confirmed_time());
-      for (const auto& e : req.entries()) {
-        // Lock the bed type first, as holds do.
-        if (auto inv = BedsStore::GetInventory(tx, req.facility_id(), e.bed_type(), now, true);
-            !inv.ok()) {
-          return inv.status();
+      // Lock every reported bed type first, in bed-type order as every writer does, then write,
+      // then append the events (always a change's last lock).
+      std::vector<v1::CensusEntry> entries(req.entries().begin(), req.entries().end());
+      std::sort(entries.begin(), entries.end(),
+                [](const auto& a, const auto& b) { return a.bed_type() < b.bed_type(); });
+      for (const auto& e : entries) {
+        if (auto s = BedsStore::LockInventory(tx, req.facility_id(), e.bed_type()); !s.ok()) {
+          return s;
         }
+      }
+      for (const auto& e : entries) {
         if (auto s = BedsStore::SetCensus(tx, req.facility_id(), e, confirmed); !s.ok()) return s;
+      }
+      for (const auto& e : entries) {
         auto inv = BedsStore::GetInventory(tx, req.facility_id(), e.bed_type(), now, false);
         if (!inv.ok()) return inv.status();
         const auto avail =
@@ -426,7 +454,6 @@ absl::Status BedsServiceImpl::HoldBed(const Caller& c, const v1::HoldBedRequest&
   if (auto st = ValidateReferralId(req.referral_id()); !st.ok()) return st;
   auto ttl = HoldTtl(req.ttl_seconds());
   if (!ttl.ok()) return ttl.status();
-  const absl::Time now = clock_->Now();
   const std::string hold_id = NewId("hold");
   bool no_bed = false;
   absl::Status st = pg_->Transact([&](PgTx& tx) {
@@ -436,8 +463,10 @@ absl::Status BedsServiceImpl::HoldBed(const Caller& c, const v1::HoldBedRequest&
       auto f = BedsStore::GetFacility(tx, req.facility_id());
       if (!f.ok()) return f.status();
       // The row lock serializes every hold of this bed type, across replicas.
-      auto inv = BedsStore::GetInventory(tx, req.facility_id(), req.bed_type(), now, true);
-      if (!inv.ok()) return inv.status();
+      auto locked = LockedInventory(tx, req.facility_id(), req.bed_type());
+      if (!locked.ok()) return locked.status();
+      Inventory* inv = &locked->first;
+      const absl::Time now = locked->second;
       if (auto s = CanHold(*inv, f->routable(), now, options_.stale_after); !s.ok()) {
         no_bed = true;
         return s;
@@ -478,7 +507,6 @@ absl::Status BedsServiceImpl::HoldBed(const Caller& c, const v1::HoldBedRequest&
 absl::Status BedsServiceImpl::ReleaseHold(const Caller& c, const v1::ReleaseHoldRequest& req,
                                           v1::ReleaseHoldResponse* resp) {
   if (auto st = ValidateId(req.hold_id(), "hold_id"); !st.ok()) return st;
-  const absl::Time now = clock_->Now();
   bool released = false;
   absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
     released = false;
@@ -491,11 +519,13 @@ absl::Status BedsServiceImpl::ReleaseHold(const Caller& c, const v1::ReleaseHold
       return absl::FailedPreconditionError(
           "the hold was confirmed as a placement; discharge the placement instead");
     }
+    auto locked = LockedInventory(tx, hold->facility_id(), hold->bed_type());
+    if (!locked.ok()) return locked.status();
+    Inventory* inv = &locked->first;
+    const absl::Time now = locked->second;
     const bool active =
         hold->state() == v1::HOLD_STATE_ACTIVE && FromProtoTime(hold->expire_time()) > now;
     if (active) {
-      auto inv = BedsStore::GetInventory(tx, hold->facility_id(), hold->bed_type(), now, true);
-      if (!inv.ok()) return inv.status();
       if (auto s = BedsStore::CloseHold(tx, hold->id(), v1::HOLD_STATE_RELEASED, now); !s.ok()) {
         return s;
       }
@@ -526,7 +556,6 @@ absl::Status BedsServiceImpl::ConfirmPlacement(const Caller& c,
                                                v1::ConfirmPlacementResponse* resp) {
   if (auto st = ValidateRequestId(req.request_id()); !st.ok()) return st;
   if (auto st = ValidateId(req.hold_id(), "hold_id"); !st.ok()) return st;
-  const absl::Time now = clock_->Now();
   const std::string placement_id = NewId("plc");
   absl::Status st = pg_->Transact([&](PgTx& tx) {
     resp->Clear();
@@ -537,6 +566,10 @@ absl::Status BedsServiceImpl::ConfirmPlacement(const Caller& c,
           auto f = BedsStore::GetFacility(tx, hold->facility_id());
           if (!f.ok()) return f.status();
           if (auto s = CanActOnHold(c, *hold, *f); !s.ok()) return s;
+          auto locked = LockedInventory(tx, hold->facility_id(), hold->bed_type());
+          if (!locked.ok()) return locked.status();
+          Inventory* inv = &locked->first;
+          const absl::Time now = locked->second;
           if (hold->state() != v1::HOLD_STATE_ACTIVE || FromProtoTime(hold->expire_time()) <= now) {
             return absl::FailedPreconditionError(absl::StrCat(
                 "hold '", hold->id(), "' is no longer active (",
@@ -544,8 +577,13 @@ absl::Status BedsServiceImpl::ConfirmPlacement(const Caller& c,
                                                        : v1::HoldState_Name(hold->state()),
                 "); hold a bed again"));
           }
-          auto inv = BedsStore::GetInventory(tx, hold->facility_id(), hold->bed_type(), now, true);
-          if (!inv.ok()) return inv.status();
+          // This hold still counts (it is active by this clock): if the bed type is over its
+          // capacity the bed was given to someone else when another replica saw this hold as
+          // expired.
+          if (inv->held + inv->occupied + inv->out_of_service > inv->licensed_capacity) {
+            return absl::FailedPreconditionError(
+                "the hold expired and its bed was taken; hold a bed again");
+          }
           if (auto s = BedsStore::CloseHold(tx, hold->id(), v1::HOLD_STATE_CONFIRMED, now);
               !s.ok()) {
             return s;
@@ -585,7 +623,6 @@ absl::Status BedsServiceImpl::DischargePlacement(const Caller& c,
                                                  const v1::DischargePlacementRequest& req,
                                                  v1::DischargePlacementResponse* resp) {
   if (auto st = ValidateId(req.placement_id(), "placement_id"); !st.ok()) return st;
-  const absl::Time now = clock_->Now();
   bool discharged = false;
   absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
     discharged = false;
@@ -599,8 +636,10 @@ absl::Status BedsServiceImpl::DischargePlacement(const Caller& c,
           "only the facility's provider or the referral service may discharge");
     }
     if (!p->has_discharge_time()) {  // Discharging twice changes nothing.
-      auto inv = BedsStore::GetInventory(tx, p->facility_id(), p->bed_type(), now, true);
-      if (!inv.ok()) return inv.status();
+      auto locked = LockedInventory(tx, p->facility_id(), p->bed_type());
+      if (!locked.ok()) return locked.status();
+      Inventory* inv = &locked->first;
+      const absl::Time now = locked->second;
       if (auto s = BedsStore::SetDischarged(tx, p->id(), now); !s.ok()) return s;
       if (auto s = BedsStore::AdjustOccupied(tx, p->facility_id(), p->bed_type(), -1); !s.ok()) {
         return s;

@@ -19,6 +19,7 @@
 #include "common/rpc.h"
 #include "common/versioned_cache.h"
 #include "safeharbor/beds/v1/beds.grpc.pb.h"
+#include "services/beds/availability.h"
 #include "services/beds/provider_check.h"
 
 namespace safeharbor::beds {
@@ -107,6 +108,11 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
   // After a committed change: drop cached searches and wake watchers on every replica.
   void Changed();
   void CountHold(const char* event);
+  // Locks the bed type, then reads the clock: every decision about expiry and capacity uses a
+  // time taken while no other writer can change this bed type.
+  absl::StatusOr<std::pair<Inventory, absl::Time>> LockedInventory(PgTx& tx,
+                                                                   absl::string_view facility_id,
+                                                                   v1::BedType type);
   void BackgroundLoop();
 
   RpcEnv* env_;

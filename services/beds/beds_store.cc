@@ -123,11 +123,27 @@ absl::Status BedsStore::UpdateFacility(PgTx& tx, v1::Facility* f, absl::Time now
   }
   f->set_routable(IsRoutable(f->placement_type()));
   // Bed types: new ones are added, kept ones get their new capacity, removed ones must be empty.
+  // Lock them (in bed-type order, as every other writer does) before looking.
+  if (auto l = tx.Exec("SELECT 1 FROM bed_inventory WHERE facility_id = $1 ORDER BY bed_type "
+                       "FOR UPDATE",
+                       {f->id()});
+      !l.ok()) {
+    return l.status();
+  }
   auto inventory = FacilityInventory(tx, f->id(), now);
   if (!inventory.ok()) return inventory.status();
   for (const auto& row : *inventory) {
     bool kept = false;
     for (const auto& b : f->bed_types()) kept = kept || b.bed_type() == row.type;
+    int32_t new_capacity = 0;
+    for (const auto& b : f->bed_types()) {
+      if (b.bed_type() == row.type) new_capacity = b.licensed_capacity();
+    }
+    if (kept && new_capacity < row.inventory.occupied + row.inventory.held) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "facility.bed_types: ", v1::BedType_Name(row.type), " cannot shrink below its ",
+          row.inventory.occupied + row.inventory.held, " occupied and held beds"));
+    }
     if (!kept && (row.inventory.occupied > 0 || row.inventory.held > 0)) {
       return absl::FailedPreconditionError(
           absl::StrCat("facility.bed_types: bed type ", v1::BedType_Name(row.type),
@@ -177,6 +193,18 @@ absl::StatusOr<std::vector<v1::Facility>> BedsStore::ListFacilities(PgTx& tx,
     if (auto st = FillStored(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
   }
   return out;
+}
+
+absl::Status BedsStore::LockInventory(PgTx& tx, absl::string_view facility_id, v1::BedType type) {
+  auto r =
+      tx.Exec("SELECT 1 FROM bed_inventory WHERE facility_id = $1 AND bed_type = $2 FOR UPDATE",
+              {facility_id, int32_t{type}});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("facility '", facility_id, "' has no ", v1::BedType_Name(type), " beds"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Inventory> BedsStore::GetInventory(PgTx& tx, absl::string_view facility_id,
@@ -264,7 +292,7 @@ absl::StatusOr<std::vector<ExpiredHold>> BedsStore::ExpireHolds(PgTx& tx, absl::
                                                                 int limit) {
   auto r = tx.Exec(
       "UPDATE holds SET state = 3, closed_time = $1 WHERE id IN ("
-      "  SELECT id FROM holds WHERE state = 1 AND expire_time <= $1 ORDER BY expire_time "
+      "  SELECT id FROM holds WHERE state = 1 AND expire_time <= $1 ORDER BY id "
       "  LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, facility_id, bed_type",
       {PgTime(now), int32_t{limit}});
   if (!r.ok()) return r.status();
@@ -316,6 +344,10 @@ absl::StatusOr<int64_t> BedsStore::AppendEvent(PgTx& tx, absl::string_view count
                                                absl::string_view reason,
                                                const v1::BedAvailability& availability,
                                                absl::Time now) {
+  // Event sequence numbers must commit in order, or a watcher that has seen seq N could miss a
+  // seq below N that commits later. Every change takes this lock as its last lock (re-entrant
+  // within the transaction), so appends are serialized until commit.
+  if (auto l = tx.Exec("SELECT pg_advisory_xact_lock(7411230002)"); !l.ok()) return l.status();
   auto r = tx.Exec(
       "INSERT INTO availability_events (facility_id, county_fips, reason, payload, at) "
       "VALUES ($1, $2, $3, $4, $5) RETURNING seq",

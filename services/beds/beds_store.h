@@ -55,6 +55,9 @@ class BedsStore {
                                                                   absl::string_view after_id,
                                                                   int limit);
 
+  // Locks the bed type's row (FOR UPDATE); NOT_FOUND if the facility lacks it. Writers lock
+  // bed types in (facility_id, bed_type) order.
+  static absl::Status LockInventory(PgTx& tx, absl::string_view facility_id, v1::BedType type);
   // The bed type's row, locked FOR UPDATE when `lock`; NOT_FOUND if the facility lacks it.
   static absl::StatusOr<Inventory> GetInventory(PgTx& tx, absl::string_view facility_id,
                                                 v1::BedType type, absl::Time now, bool lock);

@@ -17,7 +17,13 @@ class WatchHub::Watcher final : public grpc::ServerWriteReactor<Response> {
  public:
   Watcher(WatchHub* hub, std::string county, int64_t cursor)
       : hub_(hub), county_(std::move(county)) {
-    (void)cursor;
+    if (cursor >= 0) sent_cursor_ = absl::StrCat(cursor);
+  }
+
+  // From the hub thread, for a watcher that started "from now".
+  void SetStart(int64_t seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sent_cursor_.empty()) sent_cursor_ = absl::StrCat(seq);
   }
 
   // From the hub thread.
@@ -65,11 +71,12 @@ class WatchHub::Watcher final : public grpc::ServerWriteReactor<Response> {
   }
 
   void OnDone() override {
+    WatchHub* hub = hub_;  // Once done_ is set the hub thread may delete this watcher.
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_ = true;
     }
-    hub_->Notify();  // The hub deletes it.
+    hub->Notify();
   }
 
   void FinishNow(const grpc::Status& status) {
@@ -140,20 +147,19 @@ void WatchHub::Start() {
 }
 
 void WatchHub::Stop() {
-  std::set<Watcher*> left;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return;
     stop_ = true;
-    left = watchers_;
   }
   cv_.notify_all();
   if (loop_thread_.joinable()) loop_thread_.join();
   if (subscribe_thread_.joinable()) subscribe_thread_.join();
-  for (Watcher* w : left) {
+  // Only now: the hub thread, which deletes finished watchers, has stopped.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Watcher* w : watchers_) {
     w->FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down; resume"));
   }
-  // Watchers still open are ended by the server's shutdown; OnDone only marks them.
 }
 
 void WatchHub::Notify() {
@@ -161,7 +167,7 @@ void WatchHub::Notify() {
     std::lock_guard<std::mutex> lock(mu_);
     notified_ = true;
   }
-  cv_.notify_one();
+  cv_.notify_all();  // The subscribe thread waits on the same condition variable.
 }
 
 grpc::ServerWriteReactor<Response>* WatchHub::NewWatcher(const v1::WatchAvailabilityRequest& req,
@@ -175,15 +181,18 @@ grpc::ServerWriteReactor<Response>* WatchHub::NewWatcher(const v1::WatchAvailabi
   auto* w = new Watcher(this, req.county_fips(), cursor);
   w->last_seq = cursor;
   w->initialized = cursor >= 0;
-  bool full = false;
+  bool full = false, stopping = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    full = watchers_.size() >= options_.max_watchers || stop_;
+    stopping = stop_;
+    full = watchers_.size() >= options_.max_watchers;
     watchers_.insert(w);
     if (watchers_gauge_) watchers_gauge_->Set(static_cast<double>(watchers_.size()));
   }
   if (!bad.ok()) {
     w->FinishNow(bad);
+  } else if (stopping) {
+    w->FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down; retry"));
   } else if (full) {
     w->FinishNow(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many watchers; retry"));
   }
@@ -238,6 +247,7 @@ void WatchHub::Dispatch() {
       if (!w->initialized) {
         w->last_seq = head;
         w->initialized = true;
+        w->SetStart(head);
       }
     }
   }

@@ -276,6 +276,28 @@ TEST_F(BedsTest, AnExpiredHoldReturnsTheBedButAConfirmedPlacementNeverExpires) {
   EXPECT_EQ(Availability("fac-x").occupied(), 1);
 }
 
+TEST_F(BedsTest, ClockSkewBetweenReplicasNeverOverbooks) {
+  CreateFacility(Facility("fac-skew", "prov-a", 1));
+  ASSERT_TRUE(Census(provider_.get(), "fac-skew", 0).ok());
+  v1::HoldBedResponse first;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-skew", "k-1", &first, 60).ok());
+  // Replica B's clock runs 61 s ahead: by it the first hold has expired and the bed is free.
+  FakeClock ahead(clock_.Now() + absl::Seconds(61));
+  Replica b(db_url_, ns_, &ahead);
+  auto intake_b = b.Stub_("cw-king", "child_welfare");
+  v1::HoldBedResponse second;
+  ASSERT_TRUE(Hold(intake_b.get(), "fac-skew", "k-2", &second, 600).ok());
+  // Replica A still sees its hold as live; confirming it now would put two youths in one bed.
+  v1::ConfirmPlacementRequest confirm;
+  confirm.set_request_id("k-c");
+  confirm.set_hold_id(first.hold().id());
+  v1::ConfirmPlacementResponse placed;
+  grpc::Status st = intake_->ConfirmPlacement(Ctx().get(), confirm, &placed);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM placements"), 0);
+  EXPECT_EQ(Count("SELECT occupied AS n FROM bed_inventory WHERE facility_id = 'fac-skew'"), 0);
+}
+
 TEST_F(BedsTest, StaleCensusIsUnknownAndExcludedWhenFreshnessIsAsked) {
   CreateFacility(Facility("fac-s", "prov-a", 5));
   ASSERT_TRUE(Census(provider_.get(), "fac-s", 1).ok());
