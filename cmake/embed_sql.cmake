@@ -1,5 +1,6 @@
 # Run with cmake -P: writes OUT, a C++ file holding FILES (NNN_name.sql) as migrations.
 file(WRITE "${OUT}.tmp" "// Generated from SQL migration files. Do not edit.\n#include \"common/pg.h\"\n\nnamespace ${NAMESPACE} {\n\nconst std::vector<safeharbor::Migration>& Migrations() {\n  static const auto* m = new std::vector<safeharbor::Migration>{\n")
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(name "${f}" NAME_WE)
   string(REGEX MATCH "^[0-9]+" version "${name}")

@@ -6,12 +6,15 @@ function(safeharbor_embed_migrations target dir namespace)
   file(GLOB sql_files CONFIGURE_DEPENDS "${dir}/*.sql")
   list(SORT sql_files)
   set(out "${CMAKE_CURRENT_BINARY_DIR}/${target}_migrations.cc")
+  # A ';' would split the command line: pass the list with '|' instead.
+  string(REPLACE ";" "|" files_arg "${sql_files}")
   add_custom_command(
     OUTPUT "${out}"
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNAMESPACE=${namespace} "-DFILES=${sql_files}"
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNAMESPACE=${namespace} "-DFILES=${files_arg}"
             -P "${PROJECT_SOURCE_DIR}/cmake/embed_sql.cmake"
     DEPENDS ${sql_files} "${PROJECT_SOURCE_DIR}/cmake/embed_sql.cmake"
-    COMMENT "Embedding SQL migrations for ${target}")
+    COMMENT "Embedding SQL migrations for ${target}"
+    VERBATIM)
   target_sources(${target} PRIVATE "${out}")
 endfunction()
 
@@ -41,6 +44,7 @@ function(safeharbor_embed_text target file func)
     COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DIN=${file} -DFUNC=${func}
             -P "${PROJECT_SOURCE_DIR}/cmake/embed_text.cmake"
     DEPENDS "${file}" "${PROJECT_SOURCE_DIR}/cmake/embed_text.cmake"
-    COMMENT "Embedding ${base}")
+    COMMENT "Embedding ${base}"
+    VERBATIM)
   target_sources(${target} PRIVATE "${out}")
 endfunction()

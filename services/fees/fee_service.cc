@@ -1,0 +1,625 @@
+#include "services/fees/fee_service.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/idempotency.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/validate.h"
+
+namespace safeharbor::fees {
+namespace {
+
+using absl::InvalidArgumentError;
+using absl::StrCat;
+
+std::string Day(absl::CivilDay d) {
+  return absl::StrFormat("%04d-%02d-%02d", d.year(), d.month(), d.day());
+}
+
+struct Period {
+  absl::CivilDay from, to;
+};
+
+absl::StatusOr<Period> ToPeriod(const v1::ReportPeriod& p) {
+  auto from = ToCivilDay(p.from(), "period.from");
+  if (!from.ok()) return from.status();
+  auto to = ToCivilDay(p.to(), "period.to");
+  if (!to.ok()) return to.status();
+  if (*to <= *from) return InvalidArgumentError("period.to must be after period.from");
+  if (*to - *from > 3700) return InvalidArgumentError("period may span at most ten years");
+  return Period{*from, *to};
+}
+
+const char* KindName(int kind) {
+  switch (kind) {
+    case v1::RECIPIENT_KIND_LOCAL_PROVIDERS:
+      return "local_providers";
+    case v1::RECIPIENT_KIND_HOSTING_AGENCY:
+      return "hosting_agency";
+    case v1::RECIPIENT_KIND_COMMERCE:
+      return "commerce";
+    case v1::RECIPIENT_KIND_COURT:
+      return "court";
+  }
+  return "unknown";
+}
+
+std::vector<Share> Shares(const google::protobuf::RepeatedPtrField<v1::PolicyShare>& in) {
+  std::vector<Share> out;
+  for (const auto& s : in) out.push_back({s.recipient_kind(), s.basis_points()});
+  return out;
+}
+
+int32_t RateBp(int64_t part, int64_t whole) {
+  return whole <= 0 ? 0 : static_cast<int32_t>((static_cast<__int128>(part) * 10000) / whole);
+}
+
+}  // namespace
+
+FeeServiceImpl::FeeServiceImpl(RpcEnv* env, PgPool* pg, const RecipientSource* recipients,
+                               prometheus::Registry& registry, const CountyTable& counties,
+                               const Clock* clock, FeeOptions options)
+    : env_(env),
+      pg_(pg),
+      recipients_(recipients),
+      counties_(counties),
+      clock_(clock),
+      options_(std::move(options)),
+      assessed_(prometheus::BuildCounter()
+                    .Name("safeharbor_fees_assessed_cents_total")
+                    .Help("Fees ordered by courts, in cents, by fee type.")
+                    .Register(registry)),
+      collected_(prometheus::BuildCounter()
+                     .Name("safeharbor_fees_collected_cents_total")
+                     .Help("Payments received (event=payment) and bounced (event=reversal), cents.")
+                     .Register(registry)),
+      disbursed_(prometheus::BuildCounter()
+                     .Name("safeharbor_fees_disbursed_cents_total")
+                     .Help("Cents disbursed by recipient kind (suspense counted as its own kind).")
+                     .Register(registry)),
+      suspense_(prometheus::BuildGauge()
+                    .Name("safeharbor_fees_suspense_cents")
+                    .Help("Cents held in suspense accounts: shares with no eligible recipient.")
+                    .Register(registry)
+                    .Add({})) {}
+
+absl::Status FeeServiceImpl::RefreshGauges() {
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        auto s = FeeStore::SuspenseBalance(tx);
+        if (!s.ok()) return s.status();
+        suspense_.Set(static_cast<double>(*s));
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true);
+}
+
+absl::Status FeeServiceImpl::ValidateAssessment(const v1::Assessment& a) const {
+  if (auto st = ValidateId(a.court_organization_id(), "assessment.court_organization_id");
+      !st.ok()) {
+    return st;
+  }
+  if (a.case_number().empty() || a.case_number().size() > 64) {
+    return InvalidArgumentError("assessment.case_number is required (at most 64 characters)");
+  }
+  if (counties_.Find(a.jurisdiction_fips()) == nullptr) {
+    return InvalidArgumentError("assessment.jurisdiction_fips must be a known county FIPS code");
+  }
+  if (a.statute() == v1::STATUTE_UNSPECIFIED || !v1::Statute_IsValid(a.statute())) {
+    return InvalidArgumentError("assessment.statute is required");
+  }
+  if (a.priors() < 0 || a.priors() > 100) {
+    return InvalidArgumentError("assessment.priors must be between 0 and 100");
+  }
+  if (a.statute() == v1::STATUTE_INTERNET_ADVERTISEMENT) {
+    if (a.offense_count() < 1 || a.offense_count() > 100) {
+      return InvalidArgumentError(
+          "assessment.offense_count must be 1 to 100: RCW 9.68A.106 is assessed per offense");
+    }
+  } else if (a.offense_count() > 1) {
+    return InvalidArgumentError(StrCat("assessment.offense_count: ", v1::Statute_Name(a.statute()),
+                                       " is one fee per case, not per offense"));
+  }
+  if (!a.hosting_agency_organization_id().empty()) {
+    if (auto st = ValidateId(a.hosting_agency_organization_id(),
+                             "assessment.hosting_agency_organization_id");
+        !st.ok()) {
+      return st;
+    }
+  }
+  auto offense = ToCivilDay(a.offense_date(), "assessment.offense_date");
+  if (!offense.ok()) return offense.status();
+  auto assessed = ToCivilDay(a.assessed_date(), "assessment.assessed_date");
+  if (!assessed.ok()) return assessed.status();
+  if (*offense > *assessed) {
+    return InvalidArgumentError("assessment.offense_date must not be after assessed_date");
+  }
+  const absl::CivilDay today = absl::ToCivilDay(clock_->Now(), absl::UTCTimeZone());
+  if (*assessed > today + 1)
+    return InvalidArgumentError("assessment.assessed_date is in the future");
+  return absl::OkStatus();
+}
+
+absl::Status FeeServiceImpl::RecordAssessment(const Caller& c,
+                                              const v1::RecordAssessmentRequest& req,
+                                              v1::RecordAssessmentResponse* resp) {
+  if (auto st = RequireRole(c, {Role::kCourtClerk}); !st.ok()) return st;
+  if (auto st = ValidateRequestId(req.request_id()); !st.ok()) return st;
+  v1::Assessment a = req.assessment();
+  if (a.court_organization_id().empty()) a.set_court_organization_id(c.org_id);
+  if (a.court_organization_id() != c.org_id) {
+    return absl::PermissionDeniedError("a court clerk records assessments only for its own court");
+  }
+  if (a.offense_count() == 0) a.set_offense_count(1);
+  if (auto st = ValidateAssessment(a); !st.ok()) return st;
+  const absl::CivilDay assessed = *ToCivilDay(a.assessed_date(), "assessed_date");
+  const std::string generated = NewId("asm");
+  std::string fee_type;
+  absl::Status st = pg_->Transact([&](PgTx& tx) {
+    resp->Clear();
+    return RunIdempotent(
+        tx, "RecordAssessment", c, req.request_id(), req, resp, [&]() -> absl::Status {
+          auto schedule = FeeStore::Schedule(tx, a.statute(), assessed);
+          if (!schedule.ok()) return schedule.status();
+          fee_type = schedule->fee_type;
+          v1::Assessment out = a;
+          out.set_id(generated);
+          out.set_scheduled_cents(ScheduledCents(schedule->tiers, a.priors(), a.offense_count()));
+          if (auto s = CheckOrderedAmount(out.scheduled_cents(), out.ordered_cents(),
+                                          out.inability_to_pay_finding());
+              !s.ok()) {
+            return s;
+          }
+          if (auto s = FeeStore::InsertAssessment(tx, out, fee_type); !s.ok()) {
+            return s;
+          }
+          out.set_outstanding_cents(out.ordered_cents());
+          out.set_collected_cents(0);
+          *resp->mutable_assessment() = std::move(out);
+          return absl::OkStatus();
+        });
+  });
+  if (!st.ok()) return st;
+  if (resp->assessment().id() == generated) {
+    assessed_.Add({{"fee_type", fee_type}})
+        .Increment(static_cast<double>(resp->assessment().ordered_cents()));
+    log::Info("assessment_recorded", {{"id", generated}, {"court", c.org_id}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FeeServiceImpl::GetAssessment(const Caller& c, const v1::GetAssessmentRequest& req,
+                                           v1::GetAssessmentResponse* resp) {
+  if (auto st = ValidateId(req.id(), "id"); !st.ok()) return st;
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        resp->Clear();
+        auto a = FeeStore::GetAssessment(tx, req.id(), false);
+        if (!a.ok()) return a.status();
+        const bool own_court =
+            c.role == Role::kCourtClerk && c.org_id == a->assessment.court_organization_id();
+        if (!own_court && c.role != Role::kFiscal && c.role != Role::kAuditor) {
+          return absl::PermissionDeniedError(
+              "only the assessment's court clerk, fiscal and auditor may read it");
+        }
+        *resp->mutable_assessment() = a->assessment;
+        auto payments = FeeStore::PaymentsOf(tx, req.id());
+        if (!payments.ok()) return payments.status();
+        for (auto& p : *payments) *resp->add_payments() = std::move(p);
+        return absl::OkStatus();
+      },
+      Isolation::kRepeatableRead, true);
+}
+
+absl::Status FeeServiceImpl::RecordPayment(const Caller& c, const v1::RecordPaymentRequest& req,
+                                           v1::RecordPaymentResponse* resp) {
+  if (auto st = RequireRole(c, {Role::kCourtClerk}); !st.ok()) return st;
+  if (auto st = ValidateRequestId(req.request_id()); !st.ok()) return st;
+  if (auto st = ValidateId(req.assessment_id(), "assessment_id"); !st.ok()) return st;
+  if (req.amount_cents() <= 0) return InvalidArgumentError("amount_cents must be positive");
+  auto paid = ToCivilDay(req.paid_date(), "paid_date");
+  if (!paid.ok()) return paid.status();
+  const absl::CivilDay today = absl::ToCivilDay(clock_->Now(), absl::UTCTimeZone());
+  if (*paid > today + 1) return InvalidArgumentError("paid_date is in the future");
+  // Recipients are looked up before the transaction: no connection is held during the call.
+  std::string jurisdiction;
+  {
+    absl::Status st = pg_->Transact(
+        [&](PgTx& tx) -> absl::Status {
+          auto a = FeeStore::GetAssessment(tx, req.assessment_id(), false);
+          if (!a.ok()) return a.status();
+          jurisdiction = a->assessment.jurisdiction_fips();
+          return absl::OkStatus();
+        },
+        Isolation::kReadCommitted, true);
+    if (!st.ok()) return st;
+  }
+  auto providers = recipients_->LocalProviders(jurisdiction);
+  if (!providers.ok()) return providers.status();
+  const std::string payment_id = NewId("pay");
+  absl::Status st = pg_->Transact([&](PgTx& tx) {
+    resp->Clear();
+    return RunIdempotent(
+        tx, "RecordPayment", c, req.request_id(), req, resp, [&]() -> absl::Status {
+          // The row lock serializes payments on one assessment: never over-collected.
+          auto a = FeeStore::GetAssessment(tx, req.assessment_id(), /*for_update=*/true);
+          if (!a.ok()) return a.status();
+          if (a->assessment.court_organization_id() != c.org_id) {
+            return absl::PermissionDeniedError(
+                "a court clerk records payments only for its own court");
+          }
+          if (*paid < *ToCivilDay(a->assessment.assessed_date(), "assessed_date")) {
+            return InvalidArgumentError("paid_date is before the assessment was ordered");
+          }
+          if (req.amount_cents() > a->assessment.outstanding_cents()) {
+            return absl::FailedPreconditionError(
+                StrCat("amount_cents ", FormatCents(req.amount_cents()),
+                       " exceeds the outstanding balance of ",
+                       FormatCents(a->assessment.outstanding_cents())));
+          }
+          auto policy = FeeStore::Policy(tx, a->fee_type, jurisdiction, *paid);
+          if (!policy.ok()) return policy.status();
+          Recipients r{*providers, a->assessment.hosting_agency_organization_id(),
+                       options_.commerce_organization_id, a->assessment.court_organization_id(),
+                       jurisdiction};
+          const auto parts = Split(req.amount_cents(), policy->shares, r);
+          int64_t sum = 0;
+          for (const auto& d : parts) sum += d.amount_cents();
+          assert(sum == req.amount_cents());
+          auto txn = FeeStore::InsertMoneyTxn(tx, "payment", *a, payment_id, *paid,
+                                              req.amount_cents(), parts);
+          if (!txn.ok()) return txn.status();
+          v1::Payment* p = resp->mutable_payment();
+          p->set_id(payment_id);
+          p->set_assessment_id(req.assessment_id());
+          p->set_amount_cents(req.amount_cents());
+          *p->mutable_paid_date() = req.paid_date();
+          p->set_policy_id(policy->id);
+          for (const auto& d : parts) *p->add_disbursements() = d;
+          if (auto s = FeeStore::InsertPayment(tx, *p, *txn); !s.ok()) return s;
+          resp->set_outstanding_cents(a->assessment.outstanding_cents() - req.amount_cents());
+          return absl::OkStatus();
+        });
+  });
+  if (!st.ok()) return st;
+  if (resp->payment().id() == payment_id) {
+    collected_.Add({{"event", "payment"}}).Increment(static_cast<double>(req.amount_cents()));
+    for (const auto& d : resp->payment().disbursements()) {
+      const bool suspense = d.account().rfind("suspense:", 0) == 0;
+      disbursed_.Add({{"recipient_kind", suspense ? "suspense" : KindName(d.recipient_kind())}})
+          .Increment(static_cast<double>(d.amount_cents()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FeeServiceImpl::ReversePayment(const Caller& c, const v1::ReversePaymentRequest& req,
+                                            v1::ReversePaymentResponse* resp) {
+  if (auto st = RequireRole(c, {Role::kCourtClerk}); !st.ok()) return st;
+  if (auto st = ValidateRequestId(req.request_id()); !st.ok()) return st;
+  if (auto st = ValidateId(req.payment_id(), "payment_id"); !st.ok()) return st;
+  auto day = ToCivilDay(req.reversed_date(), "reversed_date");
+  if (!day.ok()) return day.status();
+  bool reversed_now = false;
+  absl::Status st = pg_->Transact([&](PgTx& tx) {
+    resp->Clear();
+    reversed_now = false;
+    return RunIdempotent(
+        tx, "ReversePayment", c, req.request_id(), req, resp, [&]() -> absl::Status {
+          auto p = FeeStore::GetPayment(tx, req.payment_id());
+          if (!p.ok()) return p.status();
+          auto a = FeeStore::GetAssessment(tx, p->assessment_id(), /*for_update=*/true);
+          if (!a.ok()) return a.status();
+          if (a->assessment.court_organization_id() != c.org_id) {
+            return absl::PermissionDeniedError(
+                "a court clerk reverses payments only for its own court");
+          }
+          if (p->reversed()) {
+            return absl::FailedPreconditionError(
+                StrCat("payment '", req.payment_id(), "' was already reversed"));
+          }
+          if (*day < *ToCivilDay(p->paid_date(), "paid_date")) {
+            return InvalidArgumentError("reversed_date is before the payment");
+          }
+          std::vector<v1::Disbursement> parts(p->disbursements().begin(), p->disbursements().end());
+          auto txn =
+              FeeStore::InsertMoneyTxn(tx, "reversal", *a, p->id(), *day, p->amount_cents(), parts);
+          if (!txn.ok()) return txn.status();
+          if (auto s = FeeStore::InsertReversal(tx, p->id(), *day, *txn); !s.ok()) return s;
+          p->set_reversed(true);
+          *resp->mutable_payment() = *std::move(p);
+          resp->set_outstanding_cents(a->assessment.outstanding_cents() +
+                                      resp->payment().amount_cents());
+          reversed_now = true;
+          return absl::OkStatus();
+        });
+  });
+  if (!st.ok()) return st;
+  if (reversed_now) {
+    collected_.Add({{"event", "reversal"}})
+        .Increment(static_cast<double>(resp->payment().amount_cents()));
+    log::Info("payment_reversed", {{"payment_id", req.payment_id()}, {"court", c.org_id}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FeeServiceImpl::ListFeeSchedules(const Caller&, const v1::ListFeeSchedulesRequest&,
+                                              v1::ListFeeSchedulesResponse* resp) {
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        resp->Clear();
+        auto s = FeeStore::Schedules(tx);
+        if (!s.ok()) return s.status();
+        for (auto& x : *s) *resp->add_schedules() = std::move(x);
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true);
+}
+
+absl::Status FeeServiceImpl::ListDisbursementPolicies(const Caller&,
+                                                      const v1::ListDisbursementPoliciesRequest&,
+                                                      v1::ListDisbursementPoliciesResponse* resp) {
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        resp->Clear();
+        auto p = FeeStore::Policies(tx);
+        if (!p.ok()) return p.status();
+        for (auto& x : *p) *resp->add_policies() = std::move(x);
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true);
+}
+
+absl::Status FeeServiceImpl::AdoptDisbursementPolicy(const Caller& c,
+                                                     const v1::AdoptDisbursementPolicyRequest& req,
+                                                     v1::AdoptDisbursementPolicyResponse* resp) {
+  if (auto st = RequireRole(c, {Role::kFiscal}); !st.ok()) return st;
+  if (auto st = ValidateRequestId(req.request_id()); !st.ok()) return st;
+  v1::DisbursementPolicy p = req.policy();
+  if (p.fee_type() != "sex_buyer") {
+    return InvalidArgumentError(
+        "policy.fee_type: only sex_buyer fees may have a jurisdiction's own policy; the "
+        "trafficking split (45/45/10) and the internet-advertisement fee are fixed by statute");
+  }
+  if (counties_.Find(p.jurisdiction_fips()) == nullptr) {
+    return InvalidArgumentError("policy.jurisdiction_fips must be a known county FIPS code");
+  }
+  auto from = ToCivilDay(p.effective_from(), "policy.effective_from");
+  if (!from.ok()) return from.status();
+  if (auto st = ValidatePolicy(p.fee_type(), Shares(p.shares())); !st.ok()) return st;
+  p.set_id(StrCat("policy-", p.jurisdiction_fips(), "-", Day(*from)));
+  absl::Status st = pg_->Transact([&](PgTx& tx) {
+    resp->Clear();
+    return RunIdempotent(tx, "AdoptDisbursementPolicy", c, req.request_id(), req, resp, [&] {
+      *resp->mutable_policy() = p;
+      return FeeStore::InsertPolicy(tx, p);
+    });
+  });
+  if (st.ok()) log::Info("policy_adopted", {{"id", p.id()}, {"by", c.org_id}});
+  return st;
+}
+
+absl::Status FeeServiceImpl::GetDisbursementReport(const Caller& c,
+                                                   const v1::GetDisbursementReportRequest& req,
+                                                   v1::GetDisbursementReportResponse* resp) {
+  if (auto st = RequireRole(c, {Role::kFiscal, Role::kAuditor}); !st.ok()) return st;
+  auto period = ToPeriod(req.period());
+  if (!period.ok()) return period.status();
+  if (!req.jurisdiction_fips().empty() && counties_.Find(req.jurisdiction_fips()) == nullptr) {
+    return InvalidArgumentError("jurisdiction_fips must be a known county FIPS code");
+  }
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        resp->Clear();
+        auto r = tx.Exec(
+            "SELECT e.account, e.recipient_kind, sum(e.amount_cents) AS amount "
+            "FROM ledger_entries e JOIN ledger_txns t ON t.id = e.txn_id "
+            "WHERE t.kind IN ('payment', 'reversal') AND e.recipient_kind > 0 "
+            "AND t.effective_date >= $1::date AND t.effective_date < $2::date "
+            "AND ($3 = '' OR t.jurisdiction = $3) "
+            "GROUP BY e.account, e.recipient_kind ORDER BY e.account, e.recipient_kind",
+            {Day(period->from), Day(period->to), req.jurisdiction_fips()});
+        if (!r.ok()) return r.status();
+        std::string csv = CsvLine({"account", "recipient_kind", "amount", "amount_cents"});
+        int64_t total = 0;
+        for (int i = 0; i < r->rows(); ++i) {
+          auto* row = resp->add_recipients();
+          row->set_account(r->String(i, "account"));
+          row->set_recipient_kind(static_cast<v1::RecipientKind>(r->Int32(i, "recipient_kind")));
+          row->set_amount_cents(r->Int64(i, "amount"));
+          total += row->amount_cents();
+          absl::StrAppend(&csv,
+                          CsvLine({row->account(), KindName(row->recipient_kind()),
+                                   FormatCents(row->amount_cents()), StrCat(row->amount_cents())}));
+        }
+        absl::StrAppend(&csv, CsvLine({"TOTAL", "", FormatCents(total), StrCat(total)}));
+        resp->set_total_cents(total);
+        resp->set_csv(csv);
+        return absl::OkStatus();
+      },
+      Isolation::kRepeatableRead, true);
+}
+
+absl::Status FeeServiceImpl::GetCollectionReport(const Caller& c,
+                                                 const v1::GetCollectionReportRequest& req,
+                                                 v1::GetCollectionReportResponse* resp) {
+  if (auto st = RequireRole(c, {Role::kFiscal, Role::kAuditor}); !st.ok()) return st;
+  auto period = ToPeriod(req.period());
+  if (!period.ok()) return period.status();
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        resp->Clear();
+        std::map<std::pair<std::string, std::string>, v1::CollectionRow> rows;
+        auto row = [&](const char* kind, const std::string& id) -> v1::CollectionRow& {
+          auto& r = rows[{kind, id}];
+          r.set_group_kind(kind);
+          r.set_group_id(id);
+          return r;
+        };
+        auto a = tx.Exec(
+            "SELECT court_org, jurisdiction, sum(scheduled_cents) AS assessed, "
+            "sum(ordered_cents) AS ordered FROM assessments WHERE assessed_date >= $1::date "
+            "AND assessed_date < $2::date GROUP BY court_org, jurisdiction",
+            {Day(period->from), Day(period->to)});
+        if (!a.ok()) return a.status();
+        for (int i = 0; i < a->rows(); ++i) {
+          for (auto [kind, col] :
+               {std::pair{"court", "court_org"}, {"jurisdiction", "jurisdiction"}}) {
+            auto& r = row(kind, a->String(i, col));
+            r.set_assessed_cents(r.assessed_cents() + a->Int64(i, "assessed"));
+            r.set_ordered_cents(r.ordered_cents() + a->Int64(i, "ordered"));
+          }
+        }
+        auto m = tx.Exec(
+            "SELECT t.court_org, t.jurisdiction, sum(e.amount_cents) AS collected, "
+            "sum(CASE WHEN e.account LIKE 'suspense:%' THEN e.amount_cents ELSE 0 END) AS suspense "
+            "FROM ledger_entries e JOIN ledger_txns t ON t.id = e.txn_id "
+            "WHERE e.recipient_kind > 0 AND t.effective_date >= $1::date "
+            "AND t.effective_date < $2::date GROUP BY t.court_org, t.jurisdiction",
+            {Day(period->from), Day(period->to)});
+        if (!m.ok()) return m.status();
+        for (int i = 0; i < m->rows(); ++i) {
+          for (auto [kind, col] :
+               {std::pair{"court", "court_org"}, {"jurisdiction", "jurisdiction"}}) {
+            auto& r = row(kind, m->String(i, col));
+            r.set_collected_cents(r.collected_cents() + m->Int64(i, "collected"));
+            r.set_suspense_cents(r.suspense_cents() + m->Int64(i, "suspense"));
+          }
+        }
+        std::string csv = CsvLine({"group", "id", "assessed", "ordered", "collected", "disbursed",
+                                   "suspense", "collection_rate_percent"});
+        for (auto& [key, r] : rows) {
+          r.set_disbursed_cents(r.collected_cents() - r.suspense_cents());
+          r.set_collection_rate_bp(RateBp(r.collected_cents(), r.ordered_cents()));
+          absl::StrAppend(
+              &csv, CsvLine({r.group_kind(), r.group_id(), FormatCents(r.assessed_cents()),
+                             FormatCents(r.ordered_cents()), FormatCents(r.collected_cents()),
+                             FormatCents(r.disbursed_cents()), FormatCents(r.suspense_cents()),
+                             FormatCents(r.collection_rate_bp())}));
+          *resp->add_rows() = r;
+        }
+        resp->set_csv(csv);
+        return absl::OkStatus();
+      },
+      Isolation::kRepeatableRead, true);
+}
+
+absl::Status FeeServiceImpl::GetCommerceRemittance(const Caller& c,
+                                                   const v1::GetCommerceRemittanceRequest& req,
+                                                   v1::GetCommerceRemittanceResponse* resp) {
+  if (auto st = RequireRole(c, {Role::kFiscal, Role::kAuditor}); !st.ok()) return st;
+  if (req.year() < 2000 || req.year() > 2200 || req.quarter() < 1 || req.quarter() > 4) {
+    return InvalidArgumentError("year must be 2000 to 2200 and quarter 1 to 4");
+  }
+  const absl::CivilDay from(req.year(), 3 * (req.quarter() - 1) + 1, 1);
+  const absl::CivilDay to(absl::CivilMonth(from) + 3);
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        resp->Clear();
+        std::map<std::string, v1::RemittanceRow> rows;
+        auto a = tx.Exec(
+            "SELECT jurisdiction, count(*) AS n, sum(ordered_cents) AS ordered FROM assessments "
+            "WHERE assessed_date >= $1::date AND assessed_date < $2::date GROUP BY jurisdiction",
+            {Day(from), Day(to)});
+        if (!a.ok()) return a.status();
+        for (int i = 0; i < a->rows(); ++i) {
+          auto& r = rows[a->String(i, "jurisdiction")];
+          r.set_assessments(a->Int32(i, "n"));
+          r.set_fees_assessed_cents(a->Int64(i, "ordered"));
+        }
+        auto m = tx.Exec(
+            "SELECT t.jurisdiction, e.recipient_kind, (e.account LIKE 'suspense:%') AS suspense, "
+            "sum(e.amount_cents) AS amount FROM ledger_entries e JOIN ledger_txns t "
+            "ON t.id = e.txn_id WHERE e.recipient_kind > 0 AND t.effective_date >= $1::date "
+            "AND t.effective_date < $2::date GROUP BY 1, 2, 3",
+            {Day(from), Day(to)});
+        if (!m.ok()) return m.status();
+        for (int i = 0; i < m->rows(); ++i) {
+          auto& r = rows[m->String(i, "jurisdiction")];
+          const int64_t amount = m->Int64(i, "amount");
+          r.set_revenue_received_cents(r.revenue_received_cents() + amount);
+          if (m->Bool(i, "suspense")) {
+            r.set_suspense_cents(r.suspense_cents() + amount);
+            continue;
+          }
+          switch (m->Int32(i, "recipient_kind")) {
+            case v1::RECIPIENT_KIND_COMMERCE:
+              r.set_commerce_cents(r.commerce_cents() + amount);
+              break;
+            case v1::RECIPIENT_KIND_LOCAL_PROVIDERS:
+              r.set_local_providers_cents(r.local_providers_cents() + amount);
+              break;
+            case v1::RECIPIENT_KIND_HOSTING_AGENCY:
+              r.set_hosting_agency_cents(r.hosting_agency_cents() + amount);
+              break;
+            case v1::RECIPIENT_KIND_COURT:
+              r.set_court_cents(r.court_cents() + amount);
+              break;
+          }
+        }
+        std::string csv =
+            CsvLine({"jurisdiction_fips", "assessments", "fees_assessed", "revenue_received",
+                     "commerce", "local_providers", "hosting_agency", "court", "suspense"});
+        int64_t commerce = 0;
+        for (auto& [j, r] : rows) {
+          r.set_jurisdiction_fips(j);
+          commerce += r.commerce_cents();
+          absl::StrAppend(
+              &csv,
+              CsvLine({j, StrCat(r.assessments()), FormatCents(r.fees_assessed_cents()),
+                       FormatCents(r.revenue_received_cents()), FormatCents(r.commerce_cents()),
+                       FormatCents(r.local_providers_cents()),
+                       FormatCents(r.hosting_agency_cents()), FormatCents(r.court_cents()),
+                       FormatCents(r.suspense_cents())}));
+          *resp->add_rows() = r;
+        }
+        resp->set_commerce_total_cents(commerce);
+        resp->set_csv(csv);
+        return absl::OkStatus();
+      },
+      Isolation::kRepeatableRead, true);
+}
+
+absl::Status FeeServiceImpl::GetRecipientStatement(const Caller& c,
+                                                   const v1::GetRecipientStatementRequest& req,
+                                                   v1::GetRecipientStatementResponse* resp) {
+  auto period = ToPeriod(req.period());
+  if (!period.ok()) return period.status();
+  return pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        resp->Clear();
+        resp->set_organization_id(c.org_id);
+        auto r = tx.Exec(
+            "SELECT t.effective_date::text AS d, t.assessment_id, t.payment_id, e.amount_cents "
+            "FROM ledger_entries e JOIN ledger_txns t ON t.id = e.txn_id WHERE e.account = $1 "
+            "AND t.effective_date >= $2::date AND t.effective_date < $3::date "
+            "ORDER BY t.effective_date, e.id LIMIT 100000",
+            {StrCat("org:", c.org_id), Day(period->from), Day(period->to)});
+        if (!r.ok()) return r.status();
+        std::string csv =
+            CsvLine({"date", "assessment_id", "payment_id", "amount", "amount_cents"});
+        int64_t total = 0;
+        for (int i = 0; i < r->rows(); ++i) {
+          auto* line = resp->add_lines();
+          absl::CivilDay d;
+          (void)absl::ParseCivilTime(r->Text(i, "d"), &d);
+          *line->mutable_date() = ToDate(d);
+          line->set_assessment_id(r->String(i, "assessment_id"));
+          line->set_payment_id(r->String(i, "payment_id"));
+          line->set_amount_cents(r->Int64(i, "amount_cents"));
+          total += line->amount_cents();
+          absl::StrAppend(
+              &csv, CsvLine({r->String(i, "d"), line->assessment_id(), line->payment_id(),
+                             FormatCents(line->amount_cents()), StrCat(line->amount_cents())}));
+        }
+        resp->set_total_cents(total);
+        resp->set_csv(csv);
+        return absl::OkStatus();
+      },
+      Isolation::kRepeatableRead, true);
+}
+
+}  // namespace safeharbor::fees

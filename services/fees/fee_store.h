@@ -1,0 +1,64 @@
+// The fee service's SQL. Every function runs inside the caller's transaction; ledger rows are
+// only ever inserted.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/civil_time.h"
+#include "common/pg.h"
+#include "safeharbor/fees/v1/fees.pb.h"
+#include "services/fees/fee_logic.h"
+
+namespace safeharbor::fees {
+
+struct ScheduleRow {
+  std::string citation;
+  std::string fee_type;
+  Tiers tiers;
+};
+
+struct PolicyRow {
+  std::string id;
+  std::vector<Share> shares;
+};
+
+struct StoredAssessment {
+  v1::Assessment assessment;
+  std::string fee_type;
+};
+
+class FeeStore {
+ public:
+  static absl::StatusOr<ScheduleRow> Schedule(PgTx& tx, v1::Statute statute, absl::CivilDay on);
+  // The jurisdiction's own policy in effect on the date, else the statewide default.
+  static absl::StatusOr<PolicyRow> Policy(PgTx& tx, absl::string_view fee_type,
+                                          absl::string_view jurisdiction, absl::CivilDay on);
+  static absl::StatusOr<std::vector<v1::FeeSchedule>> Schedules(PgTx& tx);
+  static absl::StatusOr<std::vector<v1::DisbursementPolicy>> Policies(PgTx& tx);
+  static absl::Status InsertPolicy(PgTx& tx, const v1::DisbursementPolicy& p);
+
+  // Inserts the assessment and its ledger transaction (receivable +ordered, court -ordered).
+  static absl::Status InsertAssessment(PgTx& tx, const v1::Assessment& a,
+                                       absl::string_view fee_type);
+  // With collected and outstanding filled; locks the row when for_update.
+  static absl::StatusOr<StoredAssessment> GetAssessment(PgTx& tx, absl::string_view id,
+                                                        bool for_update);
+  // A ledger transaction: the receivable moves by -amount (+amount for a reversal) and each
+  // disbursement is credited (debited). Returns the transaction id.
+  static absl::StatusOr<int64_t> InsertMoneyTxn(PgTx& tx, absl::string_view kind,
+                                                const StoredAssessment& a,
+                                                absl::string_view payment_id, absl::CivilDay date,
+                                                int64_t amount_cents,
+                                                const std::vector<v1::Disbursement>& parts);
+  static absl::Status InsertPayment(PgTx& tx, const v1::Payment& p, int64_t txn_id);
+  static absl::StatusOr<v1::Payment> GetPayment(PgTx& tx, absl::string_view id);
+  static absl::StatusOr<std::vector<v1::Payment>> PaymentsOf(PgTx& tx,
+                                                             absl::string_view assessment_id);
+  static absl::Status InsertReversal(PgTx& tx, absl::string_view payment_id, absl::CivilDay date,
+                                     int64_t txn_id);
+  static absl::StatusOr<int64_t> SuspenseBalance(PgTx& tx);
+};
+
+}  // namespace safeharbor::fees

@@ -1,0 +1,66 @@
+// fee-service: wiring only. The logic lives in FeeServiceImpl.
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "common/log.h"
+#include "common/service_main.h"
+#include "services/fees/fee_service.h"
+
+ABSL_FLAG(std::string, directory_address, "localhost:50051",
+          "directory-service host:port: recipients (local providers) are read from it.");
+ABSL_FLAG(std::string, commerce_organization_id, "demo-state-commerce",
+          "Directory id of the Department of Commerce (2% and the state account).");
+ABSL_FLAG(int, recipients_cache_s, 60, "How long a jurisdiction's provider list is cached.");
+
+namespace safeharbor::fees {
+const std::vector<Migration>& Migrations();
+}
+
+int main(int argc, char** argv) {
+  using namespace safeharbor;
+  auto deps = PrepareService(
+      argc, argv, "fees",
+      "fee-service: SafeHarbor fee assessments, payments and disbursement ledger (gRPC, mTLS).\n"
+      "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_GRPC_PORT.",
+      50054, 9464, fees::Migrations());
+  if (!deps.ok()) return 1;
+  PeerOptions directory;
+  directory.name = "directory";
+  directory.address = absl::GetFlag(FLAGS_directory_address);
+  directory.tls = deps->config.server.tls;  // This service's certificate: role "service".
+  directory.insecure_dev_mode = deps->config.server.insecure_dev_mode;
+  directory.dev_identity = "spiffe://safeharbor/org/safeharbor-fees/role/service";
+  auto peer = Peer::Connect(directory);
+  if (!peer.ok()) {
+    log::Error("directory_client_failed", {{"error", peer.status().message()}});
+    return 1;
+  }
+  fees::DirectoryRecipients recipients(*std::move(peer),
+                                       absl::Seconds(absl::GetFlag(FLAGS_recipients_cache_s)));
+  fees::FeeOptions options;
+  options.commerce_organization_id = absl::GetFlag(FLAGS_commerce_organization_id);
+  fees::FeeServiceImpl service(deps->env.get(), deps->pg.get(), &recipients, *deps->registry,
+                               WashingtonCounties(), SystemClock::Get(), options);
+  // The suspense gauge is recomputed from the ledger every 15 s (one indexed query).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread gauges([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    do {
+      lock.unlock();
+      (void)service.RefreshGauges();
+      lock.lock();
+    } while (!cv.wait_for(lock, std::chrono::seconds(15), [&] { return stop; }));
+  });
+  const int code = ServeUntilSignal(*deps, {&service});
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  gauges.join();
+  return code;
+}

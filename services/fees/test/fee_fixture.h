@@ -1,0 +1,151 @@
+// A fee service over real gRPC/mTLS with real PostgreSQL, reading recipients from a real
+// directory service, both in process.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "common/server.h"
+#include "common/testing/harness.h"
+#include "services/directory/directory_service.h"
+#include "services/fees/fee_service.h"
+
+namespace safeharbor::directory {
+const std::vector<Migration>& Migrations();
+}
+namespace safeharbor::fees {
+const std::vector<Migration>& Migrations();
+
+constexpr char kKing[] = "53033";    // three providers
+constexpr char kPierce[] = "53053";  // no provider: shares go to suspense
+
+inline std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 20) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return ctx;
+}
+
+inline v1::Date D(int y, int m, int d) {
+  v1::Date out;
+  out.set_year(y);
+  out.set_month(m);
+  out.set_day(d);
+  return out;
+}
+
+class FeeFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& s = safeharbor::testing::TestServers::Get();
+    // The directory, with providers in King County and none in Pierce.
+    dir_registry_ = std::make_shared<prometheus::Registry>();
+    dir_pg_ = *PgPool::Connect(s.PgOptionsFor(s.NewDatabase("fdir")), dir_registry_.get());
+    ASSERT_TRUE(dir_pg_->Migrate(directory::Migrations()).ok());
+    dir_env_ = std::make_unique<RpcEnv>(2, 64, false);
+    dir_ = std::make_unique<directory::DirectoryServiceImpl>(dir_env_.get(), dir_pg_.get(), nullptr,
+                                                             *dir_registry_, WashingtonCounties());
+    ServerOptions dopts;
+    dopts.service_name = "directory";
+    dopts.tls = s.ServerTls("directory");
+    dir_host_ = *ServiceHost::Start(dopts, {dir_.get()}, dir_registry_);
+    auto admin = directory::v1::DirectoryService::NewStub(
+        s.Channel(dir_host_->port(), "state-directory", "directory_admin"));
+    for (const char* id : {"prov-c", "prov-a", "prov-b"}) {
+      directory::v1::CreateOrganizationRequest req;
+      req.set_request_id(id);
+      auto* o = req.mutable_organization();
+      o->set_id(id);
+      o->set_kind(directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER);
+      o->set_name(id);
+      o->set_county_fips(kKing);
+      directory::v1::CreateOrganizationResponse resp;
+      ASSERT_TRUE(admin->CreateOrganization(Ctx().get(), req, &resp).ok());
+    }
+    // The fee service.
+    db_url_ = s.NewDatabase("fees");
+    registry_ = std::make_shared<prometheus::Registry>();
+    auto opts = s.PgOptionsFor(db_url_);
+    opts.pool_size = 16;
+    pg_ = *PgPool::Connect(opts, registry_.get());
+    ASSERT_TRUE(pg_->Migrate(Migrations()).ok());
+    PeerOptions peer;
+    peer.name = "directory";
+    peer.address = absl::StrCat("localhost:", dir_host_->port());
+    peer.tls = s.ServerTls("fees");
+    recipients_ = std::make_unique<DirectoryRecipients>(*Peer::Connect(peer), absl::Seconds(60));
+    env_ = std::make_unique<RpcEnv>(16, 1024, false);
+    FeeOptions fo;
+    fo.commerce_organization_id = "state-commerce";
+    service_ = std::make_unique<FeeServiceImpl>(env_.get(), pg_.get(), recipients_.get(),
+                                                *registry_, WashingtonCounties(), &clock_, fo);
+    ServerOptions fopts;
+    fopts.service_name = "fees";
+    fopts.tls = s.ServerTls("fees");
+    host_ = *ServiceHost::Start(fopts, {service_.get()}, registry_);
+    clerk_ = Stub("court-king", "court_clerk");
+  }
+
+  void TearDown() override {
+    host_->Shutdown();
+    dir_host_->Shutdown();
+  }
+
+  std::unique_ptr<v1::FeeService::Stub> Stub(const std::string& org, const std::string& role) {
+    return v1::FeeService::NewStub(
+        safeharbor::testing::TestServers::Get().Channel(host_->port(), org, role));
+  }
+
+  static v1::Assessment Assessment(v1::Statute statute, int priors, int64_t ordered,
+                                   const std::string& jurisdiction = kKing,
+                                   const std::string& agency = "seattle-pd") {
+    v1::Assessment a;
+    a.set_case_number("26-1-00001-1 SEA");
+    a.set_jurisdiction_fips(jurisdiction);
+    a.set_statute(statute);
+    a.set_priors(priors);
+    a.set_ordered_cents(ordered);
+    a.set_hosting_agency_organization_id(agency);
+    *a.mutable_offense_date() = D(2026, 3, 1);
+    *a.mutable_assessed_date() = D(2026, 4, 1);
+    return a;
+  }
+
+  grpc::Status Assess(const v1::Assessment& a, const std::string& rid,
+                      v1::RecordAssessmentResponse* resp, v1::FeeService::Stub* stub = nullptr) {
+    v1::RecordAssessmentRequest req;
+    req.set_request_id(rid);
+    *req.mutable_assessment() = a;
+    return (stub ? stub : clerk_.get())->RecordAssessment(Ctx().get(), req, resp);
+  }
+
+  grpc::Status Pay(const std::string& assessment, int64_t cents, const v1::Date& date,
+                   const std::string& rid, v1::RecordPaymentResponse* resp,
+                   v1::FeeService::Stub* stub = nullptr) {
+    v1::RecordPaymentRequest req;
+    req.set_request_id(rid);
+    req.set_assessment_id(assessment);
+    req.set_amount_cents(cents);
+    *req.mutable_paid_date() = date;
+    return (stub ? stub : clerk_.get())->RecordPayment(Ctx().get(), req, resp);
+  }
+
+  int64_t Sql(const std::string& sql) {
+    auto r = pg_->Query(sql);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->Int64(0, "n") : -1;
+  }
+
+  FakeClock clock_{absl::FromCivil(absl::CivilSecond(2026, 11, 22, 12, 0, 0), absl::UTCTimeZone())};
+  std::shared_ptr<prometheus::Registry> dir_registry_, registry_;
+  std::unique_ptr<PgPool> dir_pg_, pg_;
+  std::unique_ptr<RpcEnv> dir_env_, env_;
+  std::unique_ptr<directory::DirectoryServiceImpl> dir_;
+  std::unique_ptr<ServiceHost> dir_host_, host_;
+  std::unique_ptr<DirectoryRecipients> recipients_;
+  std::unique_ptr<FeeServiceImpl> service_;
+  std::unique_ptr<v1::FeeService::Stub> clerk_;
+  std::string db_url_;
+};
+
+}  // namespace safeharbor::fees
