@@ -8,4 +8,5 @@ REDIS_PORT=${SAFEHARBOR_REDIS_PORT:-63790}
 SERVICES=(
   "directory directory-service 50051 9461"
   "beds beds-service 50052 9462"
+  "fees fee-service 50054 9464"
 )

@@ -16,6 +16,7 @@ SERVICES = {
     "directory": ("safeharbor.directory.v1.directory_pb2",
                   "safeharbor.directory.v1.directory_pb2_grpc", "DirectoryService", 50051),
     "beds": ("safeharbor.beds.v1.beds_pb2", "safeharbor.beds.v1.beds_pb2_grpc", "BedsService", 50052),
+    "fees": ("safeharbor.fees.v1.fees_pb2", "safeharbor.fees.v1.fees_pb2_grpc", "FeeService", 50054),
 }
 
 
