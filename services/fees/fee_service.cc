@@ -84,7 +84,16 @@ FeeServiceImpl::FeeServiceImpl(RpcEnv* env, PgPool* pg, const RecipientSource* r
                     .Name("safeharbor_fees_suspense_cents")
                     .Help("Cents held in suspense accounts: shares with no eligible recipient.")
                     .Register(registry)
-                    .Add({})) {}
+                    .Add({})) {
+  // Every series exists from start-up, so dashboards and alerts see zeros, not gaps.
+  for (const char* t : {"sex_buyer", "trafficking", "internet_advertisement"}) {
+    assessed_.Add({{"fee_type", t}});
+  }
+  for (const char* e : {"payment", "reversal"}) collected_.Add({{"event", e}});
+  for (const char* k : {"local_providers", "hosting_agency", "commerce", "court", "suspense"}) {
+    disbursed_.Add({{"recipient_kind", k}});
+  }
+}
 
 absl::Status FeeServiceImpl::RefreshGauges() {
   return pg_->Transact(
