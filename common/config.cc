@@ -16,6 +16,8 @@ ABSL_FLAG(std::string, listen_host, "127.0.0.1",
 ABSL_FLAG(int, grpc_port, 0, "gRPC port; 0 means the service's documented default.");
 ABSL_FLAG(int, metrics_port, 0,
           "Prometheus /metrics port; 0 means the service's documented default, -1 disables.");
+ABSL_FLAG(int, health_port, 0,
+          "Plaintext port serving only grpc.health.v1, for Kubernetes gRPC probes; 0: none.");
 ABSL_FLAG(std::string, certs_dir, ".run/certs",
           "Directory holding ca.crt and <service>.crt/.key, used when --tls_* are not given.");
 ABSL_FLAG(std::string, tls_ca, "", "PEM file of the network CA (default <certs_dir>/ca.crt).");
@@ -82,6 +84,9 @@ absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_nam
   c.server.service_name = name;
   c.server.listen_address = absl::StrCat(host, ":", grpc_port);
   if (metrics_port > 0) c.server.metrics_address = absl::StrCat(host, ":", metrics_port);
+  if (int hp = absl::GetFlag(FLAGS_health_port); hp > 0 && hp <= 65535) {
+    c.server.health_address = absl::StrCat(host, ":", hp);
+  }
   const std::string dir = absl::GetFlag(FLAGS_certs_dir);
   auto or_default = [](std::string v, std::string d) { return v.empty() ? d : v; };
   c.server.tls.ca_cert = or_default(absl::GetFlag(FLAGS_tls_ca), dir + "/ca.crt");

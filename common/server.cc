@@ -53,8 +53,20 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     }
     host->metrics_ = *std::move(m);
   }
-  host->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!options.health_address.empty()) {
+    // Only the default health service: no application method is reachable without mTLS.
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_address, grpc::InsecureServerCredentials(),
+                            &host->health_port_);
+    host->health_server_ = health.BuildAndStart();
+    if (!host->health_server_ || host->health_port_ == 0) {
+      host->server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.health_address));
+    }
+  }
+  host->SetServing(true);
   log::Info("serving", {{"grpc_port", absl::StrCat(host->port_)},
+                        {"health_port", absl::StrCat(host->health_port_)},
                         {"metrics_port", absl::StrCat(host->metrics_port())},
                         {"tls", options.insecure_dev_mode ? "off" : "mtls"}});
   return host;
@@ -62,10 +74,15 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
 
 ServiceHost::~ServiceHost() { Shutdown(); }
 
+void ServiceHost::SetServing(bool serving) {
+  server_->GetHealthCheckService()->SetServingStatus(serving);
+  if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus(serving);
+}
+
 void ServiceHost::Shutdown() {
   if (shut_down_ || !server_) return;
   shut_down_ = true;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  SetServing(false);
   log::Info("draining",
             {{"drain_ms", absl::StrCat(absl::ToInt64Milliseconds(options_.drain))},
              {"grace_ms", absl::StrCat(absl::ToInt64Milliseconds(options_.shutdown_grace))}});
@@ -73,6 +90,10 @@ void ServiceHost::Shutdown() {
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoMilliseconds(options_.shutdown_grace));
   server_->Wait();
+  if (health_server_) {
+    health_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    health_server_->Wait();
+  }
   log::Info("stopped");
 }
 

@@ -19,6 +19,9 @@ struct ServerOptions {
   std::string service_name;                    // e.g. "directory"
   std::string listen_address = "127.0.0.1:0";  // host:port; port 0 picks a free one
   std::string metrics_address;                 // host:port; empty: no /metrics endpoint
+  // host:port of a plaintext server with only grpc.health.v1, for Kubernetes' native gRPC probes
+  // (which cannot present a client certificate). Empty: none. It mirrors the main status.
+  std::string health_address;
   TlsFiles tls;
   bool insecure_dev_mode = false;
   int max_receive_message_bytes = 4 << 20;
@@ -36,6 +39,7 @@ class ServiceHost {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  int health_port() const { return health_port_; }
   grpc::Server* server() { return server_.get(); }
 
   // Health → NOT_SERVING, waits `drain`, stops accepting calls and gives in-flight ones
@@ -46,9 +50,13 @@ class ServiceHost {
   ServiceHost() = default;
 
   ServerOptions options_;
+  void SetServing(bool serving);
+
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
   std::unique_ptr<MetricsEndpoint> metrics_;
   int port_ = 0;
+  int health_port_ = 0;
   bool shut_down_ = false;
 };
 

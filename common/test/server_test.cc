@@ -5,6 +5,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "common/test/echo_service.h"
 #include "common/testing/harness.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -27,6 +29,7 @@ class ServerTest : public ::testing::Test {
     opts.service_name = "directory";
     opts.tls = TestServers::Get().ServerTls("directory");
     opts.metrics_address = "127.0.0.1:0";
+    opts.health_address = "127.0.0.1:0";
     auto host = ServiceHost::Start(opts, {echo_.get()}, registry_);
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = *std::move(host);
@@ -86,6 +89,43 @@ TEST_F(ServerTest, HealthServingThenNotServingWhileDraining) {
     ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
     EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   }
+}
+
+TEST_F(ServerTest, PlaintextHealthPortServesOnlyHealthAndFollowsDraining) {
+  auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", host_->health_port()),
+                                   grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(plain);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  // No application method is reachable there.
+  auto echo = EchoService::NewStub(plain);
+  grpc::ClientContext ctx;
+  EchoRequest ereq;
+  EchoResponse eresp;
+  EXPECT_EQ(echo->Echo(&ctx, ereq, &eresp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+
+  // A host with a drain period: during it the probe port already says NOT_SERVING.
+  ServerOptions opts;
+  opts.service_name = "directory";
+  opts.tls = TestServers::Get().ServerTls("directory");
+  opts.health_address = "127.0.0.1:0";
+  opts.drain = absl::Milliseconds(1500);
+  testing::EchoServiceImpl second(env_.get());  // A service is registered with one server.
+  auto draining = ServiceHost::Start(opts, {&second}, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(draining.ok());
+  auto probe = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", (*draining)->health_port()), grpc::InsecureChannelCredentials()));
+  std::thread drain([&] { (*draining)->Shutdown(); });
+  absl::SleepFor(absl::Milliseconds(400));
+  grpc::ClientContext during;
+  ASSERT_TRUE(probe->Check(&during, req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  drain.join();
 }
 
 TEST_F(ServerTest, GrpcMetricsCountHandledCallsByCode) {
