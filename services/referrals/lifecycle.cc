@@ -1,0 +1,92 @@
+#include "services/referrals/lifecycle.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace safeharbor::referrals {
+namespace {
+
+using S = v1::ReferralStatus;
+
+bool Allowed(S from, S to, Actor a) {
+  const bool referrer_side = a == Actor::kReferrer || a == Actor::kChildWelfare;
+  switch (from) {
+    case v1::REFERRAL_STATUS_REQUESTED:
+      return (to == v1::REFERRAL_STATUS_OFFERED && a == Actor::kSystem) ||
+             (to == v1::REFERRAL_STATUS_ESCALATED && a == Actor::kSystem) ||
+             (to == v1::REFERRAL_STATUS_CANCELLED && referrer_side);
+    case v1::REFERRAL_STATUS_OFFERED:
+      return (to == v1::REFERRAL_STATUS_ACCEPTED && a == Actor::kOfferedProvider) ||
+             // Every offer declined or expired: offered again to the next candidates, or
+             // back to routing when none answers now, or escalated when none is left.
+             (to == v1::REFERRAL_STATUS_OFFERED && a == Actor::kSystem) ||
+             (to == v1::REFERRAL_STATUS_REQUESTED && a == Actor::kSystem) ||
+             (to == v1::REFERRAL_STATUS_ESCALATED && a == Actor::kSystem) ||
+             (to == v1::REFERRAL_STATUS_CANCELLED && referrer_side);
+    case v1::REFERRAL_STATUS_ACCEPTED:
+      return (to == v1::REFERRAL_STATUS_HANDED_OFF && a == Actor::kAcceptedProvider) ||
+             (to == v1::REFERRAL_STATUS_CANCELLED && referrer_side);
+    case v1::REFERRAL_STATUS_HANDED_OFF:
+      return a == Actor::kAcceptedProvider &&
+             (to == v1::REFERRAL_STATUS_IN_PROGRESS || to == v1::REFERRAL_STATUS_COMPLETED ||
+              to == v1::REFERRAL_STATUS_YOUTH_DECLINED ||
+              to == v1::REFERRAL_STATUS_COULD_NOT_CONTACT);
+    case v1::REFERRAL_STATUS_IN_PROGRESS:
+      return a == Actor::kAcceptedProvider &&
+             (to == v1::REFERRAL_STATUS_COMPLETED || to == v1::REFERRAL_STATUS_YOUTH_DECLINED ||
+              to == v1::REFERRAL_STATUS_COULD_NOT_CONTACT);
+    case v1::REFERRAL_STATUS_ESCALATED:
+      // The on-call office carries it on outside routing; it may close it.
+      return to == v1::REFERRAL_STATUS_CANCELLED && a == Actor::kChildWelfare;
+    default:
+      return false;  // Terminal or unspecified.
+  }
+}
+
+}  // namespace
+
+absl::Status CheckTransition(v1::ReferralStatus from, v1::ReferralStatus to, Actor actor) {
+  if (Allowed(from, to, actor)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a referral cannot go from ", v1::ReferralStatus_Name(from), " to ",
+      v1::ReferralStatus_Name(to), IsTerminal(from) ? " (it is closed)" : " for this caller"));
+}
+
+bool IsTerminal(v1::ReferralStatus s) {
+  return s == v1::REFERRAL_STATUS_COMPLETED || s == v1::REFERRAL_STATUS_YOUTH_DECLINED ||
+         s == v1::REFERRAL_STATUS_COULD_NOT_CONTACT || s == v1::REFERRAL_STATUS_CANCELLED;
+}
+
+v1::ReferrerView::Stage ReferrerStage(v1::ReferralStatus s) {
+  switch (s) {
+    case v1::REFERRAL_STATUS_REQUESTED:
+    case v1::REFERRAL_STATUS_OFFERED:
+      return v1::ReferrerView::STAGE_ROUTING;
+    case v1::REFERRAL_STATUS_ACCEPTED:
+      return v1::ReferrerView::STAGE_READY_FOR_HANDOFF;
+    case v1::REFERRAL_STATUS_HANDED_OFF:
+    case v1::REFERRAL_STATUS_IN_PROGRESS:
+    case v1::REFERRAL_STATUS_COMPLETED:
+    case v1::REFERRAL_STATUS_YOUTH_DECLINED:
+    case v1::REFERRAL_STATUS_COULD_NOT_CONTACT:
+      return v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES;
+    case v1::REFERRAL_STATUS_ESCALATED:
+      return v1::ReferrerView::STAGE_WITH_CHILD_WELFARE;
+    case v1::REFERRAL_STATUS_CANCELLED:
+      return v1::ReferrerView::STAGE_CANCELLED;
+    default:
+      return v1::ReferrerView::STAGE_UNSPECIFIED;
+  }
+}
+
+absl::Duration AcceptanceWindow(v1::Urgency urgency, const DeadlinePolicy& p) {
+  switch (urgency) {
+    case v1::URGENCY_EMERGENCY:
+      return p.emergency;
+    case v1::URGENCY_URGENT:
+      return p.urgent;
+    default:
+      return p.routine;
+  }
+}
+
+}  // namespace safeharbor::referrals

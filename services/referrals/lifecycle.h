@@ -1,0 +1,38 @@
+// Pure rules of the referral lifecycle (FHIR Task-aligned) and of what each party may see.
+#pragma once
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "safeharbor/referrals/v1/referrals.pb.h"
+
+namespace safeharbor::referrals {
+
+// Who is asking for a transition, as the service determined it from the caller and the record.
+enum class Actor {
+  kReferrer,          // the referring agency (law enforcement or child welfare intake)
+  kOfferedProvider,   // a provider with a pending offer
+  kAcceptedProvider,  // the provider that accepted
+  kChildWelfare,      // child welfare for the referral's county
+  kSystem,            // routing, deadlines, escalation
+};
+
+// OK when `actor` may move a referral from `from` to `to`; FAILED_PRECONDITION naming both
+// statuses otherwise (an illegal transition, or one this actor may not make).
+absl::Status CheckTransition(v1::ReferralStatus from, v1::ReferralStatus to, Actor actor);
+
+bool IsTerminal(v1::ReferralStatus status);
+
+// What the law-enforcement referrer sees: after the hand-off only "connected to services",
+// whatever happens next (including that the youth declined).
+v1::ReferrerView::Stage ReferrerStage(v1::ReferralStatus status);
+
+struct DeadlinePolicy {
+  absl::Duration routine = absl::Minutes(30);
+  absl::Duration urgent = absl::Minutes(15);
+  absl::Duration emergency = absl::Minutes(10);
+};
+
+// How long an offered provider has to accept.
+absl::Duration AcceptanceWindow(v1::Urgency urgency, const DeadlinePolicy& policy);
+
+}  // namespace safeharbor::referrals

@@ -1,0 +1,42 @@
+// Pure ranking of routing candidates. Hard constraints first (never a secure or detention
+// placement, never the county where the exploiter is known when the youth is at risk there, the
+// youth's age and gender), then a score: CSEC specialization, language, distance, current load.
+// The explanation of every candidate is kept with the referral.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "safeharbor/referrals/v1/referrals.pb.h"
+
+namespace safeharbor::referrals {
+
+// A service (or a facility with a free bed) the directory and beds service offered.
+struct Option {
+  std::string provider_organization_id;
+  std::string service_id;
+  std::string facility_id;  // set for placements
+  directory::v1::ServiceCategory category = directory::v1::SERVICE_CATEGORY_UNSPECIFIED;
+  bool routable = true;  // false for secure crisis residential and detention
+  bool csec_specialized = false;
+  std::vector<std::string> languages;
+  std::string county_fips;  // where the service is delivered
+  int64_t distance_meters = 0;
+  int32_t active_referrals = 0;  // current load at this provider
+};
+
+struct RoutingRequest {
+  const v1::YouthProfile* youth;
+  const v1::SafetyFlags* safety;
+  std::string county_fips;  // where the youth was identified
+  v1::Urgency urgency = v1::URGENCY_ROUTINE;
+};
+
+// Eligible options, best first, with rank, score and explanation; deterministic.
+std::vector<v1::Candidate> Rank(const RoutingRequest& request, const std::vector<Option>& options);
+
+// How many providers to offer at once: one for a placement (a bed is held for it), up to three
+// for non-residential services (the first to accept wins).
+int OffersAtOnce(bool placement);
+
+}  // namespace safeharbor::referrals
