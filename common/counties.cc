@@ -48,6 +48,13 @@ const CountyInfo* CountyTable::FindByName(absl::string_view name) const {
   return nullptr;
 }
 
+std::pair<double, double> SearchOrigin(bool has_point, double latitude, double longitude,
+                                       const CountyTable& counties, absl::string_view county_fips) {
+  if (has_point) return {latitude, longitude};
+  const CountyInfo* county = counties.Find(county_fips);
+  return county ? std::make_pair(county->latitude, county->longitude) : std::make_pair(0.0, 0.0);
+}
+
 const CountyTable& WashingtonCounties() {
   static const CountyTable* table = [] {
     auto t = CountyTable::FromCsv(WashingtonCountiesCsv());

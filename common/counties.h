@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,11 @@ class CountyTable {
  private:
   std::vector<CountyInfo> counties_;
 };
+
+// Where a search measures distance from: the point when given, else the county's centroid.
+// The county must be known (callers validate first).
+std::pair<double, double> SearchOrigin(bool has_point, double latitude, double longitude,
+                                       const CountyTable& counties, absl::string_view county_fips);
 
 // The 39 Washington counties (data/wa_counties.csv, compiled in).
 const CountyTable& WashingtonCounties();

@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -12,6 +13,24 @@
 namespace safeharbor {
 namespace {
 constexpr char kSep = '\x1f';
+}
+
+absl::StatusOr<std::optional<DistanceKey>> DecodeDistanceToken(absl::string_view token,
+                                                               absl::string_view kind,
+                                                               absl::string_view fingerprint) {
+  if (token.empty()) return std::optional<DistanceKey>();
+  auto parts = DecodePageToken(token, kind, fingerprint, 2);
+  if (!parts.ok()) return parts.status();
+  int64_t distance = 0;
+  if (!absl::SimpleAtoi((*parts)[0], &distance)) {
+    return absl::InvalidArgumentError("page_token is malformed");
+  }
+  return std::optional<DistanceKey>(DistanceKey{distance, (*parts)[1]});
+}
+
+std::string EncodeDistanceToken(absl::string_view kind, absl::string_view fingerprint,
+                                int64_t distance_meters, absl::string_view id) {
+  return EncodePageToken(kind, fingerprint, {absl::StrCat(distance_meters), std::string(id)});
 }
 
 std::string Sha256Hex(absl::string_view data) {

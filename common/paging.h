@@ -4,7 +4,9 @@
 
 #include <google/protobuf/message.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,6 +25,15 @@ absl::StatusOr<std::vector<std::string>> DecodePageToken(absl::string_view token
                                                          absl::string_view kind,
                                                          absl::string_view fingerprint,
                                                          size_t part_count);
+
+// Keyset paging for nearest-first searches: the position is (distance_meters, id).
+using DistanceKey = std::pair<int64_t, std::string>;
+// An empty token is the first page (nullopt).
+absl::StatusOr<std::optional<DistanceKey>> DecodeDistanceToken(absl::string_view token,
+                                                               absl::string_view kind,
+                                                               absl::string_view fingerprint);
+std::string EncodeDistanceToken(absl::string_view kind, absl::string_view fingerprint,
+                                int64_t distance_meters, absl::string_view id);
 
 // Deterministic serialization (stable map ordering), for cache keys and fingerprints.
 std::string DeterministicBytes(const google::protobuf::Message& message);

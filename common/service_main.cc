@@ -1,5 +1,6 @@
 #include "common/service_main.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/log.h"
 
 namespace safeharbor {
@@ -35,6 +36,17 @@ absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_v
                                       static_cast<size_t>(deps.config.max_queued_requests),
                                       deps.config.server.insecure_dev_mode);
   return deps;
+}
+
+PeerOptions PeerFor(const ServiceDeps& deps, absl::string_view self, absl::string_view peer,
+                    const std::string& address) {
+  PeerOptions o;
+  o.name = std::string(peer);
+  o.address = address;
+  o.tls = deps.config.server.tls;
+  o.insecure_dev_mode = deps.config.server.insecure_dev_mode;
+  o.dev_identity = absl::StrCat("spiffe://safeharbor/org/safeharbor-", self, "/role/service");
+  return o;
 }
 
 int ServeUntilSignal(ServiceDeps& deps, const std::vector<grpc::Service*>& services,

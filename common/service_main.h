@@ -11,6 +11,7 @@
 #include "common/redis.h"
 #include "common/rpc.h"
 #include "common/server.h"
+#include "common/service_client.h"
 
 namespace safeharbor {
 
@@ -28,6 +29,12 @@ absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_v
                                            absl::string_view usage, int default_grpc_port,
                                            int default_metrics_port,
                                            const std::vector<Migration>& migrations);
+
+// Options to call another SafeHarbor service (`peer`, e.g. "directory", at `address`) with this
+// service's own certificate, whose identity is
+// spiffe://safeharbor/org/safeharbor-<self>/role/service.
+PeerOptions PeerFor(const ServiceDeps& deps, absl::string_view self, absl::string_view peer,
+                    const std::string& address);
 
 // Serves until SIGTERM/SIGINT; then runs `before_shutdown` (e.g. ends watch streams), drains
 // and stops. Returns the process exit code.

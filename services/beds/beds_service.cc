@@ -397,24 +397,11 @@ absl::Status BedsServiceImpl::SearchAvailability(const Caller&,
   const int size = *ValidatePageSize(req.page_size(), 20, 200);
   const absl::Time now = clock_->Now();
   const std::string fp = QueryFingerprint(req);
-  AvailabilityQuery q{&req, 0, 0, std::nullopt, size + 1, now, options_.stale_after};
-  if (req.has_near()) {
-    q.origin_latitude = req.near().latitude();
-    q.origin_longitude = req.near().longitude();
-  } else {
-    const CountyInfo* county = counties_.Find(req.county_fips());
-    q.origin_latitude = county->latitude;
-    q.origin_longitude = county->longitude;
-  }
-  if (!req.page_token().empty()) {
-    auto parts = DecodePageToken(req.page_token(), "availability", fp, 2);
-    if (!parts.ok()) return parts.status();
-    int64_t dist = 0;
-    if (!absl::SimpleAtoi((*parts)[0], &dist)) {
-      return absl::InvalidArgumentError("page_token is malformed");
-    }
-    q.after = std::make_pair(dist, (*parts)[1]);
-  }
+  auto after = DecodeDistanceToken(req.page_token(), "availability", fp);
+  if (!after.ok()) return after.status();
+  const auto [lat, lng] = SearchOrigin(req.has_near(), req.near().latitude(),
+                                       req.near().longitude(), counties_, req.county_fips());
+  AvailabilityQuery q{&req, lat, lng, *after, size + 1, now, options_.stale_after};
   // Answers depend on the time (staleness, expiry): the key includes the current TTL window.
   const int64_t window = absl::ToUnixSeconds(now) /
                          std::max<int64_t>(1, absl::ToInt64Seconds(options_.search_cache_ttl));
@@ -431,8 +418,8 @@ absl::Status BedsServiceImpl::SearchAvailability(const Caller&,
         }
         if (static_cast<int>(results->size()) > size) {
           const auto& last = *resp->results().rbegin();
-          resp->set_next_page_token(EncodePageToken(
-              "availability", fp, {absl::StrCat(last.distance_meters()), last.facility().id()}));
+          resp->set_next_page_token(EncodeDistanceToken("availability", fp, last.distance_meters(),
+                                                        last.facility().id()));
         }
         return absl::OkStatus();
       },

@@ -27,13 +27,8 @@ int main(int argc, char** argv) {
   options.stale_after = absl::Seconds(absl::GetFlag(FLAGS_stale_after_s));
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
   options.sweep_interval = absl::Milliseconds(absl::GetFlag(FLAGS_sweep_interval_ms));
-  PeerOptions directory;
-  directory.name = "directory";
-  directory.address = absl::GetFlag(FLAGS_directory_address);
-  directory.tls = deps->config.server.tls;  // This service's certificate: role "service".
-  directory.insecure_dev_mode = deps->config.server.insecure_dev_mode;
-  directory.dev_identity = "spiffe://safeharbor/org/safeharbor-beds/role/service";
-  auto peer = Peer::Connect(directory);
+  auto peer =
+      Peer::Connect(PeerFor(*deps, "beds", "directory", absl::GetFlag(FLAGS_directory_address)));
   if (!peer.ok()) {
     log::Error("directory_client_failed", {{"error", peer.status().message()}});
     return 1;

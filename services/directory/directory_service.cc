@@ -227,24 +227,11 @@ absl::Status DirectoryServiceImpl::SearchServices(const Caller&,
   if (auto st = ValidateSearch(req, counties_); !st.ok()) return st;
   const int size = *ValidatePageSize(req.page_size(), 20, 200);
   const std::string fp = QueryFingerprint(req);
-  SearchQuery q{&req, 0, 0, std::nullopt, size + 1};
-  if (req.has_near()) {
-    q.origin_latitude = req.near().latitude();
-    q.origin_longitude = req.near().longitude();
-  } else {
-    const CountyInfo* county = counties_.Find(req.county_fips());
-    q.origin_latitude = county->latitude;
-    q.origin_longitude = county->longitude;
-  }
-  if (!req.page_token().empty()) {
-    auto parts = DecodePageToken(req.page_token(), "search", fp, 2);
-    if (!parts.ok()) return parts.status();
-    int64_t dist = 0;
-    if (!absl::SimpleAtoi((*parts)[0], &dist)) {
-      return absl::InvalidArgumentError("page_token is malformed");
-    }
-    q.after = std::make_pair(dist, (*parts)[1]);
-  }
+  auto after = DecodeDistanceToken(req.page_token(), "search", fp);
+  if (!after.ok()) return after.status();
+  const auto [lat, lng] = SearchOrigin(req.has_near(), req.near().latitude(),
+                                       req.near().longitude(), counties_, req.county_fips());
+  SearchQuery q{&req, lat, lng, *after, size + 1};
 
   const std::string key = Sha256Hex(DeterministicBytes(req));
   VersionedCache::Lookup cached = search_cache_.Get(key);
@@ -260,8 +247,8 @@ absl::Status DirectoryServiceImpl::SearchServices(const Caller&,
         }
         if (static_cast<int>(matches->size()) > size) {
           const auto& last = *resp->matches().rbegin();
-          resp->set_next_page_token(EncodePageToken(
-              "search", fp, {absl::StrCat(last.distance_meters()), last.service().id()}));
+          resp->set_next_page_token(
+              EncodeDistanceToken("search", fp, last.distance_meters(), last.service().id()));
         }
         return absl::OkStatus();
       },

@@ -26,13 +26,8 @@ int main(int argc, char** argv) {
       "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_GRPC_PORT.",
       50054, 9464, fees::Migrations());
   if (!deps.ok()) return 1;
-  PeerOptions directory;
-  directory.name = "directory";
-  directory.address = absl::GetFlag(FLAGS_directory_address);
-  directory.tls = deps->config.server.tls;  // This service's certificate: role "service".
-  directory.insecure_dev_mode = deps->config.server.insecure_dev_mode;
-  directory.dev_identity = "spiffe://safeharbor/org/safeharbor-fees/role/service";
-  auto peer = Peer::Connect(directory);
+  auto peer =
+      Peer::Connect(PeerFor(*deps, "fees", "directory", absl::GetFlag(FLAGS_directory_address)));
   if (!peer.ok()) {
     log::Error("directory_client_failed", {{"error", peer.status().message()}});
     return 1;
