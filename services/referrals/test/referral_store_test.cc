@@ -1,0 +1,150 @@
+// The referral store against real PostgreSQL: sealed identity, history, audit, durable timers.
+#include "services/referrals/referral_store.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "common/proto_time.h"
+#include "common/testing/harness.h"
+
+namespace safeharbor::referrals {
+const std::vector<Migration>& Migrations();
+namespace {
+
+const absl::Time kNow = absl::FromUnixSeconds(1795000000);
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& s = safeharbor::testing::TestServers::Get();
+    auto pool = PgPool::Connect(s.PgOptionsFor(s.NewDatabase("ref")), nullptr);
+    ASSERT_TRUE(pool.ok());
+    pg_ = *std::move(pool);
+    ASSERT_TRUE(pg_->Migrate(Migrations()).ok());
+  }
+
+  v1::Referral Make(const std::string& id, v1::ReferralStatus status, absl::Time deadline) {
+    v1::Referral r;
+    r.set_id(id);
+    r.set_county_fips("53033");
+    r.set_status(status);
+    r.set_urgency(v1::URGENCY_URGENT);
+    r.mutable_youth()->set_youth_reference("SPD-2026-0042");
+    r.mutable_youth()->set_age(15);
+    r.mutable_youth()->mutable_identifying()->set_name("Jane Doe");
+    r.mutable_youth()->mutable_identifying()->set_contact("206-555-0199");
+    r.mutable_needs()->set_placement_tonight(true);
+    *r.mutable_acceptance_deadline() = ToProtoTime(deadline);
+    return r;
+  }
+
+  absl::Status Insert(const v1::Referral& r) {
+    return pg_->Transact(
+        [&](PgTx& tx) { return ReferralStore::Insert(tx, r, officer_, sealer_, kNow); });
+  }
+
+  std::unique_ptr<PgPool> pg_;
+  Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1);
+  Caller officer_{"seattle-pd", Role::kLawEnforcement, ""};
+};
+
+TEST_F(StoreTest, IdentifyingDetailsAreSealedAndOpenedOnlyOnRequest) {
+  ASSERT_TRUE(Insert(Make("ref-1", v1::REFERRAL_STATUS_REQUESTED, kNow + absl::Minutes(15))).ok());
+  auto raw = pg_->Query("SELECT body, identity_sealed FROM referrals WHERE id = 'ref-1'");
+  ASSERT_TRUE(raw.ok());
+  for (const char* col : {"body", "identity_sealed"}) {
+    const std::string bytes = raw->Bytea(0, col);
+    EXPECT_EQ(bytes.find("Jane"), std::string::npos) << col;
+    EXPECT_EQ(bytes.find("555-0199"), std::string::npos) << col;
+  }
+  absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
+    auto r = ReferralStore::Get(tx, "ref-1", false);
+    if (!r.ok()) return r.status();
+    EXPECT_FALSE(r->youth().has_identifying());
+    EXPECT_EQ(r->youth().youth_reference(), "SPD-2026-0042");
+    auto id = ReferralStore::OpenIdentity(tx, "ref-1", sealer_);
+    if (!id.ok()) return id.status();
+    EXPECT_EQ(id->name(), "Jane Doe");
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(st.ok()) << st;
+}
+
+TEST_F(StoreTest, TransitionsAndAuditAreRecordedAndAppendOnly) {
+  ASSERT_TRUE(Insert(Make("ref-2", v1::REFERRAL_STATUS_REQUESTED, kNow)).ok());
+  Caller provider{"prov-a", Role::kProvider, ""};
+  absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
+    auto r = ReferralStore::Get(tx, "ref-2", true);
+    if (!r.ok()) return r.status();
+    v1::Transition t;
+    t.set_from_status(r->status());
+    t.set_to_status(v1::REFERRAL_STATUS_OFFERED);
+    t.set_actor_organization_id("safeharbor-referrals");
+    t.set_actor_role("service");
+    *t.mutable_time() = ToProtoTime(kNow);
+    r->set_status(v1::REFERRAL_STATUS_OFFERED);
+    if (auto s = ReferralStore::Update(tx, &*r, &t, kNow); !s.ok()) return s;
+    return ReferralStore::Audit(tx, provider, "read_identifying", "ref-2", "accepted provider",
+                                kNow);
+  });
+  ASSERT_TRUE(st.ok()) << st;
+  absl::Status read = pg_->Transact([&](PgTx& tx) -> absl::Status {
+    auto r = ReferralStore::Get(tx, "ref-2", false);
+    if (!r.ok()) return r.status();
+    EXPECT_EQ(r->status(), v1::REFERRAL_STATUS_OFFERED);
+    EXPECT_EQ(r->etag(), "2");
+    EXPECT_EQ(r->history_size(), 1);
+    // Updating never re-stores identifying details in the body.
+    auto id = ReferralStore::OpenIdentity(tx, "ref-2", sealer_);
+    EXPECT_TRUE(id.ok() && id->name() == "Jane Doe");
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(read.ok()) << read;
+  auto audit = pg_->Query("SELECT actor_org, action FROM audit_log WHERE referral_id = 'ref-2'");
+  ASSERT_EQ(audit->rows(), 1);
+  EXPECT_EQ(audit->String(0, "actor_org"), "prov-a");
+  for (const char* sql : {"UPDATE audit_log SET actor_org = 'someone-else'",
+                          "DELETE FROM audit_log", "UPDATE transitions SET reason = 'rewritten'",
+                          "DELETE FROM transitions", "TRUNCATE audit_log"}) {
+    EXPECT_EQ(pg_->Query(sql).status().code(), absl::StatusCode::kPermissionDenied) << sql;
+  }
+}
+
+TEST_F(StoreTest, EachDueOfferIsClaimedByOneReplicaAtATime) {
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(
+        Insert(Make(absl::StrCat("due-", i), v1::REFERRAL_STATUS_OFFERED, kNow - absl::Minutes(1)))
+            .ok());
+  }
+  ASSERT_TRUE(Insert(Make("not-due", v1::REFERRAL_STATUS_OFFERED, kNow + absl::Minutes(5))).ok());
+  std::promise<void> claimed, release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::vector<std::string> first, second;
+  std::thread replica_a([&] {
+    (void)pg_->Transact([&](PgTx& tx) -> absl::Status {
+      auto due = ReferralStore::DueOffers(tx, kNow, 3);
+      if (due.ok()) first = *due;
+      claimed.set_value();
+      gate.wait();  // Still holding its claims.
+      return absl::OkStatus();
+    });
+  });
+  claimed.get_future().wait();
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   auto due = ReferralStore::DueOffers(tx, kNow, 10);
+                   if (due.ok()) second = *due;
+                   return due.status();
+                 })
+                  .ok());
+  release.set_value();
+  replica_a.join();
+  EXPECT_EQ(first.size(), 3u);
+  ASSERT_EQ(second.size(), 1u);  // Only the one replica A did not claim; never "not-due".
+  for (const auto& id : first) EXPECT_NE(id, second[0]);
+  EXPECT_NE(second[0], "not-due");
+}
+
+}  // namespace
+}  // namespace safeharbor::referrals
