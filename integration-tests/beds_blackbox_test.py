@@ -14,6 +14,8 @@ class BedsBlackBox(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.stack = Stack()
+        # Runs even when setUpClass fails part-way: no server is left behind.
+        cls.addClassCleanup(cls.stack.close)
         # Facility owners are checked against a real directory.
         cls.directory = Service(cls.stack, "directory", "directory-service",
                                 cls.stack.database("bb_beds_directory")).start()
@@ -29,9 +31,6 @@ class BedsBlackBox(unittest.TestCase):
         cls.two = Service(cls.stack, "beds", "beds-service", db, cls.beds_args).start()
         cls.admin, cls.pb2 = shclient.stub("beds", cls.stack.channel(cls.one.port, "client-directory_admin"))
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
 
     def facility(self, fid, beds, occupied):
         pb2 = self.pb2

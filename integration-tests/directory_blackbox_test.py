@@ -31,6 +31,8 @@ class DirectoryBlackBox(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.stack = Stack()
+        # Runs even when setUpClass fails part-way: no server is left behind.
+        cls.addClassCleanup(cls.stack.close)
         cls.db = cls.stack.database("bb_directory")
         cls.svc = Service(cls.stack, "directory", "directory-service", cls.db).start()
         cls.admin, cls.pb2 = shclient.stub("directory", cls.stack.channel(cls.svc.port,
@@ -38,9 +40,6 @@ class DirectoryBlackBox(unittest.TestCase):
         cls.officer, _ = shclient.stub("directory", cls.stack.channel(cls.svc.port,
                                                                        "client-law_enforcement"))
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
 
     def test_health_and_reflection(self):
         chan = self.stack.channel(self.svc.port, "client-auditor")

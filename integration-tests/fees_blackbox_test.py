@@ -13,6 +13,8 @@ class FeesBlackBox(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.stack = Stack()
+        # Runs even when setUpClass fails part-way: no server is left behind.
+        cls.addClassCleanup(cls.stack.close)
         cls.directory = Service(cls.stack, "directory", "directory-service",
                                 cls.stack.database("bb_fees_directory")).start()
         admin, dpb2 = shclient.stub("directory", cls.stack.channel(cls.directory.port,
@@ -26,9 +28,6 @@ class FeesBlackBox(unittest.TestCase):
                            [f"--directory_address=localhost:{cls.directory.port}"]).start()
         cls.clerk, cls.pb2 = shclient.stub("fees", cls.stack.channel(cls.fees.port, "client-court_clerk"))
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
 
     def test_a_buyer_fee_is_assessed_paid_and_reported(self):
         pb2 = self.pb2
