@@ -29,7 +29,6 @@ class FakeClock final : public Clock {
   explicit FakeClock(absl::Time start) : now_ns_(absl::ToUnixNanos(start)) {}
   absl::Time Now() const override { return absl::FromUnixNanos(now_ns_.load()); }
   void Advance(absl::Duration d) { now_ns_.fetch_add(absl::ToInt64Nanoseconds(d)); }
-  void Set(absl::Time t) { now_ns_.store(absl::ToUnixNanos(t)); }
 
  private:
   std::atomic<int64_t> now_ns_;

@@ -28,7 +28,6 @@ class Executor {
   void Shutdown();
 
   size_t queued() const;
-  size_t max_queued() const { return max_queued_; }
 
  private:
   void Loop();

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -93,12 +94,6 @@ PgParam PgTime(absl::Time t) {
   return PgParam(absl::FormatTime("%Y-%m-%d %H:%M:%E6S+00", t, absl::UTCTimeZone()));
 }
 
-int64_t PgResult::affected() const {
-  int64_t n = 0;
-  (void)absl::SimpleAtoi(PQcmdTuples(res_.get()), &n);
-  return n;
-}
-
 int PgResult::Col(const char* name) const { return PQfnumber(res_.get(), name); }
 
 bool PgResult::IsNull(int row, const char* col) const {
@@ -148,7 +143,27 @@ absl::Time PgResult::Time(int row, const char* col) const {
   return absl::InfinitePast();
 }
 
+absl::Status StatusFromSqlStateCode(absl::string_view sqlstate, absl::string_view message);
+
+namespace {
+constexpr char kSqlStatePayload[] = "type.safeharbor/sqlstate";
+
+absl::Status WithSqlState(absl::Status st, absl::string_view sqlstate) {
+  st.SetPayload(kSqlStatePayload, absl::Cord(sqlstate));
+  return st;
+}
+}  // namespace
+
+std::string SqlStateOf(const absl::Status& status) {
+  auto p = status.GetPayload(kSqlStatePayload);
+  return p ? std::string(*p) : std::string();
+}
+
 absl::Status StatusFromSqlState(absl::string_view sqlstate, absl::string_view message) {
+  return WithSqlState(StatusFromSqlStateCode(sqlstate, message), sqlstate);
+}
+
+absl::Status StatusFromSqlStateCode(absl::string_view sqlstate, absl::string_view message) {
   std::string msg = absl::StrCat(message, " (SQLSTATE ", sqlstate, ")");
   if (sqlstate == "40001" || sqlstate == "40P01") return absl::AbortedError(msg);
   if (sqlstate == "23505") return absl::AlreadyExistsError(msg);
@@ -340,12 +355,13 @@ absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isol
       }
       continue;  // Nothing was committed: replay on a fresh connection.
     }
-    if (st.code() == absl::StatusCode::kAborted && absl::StrContains(st.message(), "SQLSTATE 40")) {
+    const std::string sqlstate = SqlStateOf(st);
+    if (sqlstate == "40001" || sqlstate == "40P01") {  // serialization failure, deadlock
       CountError("conflict");
       absl::SleepFor(absl::Milliseconds(2 * attempt + (std::rand() % 5)));
       continue;
     }
-    if (absl::StrContains(st.message(), "(SQLSTATE ")) CountError("statement");
+    if (!sqlstate.empty()) CountError("statement");
     return st;
   }
   if (last.code() == absl::StatusCode::kUnavailable) return last;

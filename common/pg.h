@@ -47,10 +47,6 @@ class PgParam {
   PgParam(bool v) : value_(v ? "t" : "f") {}                // NOLINT
   PgParam(double v);                                        // NOLINT
   static PgParam Bytea(absl::string_view bytes);
-  template <typename T>
-  static PgParam Optional(const std::optional<T>& v) {
-    return v ? PgParam(*v) : PgParam(nullptr);
-  }
   const std::optional<std::string>& value() const { return value_; }
 
  private:
@@ -62,7 +58,6 @@ class PgResult {
  public:
   explicit PgResult(PGresult* res) : res_(res, &PQclear) {}
   int rows() const { return PQntuples(res_.get()); }
-  int64_t affected() const;
   int Col(const char* name) const;  // -1 when absent
   bool IsNull(int row, const char* col) const;
   absl::string_view Text(int row, const char* col) const;
@@ -149,7 +144,10 @@ class PgPool {
   std::atomic<int64_t> loss_epoch_{0};
 };
 
-// Maps a failed PGresult/connection to a status (exposed for tests).
+// Maps a failed PGresult/connection to a status (exposed for tests). The SQLSTATE is attached as
+// a payload, so callers decide on the code, never on message text.
 absl::Status StatusFromSqlState(absl::string_view sqlstate, absl::string_view message);
+// The SQLSTATE a status came from, or "" when it did not come from PostgreSQL.
+std::string SqlStateOf(const absl::Status& status);
 
 }  // namespace safeharbor

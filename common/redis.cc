@@ -103,7 +103,7 @@ absl::StatusOr<RedisClient::Context> RedisClient::Acquire() {
         std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.command_timeout);
     while (idle_.empty() && open_ >= options_.pool_size) {
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-        return absl::UnavailableError("redis connection pool exhausted");
+        return absl::ResourceExhaustedError("redis connection pool busy");
       }
     }
     if (!idle_.empty()) {
@@ -147,7 +147,7 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
   auto ctx = Acquire();
   if (!ctx.ok()) {
     // A busy pool is not an outage: only a failed connect starts the fail-fast window.
-    if (!absl::StrContains(ctx.status().message(), "pool exhausted")) {
+    if (ctx.status().code() == absl::StatusCode::kUnavailable) {
       MarkDown(op, ctx.status().message());
     }
     return ctx.status();

@@ -55,3 +55,14 @@ class RpcEnv {
 };
 
 }  // namespace safeharbor
+
+// Inside a CallbackService subclass with an `RpcEnv* env_` member and a blocking method
+// `absl::Status Name(const Caller&, const v1::NameRequest&, v1::NameResponse*)`: overrides the
+// generated RPC to run that method on the executor.
+#define SAFEHARBOR_UNARY_RPC(Name)                                                               \
+  grpc::ServerUnaryReactor* Name(grpc::CallbackServerContext* ctx, const v1::Name##Request* req, \
+                                 v1::Name##Response* resp) override {                            \
+    return env_->Unary(ctx, req, resp,                                                           \
+                       [this](const ::safeharbor::Caller& c, const v1::Name##Request& r,         \
+                              v1::Name##Response* out) { return this->Name(c, r, out); });       \
+  }

@@ -53,13 +53,6 @@ class Stack:
     def channel(self, port, cert_name):
         return shclient.channel(port, self.certs, cert_name)
 
-    def stop_redis(self):
-        subprocess.run([SERVERS, "redis-stop", os.path.join(self.dir, "redis")], check=True)
-
-    def start_redis(self):
-        subprocess.run([SERVERS, "redis-start", os.path.join(self.dir, "redis"), str(self.redis_port)],
-                       check=True)
-
     def close(self):
         for p in self.procs:
             if p.poll() is None:

@@ -58,6 +58,19 @@ TEST(PgPool, MapsSqlErrorsToStatusCodes) {
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(pool->Query("SELECT $1::int AS x", {"not a number"}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SqlStateOf(pool->Query("INSERT INTO items (id) VALUES ('seed')").status()), "23505");
+}
+
+TEST(PgPool, AnAbortFromTheCallersOwnLogicIsNotRetried) {
+  auto pool = NewPool();
+  int calls = 0;
+  absl::Status st = pool->Transact([&](PgTx&) {
+    ++calls;
+    return absl::AbortedError("etag mismatch");  // not a serialization failure
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(SqlStateOf(st), "");
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(PgPool, ParametersRoundTripUntouched) {

@@ -148,7 +148,7 @@ absl::StatusOr<std::pair<Inventory, absl::Time>> BedsServiceImpl::LockedInventor
     PgTx& tx, absl::string_view facility_id, v1::BedType type) {
   if (auto st = BedsStore::LockInventory(tx, facility_id, type); !st.ok()) return st;
   const absl::Time now = clock_->Now();
-  auto inv = BedsStore::GetInventory(tx, facility_id, type, now, /*lock=*/false);
+  auto inv = BedsStore::GetInventory(tx, facility_id, type, now);
   if (!inv.ok()) return inv.status();
   return std::make_pair(*std::move(inv), now);
 }
@@ -185,7 +185,7 @@ absl::StatusOr<int> BedsServiceImpl::SweepExpiredHolds() {
         auto f = BedsStore::GetFacility(tx, facility);
         if (!f.ok()) return f.status();
         const auto bed_type = static_cast<v1::BedType>(type);
-        auto inv = BedsStore::GetInventory(tx, facility, bed_type, now, false);
+        auto inv = BedsStore::GetInventory(tx, facility, bed_type, now);
         if (!inv.ok()) return inv.status();
         auto seq = BedsStore::AppendEvent(
             tx, f->county_fips(), "expiry",
@@ -373,7 +373,7 @@ absl::Status BedsServiceImpl::ReportCensus(const Caller& c, const v1::ReportCens
         if (auto s = BedsStore::SetCensus(tx, req.facility_id(), e, confirmed); !s.ok()) return s;
       }
       for (const auto& e : entries) {
-        auto inv = BedsStore::GetInventory(tx, req.facility_id(), e.bed_type(), now, false);
+        auto inv = BedsStore::GetInventory(tx, req.facility_id(), e.bed_type(), now);
         if (!inv.ok()) return inv.status();
         const auto avail =
             ToProto(req.facility_id(), e.bed_type(), *inv, now, options_.stale_after);

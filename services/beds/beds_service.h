@@ -78,24 +78,16 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
   absl::Status DischargePlacement(const Caller& c, const v1::DischargePlacementRequest& req,
                                   v1::DischargePlacementResponse* resp);
 
-#define SAFEHARBOR_BEDS_RPC(Name)                                                                \
-  grpc::ServerUnaryReactor* Name(grpc::CallbackServerContext* ctx, const v1::Name##Request* req, \
-                                 v1::Name##Response* resp) override {                            \
-    return env_->Unary(ctx, req, resp,                                                           \
-                       [this](const Caller& c, const v1::Name##Request& r,                       \
-                              v1::Name##Response* out) { return this->Name(c, r, out); });       \
-  }
-  SAFEHARBOR_BEDS_RPC(CreateFacility)
-  SAFEHARBOR_BEDS_RPC(GetFacility)
-  SAFEHARBOR_BEDS_RPC(UpdateFacility)
-  SAFEHARBOR_BEDS_RPC(ListFacilities)
-  SAFEHARBOR_BEDS_RPC(ReportCensus)
-  SAFEHARBOR_BEDS_RPC(SearchAvailability)
-  SAFEHARBOR_BEDS_RPC(HoldBed)
-  SAFEHARBOR_BEDS_RPC(ReleaseHold)
-  SAFEHARBOR_BEDS_RPC(ConfirmPlacement)
-  SAFEHARBOR_BEDS_RPC(DischargePlacement)
-#undef SAFEHARBOR_BEDS_RPC
+  SAFEHARBOR_UNARY_RPC(CreateFacility)
+  SAFEHARBOR_UNARY_RPC(GetFacility)
+  SAFEHARBOR_UNARY_RPC(UpdateFacility)
+  SAFEHARBOR_UNARY_RPC(ListFacilities)
+  SAFEHARBOR_UNARY_RPC(ReportCensus)
+  SAFEHARBOR_UNARY_RPC(SearchAvailability)
+  SAFEHARBOR_UNARY_RPC(HoldBed)
+  SAFEHARBOR_UNARY_RPC(ReleaseHold)
+  SAFEHARBOR_UNARY_RPC(ConfirmPlacement)
+  SAFEHARBOR_UNARY_RPC(DischargePlacement)
 
   grpc::ServerWriteReactor<v1::WatchAvailabilityResponse>* WatchAvailability(
       grpc::CallbackServerContext* ctx, const v1::WatchAvailabilityRequest* req) override;

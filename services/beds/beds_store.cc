@@ -208,19 +208,19 @@ absl::Status BedsStore::LockInventory(PgTx& tx, absl::string_view facility_id, v
 }
 
 absl::StatusOr<Inventory> BedsStore::GetInventory(PgTx& tx, absl::string_view facility_id,
-                                                  v1::BedType type, absl::Time now, bool lock) {
-  auto r = tx.Exec(absl::StrCat("SELECT licensed_capacity, occupied, out_of_service, "
-                                "confirmed_at, 0 AS held FROM bed_inventory "
-                                "WHERE facility_id = $1 AND bed_type = $2",
-                                lock ? " FOR UPDATE" : ""),
-                   {facility_id, int32_t{type}});
+                                                  v1::BedType type, absl::Time now) {
+  auto r = tx.Exec(
+      "SELECT licensed_capacity, occupied, out_of_service, confirmed_at, 0 AS held "
+      "FROM bed_inventory WHERE facility_id = $1 AND bed_type = $2",
+      {facility_id, int32_t{type}});
   if (!r.ok()) return r.status();
   if (r->rows() == 0) {
     return absl::NotFoundError(
         absl::StrCat("facility '", facility_id, "' has no ", v1::BedType_Name(type), " beds"));
   }
   Inventory inv = InventoryFromRow(*r, 0);
-  // Counted after the row lock: every hold of this bed type is created under the same lock.
+  // Holds of a bed type are only created under its row lock, so after LockInventory this count
+  // cannot change until the caller's transaction ends.
   auto held = tx.Exec(
       "SELECT count(*) AS n FROM holds WHERE facility_id = $1 AND bed_type = $2 AND state = 1 "
       "AND expire_time > $3",

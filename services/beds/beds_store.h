@@ -58,9 +58,10 @@ class BedsStore {
   // Locks the bed type's row (FOR UPDATE); NOT_FOUND if the facility lacks it. Writers lock
   // bed types in (facility_id, bed_type) order.
   static absl::Status LockInventory(PgTx& tx, absl::string_view facility_id, v1::BedType type);
-  // The bed type's row, locked FOR UPDATE when `lock`; NOT_FOUND if the facility lacks it.
+  // The bed type's counts, with active holds as of `now`; NOT_FOUND if the facility lacks it.
+  // Call LockInventory first when the answer decides a change.
   static absl::StatusOr<Inventory> GetInventory(PgTx& tx, absl::string_view facility_id,
-                                                v1::BedType type, absl::Time now, bool lock);
+                                                v1::BedType type, absl::Time now);
   static absl::StatusOr<std::vector<BedRow>> FacilityInventory(PgTx& tx,
                                                                absl::string_view facility_id,
                                                                absl::Time now);

@@ -58,26 +58,18 @@ class DirectoryServiceImpl final : public v1::DirectoryService::CallbackService 
   absl::Status ListCounties(const Caller& c, const v1::ListCountiesRequest& req,
                             v1::ListCountiesResponse* resp);
 
-#define SAFEHARBOR_DIRECTORY_RPC(Name)                                                           \
-  grpc::ServerUnaryReactor* Name(grpc::CallbackServerContext* ctx, const v1::Name##Request* req, \
-                                 v1::Name##Response* resp) override {                            \
-    return env_->Unary(ctx, req, resp,                                                           \
-                       [this](const Caller& c, const v1::Name##Request& r,                       \
-                              v1::Name##Response* out) { return this->Name(c, r, out); });       \
-  }
-  SAFEHARBOR_DIRECTORY_RPC(CreateOrganization)
-  SAFEHARBOR_DIRECTORY_RPC(GetOrganization)
-  SAFEHARBOR_DIRECTORY_RPC(UpdateOrganization)
-  SAFEHARBOR_DIRECTORY_RPC(ListOrganizations)
-  SAFEHARBOR_DIRECTORY_RPC(CreateService)
-  SAFEHARBOR_DIRECTORY_RPC(GetService)
-  SAFEHARBOR_DIRECTORY_RPC(UpdateService)
-  SAFEHARBOR_DIRECTORY_RPC(ListServices)
-  SAFEHARBOR_DIRECTORY_RPC(SearchServices)
-  SAFEHARBOR_DIRECTORY_RPC(ImportHsds)
-  SAFEHARBOR_DIRECTORY_RPC(ExportHsds)
-  SAFEHARBOR_DIRECTORY_RPC(ListCounties)
-#undef SAFEHARBOR_DIRECTORY_RPC
+  SAFEHARBOR_UNARY_RPC(CreateOrganization)
+  SAFEHARBOR_UNARY_RPC(GetOrganization)
+  SAFEHARBOR_UNARY_RPC(UpdateOrganization)
+  SAFEHARBOR_UNARY_RPC(ListOrganizations)
+  SAFEHARBOR_UNARY_RPC(CreateService)
+  SAFEHARBOR_UNARY_RPC(GetService)
+  SAFEHARBOR_UNARY_RPC(UpdateService)
+  SAFEHARBOR_UNARY_RPC(ListServices)
+  SAFEHARBOR_UNARY_RPC(SearchServices)
+  SAFEHARBOR_UNARY_RPC(ImportHsds)
+  SAFEHARBOR_UNARY_RPC(ExportHsds)
+  SAFEHARBOR_UNARY_RPC(ListCounties)
 
  private:
   absl::Status CanWriteOrganization(const Caller& c, absl::string_view org_id) const;

@@ -351,7 +351,7 @@ absl::Status DirectoryStore::UpsertOrganization(PgTx& tx, v1::Organization* org)
 
 absl::Status DirectoryStore::UpsertService(PgTx& tx, v1::Service* s) {
   auto current = GetService(tx, s->id(), /*for_update=*/true);
-  if (current.status().code() == absl::StatusCode::kNotFound) return InsertService(tx, *&s);
+  if (current.status().code() == absl::StatusCode::kNotFound) return InsertService(tx, s);
   if (!current.ok()) return current.status();
   s->set_etag(current->etag());
   return UpdateService(tx, s);

@@ -55,25 +55,17 @@ class FeeServiceImpl final : public v1::FeeService::CallbackService {
   absl::Status GetRecipientStatement(const Caller& c, const v1::GetRecipientStatementRequest& req,
                                      v1::GetRecipientStatementResponse* resp);
 
-#define SAFEHARBOR_FEES_RPC(Name)                                                                \
-  grpc::ServerUnaryReactor* Name(grpc::CallbackServerContext* ctx, const v1::Name##Request* req, \
-                                 v1::Name##Response* resp) override {                            \
-    return env_->Unary(ctx, req, resp,                                                           \
-                       [this](const Caller& c, const v1::Name##Request& r,                       \
-                              v1::Name##Response* out) { return this->Name(c, r, out); });       \
-  }
-  SAFEHARBOR_FEES_RPC(RecordAssessment)
-  SAFEHARBOR_FEES_RPC(GetAssessment)
-  SAFEHARBOR_FEES_RPC(RecordPayment)
-  SAFEHARBOR_FEES_RPC(ReversePayment)
-  SAFEHARBOR_FEES_RPC(ListFeeSchedules)
-  SAFEHARBOR_FEES_RPC(ListDisbursementPolicies)
-  SAFEHARBOR_FEES_RPC(AdoptDisbursementPolicy)
-  SAFEHARBOR_FEES_RPC(GetDisbursementReport)
-  SAFEHARBOR_FEES_RPC(GetCollectionReport)
-  SAFEHARBOR_FEES_RPC(GetCommerceRemittance)
-  SAFEHARBOR_FEES_RPC(GetRecipientStatement)
-#undef SAFEHARBOR_FEES_RPC
+  SAFEHARBOR_UNARY_RPC(RecordAssessment)
+  SAFEHARBOR_UNARY_RPC(GetAssessment)
+  SAFEHARBOR_UNARY_RPC(RecordPayment)
+  SAFEHARBOR_UNARY_RPC(ReversePayment)
+  SAFEHARBOR_UNARY_RPC(ListFeeSchedules)
+  SAFEHARBOR_UNARY_RPC(ListDisbursementPolicies)
+  SAFEHARBOR_UNARY_RPC(AdoptDisbursementPolicy)
+  SAFEHARBOR_UNARY_RPC(GetDisbursementReport)
+  SAFEHARBOR_UNARY_RPC(GetCollectionReport)
+  SAFEHARBOR_UNARY_RPC(GetCommerceRemittance)
+  SAFEHARBOR_UNARY_RPC(GetRecipientStatement)
 
  private:
   absl::Status ValidateAssessment(const v1::Assessment& a) const;

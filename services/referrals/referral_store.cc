@@ -2,15 +2,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "common/stored_resource.h"
 
 namespace safeharbor::referrals {
 
 absl::Status ReferralStore::Insert(PgTx& tx, const v1::Referral& referral, const Caller& referrer,
                                    const Sealer& sealer, absl::Time now) {
-  v1::Referral body = referral;
-  body.clear_create_time();
-  body.clear_update_time();
-  body.clear_etag();
+  v1::Referral body;
+  body.ParseFromString(StoredBody(referral));
   PgParam sealed(nullptr);
   if (body.youth().has_identifying()) {
     auto s = sealer.Seal(body.youth().identifying().SerializeAsString(), referral.id());
@@ -78,11 +77,9 @@ absl::StatusOr<v1::IdentifyingDetails> ReferralStore::OpenIdentity(PgTx& tx, abs
 
 absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
                                    const v1::Transition* transition, absl::Time now) {
-  v1::Referral body = *referral;
-  body.clear_create_time();
-  body.clear_update_time();
-  body.clear_etag();
-  body.clear_history();
+  v1::Referral body;
+  body.ParseFromString(StoredBody(*referral));
+  body.clear_history();  // Kept in the transitions table.
   body.mutable_youth()->clear_identifying();
   auto r = tx.Exec(
       "UPDATE referrals SET status = $2, accepted_provider = NULLIF($3, ''), "
