@@ -12,7 +12,6 @@
 #include "common/validate.h"
 #include "services/beds/availability.h"
 #include "services/beds/beds_store.h"
-#include "services/beds/watch_hub.h"
 
 namespace safeharbor::beds {
 namespace {
@@ -81,9 +80,31 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                        .Help("Open WatchAvailability streams.")
                        .Register(registry)
                        .Add({});
-  hub_ = std::make_unique<WatchHub>(pg_, redis_ ? &redis_->options() : nullptr,
-                                    absl::StrCat(options_.key_namespace, ":events"), options_,
-                                    &watchers);
+  WatchSource<v1::WatchAvailabilityResponse> source;
+  source.last_seq = [](PgTx& tx) { return BedsStore::LastEventSeq(tx); };
+  source.after =
+      [](PgTx& tx, int64_t after,
+         int limit) -> absl::StatusOr<std::vector<WatchEvent<v1::WatchAvailabilityResponse>>> {
+    auto stored = BedsStore::EventsAfter(tx, after, limit);
+    if (!stored.ok()) return stored.status();
+    std::vector<WatchEvent<v1::WatchAvailabilityResponse>> out(stored->size());
+    for (size_t i = 0; i < stored->size(); ++i) {
+      const StoredEvent& e = (*stored)[i];
+      out[i].seq = e.seq;
+      out[i].key = e.county_fips;
+      *out[i].response.mutable_availability() = e.availability;
+      out[i].response.set_county_fips(e.county_fips);
+      out[i].response.set_reason(e.reason);
+    }
+    return out;
+  };
+  WatchOptions watch;
+  watch.poll_interval = options_.watch_poll_interval;
+  watch.max_pending = options_.watch_max_pending;
+  watch.max_watchers = options_.max_watchers;
+  hub_ = std::make_unique<WatchHub<v1::WatchAvailabilityResponse>>(
+      pg_, redis_ ? &redis_->options() : nullptr, absl::StrCat(options_.key_namespace, ":events"),
+      std::move(source), watch, &watchers);
 }
 
 BedsServiceImpl::~BedsServiceImpl() { StopBackground(); }
@@ -656,7 +677,7 @@ grpc::ServerWriteReactor<v1::WatchAvailabilityResponse>* BedsServiceImpl::WatchA
   if (caller.ok() && !req->county_fips().empty() && counties_.Find(req->county_fips()) == nullptr) {
     caller = absl::InvalidArgumentError("county_fips must be a known county FIPS code");
   }
-  return hub_->NewWatcher(*req, ToGrpcStatus(caller.status()));
+  return hub_->NewWatcher(req->county_fips(), req->cursor(), ToGrpcStatus(caller.status()));
 }
 
 }  // namespace safeharbor::beds

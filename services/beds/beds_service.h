@@ -18,13 +18,12 @@
 #include "common/redis.h"
 #include "common/rpc.h"
 #include "common/versioned_cache.h"
+#include "common/watch_hub.h"
 #include "safeharbor/beds/v1/beds.grpc.pb.h"
 #include "services/beds/availability.h"
 #include "services/beds/provider_check.h"
 
 namespace safeharbor::beds {
-
-class WatchHub;
 
 struct BedsOptions {
   // A census older than this makes availability unknown (DOMAIN.md §5).
@@ -120,7 +119,7 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
   prometheus::Family<prometheus::Gauge>& available_;
   prometheus::Family<prometheus::Gauge>& held_;
   prometheus::Gauge& stale_;
-  std::unique_ptr<WatchHub> hub_;
+  std::unique_ptr<WatchHub<v1::WatchAvailabilityResponse>> hub_;
 
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;

@@ -1,0 +1,341 @@
+// Server-streaming "watch" fan-out with a resume cursor, shared by the services that have one.
+// A PostgreSQL events table is the source of truth and its sequence is the cursor, so a client
+// that reconnects with its last cursor misses nothing, across restarts and Redis outages. One hub
+// thread per process reads new events and feeds every watcher's bounded queue; Redis pub/sub only
+// wakes the hubs of all replicas at once (a poll every poll_interval covers Redis being down).
+// Never blocks a reactor thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/gauge.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/pg.h"
+#include "common/redis.h"
+
+namespace safeharbor {
+
+struct WatchOptions {
+  // How often PostgreSQL is polled when no Redis wake-up arrives.
+  absl::Duration poll_interval = absl::Seconds(1);
+  // A watcher further behind than this many events is ended (it resumes with its cursor).
+  size_t max_pending = 1000;
+  size_t max_watchers = 1000;
+};
+
+// One stored event: its sequence number (the cursor), the key watchers subscribe to (a county, a
+// provider), and the message to send; the hub sets the message's cursor.
+template <typename Response>
+struct WatchEvent {
+  int64_t seq = 0;
+  std::string key;
+  Response response;
+};
+
+// How a hub reads its events table.
+template <typename Response>
+struct WatchSource {
+  std::function<absl::StatusOr<int64_t>(PgTx&)> last_seq;
+  std::function<absl::StatusOr<std::vector<WatchEvent<Response>>>(PgTx&, int64_t after, int limit)>
+      after;
+};
+
+// The threads: the dispatch loop and the Redis subscriber. Not for direct use.
+class WatchHubBase {
+ public:
+  void Start();
+  // Ends every open stream with UNAVAILABLE (clients resume elsewhere with their cursor).
+  void Stop();
+  // Wakes this hub (after a local commit).
+  void Notify();
+
+ protected:
+  // `redis` may be null (poll only). `channel` is the Redis pub/sub channel.
+  WatchHubBase(PgPool* pg, const RedisOptions* redis, std::string channel, WatchOptions options,
+               prometheus::Gauge* watchers_gauge)
+      : pg_(pg),
+        redis_(redis),
+        channel_(std::move(channel)),
+        options_(options),
+        watchers_gauge_(watchers_gauge) {}
+  virtual ~WatchHubBase() = default;  // Subclasses call Stop() in their destructor.
+
+  virtual void Dispatch() = 0;
+  virtual void FinishAllLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+
+  PgPool* const pg_;
+  const RedisOptions* const redis_;
+  const std::string channel_;
+  const WatchOptions options_;
+  prometheus::Gauge* const watchers_gauge_;
+  std::mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+ private:
+  void Loop();
+  void SubscribeLoop();
+
+  std::condition_variable cv_;
+  bool notified_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ = false;
+  std::thread loop_thread_;
+  std::thread subscribe_thread_;
+};
+
+template <typename Response>
+class WatchHub final : public WatchHubBase {
+ public:
+  // Destroy the hub only after the gRPC server serving its watchers has shut down.
+  WatchHub(PgPool* pg, const RedisOptions* redis, std::string channel, WatchSource<Response> source,
+           WatchOptions options, prometheus::Gauge* watchers_gauge)
+      : WatchHubBase(pg, redis, std::move(channel), options, watchers_gauge),
+        source_(std::move(source)) {}
+  ~WatchHub() override;
+
+  // The reactor for one call: events whose key equals `key` (every event when `key` is empty)
+  // after `cursor` (from now when empty). It finishes at once with `error` when that is not OK,
+  // or on a malformed cursor.
+  grpc::ServerWriteReactor<Response>* NewWatcher(std::string key, absl::string_view cursor,
+                                                 const grpc::Status& error = grpc::Status::OK);
+
+ private:
+  class Watcher;
+  void Dispatch() override;
+  void FinishAllLocked(const grpc::Status& status) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const WatchSource<Response> source_;
+  std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);
+};
+
+// One stream. Only the hub thread deletes a watcher, after gRPC has called OnDone.
+template <typename Response>
+class WatchHub<Response>::Watcher final : public grpc::ServerWriteReactor<Response> {
+ public:
+  Watcher(WatchHub* hub, std::string key, int64_t cursor) : hub_(hub), key_(std::move(key)) {
+    if (cursor >= 0) sent_cursor_ = absl::StrCat(cursor);
+    last_seq = cursor;
+    initialized = cursor >= 0;
+  }
+
+  // From the hub thread, for a watcher that started "from now".
+  void SetStart(int64_t seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sent_cursor_.empty()) sent_cursor_ = absl::StrCat(seq);
+  }
+
+  // From the hub thread.
+  void Deliver(const Response& r, size_t max_pending) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_ || finishing_) return;
+    if (queue_.size() >= max_pending) {
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       absl::StrCat("watcher fell behind; reconnect with cursor ", sent_cursor_)));
+      return;
+    }
+    queue_.push_back(r);
+    if (!writing_) {
+      writing_ = true;
+      this->StartWrite(&queue_.front());
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    sent_cursor_ = queue_.front().cursor();
+    queue_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
+      return;
+    }
+    if (finishing_) {
+      if (!finished_) {
+        finished_ = true;
+        this->Finish(final_status_);
+      }
+      return;
+    }
+    if (!queue_.empty()) {
+      writing_ = true;
+      this->StartWrite(&queue_.front());
+    }
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    WatchHub* hub = hub_;  // Once done_ is set the hub thread may delete this watcher.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    hub->Notify();
+  }
+
+  void FinishNow(const grpc::Status& status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    FinishLocked(status);
+  }
+
+  bool done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return done_;
+  }
+  const std::string& key() const { return key_; }
+  int64_t last_seq = 0;  // hub thread only
+  bool initialized = false;
+
+ private:
+  void FinishLocked(const grpc::Status& status) {
+    if (finishing_) return;
+    finishing_ = true;
+    final_status_ = status;
+    if (!writing_ && !finished_) {
+      finished_ = true;
+      this->Finish(status);
+    }
+  }
+
+  WatchHub* hub_;
+  const std::string key_;
+  std::mutex mu_;
+  std::deque<Response> queue_;
+  std::string sent_cursor_;
+  bool writing_ = false;
+  bool finishing_ = false;
+  bool finished_ = false;
+  bool done_ = false;
+  grpc::Status final_status_;
+};
+
+template <typename Response>
+WatchHub<Response>::~WatchHub() {
+  Stop();
+  // The owner destroys the hub after the server has shut down, so gRPC is done with every
+  // watcher still listed (OnDone ran); any that is not would still be in use: leave it.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Watcher* w : watchers_) {
+    if (w->done()) delete w;
+  }
+  watchers_.clear();
+}
+
+template <typename Response>
+void WatchHub<Response>::FinishAllLocked(const grpc::Status& status) {
+  for (Watcher* w : watchers_) w->FinishNow(status);
+}
+
+template <typename Response>
+grpc::ServerWriteReactor<Response>* WatchHub<Response>::NewWatcher(std::string key,
+                                                                   absl::string_view cursor,
+                                                                   const grpc::Status& error) {
+  int64_t start = -1;  // -1: from now
+  grpc::Status bad = error;
+  if (bad.ok() && !cursor.empty() && (!absl::SimpleAtoi(cursor, &start) || start < 0)) {
+    bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "cursor is malformed");
+  }
+  auto* w = new Watcher(this, std::move(key), bad.ok() ? start : -1);
+  bool full = false, stopping = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping = stop_;
+    full = watchers_.size() >= options_.max_watchers;
+    watchers_.insert(w);
+    if (watchers_gauge_) watchers_gauge_->Set(static_cast<double>(watchers_.size()));
+  }
+  if (!bad.ok()) {
+    w->FinishNow(bad);
+  } else if (stopping) {
+    w->FinishNow(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down; retry"));
+  } else if (full) {
+    w->FinishNow(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many watchers; retry"));
+  }
+  Notify();
+  return w;
+}
+
+template <typename Response>
+void WatchHub<Response>::Dispatch() {
+  std::vector<Watcher*> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = watchers_.begin(); it != watchers_.end();) {
+      if ((*it)->done()) {
+        delete *it;
+        it = watchers_.erase(it);
+      } else {
+        live.push_back(*it);
+        ++it;
+      }
+    }
+    if (watchers_gauge_) watchers_gauge_->Set(static_cast<double>(watchers_.size()));
+  }
+  if (live.empty()) return;
+  // New watchers without a cursor start at the newest event.
+  bool need_head = false;
+  for (Watcher* w : live) need_head = need_head || !w->initialized;
+  if (need_head) {
+    int64_t head = 0;
+    absl::Status st = pg_->Transact(
+        [&](PgTx& tx) -> absl::Status {
+          auto s = source_.last_seq(tx);
+          if (!s.ok()) return s.status();
+          head = *s;
+          return absl::OkStatus();
+        },
+        Isolation::kReadCommitted, true);
+    if (!st.ok()) return;  // Try again on the next wake-up.
+    for (Watcher* w : live) {
+      if (!w->initialized) {
+        w->last_seq = head;
+        w->initialized = true;
+        w->SetStart(head);
+      }
+    }
+  }
+  int64_t from = live.front()->last_seq;
+  for (Watcher* w : live) from = std::min(from, w->last_seq);
+  constexpr int kBatch = 500;
+  for (int round = 0; round < 20; ++round) {  // Bounded work per wake-up.
+    std::vector<WatchEvent<Response>> events;
+    absl::Status st = pg_->Transact(
+        [&](PgTx& tx) -> absl::Status {
+          auto e = source_.after(tx, from, kBatch);
+          if (!e.ok()) return e.status();
+          events = *std::move(e);
+          return absl::OkStatus();
+        },
+        Isolation::kReadCommitted, true);
+    if (!st.ok() || events.empty()) return;
+    for (WatchEvent<Response>& e : events) {
+      e.response.set_cursor(absl::StrCat(e.seq));
+      for (Watcher* w : live) {
+        if (e.seq <= w->last_seq) continue;
+        w->last_seq = e.seq;
+        if (!w->key().empty() && w->key() != e.key) continue;
+        w->Deliver(e.response, options_.max_pending);
+      }
+    }
+    from = events.back().seq;
+    if (static_cast<int>(events.size()) < kBatch) return;
+  }
+  Notify();  // More to read: continue on the next round without waiting.
+}
+
+}  // namespace safeharbor
