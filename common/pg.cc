@@ -94,6 +94,21 @@ PgParam PgTime(absl::Time t) {
   return PgParam(absl::FormatTime("%Y-%m-%d %H:%M:%E6S+00", t, absl::UTCTimeZone()));
 }
 
+PgParam PgTextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return PgParam(out);
+}
+
 int PgResult::Col(const char* name) const { return PQfnumber(res_.get(), name); }
 
 bool PgResult::IsNull(int row, const char* col) const {

@@ -76,6 +76,8 @@ class PgResult {
 
 // Formats a time as a timestamptz literal parameter.
 PgParam PgTime(absl::Time t);
+// A text[] literal parameter (use as $n::text[]); every element quoted and escaped.
+PgParam PgTextArray(const std::vector<std::string>& values);
 
 class PgConnection;
 

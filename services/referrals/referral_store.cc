@@ -19,8 +19,9 @@ absl::Status ReferralStore::Insert(PgTx& tx, const v1::Referral& referral, const
   }
   auto r = tx.Exec(
       "INSERT INTO referrals (id, referrer_org, referrer_role, county_fips, status, urgency, "
-      "needs_placement, acceptance_deadline, body, identity_sealed, create_time, update_time) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+      "needs_placement, acceptance_deadline, body, identity_sealed, create_time, update_time, "
+      "route_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, "
+      "CASE WHEN $5::smallint = 1 THEN $11::timestamptz END)",
       {referral.id(), referrer.org_id, std::string(RoleName(referrer.role)), referral.county_fips(),
        int32_t{referral.status()}, int32_t{referral.urgency()},
        referral.needs().placement_tonight(),
@@ -81,27 +82,48 @@ absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
   body.ParseFromString(StoredBody(*referral));
   body.clear_history();  // Kept in the transitions table.
   body.mutable_youth()->clear_identifying();
+  const bool accepted = referral->has_accepted_time();
   auto r = tx.Exec(
       "UPDATE referrals SET status = $2, accepted_provider = NULLIF($3, ''), "
-      "acceptance_deadline = $4, body = $5, revision = revision + 1, update_time = $6 "
+      "acceptance_deadline = $4, body = $5, revision = revision + 1, update_time = $6, "
+      "accepted_time = $7, reroutes = $8, placement_unavailable = $9 "
       "WHERE id = $1 RETURNING revision",
-      {referral->id(), int32_t{referral->status()}, referral->handoff().provider_organization_id(),
+      {referral->id(), int32_t{referral->status()},
+       accepted ? referral->handoff().provider_organization_id() : std::string(),
        referral->has_acceptance_deadline() ? PgTime(FromProtoTime(referral->acceptance_deadline()))
                                            : PgParam(nullptr),
-       PgParam::Bytea(body.SerializeAsString()), PgTime(now)});
+       PgParam::Bytea(body.SerializeAsString()), PgTime(now),
+       accepted ? PgTime(FromProtoTime(referral->accepted_time())) : PgParam(nullptr),
+       int32_t{referral->reroutes()}, referral->placement_unavailable()});
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return absl::NotFoundError("referral vanished");
+  for (const v1::Offer& o : referral->offers()) {  // At most a few dozen per referral.
+    auto w = tx.Exec(
+        "INSERT INTO offers (referral_id, provider_org, service_id, state, offered_time, "
+        "respond_by, decline_reason) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "ON CONFLICT (referral_id, provider_org, service_id) DO UPDATE SET state = $4, "
+        "decline_reason = $7",
+        {referral->id(), o.provider_organization_id(),
+         o.service_id().empty() ? o.facility_id() : o.service_id(), int32_t{o.state()},
+         PgTime(FromProtoTime(o.offered_time())), PgTime(FromProtoTime(o.respond_by())),
+         o.decline_reason()});
+    if (!w.ok()) return w.status();
+  }
   referral->set_etag(absl::StrCat(r->Int64(0, "revision")));
   *referral->mutable_update_time() = ToProtoTime(now);
   if (transition == nullptr) return absl::OkStatus();
   *referral->add_history() = *transition;
+  return AppendTransition(tx, referral->id(), *transition);
+}
+
+absl::Status ReferralStore::AppendTransition(PgTx& tx, absl::string_view referral_id,
+                                             const v1::Transition& t) {
   return tx
       .Exec(
           "INSERT INTO transitions (referral_id, from_status, to_status, actor_org, actor_role, "
           "at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-          {referral->id(), int32_t{transition->from_status()}, int32_t{transition->to_status()},
-           transition->actor_organization_id(), transition->actor_role(),
-           PgTime(FromProtoTime(transition->time())), transition->reason()})
+          {referral_id, int32_t{t.from_status()}, int32_t{t.to_status()}, t.actor_organization_id(),
+           t.actor_role(), PgTime(FromProtoTime(t.time())), t.reason()})
       .status();
 }
 
@@ -127,6 +149,184 @@ absl::StatusOr<std::vector<std::string>> ReferralStore::DueOffers(PgTx& tx, absl
   std::vector<std::string> out;
   for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "id"));
   return out;
+}
+
+absl::StatusOr<std::vector<std::string>> ReferralStore::ClaimForRouting(PgTx& tx, absl::Time now,
+                                                                       absl::Duration lease,
+                                                                       int limit) {
+  auto r = tx.Exec(
+      "UPDATE referrals SET route_after = $2 WHERE id IN ("
+      "  SELECT id FROM referrals WHERE status = 1 AND route_after <= $1 "
+      "  ORDER BY route_after LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id",
+      {PgTime(now), PgTime(now + lease), int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "id"));
+  return out;
+}
+
+absl::Status ReferralStore::SetRouteAfter(PgTx& tx, absl::string_view id,
+                                          std::optional<absl::Time> when) {
+  return tx
+      .Exec("UPDATE referrals SET route_after = $2 WHERE id = $1",
+            {id, when ? PgTime(*when) : PgParam(nullptr)})
+      .status();
+}
+
+absl::Status ReferralStore::SetPlacementPending(PgTx& tx, absl::string_view id, bool pending) {
+  return tx.Exec("UPDATE referrals SET placement_pending = $2 WHERE id = $1", {id, pending})
+      .status();
+}
+
+absl::StatusOr<std::vector<std::string>> ReferralStore::PendingPlacements(PgTx& tx, int limit) {
+  auto r = tx.Exec(
+      "SELECT id FROM referrals WHERE placement_pending ORDER BY update_time LIMIT $1 "
+      "FOR UPDATE SKIP LOCKED",
+      {int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "id"));
+  return out;
+}
+
+absl::StatusOr<std::map<std::string, int32_t>> ReferralStore::ProviderLoad(
+    PgTx& tx, const std::vector<std::string>& provider_orgs) {
+  auto r = tx.Exec(
+      "SELECT o.provider_org, count(DISTINCT o.referral_id) AS n FROM offers o "
+      "JOIN referrals f ON f.id = o.referral_id "
+      "WHERE o.provider_org = ANY($1::text[]) AND o.state IN (1, 2) AND f.status IN (2, 3, 4, 5) "
+      "GROUP BY o.provider_org",
+      {PgTextArray(provider_orgs)});
+  if (!r.ok()) return r.status();
+  std::map<std::string, int32_t> out;
+  for (int i = 0; i < r->rows(); ++i) out[r->String(i, "provider_org")] = r->Int32(i, "n");
+  return out;
+}
+
+absl::StatusOr<int64_t> ReferralStore::AppendEvent(PgTx& tx, absl::string_view provider_org,
+                                                   const v1::Referral& view, absl::Time now) {
+  // Sequence numbers must commit in order or a watcher could skip one: appends are serialized
+  // by this lock until commit, and numbered without gaps.
+  if (auto l = tx.Exec("SELECT pg_advisory_xact_lock(7411230004)"); !l.ok()) return l.status();
+  auto r = tx.Exec(
+      "INSERT INTO referral_events (seq, provider_org, referral_id, at, payload) "
+      "SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4 FROM referral_events RETURNING seq",
+      {provider_org, view.id(), PgTime(now), PgParam::Bytea(view.SerializeAsString())});
+  if (!r.ok()) return r.status();
+  return r->Int64(0, "seq");
+}
+
+absl::StatusOr<std::vector<ReferralStore::Event>> ReferralStore::EventsAfter(PgTx& tx,
+                                                                           int64_t after_seq,
+                                                                           int limit) {
+  auto r = tx.Exec(
+      "SELECT seq, provider_org, payload FROM referral_events WHERE seq > $1 ORDER BY seq "
+      "LIMIT $2",
+      {after_seq, int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<Event> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    Event& e = out[static_cast<size_t>(i)];
+    e.seq = r->Int64(i, "seq");
+    e.provider_org = r->String(i, "provider_org");
+    if (!e.view.ParseFromString(r->Bytea(i, "payload"))) {
+      return absl::InternalError("stored referral event is unreadable");
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> ReferralStore::LastEventSeq(PgTx& tx) {
+  auto r = tx.Exec("SELECT coalesce(max(seq), 0) AS s FROM referral_events");
+  if (!r.ok()) return r.status();
+  return r->Int64(0, "s");
+}
+
+absl::StatusOr<std::vector<v1::Referral>> ReferralStore::List(PgTx& tx, const ListQuery& q) {
+  static const char* kScopes[] = {
+      "r.referrer_org = $1",
+      "EXISTS (SELECT 1 FROM offers o WHERE o.referral_id = r.id AND o.provider_org = $1 "
+      "AND o.state IN (1, 2))",
+      "(r.referrer_org = $1 OR r.county_fips = ANY($2::text[]))",
+  };
+  const std::string sql = absl::StrCat(
+      "SELECT r.body, r.revision, r.create_time, r.update_time FROM referrals r WHERE ",
+      kScopes[static_cast<int>(q.scope)],
+      " AND ($3::smallint = 0 OR r.status = $3::smallint)"
+      " AND ($4::timestamptz IS NULL OR (r.create_time, r.id) < ($4::timestamptz, $5::text))"
+      " ORDER BY r.create_time DESC, r.id DESC LIMIT $6");
+  auto r = tx.Exec(sql, {q.org_id, PgTextArray(q.counties), int32_t{q.status},
+                         q.before ? PgTime(q.before->first) : PgParam(nullptr),
+                         q.before ? PgParam(q.before->second) : PgParam(""), int32_t{q.limit}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::Referral> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    v1::Referral& ref = out[static_cast<size_t>(i)];
+    if (!ref.ParseFromString(r->Bytea(i, "body"))) {
+      return absl::InternalError("stored referral is unreadable");
+    }
+    *ref.mutable_create_time() = ToProtoTime(r->Time(i, "create_time"));
+    *ref.mutable_update_time() = ToProtoTime(r->Time(i, "update_time"));
+    ref.set_etag(absl::StrCat(r->Int64(i, "revision")));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::GetReferralStatsResponse> ReferralStore::Stats(PgTx& tx, absl::Time from,
+                                                                  absl::Time to) {
+  v1::GetReferralStatsResponse out;
+  auto by = tx.Exec(
+      "SELECT status, count(*) AS n FROM referrals WHERE create_time >= $1 AND create_time < $2 "
+      "GROUP BY status ORDER BY status",
+      {PgTime(from), PgTime(to)});
+  if (!by.ok()) return by.status();
+  for (int i = 0; i < by->rows(); ++i) {
+    auto* c = out.add_by_status();
+    c->set_status(static_cast<v1::ReferralStatus>(by->Int32(i, "status")));
+    c->set_count(by->Int64(i, "n"));
+  }
+  auto agg = tx.Exec(
+      "SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM transitions t WHERE "
+      "  t.referral_id = r.id AND t.to_status = 10)) AS escalations, "
+      "coalesce(sum(reroutes), 0) AS reroutes, "
+      "count(*) FILTER (WHERE placement_unavailable) AS placement_unavailable, "
+      "coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "
+      "  accepted_time - create_time)) FILTER (WHERE accepted_time IS NOT NULL), 0) "
+      "  AS median_s "
+      "FROM referrals r WHERE create_time >= $1 AND create_time < $2",
+      {PgTime(from), PgTime(to)});
+  if (!agg.ok()) return agg.status();
+  out.set_escalations(agg->Int64(0, "escalations"));
+  out.set_reroutes(agg->Int64(0, "reroutes"));
+  out.set_placement_unavailable(agg->Int64(0, "placement_unavailable"));
+  out.set_median_minutes_to_acceptance(agg->Double(0, "median_s") / 60.0);
+  return out;
+}
+
+absl::StatusOr<std::map<int, int64_t>> ReferralStore::CountByStatus(PgTx& tx) {
+  auto r = tx.Exec("SELECT status, count(*) AS n FROM referrals GROUP BY status");
+  if (!r.ok()) return r.status();
+  std::map<int, int64_t> out;
+  for (int i = 0; i < r->rows(); ++i) out[r->Int32(i, "status")] = r->Int64(i, "n");
+  return out;
+}
+
+absl::StatusOr<int64_t> ReferralStore::OverdueOffers(PgTx& tx, absl::Time now,
+                                                     absl::Duration grace) {
+  auto r = tx.Exec(
+      "SELECT count(*) AS n FROM referrals WHERE status = 2 AND acceptance_deadline < $1",
+      {PgTime(now - grace)});
+  if (!r.ok()) return r.status();
+  return r->Int64(0, "n");
+}
+
+absl::StatusOr<int64_t> ReferralStore::OldestUnroutedSeconds(PgTx& tx, absl::Time now) {
+  auto r = tx.Exec(
+      "SELECT coalesce(extract(epoch FROM $1::timestamptz - min(update_time)), 0)::bigint AS s "
+      "FROM referrals WHERE status = 1",
+      {PgTime(now)});
+  if (!r.ok()) return r.status();
+  return r->Int64(0, "s");
 }
 
 }  // namespace safeharbor::referrals

@@ -2,6 +2,8 @@
 // details are sealed before they reach the database and opened only on request.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,8 @@ class ReferralStore {
   // Opens the sealed identifying details (empty when none were given).
   static absl::StatusOr<v1::IdentifyingDetails> OpenIdentity(PgTx& tx, absl::string_view id,
                                                              const Sealer& sealer);
+  static absl::Status AppendTransition(PgTx& tx, absl::string_view referral_id,
+                                       const v1::Transition& transition);
   // Writes the new state (body without identity) and appends the transition, if any.
   static absl::Status Update(PgTx& tx, v1::Referral* referral, const v1::Transition* transition,
                              absl::Time now);
@@ -33,6 +37,52 @@ class ReferralStore {
                             absl::Time now);
   // Referrals offered past their deadline, locked so that each is handled by one replica.
   static absl::StatusOr<std::vector<std::string>> DueOffers(PgTx& tx, absl::Time now, int limit);
+
+  // Routing claims: REQUESTED referrals whose route_after has come, pushed `lease` ahead so that
+  // no other replica routes them meanwhile (and another does if this one dies).
+  static absl::StatusOr<std::vector<std::string>> ClaimForRouting(PgTx& tx, absl::Time now,
+                                                                  absl::Duration lease, int limit);
+  // When the referral may next be routed; nullopt when it is not waiting for routing.
+  static absl::Status SetRouteAfter(PgTx& tx, absl::string_view id,
+                                    std::optional<absl::Time> when);
+  static absl::Status SetPlacementPending(PgTx& tx, absl::string_view id, bool pending);
+  // Handed-off referrals whose placement the beds service has not confirmed yet, locked.
+  static absl::StatusOr<std::vector<std::string>> PendingPlacements(PgTx& tx, int limit);
+
+  // Open referrals (offered, accepted, handed off, in progress) per provider: its current load.
+  static absl::StatusOr<std::map<std::string, int32_t>> ProviderLoad(
+      PgTx& tx, const std::vector<std::string>& provider_orgs);
+
+  // WatchReferrals events: one per provider concerned, payload = that provider's view.
+  static absl::StatusOr<int64_t> AppendEvent(PgTx& tx, absl::string_view provider_org,
+                                             const v1::Referral& view, absl::Time now);
+  struct Event {
+    int64_t seq;
+    std::string provider_org;
+    v1::Referral view;
+  };
+  static absl::StatusOr<std::vector<Event>> EventsAfter(PgTx& tx, int64_t after_seq, int limit);
+  static absl::StatusOr<int64_t> LastEventSeq(PgTx& tx);
+
+  // Newest first, keyset (create_time, id) below `before` (none: from the newest).
+  struct ListQuery {
+    enum class Scope { kReferrer, kProvider, kRegion };
+    Scope scope = Scope::kReferrer;
+    std::string org_id;
+    std::vector<std::string> counties;  // kRegion: the caller's own referrals or these counties
+    v1::ReferralStatus status = v1::REFERRAL_STATUS_UNSPECIFIED;
+    std::optional<std::pair<absl::Time, std::string>> before;
+    int limit = 50;
+  };
+  static absl::StatusOr<std::vector<v1::Referral>> List(PgTx& tx, const ListQuery& q);
+
+  static absl::StatusOr<v1::GetReferralStatsResponse> Stats(PgTx& tx, absl::Time from,
+                                                            absl::Time to);
+  // Referrals by status now, for the gauges; and how many offers are past their deadline.
+  static absl::StatusOr<std::map<int, int64_t>> CountByStatus(PgTx& tx);
+  static absl::StatusOr<int64_t> OverdueOffers(PgTx& tx, absl::Time now, absl::Duration grace);
+  // Seconds the oldest REQUESTED referral has waited (0 when none): routing is stuck if large.
+  static absl::StatusOr<int64_t> OldestUnroutedSeconds(PgTx& tx, absl::Time now);
 };
 
 }  // namespace safeharbor::referrals

@@ -1,0 +1,53 @@
+// referral-service: wiring only. The logic lives in ReferralServiceImpl (and router.cc).
+#include "absl/flags/flag.h"
+#include "common/log.h"
+#include "common/service_main.h"
+#include "services/referrals/referral_service.h"
+
+ABSL_FLAG(std::string, directory_address, "localhost:50051", "directory-service host:port.");
+ABSL_FLAG(std::string, beds_address, "localhost:50052", "beds-service host:port.");
+ABSL_FLAG(std::string, youth_data_keys, "",
+          "Keys that encrypt identifying youth details at rest: \"<id>:<base64 32 bytes>,...\"; "
+          "the first is used for new data, the others still open older data. Required.");
+ABSL_FLAG(int, acceptance_deadline_s, 30 * 60, "How long a provider has to accept (routine).");
+ABSL_FLAG(int, urgent_deadline_s, 15 * 60, "How long a provider has to accept (urgent).");
+ABSL_FLAG(int, emergency_deadline_s, 10 * 60, "How long a provider has to accept (emergency).");
+ABSL_FLAG(int, timer_interval_ms, 1000, "How often deadlines and waiting referrals are checked.");
+
+namespace safeharbor::referrals {
+const std::vector<Migration>& Migrations();
+}
+
+int main(int argc, char** argv) {
+  using namespace safeharbor;
+  auto deps = PrepareService(
+      argc, argv, "referrals",
+      "referral-service: SafeHarbor non-punitive referral routing (gRPC, mTLS).\n"
+      "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_YOUTH_DATA_KEYS.",
+      50053, 9463, referrals::Migrations());
+  if (!deps.ok()) return 1;
+  auto sealer = Sealer::FromConfig(absl::GetFlag(FLAGS_youth_data_keys));
+  if (!sealer.ok()) {
+    log::Error("youth_data_keys_invalid", {{"error", sealer.status().message()}});
+    return 1;
+  }
+  auto directory =
+      Peer::Connect(PeerFor(*deps, "referrals", "directory", absl::GetFlag(FLAGS_directory_address)));
+  auto beds = Peer::Connect(PeerFor(*deps, "referrals", "beds", absl::GetFlag(FLAGS_beds_address)));
+  if (!directory.ok() || !beds.ok()) {
+    log::Error("peer_client_failed",
+               {{"error", !directory.ok() ? directory.status().message() : beds.status().message()}});
+    return 1;
+  }
+  referrals::GrpcNetwork network(*std::move(directory), *std::move(beds), WashingtonCounties());
+  referrals::ReferralOptions options;
+  options.deadlines.routine = absl::Seconds(absl::GetFlag(FLAGS_acceptance_deadline_s));
+  options.deadlines.urgent = absl::Seconds(absl::GetFlag(FLAGS_urgent_deadline_s));
+  options.deadlines.emergency = absl::Seconds(absl::GetFlag(FLAGS_emergency_deadline_s));
+  options.tick = absl::Milliseconds(absl::GetFlag(FLAGS_timer_interval_ms));
+  referrals::ReferralServiceImpl service(deps->env.get(), deps->pg.get(), deps->redis.get(),
+                                         *deps->registry, WashingtonCounties(), SystemClock::Get(),
+                                         &*sealer, &network, options);
+  service.StartBackground();
+  return ServeUntilSignal(*deps, {&service}, [&] { service.StopBackground(); });
+}
