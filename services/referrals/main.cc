@@ -31,12 +31,12 @@ int main(int argc, char** argv) {
     log::Error("youth_data_keys_invalid", {{"error", sealer.status().message()}});
     return 1;
   }
-  auto directory =
-      Peer::Connect(PeerFor(*deps, "referrals", "directory", absl::GetFlag(FLAGS_directory_address)));
+  auto directory = Peer::Connect(
+      PeerFor(*deps, "referrals", "directory", absl::GetFlag(FLAGS_directory_address)));
   auto beds = Peer::Connect(PeerFor(*deps, "referrals", "beds", absl::GetFlag(FLAGS_beds_address)));
   if (!directory.ok() || !beds.ok()) {
-    log::Error("peer_client_failed",
-               {{"error", !directory.ok() ? directory.status().message() : beds.status().message()}});
+    log::Error("peer_client_failed", {{"error", !directory.ok() ? directory.status().message()
+                                                                : beds.status().message()}});
     return 1;
   }
   referrals::GrpcNetwork network(*std::move(directory), *std::move(beds), WashingtonCounties());

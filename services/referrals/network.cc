@@ -132,7 +132,8 @@ absl::StatusOr<std::vector<Option>> GrpcNetwork::FindServices(const v1::Referral
       if (!org.ok()) return org.status();
       o.county_fips = org->county_fips();
       for (const auto& loc : org->locations()) {
-        if (loc.id() == s.location_id() && !loc.county_fips().empty()) o.county_fips = loc.county_fips();
+        if (loc.id() == s.location_id() && !loc.county_fips().empty())
+          o.county_fips = loc.county_fips();
       }
     }
     out.push_back(std::move(o));
@@ -176,8 +177,8 @@ absl::StatusOr<std::vector<Option>> GrpcNetwork::FindBeds(const v1::Referral& r)
     o.facility_id = f.id();
     o.bed_type = chosen;
     o.category = CategoryOf(f.placement_type());
-    o.routable = f.routable() &&
-                 o.category != dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER;
+    o.routable =
+        f.routable() && o.category != dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER;
     o.csec_specialized = f.csec_specialized();
     o.county_fips = f.county_fips();
     o.distance_meters = fa.distance_meters();

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "absl/base/thread_annotations.h"
 #include "common/counties.h"
 #include "common/service_client.h"
 #include "safeharbor/beds/v1/beds.grpc.pb.h"

@@ -30,7 +30,8 @@ absl::Status CheckText(absl::string_view value, size_t max, absl::string_view fi
 absl::Status ValidateYouth(const v1::YouthProfile& y) {
   const std::string& ref = y.youth_reference();
   if (ref.empty() || ref.size() > 64) {
-    return Invalid("youth.youth_reference is required (an opaque reference, at most 64 characters)");
+    return Invalid(
+        "youth.youth_reference is required (an opaque reference, at most 64 characters)");
   }
   for (char ch : ref) {
     if (!(absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_')) {
@@ -190,8 +191,8 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
   for (const char* r : {"declined", "deadline"}) reroutes_.Add({{"reason", r}});
   for (const char* d : {"directory", "beds"}) routing_errors_.Add({{"dependency", d}});
   for (int s = v1::REFERRAL_STATUS_REQUESTED; s <= v1::REFERRAL_STATUS_ESCALATED; ++s) {
-    const std::string name =
-        absl::AsciiStrToLower(v1::ReferralStatus_Name(static_cast<v1::ReferralStatus>(s)).substr(16));
+    const std::string name = absl::AsciiStrToLower(
+        v1::ReferralStatus_Name(static_cast<v1::ReferralStatus>(s)).substr(16));
     transitions_.Add({{"to", name}});
     by_status_.Add({{"status", name}});
   }
@@ -202,8 +203,9 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
                        .Add({});
   WatchSource<v1::WatchReferralsResponse> source;
   source.last_seq = [](PgTx& tx) { return ReferralStore::LastEventSeq(tx); };
-  source.after = [](PgTx& tx, int64_t after, int limit)
-      -> absl::StatusOr<std::vector<WatchEvent<v1::WatchReferralsResponse>>> {
+  source.after =
+      [](PgTx& tx, int64_t after,
+         int limit) -> absl::StatusOr<std::vector<WatchEvent<v1::WatchReferralsResponse>>> {
     auto stored = ReferralStore::EventsAfter(tx, after, limit);
     if (!stored.ok()) return stored.status();
     std::vector<WatchEvent<v1::WatchReferralsResponse>> out(stored->size());
@@ -221,9 +223,9 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
 
 ReferralServiceImpl::~ReferralServiceImpl() { StopBackground(); }
 
-void ReferralServiceImpl::StartBackground() {
+void ReferralServiceImpl::StartBackground(bool timers) {
   hub_->Start();
-  bg_thread_ = std::thread([this] { RouterLoop(); });
+  if (timers) bg_thread_ = std::thread([this] { RouterLoop(); });
 }
 
 void ReferralServiceImpl::StopBackground() {
@@ -261,10 +263,9 @@ absl::StatusOr<std::vector<std::string>> ReferralServiceImpl::RegionOf(const Cal
   return network_->OrganizationCounties(c.org_id);
 }
 
-absl::StatusOr<Actor> ReferralServiceImpl::ActorFor(const Caller& c,
-                                                    const v1::Referral& r) const {
-  const absl::Status denied = absl::PermissionDeniedError(
-      "this referral is not addressed to or made by your organization");
+absl::StatusOr<Actor> ReferralServiceImpl::ActorFor(const Caller& c, const v1::Referral& r) const {
+  const absl::Status denied =
+      absl::PermissionDeniedError("this referral is not addressed to or made by your organization");
   switch (c.role) {
     case Role::kProvider:
       if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id) {
@@ -347,7 +348,7 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
     from = r->status();
     const absl::Time now = clock_->Now();
     if (auto s = mutate(tx, *r, actor, now, change); !s.ok()) return s;
-    if (change.to != v1::REFERRAL_STATUS_UNSPECIFIED && change.to != from) {
+    if (change.to != v1::REFERRAL_STATUS_UNSPECIFIED && !change.noop) {
       const Actor checked = change.as_system ? Actor::kSystem : actor;
       if (auto s = CheckTransition(from, change.to, checked); !s.ok()) return s;
       r->set_status(change.to);
@@ -362,8 +363,8 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
     if (auto s = Store(tx, *r, before, internal ? system_ : c, change.reason, now); !s.ok()) {
       return s;
     }
-    if (auto s = ReferralStore::Audit(tx, internal ? system_ : c, action, r->id(), change.reason,
-                                      now);
+    if (auto s =
+            ReferralStore::Audit(tx, internal ? system_ : c, action, r->id(), change.reason, now);
         !s.ok()) {
       return s;
     }
@@ -403,48 +404,46 @@ absl::Status ReferralServiceImpl::CreateReferral(const Caller& c,
   const std::string id = NewId("ref");
   absl::Status st = pg_->Transact([&](PgTx& tx) {
     resp->Clear();
-    return RunIdempotent(tx, "CreateReferral", c, req.request_id(), req, resp,
-                         [&]() -> absl::Status {
-                           const absl::Time now = clock_->Now();
-                           v1::Referral r;
-                           r.set_id(id);
-                           r.set_referrer_organization_id(c.org_id);
-                           *r.mutable_referrer_contact() = req.referrer_contact();
-                           *r.mutable_youth() = req.youth();
-                           r.set_county_fips(req.county_fips());
-                           if (req.has_location()) *r.mutable_location() = req.location();
-                           *r.mutable_needs() = req.needs();
-                           r.set_urgency(req.urgency() == v1::URGENCY_UNSPECIFIED
-                                             ? v1::URGENCY_ROUTINE
-                                             : req.urgency());
-                           *r.mutable_safety() = req.safety();
-                           r.set_status(v1::REFERRAL_STATUS_REQUESTED);
-                           *r.mutable_create_time() = ToProtoTime(now);
-                           *r.mutable_update_time() = ToProtoTime(now);
-                           if (auto s = ReferralStore::Insert(tx, r, c, *sealer_, now); !s.ok()) {
-                             return s;
-                           }
-                           v1::Transition t;
-                           t.set_to_status(v1::REFERRAL_STATUS_REQUESTED);
-                           t.set_actor_organization_id(c.org_id);
-                           t.set_actor_role(std::string(RoleName(c.role)));
-                           *t.mutable_time() = ToProtoTime(now);
-                           t.set_reason("referral received");
-                           if (auto s = ReferralStore::AppendTransition(tx, id, t); !s.ok()) {
-                             return s;
-                           }
-                           if (auto s = ReferralStore::Audit(tx, c, "create", id, "", now);
-                               !s.ok()) {
-                             return s;
-                           }
-                           *resp->mutable_referral() = ReferrerViewOf(r);
-                           return absl::OkStatus();
-                         });
+    return RunIdempotent(
+        tx, "CreateReferral", c, req.request_id(), req, resp, [&]() -> absl::Status {
+          const absl::Time now = clock_->Now();
+          v1::Referral r;
+          r.set_id(id);
+          r.set_referrer_organization_id(c.org_id);
+          *r.mutable_referrer_contact() = req.referrer_contact();
+          *r.mutable_youth() = req.youth();
+          r.set_county_fips(req.county_fips());
+          if (req.has_location()) *r.mutable_location() = req.location();
+          *r.mutable_needs() = req.needs();
+          r.set_urgency(req.urgency() == v1::URGENCY_UNSPECIFIED ? v1::URGENCY_ROUTINE
+                                                                 : req.urgency());
+          *r.mutable_safety() = req.safety();
+          r.set_status(v1::REFERRAL_STATUS_REQUESTED);
+          *r.mutable_create_time() = ToProtoTime(now);
+          *r.mutable_update_time() = ToProtoTime(now);
+          if (auto s = ReferralStore::Insert(tx, r, c, *sealer_, now); !s.ok()) {
+            return s;
+          }
+          v1::Transition t;
+          t.set_to_status(v1::REFERRAL_STATUS_REQUESTED);
+          t.set_actor_organization_id(c.org_id);
+          t.set_actor_role(std::string(RoleName(c.role)));
+          *t.mutable_time() = ToProtoTime(now);
+          t.set_reason("referral received");
+          if (auto s = ReferralStore::AppendTransition(tx, id, t); !s.ok()) {
+            return s;
+          }
+          if (auto s = ReferralStore::Audit(tx, c, "create", id, "", now); !s.ok()) {
+            return s;
+          }
+          *resp->mutable_referral() = ReferrerViewOf(r);
+          return absl::OkStatus();
+        });
   });
   if (!st.ok()) return st;
   if (resp->referral().id() == id) {  // Not a replay.
-    const v1::Urgency u = req.urgency() == v1::URGENCY_UNSPECIFIED ? v1::URGENCY_ROUTINE
-                                                                   : req.urgency();
+    const v1::Urgency u =
+        req.urgency() == v1::URGENCY_UNSPECIFIED ? v1::URGENCY_ROUTINE : req.urgency();
     created_.Add({{"urgency", absl::AsciiStrToLower(v1::Urgency_Name(u).substr(8))}}).Increment();
     log::Info("referral_created", {{"referral_id", id},
                                    {"county_fips", req.county_fips()},
@@ -550,11 +549,11 @@ absl::Status ReferralServiceImpl::ListReferrals(const Caller& c,
     }
     if (static_cast<int>(rows->size()) > *size) {
       const v1::Referral& last = (*rows)[static_cast<size_t>(*size) - 1];
-      resp->set_next_page_token(EncodePageToken(
-          "referrals", fingerprint,
-          {absl::FormatTime(absl::RFC3339_full, FromProtoTime(last.create_time()),
-                            absl::UTCTimeZone()),
-           last.id()}));
+      resp->set_next_page_token(
+          EncodePageToken("referrals", fingerprint,
+                          {absl::FormatTime(absl::RFC3339_full, FromProtoTime(last.create_time()),
+                                            absl::UTCTimeZone()),
+                           last.id()}));
     }
     return absl::OkStatus();
   });
@@ -568,37 +567,37 @@ absl::Status ReferralServiceImpl::AcceptReferral(const Caller& c,
   if (auto s = RequireRole(c, {Role::kProvider}); !s.ok()) return s;
   if (auto s = ValidateRequestId(req.request_id()); !s.ok()) return s;
   absl::Time created;
-  auto r = Mutate(
-      c, req.id(), "accept",
-      [&](PgTx&, v1::Referral& r, Actor, absl::Time now, Change& ch) -> absl::Status {
-        ch.open_identity = true;
-        if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id) {
-          ch.noop = true;  // A retry of an accept that went through: the same answer.
-          return absl::OkStatus();
-        }
-        ch.to = v1::REFERRAL_STATUS_ACCEPTED;
-        v1::Offer* offer = PendingOfferTo(r, c.org_id);
-        if (offer == nullptr || r.status() != v1::REFERRAL_STATUS_OFFERED) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("no pending offer of this referral to your organization (status ",
-                           v1::ReferralStatus_Name(r.status()), ")"));
-        }
-        if (now > FromProtoTime(offer->respond_by())) {
-          return absl::FailedPreconditionError(
-              "the offer expired at its acceptance deadline; the referral is being offered "
-              "elsewhere");
-        }
-        offer->set_state(v1::OFFER_STATE_ACCEPTED);
-        *r.mutable_handoff() = offer->handoff();
-        std::vector<std::string> none;
-        const std::string hold = r.bed_hold_id();
-        CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &none);  // The first to accept wins.
-        r.set_bed_hold_id(hold);                            // The hold stays with the winner.
-        *r.mutable_accepted_time() = ToProtoTime(now);
-        created = FromProtoTime(r.create_time());
-        ch.reason = absl::StrCat("accepted by ", c.org_id);
-        return absl::OkStatus();
-      });
+  auto r =
+      Mutate(c, req.id(), "accept",
+             [&](PgTx&, v1::Referral& r, Actor, absl::Time now, Change& ch) -> absl::Status {
+               ch.open_identity = true;
+               if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id) {
+                 ch.noop = true;  // A retry of an accept that went through: the same answer.
+                 return absl::OkStatus();
+               }
+               ch.to = v1::REFERRAL_STATUS_ACCEPTED;
+               v1::Offer* offer = PendingOfferTo(r, c.org_id);
+               if (offer == nullptr || r.status() != v1::REFERRAL_STATUS_OFFERED) {
+                 return absl::FailedPreconditionError(
+                     absl::StrCat("no pending offer of this referral to your organization (status ",
+                                  v1::ReferralStatus_Name(r.status()), ")"));
+               }
+               if (now > FromProtoTime(offer->respond_by())) {
+                 return absl::FailedPreconditionError(
+                     "the offer expired at its acceptance deadline; the referral is being offered "
+                     "elsewhere");
+               }
+               offer->set_state(v1::OFFER_STATE_ACCEPTED);
+               *r.mutable_handoff() = offer->handoff();
+               std::vector<std::string> none;
+               const std::string hold = r.bed_hold_id();
+               CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &none);  // The first to accept wins.
+               r.set_bed_hold_id(hold);                           // The hold stays with the winner.
+               *r.mutable_accepted_time() = ToProtoTime(now);
+               created = FromProtoTime(r.create_time());
+               ch.reason = absl::StrCat("accepted by ", c.org_id);
+               return absl::OkStatus();
+             });
   if (!r.ok()) return r.status();
   if (created != absl::Time()) {
     time_to_acceptance_.Observe(absl::ToDoubleSeconds(FromProtoTime(r->accepted_time()) - created));
@@ -642,17 +641,17 @@ absl::Status ReferralServiceImpl::ConfirmHandoff(const Caller& c,
                                                  const v1::ConfirmHandoffRequest& req,
                                                  v1::ConfirmHandoffResponse* resp) {
   if (auto s = RequireRole(c, {Role::kProvider}); !s.ok()) return s;
-  auto r = Mutate(c, req.id(), "confirm_handoff",
-                  [&](PgTx& tx, v1::Referral& r, Actor, absl::Time now,
-                      Change& ch) -> absl::Status {
-                    ch.to = v1::REFERRAL_STATUS_HANDED_OFF;
-                    ch.reason = "the provider has the youth";
-                    *r.mutable_handoff()->mutable_handed_off_time() = ToProtoTime(now);
-                    if (r.bed_hold_id().empty()) return absl::OkStatus();
-                    // The bed becomes occupied in the beds service; retried until it answers.
-                    ch.wake = true;
-                    return ReferralStore::SetPlacementPending(tx, r.id(), true);
-                  });
+  auto r =
+      Mutate(c, req.id(), "confirm_handoff",
+             [&](PgTx& tx, v1::Referral& r, Actor, absl::Time now, Change& ch) -> absl::Status {
+               ch.to = v1::REFERRAL_STATUS_HANDED_OFF;
+               ch.reason = "the provider has the youth";
+               *r.mutable_handoff()->mutable_handed_off_time() = ToProtoTime(now);
+               if (r.bed_hold_id().empty()) return absl::OkStatus();
+               // The bed becomes occupied in the beds service; retried until it answers.
+               ch.wake = true;
+               return ReferralStore::SetPlacementPending(tx, r.id(), true);
+             });
   if (!r.ok()) return r.status();
   *resp->mutable_referral() = ProviderViewOf(*r, c.org_id);
   return absl::OkStatus();
@@ -715,7 +714,8 @@ absl::Status ReferralServiceImpl::GetReferralStats(const Caller& c,
   if (auto s = RequireRole(c, {Role::kAuditor}); !s.ok()) return s;
   const absl::Time now = clock_->Now();
   const absl::Time to = req.has_to_time() ? FromProtoTime(req.to_time()) : now;
-  const absl::Time from = req.has_from_time() ? FromProtoTime(req.from_time()) : to - absl::Hours(24 * 30);
+  const absl::Time from =
+      req.has_from_time() ? FromProtoTime(req.from_time()) : to - absl::Hours(24 * 30);
   if (from >= to) return Invalid("from_time must be before to_time");
   return pg_->Transact(
       [&](PgTx& tx) -> absl::Status {

@@ -55,9 +55,9 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
                       Network* network, ReferralOptions options = {});
   ~ReferralServiceImpl() override;
 
-  // Starts the router (timers) and the watch hub. Tests with an injected clock may instead call
-  // RunTimers directly.
-  void StartBackground();
+  // Starts the watch hub and, when `timers`, the router thread. Tests with an injected clock
+  // call RunTimers themselves instead.
+  void StartBackground(bool timers = true);
   void StopBackground();
   // One pass of every timer: expire offers past their deadline, route what waits for routing,
   // confirm pending placements. Returns how many referrals it routed or escalated.
@@ -103,8 +103,8 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
   // A change made by an RPC or a timer, applied under the referral's row lock.
   struct Change {
     v1::ReferralStatus to = v1::REFERRAL_STATUS_UNSPECIFIED;  // unspecified: status unchanged
-    bool as_system = false;  // the status change is routing's consequence, not the caller's
-    bool noop = false;       // nothing to store (a retry of a change already made)
+    bool as_system = false;      // the status change is routing's consequence, not the caller's
+    bool noop = false;           // nothing to store (a retry of a change already made)
     bool open_identity = false;  // return the identifying details (audited)
     bool wake = false;           // the router has work (a placement to confirm)
     std::string reason;

@@ -152,8 +152,8 @@ absl::StatusOr<std::vector<std::string>> ReferralStore::DueOffers(PgTx& tx, absl
 }
 
 absl::StatusOr<std::vector<std::string>> ReferralStore::ClaimForRouting(PgTx& tx, absl::Time now,
-                                                                       absl::Duration lease,
-                                                                       int limit) {
+                                                                        absl::Duration lease,
+                                                                        int limit) {
   auto r = tx.Exec(
       "UPDATE referrals SET route_after = $2 WHERE id IN ("
       "  SELECT id FROM referrals WHERE status = 1 AND route_after <= $1 "
@@ -217,8 +217,8 @@ absl::StatusOr<int64_t> ReferralStore::AppendEvent(PgTx& tx, absl::string_view p
 }
 
 absl::StatusOr<std::vector<ReferralStore::Event>> ReferralStore::EventsAfter(PgTx& tx,
-                                                                           int64_t after_seq,
-                                                                           int limit) {
+                                                                             int64_t after_seq,
+                                                                             int limit) {
   auto r = tx.Exec(
       "SELECT seq, provider_org, payload FROM referral_events WHERE seq > $1 ORDER BY seq "
       "LIMIT $2",
@@ -252,7 +252,7 @@ absl::StatusOr<std::vector<v1::Referral>> ReferralStore::List(PgTx& tx, const Li
   const std::string sql = absl::StrCat(
       "SELECT r.body, r.revision, r.create_time, r.update_time FROM referrals r WHERE ",
       kScopes[static_cast<int>(q.scope)],
-      " AND ($3::smallint = 0 OR r.status = $3::smallint)"
+      " AND $2::text[] IS NOT NULL AND ($3::smallint = 0 OR r.status = $3::smallint)"
       " AND ($4::timestamptz IS NULL OR (r.create_time, r.id) < ($4::timestamptz, $5::text))"
       " ORDER BY r.create_time DESC, r.id DESC LIMIT $6");
   auto r = tx.Exec(sql, {q.org_id, PgTextArray(q.counties), int32_t{q.status},
@@ -313,9 +313,9 @@ absl::StatusOr<std::map<int, int64_t>> ReferralStore::CountByStatus(PgTx& tx) {
 
 absl::StatusOr<int64_t> ReferralStore::OverdueOffers(PgTx& tx, absl::Time now,
                                                      absl::Duration grace) {
-  auto r = tx.Exec(
-      "SELECT count(*) AS n FROM referrals WHERE status = 2 AND acceptance_deadline < $1",
-      {PgTime(now - grace)});
+  auto r =
+      tx.Exec("SELECT count(*) AS n FROM referrals WHERE status = 2 AND acceptance_deadline < $1",
+              {PgTime(now - grace)});
   if (!r.ok()) return r.status();
   return r->Int64(0, "n");
 }

@@ -43,8 +43,7 @@ class ReferralStore {
   static absl::StatusOr<std::vector<std::string>> ClaimForRouting(PgTx& tx, absl::Time now,
                                                                   absl::Duration lease, int limit);
   // When the referral may next be routed; nullopt when it is not waiting for routing.
-  static absl::Status SetRouteAfter(PgTx& tx, absl::string_view id,
-                                    std::optional<absl::Time> when);
+  static absl::Status SetRouteAfter(PgTx& tx, absl::string_view id, std::optional<absl::Time> when);
   static absl::Status SetPlacementPending(PgTx& tx, absl::string_view id, bool pending);
   // Handed-off referrals whose placement the beds service has not confirmed yet, locked.
   static absl::StatusOr<std::vector<std::string>> PendingPlacements(PgTx& tx, int limit);

@@ -72,7 +72,8 @@ absl::StatusOr<int> ReferralServiceImpl::RunTimers() {
       routed += *done ? 1 : 0;
       continue;
     }
-    log::Warn("routing_deferred", {{"referral_id", claimed[i]}, {"error", done.status().message()}});
+    log::Warn("routing_deferred",
+              {{"referral_id", claimed[i]}, {"error", done.status().message()}});
     if (!IsOutage(done.status())) continue;
     // A dependency is down: every referral claimed here waits for the next try, not the lease.
     const absl::Time retry = clock_->Now() + options_.routing_retry;
@@ -92,14 +93,12 @@ absl::StatusOr<int> ReferralServiceImpl::RunTimers() {
 
 absl::StatusOr<int> ReferralServiceImpl::ExpireDueOffers() {
   std::vector<std::string> due;
-  absl::Status st = pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        auto ids = ReferralStore::DueOffers(tx, clock_->Now(), options_.batch);
-        if (!ids.ok()) return ids.status();
-        due = *std::move(ids);
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true);
+  absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
+    auto ids = ReferralStore::DueOffers(tx, clock_->Now(), options_.batch);
+    if (!ids.ok()) return ids.status();
+    due = *std::move(ids);
+    return absl::OkStatus();
+  });
   if (!st.ok()) return st;
   int expired = 0;
   for (const std::string& id : due) {
@@ -201,8 +200,9 @@ absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
     }
     if (bed_conflicts >= 5) break;  // Bounded: beds vanish between search and hold rarely.
     // Deterministic per attempt, so a retry after a crash finds the same hold.
-    auto hold = network_->HoldBed(absl::StrCat("route-", id, "-", r.reroutes(), "-", c.facility_id()),
-                                  c, id, window + options_.hold_margin);
+    auto hold =
+        network_->HoldBed(absl::StrCat("route-", id, "-", r.reroutes(), "-", c.facility_id()), c,
+                          id, window + options_.hold_margin);
     if (hold.ok()) {
       hold_id = *hold;
       chosen.push_back(c);
@@ -313,18 +313,16 @@ absl::StatusOr<bool> ReferralServiceImpl::Escalate(const v1::Referral& r, bool p
 
 absl::Status ReferralServiceImpl::ConfirmPendingPlacements() {
   std::vector<std::pair<std::string, std::string>> pending;  // referral, hold
-  absl::Status st = pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        auto ids = ReferralStore::PendingPlacements(tx, options_.batch);
-        if (!ids.ok()) return ids.status();
-        for (const std::string& id : *ids) {
-          auto r = ReferralStore::Get(tx, id, false);
-          if (!r.ok()) return r.status();
-          pending.emplace_back(id, r->bed_hold_id());
-        }
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true);
+  absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
+    auto ids = ReferralStore::PendingPlacements(tx, options_.batch);
+    if (!ids.ok()) return ids.status();
+    for (const std::string& id : *ids) {
+      auto r = ReferralStore::Get(tx, id, false);
+      if (!r.ok()) return r.status();
+      pending.emplace_back(id, r->bed_hold_id());
+    }
+    return absl::OkStatus();
+  });
   if (!st.ok()) return st;
   for (const auto& [id, hold] : pending) {
     absl::Status s = network_->ConfirmPlacement(absl::StrCat("placement-", id), hold);
@@ -336,9 +334,8 @@ absl::Status ReferralServiceImpl::ConfirmPendingPlacements() {
     } else {
       log::Info("placement_confirmed", {{"referral_id", id}, {"hold_id", hold}});
     }
-    absl::Status cleared = pg_->Transact([&](PgTx& tx) {
-      return ReferralStore::SetPlacementPending(tx, id, false);
-    });
+    absl::Status cleared =
+        pg_->Transact([&](PgTx& tx) { return ReferralStore::SetPlacementPending(tx, id, false); });
     if (!cleared.ok()) return cleared;
   }
   return absl::OkStatus();

@@ -15,7 +15,7 @@ namespace safeharbor::referrals {
 struct Option {
   std::string provider_organization_id;
   std::string service_id;
-  std::string facility_id;  // set for placements
+  std::string facility_id;                                      // set for placements
   beds::v1::BedType bed_type = beds::v1::BED_TYPE_UNSPECIFIED;  // the bed to hold
   std::string location_id;  // the directory location of the service, for the hand-off
   std::string name;         // the service's or facility's name

@@ -47,8 +47,7 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
   return v;
 }
 
-std::vector<std::string> ProvidersConcerned(const v1::Referral& before,
-                                            const v1::Referral& after) {
+std::vector<std::string> ProvidersConcerned(const v1::Referral& before, const v1::Referral& after) {
   std::vector<std::string> out;
   for (int i = 0; i < after.offers_size(); ++i) {
     const v1::Offer& o = after.offers(i);

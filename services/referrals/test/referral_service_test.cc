@@ -1,0 +1,756 @@
+// The referral service through real gRPC over mTLS, routing against a real directory service and
+// a real beds service (in process, each on its own PostgreSQL database), with an injected clock
+// shared by beds and referrals so deadlines can pass without waiting.
+#include "services/referrals/referral_service.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "common/proto_time.h"
+#include "common/server.h"
+#include "common/testing/harness.h"
+#include "services/beds/beds_service.h"
+#include "services/directory/directory_service.h"
+
+namespace safeharbor::directory {
+const std::vector<Migration>& Migrations();
+}
+namespace safeharbor::beds {
+const std::vector<Migration>& Migrations();
+}
+namespace safeharbor::referrals {
+const std::vector<Migration>& Migrations();
+namespace {
+
+using safeharbor::testing::TestServers;
+namespace dir = directory::v1;
+using Stub = v1::ReferralService::Stub;
+
+constexpr char kKing[] = "53033";
+constexpr char kSnohomish[] = "53061";
+constexpr char kPierce[] = "53053";
+
+std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return ctx;
+}
+
+// The real network, with switches for outages and for options the real services would never
+// return (to prove routing refuses them on its own).
+class SwitchableNetwork final : public Network {
+ public:
+  explicit SwitchableNetwork(std::unique_ptr<Network> real) : real_(std::move(real)) {}
+  std::atomic<bool> beds_down{false};
+  std::vector<Option> extra_beds;  // set before routing starts
+
+  absl::StatusOr<std::vector<Option>> FindServices(const v1::Referral& r, absl::Time now) override {
+    return real_->FindServices(r, now);
+  }
+  absl::StatusOr<std::vector<Option>> FindBeds(const v1::Referral& r) override {
+    if (beds_down) return absl::UnavailableError("beds is down (test)");
+    auto found = real_->FindBeds(r);
+    if (found.ok()) found->insert(found->end(), extra_beds.begin(), extra_beds.end());
+    return found;
+  }
+  absl::StatusOr<std::string> HoldBed(const std::string& request_id, const v1::Candidate& c,
+                                      const std::string& referral_id, absl::Duration ttl) override {
+    if (beds_down) return absl::UnavailableError("beds is down (test)");
+    return real_->HoldBed(request_id, c, referral_id, ttl);
+  }
+  absl::Status ReleaseHold(const std::string& hold_id) override {
+    if (beds_down) return absl::UnavailableError("beds is down (test)");
+    return real_->ReleaseHold(hold_id);
+  }
+  absl::Status ConfirmPlacement(const std::string& rid, const std::string& hold_id) override {
+    if (beds_down) return absl::UnavailableError("beds is down (test)");
+    return real_->ConfirmPlacement(rid, hold_id);
+  }
+  absl::StatusOr<v1::Handoff> HandoffFor(const Option& o) override { return real_->HandoffFor(o); }
+  absl::StatusOr<v1::Handoff> OnCallOffice(const std::string& county) override {
+    return real_->OnCallOffice(county);
+  }
+  absl::StatusOr<std::vector<std::string>> OrganizationCounties(const std::string& org) override {
+    return real_->OrganizationCounties(org);
+  }
+
+ private:
+  std::unique_ptr<Network> real_;
+};
+
+// A service hosted in process on its own database.
+template <typename Impl>
+struct Hosted {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<PgPool> pg;
+  std::unique_ptr<RedisClient> redis;
+  std::unique_ptr<RpcEnv> env = std::make_unique<RpcEnv>(4, 128, false);
+  std::unique_ptr<Impl> service;
+  std::unique_ptr<ServiceHost> host;
+
+  void Connect(const std::string& prefix, const std::vector<Migration>& migrations) {
+    auto& s = TestServers::Get();
+    auto pool = PgPool::Connect(s.PgOptionsFor(s.NewDatabase(prefix)), registry.get());
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    pg = *std::move(pool);
+    ASSERT_TRUE(pg->Migrate(migrations).ok());
+    redis = std::make_unique<RedisClient>(s.redis_options(), registry.get());
+  }
+  void Serve(const std::string& name) {
+    ServerOptions o;
+    o.service_name = name;
+    o.tls = TestServers::Get().ServerTls(name);
+    auto h = ServiceHost::Start(o, {service.get()}, registry);
+    ASSERT_TRUE(h.ok()) << h.status();
+    host = *std::move(h);
+  }
+  std::string address() const { return absl::StrCat("localhost:", host->port()); }
+};
+
+dir::Organization Org(const std::string& id, dir::OrganizationKind kind, const std::string& county,
+                      double lat, double lng) {
+  dir::Organization o;
+  o.set_id(id);
+  o.set_kind(kind);
+  o.set_name("Org " + id);
+  o.set_county_fips(county);
+  auto* l = o.add_locations();
+  l->set_id("main");
+  l->set_name("Main site");
+  l->set_address_1("1 Main St");
+  l->set_city("City of " + id);
+  l->set_latitude(lat);
+  l->set_longitude(lng);
+  l->set_county_fips(county);
+  o.add_phones()->set_number("+1 206-555-" + std::to_string(1000 + id.size()));
+  return o;
+}
+
+class ReferralTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& s = TestServers::Get();
+    // Directory.
+    directory_.Connect("refdir", directory::Migrations());
+    directory::DirectoryOptions dopts;
+    dopts.cache_namespace = absl::StrCat("refdir", ++counter_, absl::ToUnixNanos(absl::Now()));
+    directory_.service = std::make_unique<directory::DirectoryServiceImpl>(
+        directory_.env.get(), directory_.pg.get(), directory_.redis.get(), *directory_.registry,
+        WashingtonCounties(), dopts);
+    directory_.Serve("directory");
+    // Beds.
+    beds_.Connect("refbeds", beds::Migrations());
+    beds::BedsOptions bopts;
+    bopts.key_namespace = absl::StrCat("refbeds", counter_, absl::ToUnixNanos(absl::Now()));
+    beds_.service = std::make_unique<beds::BedsServiceImpl>(
+        beds_.env.get(), beds_.pg.get(), beds_.redis.get(), *beds_.registry, WashingtonCounties(),
+        &clock_, nullptr, bopts);
+    beds_.Serve("beds");
+    SeedNetwork();
+    // Referrals, calling the two with its own service certificate.
+    auto peer = [&](const std::string& name, const std::string& address) {
+      PeerOptions p;
+      p.name = name;
+      p.address = address;
+      p.tls = s.ServerTls("referrals");
+      p.deadline = absl::Seconds(2);
+      auto connected = Peer::Connect(p);
+      EXPECT_TRUE(connected.ok());
+      return *std::move(connected);
+    };
+    network_ = new SwitchableNetwork(
+        std::make_unique<GrpcNetwork>(peer("directory", directory_.address()),
+                                      peer("beds", beds_.address()), WashingtonCounties()));
+    network_owner_.reset(network_);
+    referrals_.Connect("ref", Migrations());
+    ReferralOptions ropts;
+    ropts.key_namespace = absl::StrCat("ref", counter_, absl::ToUnixNanos(absl::Now()));
+    ropts.watch.poll_interval = absl::Milliseconds(100);
+    referrals_.service = std::make_unique<ReferralServiceImpl>(
+        referrals_.env.get(), referrals_.pg.get(), referrals_.redis.get(), *referrals_.registry,
+        WashingtonCounties(), &clock_, &sealer_, network_, ropts);
+    referrals_.service->StartBackground(/*timers=*/false);
+    referrals_.Serve("referrals");
+    officer_ = Stub_("le-seattle", "law_enforcement");
+  }
+
+  void TearDown() override {
+    referrals_.service->StopBackground();
+    referrals_.host->Shutdown();
+    beds_.host->Shutdown();
+    directory_.host->Shutdown();
+  }
+
+  std::unique_ptr<Stub> Stub_(const std::string& org, const std::string& role) {
+    return v1::ReferralService::NewStub(
+        TestServers::Get().Channel(referrals_.host->port(), org, role));
+  }
+
+  void SeedNetwork() {
+    auto& s = TestServers::Get();
+    auto admin = dir::DirectoryService::NewStub(
+        s.Channel(directory_.host->port(), "state-directory", "directory_admin"));
+    const std::vector<dir::Organization> orgs = {
+        Org("prov-a", dir::ORGANIZATION_KIND_SERVICE_PROVIDER, kKing, 47.61, -122.33),
+        Org("prov-b", dir::ORGANIZATION_KIND_SERVICE_PROVIDER, kSnohomish, 47.98, -122.20),
+        Org("prov-c", dir::ORGANIZATION_KIND_SERVICE_PROVIDER, kPierce, 47.25, -122.44),
+        Org("cw-king", dir::ORGANIZATION_KIND_CHILD_WELFARE_OFFICE, kKing, 47.60, -122.32),
+        Org("cw-pierce", dir::ORGANIZATION_KIND_CHILD_WELFARE_OFFICE, kPierce, 47.25, -122.44),
+    };
+    for (const auto& o : orgs) {
+      dir::CreateOrganizationRequest req;
+      req.set_request_id("org-" + o.id());
+      *req.mutable_organization() = o;
+      dir::CreateOrganizationResponse resp;
+      grpc::Status st = admin->CreateOrganization(Ctx().get(), req, &resp);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+    }
+    for (const char* p : {"prov-a", "prov-b", "prov-c"}) {
+      dir::CreateServiceRequest req;
+      req.set_request_id(absl::StrCat("svc-", p));
+      dir::Service* svc = req.mutable_service();
+      svc->set_id(absl::StrCat("adv-", p));
+      svc->set_organization_id(p);
+      svc->set_name("Survivor advocacy");
+      svc->set_category(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
+      svc->set_csec_specialized(true);
+      svc->set_minimum_age(10);
+      svc->set_maximum_age(24);
+      svc->mutable_schedule()->set_open_24_7(true);
+      svc->mutable_schedule()->set_time_zone("America/Los_Angeles");
+      for (const char* c : {kKing, kSnohomish, kPierce}) svc->add_service_area_county_fips(c);
+      svc->set_status(dir::SERVICE_STATUS_ACTIVE);
+      svc->set_accepting_referrals(true);
+      svc->set_location_id("main");
+      dir::CreateServiceResponse resp;
+      grpc::Status st = admin->CreateService(Ctx().get(), req, &resp);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+    }
+    auto beds_admin = beds::v1::BedsService::NewStub(
+        s.Channel(beds_.host->port(), "state-directory", "directory_admin"));
+    struct F {
+      const char* id;
+      const char* org;
+      const char* county;
+      double lat, lng;
+      beds::v1::PlacementType type;
+    };
+    for (const F& f :
+         {F{"fac-a", "prov-a", kKing, 47.61, -122.33, beds::v1::PLACEMENT_TYPE_HOPE_CENTER},
+          F{"fac-b", "prov-b", kSnohomish, 47.98, -122.20,
+            beds::v1::PLACEMENT_TYPE_CRISIS_RESIDENTIAL_CENTER},
+          F{"fac-det", "prov-c", kKing, 47.60, -122.33, beds::v1::PLACEMENT_TYPE_DETENTION},
+          F{"fac-scrc", "prov-c", kKing, 47.60, -122.33,
+            beds::v1::PLACEMENT_TYPE_SECURE_CRISIS_RESIDENTIAL_CENTER}}) {
+      beds::v1::CreateFacilityRequest req;
+      req.set_request_id(absl::StrCat("fac-", f.id));
+      beds::v1::Facility* fac = req.mutable_facility();
+      fac->set_id(f.id);
+      fac->set_organization_id(f.org);
+      fac->set_name(absl::StrCat("Facility ", f.id));
+      fac->set_placement_type(f.type);
+      fac->set_county_fips(f.county);
+      fac->set_latitude(f.lat);
+      fac->set_longitude(f.lng);
+      fac->set_minimum_age(10);
+      fac->set_maximum_age(20);
+      fac->set_csec_specialized(true);
+      auto* b = fac->add_bed_types();
+      b->set_bed_type(beds::v1::BED_TYPE_GENERAL);
+      b->set_licensed_capacity(1);
+      beds::v1::CreateFacilityResponse resp;
+      grpc::Status st = beds_admin->CreateFacility(Ctx().get(), req, &resp);
+      ASSERT_TRUE(st.ok()) << f.id << ": " << st.error_message();
+      auto owner = beds::v1::BedsService::NewStub(s.Channel(beds_.host->port(), f.org, "provider"));
+      beds::v1::ReportCensusRequest census;
+      census.set_request_id(absl::StrCat("census-", f.id));
+      census.set_facility_id(f.id);
+      *census.mutable_confirmed_time() = ToProtoTime(clock_.Now());
+      auto* e = census.add_entries();
+      e->set_bed_type(beds::v1::BED_TYPE_GENERAL);
+      beds::v1::ReportCensusResponse cresp;
+      st = owner->ReportCensus(Ctx().get(), census, &cresp);
+      ASSERT_TRUE(st.ok()) << f.id << ": " << st.error_message();
+    }
+  }
+
+  v1::CreateReferralRequest Request(bool placement, const std::string& rid = "r-1") {
+    v1::CreateReferralRequest req;
+    req.set_request_id(rid);
+    req.mutable_referrer_contact()->set_name("Officer Lee");
+    req.mutable_referrer_contact()->set_phone("+1 206-555-0142");
+    auto* y = req.mutable_youth();
+    y->set_youth_reference("SPD-2026-0042");
+    y->set_age(15);
+    y->set_gender(dir::GENDER_FEMALE);
+    y->add_languages("en");
+    y->mutable_identifying()->set_name("Jane Q");
+    y->mutable_identifying()->set_contact("call aunt 206-555-0177");
+    req.set_county_fips(kKing);
+    req.mutable_location()->set_latitude(47.6062);
+    req.mutable_location()->set_longitude(-122.3321);
+    if (placement) {
+      req.mutable_needs()->set_placement_tonight(true);
+    } else {
+      req.mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
+    }
+    req.set_urgency(v1::URGENCY_ROUTINE);
+    return req;
+  }
+
+  std::string Create(const v1::CreateReferralRequest& req) {
+    v1::CreateReferralResponse resp;
+    grpc::Status st = officer_->CreateReferral(Ctx().get(), req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(resp.referral().stage(), v1::ReferrerView::STAGE_ROUTING);
+    return resp.referral().id();
+  }
+
+  int Timers() {
+    auto n = referrals_.service->RunTimers();
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : -1;
+  }
+
+  // The full record, as the county's child-welfare office sees it.
+  v1::Referral AsChildWelfare(const std::string& id) {
+    v1::GetReferralResponse resp;
+    grpc::Status st = Stub_("cw-king", "child_welfare")->GetReferral(Ctx().get(), Get(id), &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.referral();
+  }
+
+  v1::ReferrerView AsOfficer(const std::string& id) {
+    v1::GetReferralResponse resp;
+    grpc::Status st = officer_->GetReferral(Ctx().get(), Get(id), &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    EXPECT_TRUE(resp.has_referrer_view());
+    return resp.referrer_view();
+  }
+
+  static v1::GetReferralRequest Get(const std::string& id) {
+    v1::GetReferralRequest req;
+    req.set_id(id);
+    return req;
+  }
+
+  grpc::Status Accept(const std::string& org, const std::string& id, v1::Referral* out = nullptr) {
+    v1::AcceptReferralRequest req;
+    req.set_id(id);
+    req.set_request_id("accept-" + id);
+    v1::AcceptReferralResponse resp;
+    grpc::Status st = Stub_(org, "provider")->AcceptReferral(Ctx().get(), req, &resp);
+    if (out != nullptr) *out = resp.referral();
+    return st;
+  }
+
+  int64_t Count(PgPool* pg, const std::string& sql) {
+    auto r = pg->Query(sql);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->Int64(0, "n") : -1;
+  }
+
+  double Metric(const std::string& name) {
+    double total = 0;
+    for (const auto& family : referrals_.registry->Collect()) {
+      if (family.name != name) continue;
+      for (const auto& m : family.metric) total += m.counter.value + m.gauge.value;
+    }
+    return total;
+  }
+
+  static inline int counter_ = 0;
+  FakeClock clock_{absl::FromUnixSeconds(1795000000)};
+  Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1);
+  Hosted<directory::DirectoryServiceImpl> directory_;
+  Hosted<beds::BedsServiceImpl> beds_;
+  Hosted<ReferralServiceImpl> referrals_;
+  SwitchableNetwork* network_ = nullptr;
+  std::unique_ptr<Network> network_owner_;
+  std::unique_ptr<Stub> officer_;
+};
+
+TEST_F(ReferralTest, OfficerToHandoffWithABedHeldAndOnlyConnectedAfterwards) {
+  // The provider watches from the start of the stream.
+  grpc::ClientContext watch_ctx;
+  v1::WatchReferralsRequest watch_req;
+  watch_req.set_cursor("0");
+  auto provider_a = Stub_("prov-a", "provider");
+  auto stream = provider_a->WatchReferrals(&watch_ctx, watch_req);
+
+  const std::string id = Create(Request(/*placement=*/true));
+  EXPECT_EQ(Timers(), 1);
+  v1::Referral r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED) << r.routing_explanation();
+  ASSERT_EQ(r.offers_size(), 1);
+  EXPECT_EQ(r.offers(0).provider_organization_id(), "prov-a");  // Nearest CSEC bed.
+  EXPECT_EQ(r.offers(0).facility_id(), "fac-a");
+  EXPECT_FALSE(r.bed_hold_id().empty());
+  EXPECT_FALSE(r.youth().has_identifying());  // Child welfare never gets the identity.
+  ASSERT_GE(r.candidates_size(), 2);
+  for (const auto& c : r.candidates()) {
+    EXPECT_NE(c.facility_id(), "fac-det");
+    EXPECT_NE(c.facility_id(), "fac-scrc");
+  }
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_ROUTING);
+  EXPECT_FALSE(AsOfficer(id).has_handoff());
+
+  // The offer reaches the provider's stream, without the identity.
+  v1::WatchReferralsResponse event;
+  ASSERT_TRUE(stream->Read(&event));
+  EXPECT_EQ(event.referral().id(), id);
+  EXPECT_EQ(event.referral().status(), v1::REFERRAL_STATUS_OFFERED);
+  EXPECT_FALSE(event.referral().youth().has_identifying());
+  EXPECT_EQ(event.referral().candidates_size(), 0);
+  EXPECT_FALSE(event.cursor().empty());
+
+  v1::Referral accepted;
+  grpc::Status st = Accept("prov-a", id, &accepted);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(accepted.youth().identifying().name(), "Jane Q");  // Only for the one that accepted.
+  EXPECT_EQ(accepted.status(), v1::REFERRAL_STATUS_ACCEPTED);
+  ASSERT_TRUE(Accept("prov-a", id).ok());  // A retried accept: same answer.
+
+  v1::ReferrerView ready = AsOfficer(id);
+  EXPECT_EQ(ready.stage(), v1::ReferrerView::STAGE_READY_FOR_HANDOFF);
+  EXPECT_EQ(ready.handoff().provider_organization_id(), "prov-a");
+  EXPECT_NE(ready.handoff().place().find("1 Main St"), std::string::npos)
+      << ready.handoff().place();
+  EXPECT_FALSE(ready.handoff().contact_phone().empty());
+
+  v1::ConfirmHandoffRequest confirm;
+  confirm.set_id(id);
+  v1::ConfirmHandoffResponse confirmed;
+  st = provider_a->ConfirmHandoff(Ctx().get(), confirm, &confirmed);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  Timers();  // Confirms the placement with the beds service.
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 4"), 1);
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM placements"), 1);
+  EXPECT_EQ(
+      Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals WHERE placement_pending"), 0);
+
+  v1::ReferrerView connected = AsOfficer(id);
+  EXPECT_EQ(connected.stage(), v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
+  EXPECT_FALSE(connected.has_handoff());
+
+  // The youth declines services: an ordinary outcome, and none of the officer's business.
+  v1::RecordOutcomeRequest outcome;
+  outcome.set_id(id);
+  outcome.set_outcome(v1::REFERRAL_STATUS_YOUTH_DECLINED);
+  v1::RecordOutcomeResponse recorded;
+  st = provider_a->RecordOutcome(Ctx().get(), outcome, &recorded);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  v1::ReferrerView after = AsOfficer(id);
+  EXPECT_EQ(after.stage(), v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
+  EXPECT_FALSE(after.has_handoff());
+  v1::ListReferralsResponse listed;
+  st = officer_->ListReferrals(Ctx().get(), v1::ListReferralsRequest(), &listed);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(listed.referrals_size(), 1);
+  EXPECT_FALSE(listed.referrals(0).has_referral());
+  EXPECT_EQ(listed.referrals(0).referrer_view().stage(),
+            v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
+
+  // Every change and read of the youth's data is in the audit log.
+  auto audit = referrals_.pg->Query(
+      "SELECT actor_org, action FROM audit_log WHERE referral_id = $1 ORDER BY id", {id});
+  ASSERT_TRUE(audit.ok());
+  std::set<std::string> seen;
+  for (int i = 0; i < audit->rows(); ++i) {
+    seen.insert(absl::StrCat(audit->String(i, "actor_org"), ":", audit->String(i, "action")));
+  }
+  for (const char* want : {"le-seattle:create", "referral-service:route",
+                           "prov-a:disclosed_on_watch", "prov-a:accept", "prov-a:identity_read",
+                           "cw-king:read", "prov-a:confirm_handoff", "prov-a:record_outcome"}) {
+    EXPECT_TRUE(seen.count(want)) << want;
+  }
+  auto path = referrals_.pg->Query(
+      "SELECT string_agg(to_status::text, ',' ORDER BY id) AS p FROM transitions "
+      "WHERE referral_id = $1",
+      {id});
+  ASSERT_TRUE(path.ok());
+  EXPECT_EQ(path->String(0, "p"),
+            "1,2,3,4,7");  // requested, offered, accepted, handed off, declined
+  watch_ctx.TryCancel();
+}
+
+TEST_F(ReferralTest, MissedDeadlineMovesTheHoldThenEscalatesToChildWelfareNeverDetention) {
+  // Options the beds service would never return; routing must refuse them on its own too.
+  Option detention;
+  detention.provider_organization_id = "prov-c";
+  detention.facility_id = "fac-det";
+  detention.routable = false;
+  detention.csec_specialized = true;
+  Option secure = detention;
+  secure.facility_id = "fac-scrc";
+  secure.routable = true;
+  secure.category = dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER;
+  network_->extra_beds = {detention, secure};
+
+  const std::string id = Create(Request(/*placement=*/true));
+  EXPECT_EQ(Timers(), 1);
+  v1::Referral first = AsChildWelfare(id);
+  ASSERT_EQ(first.status(), v1::REFERRAL_STATUS_OFFERED);
+  EXPECT_EQ(first.offers(0).facility_id(), "fac-a");
+
+  clock_.Advance(absl::Minutes(31));  // No answer within the 30-minute routine deadline.
+  Timers();
+  v1::Referral second = AsChildWelfare(id);
+  ASSERT_EQ(second.status(), v1::REFERRAL_STATUS_OFFERED) << second.routing_explanation();
+  ASSERT_EQ(second.offers_size(), 2);
+  EXPECT_EQ(second.offers(0).state(), v1::OFFER_STATE_EXPIRED);
+  EXPECT_EQ(second.offers(1).facility_id(), "fac-b");
+  EXPECT_NE(second.bed_hold_id(), first.bed_hold_id());
+  EXPECT_EQ(second.reroutes(), 1);
+  auto hold_state = [&](const std::string& hold) {
+    auto r = beds_.pg->Query("SELECT state FROM holds WHERE id = $1", {hold});
+    return r.ok() && r->rows() == 1 ? r->Int32(0, "state") : -1;
+  };
+  EXPECT_EQ(hold_state(first.bed_hold_id()), beds::v1::HOLD_STATE_RELEASED);
+  EXPECT_EQ(hold_state(second.bed_hold_id()), beds::v1::HOLD_STATE_ACTIVE);
+  // The late provider can no longer accept.
+  EXPECT_EQ(Accept("prov-a", id).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  clock_.Advance(absl::Minutes(31));
+  Timers();
+  v1::Referral third = AsChildWelfare(id);
+  ASSERT_EQ(third.status(), v1::REFERRAL_STATUS_ESCALATED) << third.routing_explanation();
+  EXPECT_EQ(third.handoff().provider_organization_id(), "cw-king");
+  EXPECT_TRUE(third.placement_unavailable());
+  EXPECT_EQ(hold_state(second.bed_hold_id()), beds::v1::HOLD_STATE_RELEASED);
+  for (const auto& o : third.offers()) {
+    EXPECT_NE(o.facility_id(), "fac-det");
+    EXPECT_NE(o.facility_id(), "fac-scrc");
+  }
+  for (const auto& c : third.candidates()) {
+    EXPECT_NE(c.facility_id(), "fac-det");
+    EXPECT_NE(c.facility_id(), "fac-scrc");
+  }
+  v1::ReferrerView officer = AsOfficer(id);
+  EXPECT_EQ(officer.stage(), v1::ReferrerView::STAGE_WITH_CHILD_WELFARE);
+  EXPECT_EQ(officer.handoff().provider_organization_id(), "cw-king");
+  EXPECT_FALSE(officer.handoff().contact_phone().empty());
+
+  EXPECT_EQ(Metric("safeharbor_referrals_escalations_total"), 1);
+  EXPECT_EQ(Metric("safeharbor_referrals_placement_unavailable_total"), 1);
+  EXPECT_EQ(Metric("safeharbor_referrals_reroutes_total"), 2);
+  v1::GetReferralStatsResponse stats;
+  grpc::Status st = Stub_("state-auditor", "auditor")
+                        ->GetReferralStats(Ctx().get(), v1::GetReferralStatsRequest(), &stats);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(stats.escalations(), 1);
+  EXPECT_EQ(stats.reroutes(), 2);
+  EXPECT_EQ(stats.placement_unavailable(), 1);
+  ASSERT_EQ(stats.by_status_size(), 1);
+  EXPECT_EQ(stats.by_status(0).status(), v1::REFERRAL_STATUS_ESCALATED);
+  // The escalation is explained, and the deadline passes are in the history.
+  EXPECT_NE(third.routing_explanation().find("escalated to"), std::string::npos);
+  int deadlines = 0;
+  for (const auto& t : third.history()) {
+    deadlines += t.reason().find("no answer by the deadline") != std::string::npos;
+  }
+  EXPECT_EQ(deadlines, 2);
+}
+
+TEST_F(ReferralTest, ServicesAreOfferedToThreeAndTheFirstToAcceptWins) {
+  const std::string id = Create(Request(/*placement=*/false));
+  EXPECT_EQ(Timers(), 1);
+  v1::Referral r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  ASSERT_EQ(r.offers_size(), 3);
+  EXPECT_TRUE(r.bed_hold_id().empty());
+  ASSERT_TRUE(Accept("prov-b", id).ok());
+  r = AsChildWelfare(id);
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_ACCEPTED);
+  for (const auto& o : r.offers()) {
+    EXPECT_EQ(o.state(), o.provider_organization_id() == "prov-b" ? v1::OFFER_STATE_ACCEPTED
+                                                                  : v1::OFFER_STATE_WITHDRAWN);
+  }
+  // The others can neither accept nor read it any more.
+  EXPECT_EQ(Accept("prov-a", id).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  v1::GetReferralResponse other;
+  EXPECT_EQ(Stub_("prov-c", "provider")->GetReferral(Ctx().get(), Get(id), &other).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(ReferralTest, DeclinedByAllGoesToTheNextCandidates) {
+  const std::string id = Create(Request(/*placement=*/true));
+  Timers();
+  v1::DeclineReferralRequest decline;
+  decline.set_id(id);
+  decline.set_reason("at capacity");
+  v1::DeclineReferralResponse declined;
+  ASSERT_TRUE(Stub_("prov-a", "provider")->DeclineReferral(Ctx().get(), decline, &declined).ok());
+  Timers();
+  v1::Referral r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  EXPECT_EQ(r.offers(0).state(), v1::OFFER_STATE_DECLINED);
+  EXPECT_EQ(r.offers(0).decline_reason(), "at capacity");
+  EXPECT_EQ(r.offers(1).provider_organization_id(), "prov-b");
+  EXPECT_EQ(Metric("safeharbor_referrals_reroutes_total"), 1);
+}
+
+TEST_F(ReferralTest, IntakeWhileBedsIsDownIsRoutedWhenItReturns) {
+  network_->beds_down = true;
+  const std::string id = Create(Request(/*placement=*/true));
+  EXPECT_EQ(Timers(), 0);
+  EXPECT_EQ(AsChildWelfare(id).status(), v1::REFERRAL_STATUS_REQUESTED);
+  EXPECT_GE(Metric("safeharbor_referrals_routing_errors_total"), 1);
+  network_->beds_down = false;
+  clock_.Advance(absl::Seconds(3));  // The retry delay.
+  EXPECT_EQ(Timers(), 1);
+  EXPECT_EQ(AsChildWelfare(id).status(), v1::REFERRAL_STATUS_OFFERED);
+}
+
+TEST_F(ReferralTest, HandoffConfirmedWhileBedsIsDownReachesBedsLater) {
+  const std::string id = Create(Request(/*placement=*/true));
+  Timers();
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  network_->beds_down = true;
+  v1::ConfirmHandoffRequest confirm;
+  confirm.set_id(id);
+  v1::ConfirmHandoffResponse confirmed;
+  ASSERT_TRUE(Stub_("prov-a", "provider")->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+  Timers();
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM placements"), 0);
+  network_->beds_down = false;
+  Timers();
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM placements"), 1);
+}
+
+TEST_F(ReferralTest, ExploiterKnownInTheAreaPlacesOutsideTheCounty) {
+  v1::CreateReferralRequest req = Request(/*placement=*/false);
+  req.mutable_safety()->set_exploiter_known_in_area(true);
+  const std::string id = Create(req);
+  Timers();
+  v1::Referral r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  ASSERT_EQ(r.offers_size(), 2);
+  for (const auto& o : r.offers()) EXPECT_NE(o.provider_organization_id(), "prov-a");
+}
+
+TEST_F(ReferralTest, CreateIsIdempotentAndAConflictingReplayNamesTheField) {
+  v1::CreateReferralRequest req = Request(false, "same");
+  const std::string id = Create(req);
+  EXPECT_EQ(Create(req), id);
+  req.mutable_youth()->set_age(16);
+  v1::CreateReferralResponse resp;
+  grpc::Status st = officer_->CreateReferral(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(st.error_message().find("youth.age"), std::string::npos) << st.error_message();
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 1);
+}
+
+TEST_F(ReferralTest, BadInputIsRefusedNamingTheFieldAndNothingIsStored) {
+  struct Case {
+    std::function<void(v1::CreateReferralRequest&)> mutate;
+    const char* field;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& r) { r.clear_request_id(); }, "request_id"},
+      {[](auto& r) { r.mutable_youth()->clear_youth_reference(); }, "youth.youth_reference"},
+      {[](auto& r) { r.mutable_youth()->set_youth_reference("Jane Q"); }, "youth.youth_reference"},
+      {[](auto& r) { r.mutable_youth()->set_age(31); }, "youth.age"},
+      {[](auto& r) { r.mutable_youth()->add_languages("Spanish"); }, "youth.languages"},
+      {[](auto& r) { r.set_county_fips("99999"); }, "county_fips"},
+      {[](auto& r) { r.mutable_location()->set_latitude(123); }, "location"},
+      {[](auto& r) { r.clear_needs(); }, "needs"},
+      {[](auto& r) {
+         r.mutable_needs()->add_service_categories(
+             dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER);
+       },
+       "needs.service_categories"},
+      {[](auto& r) { r.mutable_referrer_contact()->clear_phone(); }, "referrer_contact.phone"},
+      {[](auto& r) { r.mutable_youth()->mutable_identifying()->set_notes(std::string(3000, 'x')); },
+       "youth.identifying.notes"},
+  };
+  for (const Case& c : cases) {
+    v1::CreateReferralRequest req = Request(false);
+    c.mutate(req);
+    v1::CreateReferralResponse resp;
+    grpc::Status st = officer_->CreateReferral(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_NE(st.error_message().find(c.field), std::string::npos)
+        << c.field << ": " << st.error_message();
+  }
+  v1::CreateReferralResponse resp;
+  EXPECT_EQ(
+      Stub_("prov-a", "provider")->CreateReferral(Ctx().get(), Request(false), &resp).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 0);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM audit_log"), 0);
+}
+
+TEST_F(ReferralTest, IllegalTransitionsAndForeignReadersAreRefused) {
+  const std::string id = Create(Request(/*placement=*/false));
+  Timers();
+  auto prov_a = Stub_("prov-a", "provider");
+  v1::StartServicesRequest start;
+  start.set_id(id);
+  v1::StartServicesResponse started;
+  EXPECT_EQ(prov_a->StartServices(Ctx().get(), start, &started).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);  // Not accepted yet.
+  v1::ConfirmHandoffRequest confirm;
+  confirm.set_id(id);
+  v1::ConfirmHandoffResponse confirmed;
+  EXPECT_EQ(officer_->ConfirmHandoff(Ctx().get(), confirm, &confirmed).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::GetReferralResponse got;
+  for (auto [org, role] : {std::pair{"le-tacoma", "law_enforcement"},
+                           {"state-auditor", "auditor"},
+                           {"cw-pierce", "child_welfare"},
+                           {"prov-x", "provider"},
+                           {"clerk", "court_clerk"}}) {
+    EXPECT_EQ(Stub_(org, role)->GetReferral(Ctx().get(), Get(id), &got).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
+        << org;
+  }
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  ASSERT_TRUE(prov_a->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+  EXPECT_EQ(prov_a->ConfirmHandoff(Ctx().get(), confirm, &confirmed).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(id);
+  cancel.set_reason("changed my mind");
+  v1::CancelReferralResponse cancelled;
+  EXPECT_EQ(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);  // The provider has the youth.
+  v1::RecordOutcomeRequest outcome;
+  outcome.set_id(id);
+  outcome.set_outcome(v1::REFERRAL_STATUS_COMPLETED);
+  v1::RecordOutcomeResponse recorded;
+  ASSERT_TRUE(prov_a->RecordOutcome(Ctx().get(), outcome, &recorded).ok());
+  outcome.set_outcome(v1::REFERRAL_STATUS_YOUTH_DECLINED);
+  grpc::Status closed = prov_a->RecordOutcome(Ctx().get(), outcome, &recorded);
+  EXPECT_EQ(closed.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(closed.error_message().find("closed"), std::string::npos) << closed.error_message();
+  outcome.set_outcome(v1::REFERRAL_STATUS_ESCALATED);
+  EXPECT_EQ(prov_a->RecordOutcome(Ctx().get(), outcome, &recorded).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // The accepted provider reads the identity, audited; child welfare in the county never does.
+  ASSERT_TRUE(prov_a->GetReferral(Ctx().get(), Get(id), &got).ok());
+  EXPECT_EQ(got.referral().youth().identifying().name(), "Jane Q");
+  EXPECT_FALSE(AsChildWelfare(id).youth().has_identifying());
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM audit_log WHERE action = 'identity_read' AND "
+                  "actor_org = 'prov-a'"),
+            2);  // At accept and at this read.
+}
+
+TEST_F(ReferralTest, CancelWithdrawsOffersAndReleasesTheBed) {
+  const std::string id = Create(Request(/*placement=*/true));
+  Timers();
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(id);
+  cancel.set_reason("youth reunited with family");
+  v1::CancelReferralResponse cancelled;
+  ASSERT_TRUE(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).ok());
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 0);
+  EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_CANCELLED);
+  EXPECT_EQ(Accept("prov-a", id).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+}  // namespace
+}  // namespace safeharbor::referrals
