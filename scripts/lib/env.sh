@@ -9,5 +9,6 @@ PROMETHEUS_PORT=${SAFEHARBOR_PROMETHEUS_PORT:-9090}
 SERVICES=(
   "directory directory-service 50051 9461"
   "beds beds-service 50052 9462"
+  "referrals referral-service 50053 9463"
   "fees fee-service 50054 9464"
 )

@@ -16,6 +16,8 @@ SERVICES = {
     "directory": ("safeharbor.directory.v1.directory_pb2",
                   "safeharbor.directory.v1.directory_pb2_grpc", "DirectoryService", 50051),
     "beds": ("safeharbor.beds.v1.beds_pb2", "safeharbor.beds.v1.beds_pb2_grpc", "BedsService", 50052),
+    "referrals": ("safeharbor.referrals.v1.referrals_pb2",
+                  "safeharbor.referrals.v1.referrals_pb2_grpc", "ReferralService", 50053),
     "fees": ("safeharbor.fees.v1.fees_pb2", "safeharbor.fees.v1.fees_pb2_grpc", "FeeService", 50054),
 }
 
@@ -53,6 +55,12 @@ def request_class(service, method):
         names = sorted(pb2.DESCRIPTOR.services_by_name[cls].methods_by_name)
         raise SystemExit(f"unknown method {method}; {service} has: {', '.join(names)}")
     return getattr(pb2, m.input_type.name)
+
+
+def is_server_streaming(service, method):
+    pb2_name, _, cls, _ = SERVICES[service]
+    m = _module(pb2_name).DESCRIPTOR.services_by_name[cls].methods_by_name[method]
+    return m.server_streaming
 
 
 def _third_party(relpath, name):

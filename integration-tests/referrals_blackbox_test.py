@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Black-box tests of referral-service across real directory, beds and referral processes over
+mTLS: an officer's referral to a hand-off, deadlines that move the bed hold and escalate to child
+welfare, and intake while the beds service is down."""
+import base64
+import os
+import queue
+import threading
+import time
+import unittest
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from harness import Service, Stack, shclient
+
+KING, SNOHOMISH = "53033", "53061"
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last})")
+
+
+class ReferralsBlackBox(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack()
+        cls.addClassCleanup(cls.stack.close)
+        st = cls.stack
+        cls.directory = Service(st, "directory", "directory-service",
+                                st.database("bb_ref_directory")).start()
+        cls.beds = Service(st, "beds", "beds-service", st.database("bb_ref_beds"),
+                           [f"--directory_address=localhost:{cls.directory.port}"]).start()
+        key = base64.b64encode(os.urandom(32)).decode()
+        cls.referrals = Service(st, "referrals", "referral-service", st.database("bb_referrals"), [
+            f"--directory_address=localhost:{cls.directory.port}",
+            f"--beds_address=localhost:{cls.beds.port}",
+            f"--youth_data_keys=1:{key}",
+            "--timer_interval_ms=200",
+            "--emergency_deadline_s=2",
+        ]).start()
+        cls.seed()
+
+    @classmethod
+    def seed(cls):
+        st = cls.stack
+        d, dpb2 = shclient.stub("directory", st.channel(cls.directory.port, "client-directory_admin"))
+        for oid, kind, county, lat, lng in [
+                ("bb-prov-a", dpb2.ORGANIZATION_KIND_SERVICE_PROVIDER, KING, 47.61, -122.33),
+                ("bb-prov-b", dpb2.ORGANIZATION_KIND_SERVICE_PROVIDER, SNOHOMISH, 47.98, -122.20),
+                ("demo-cw-king", dpb2.ORGANIZATION_KIND_CHILD_WELFARE_OFFICE, KING, 47.60, -122.32)]:
+            d.CreateOrganization(dpb2.CreateOrganizationRequest(
+                request_id=f"org-{oid}", organization=dpb2.Organization(
+                    id=oid, kind=kind, name=f"Org {oid}", county_fips=county,
+                    locations=[dpb2.Location(id="main", name="Main", address_1="1 Main St",
+                                             city="Seattle", latitude=lat, longitude=lng,
+                                             county_fips=county)],
+                    phones=[dpb2.Phone(number="+1 206-555-0100")])), timeout=5)
+        admin, bpb2 = shclient.stub("beds", st.channel(cls.beds.port, "client-directory_admin"))
+        cls.bpb2 = bpb2
+        for fid, org, county, lat, lng, beds in [("fac-bb-a", "bb-prov-a", KING, 47.61, -122.33, 3),
+                                                 ("fac-bb-b", "bb-prov-b", SNOHOMISH, 47.98, -122.20, 3)]:
+            admin.CreateFacility(bpb2.CreateFacilityRequest(request_id=f"c-{fid}", facility=bpb2.Facility(
+                id=fid, organization_id=org, name=f"Facility {fid}",
+                placement_type=bpb2.PLACEMENT_TYPE_HOPE_CENTER, county_fips=county, latitude=lat,
+                longitude=lng, minimum_age=12, maximum_age=17, csec_specialized=True,
+                bed_types=[bpb2.BedTypeCapacity(bed_type=bpb2.BED_TYPE_GENERAL,
+                                                licensed_capacity=beds)])), timeout=5)
+            owner, _ = shclient.stub("beds", st.channel(cls.beds.port, st.client_cert(
+                f"client-{org}", org, "provider")))
+            now = Timestamp()
+            now.GetCurrentTime()
+            owner.ReportCensus(bpb2.ReportCensusRequest(
+                request_id=f"census-{fid}", facility_id=fid, confirmed_time=now,
+                entries=[bpb2.CensusEntry(bed_type=bpb2.BED_TYPE_GENERAL, occupied=0)]), timeout=5)
+
+    # Stubs are made per call: the beds process restarts in one test.
+    def ref(self, cert):
+        return shclient.stub("referrals", self.stack.channel(self.referrals.port, cert))
+
+    def beds_admin(self):
+        return shclient.stub("beds", self.stack.channel(self.beds.port, "client-directory_admin"))[0]
+
+    def create(self, rid, urgency=None):
+        officer, pb2 = self.ref("client-law_enforcement")
+        req = pb2.CreateReferralRequest(
+            request_id=rid,
+            referrer_contact=pb2.ReferrerContact(name="Officer Lee", phone="+1 206-555-0142"),
+            youth=pb2.YouthProfile(youth_reference=f"SPD-{rid}", age=15, gender=1, languages=["en"],
+                                   identifying=pb2.IdentifyingDetails(name="Jane Q")),
+            county_fips=KING, location={"latitude": 47.6062, "longitude": -122.3321},
+            needs=pb2.Needs(placement_tonight=True),
+            urgency=urgency or pb2.URGENCY_ROUTINE)
+        resp = officer.CreateReferral(req, timeout=10)
+        self.assertEqual(resp.referral.stage, pb2.ReferrerView.STAGE_ROUTING)
+        return resp.referral.id
+
+    def as_officer(self, rid):
+        officer, pb2 = self.ref("client-law_enforcement")
+        return officer.GetReferral(pb2.GetReferralRequest(id=rid), timeout=10).referrer_view
+
+    def as_child_welfare(self, rid):
+        cw, pb2 = self.ref("client-child_welfare")
+        return cw.GetReferral(pb2.GetReferralRequest(id=rid), timeout=10).referral
+
+    def held(self, fid):
+        f = self.beds_admin().GetFacility(self.bpb2.GetFacilityRequest(id=fid), timeout=5)
+        return f.beds[0].held, f.beds[0].occupied
+
+    def test_officer_to_handoff_then_only_connected(self):
+        provider, pb2 = self.ref("client-bb-prov-a")
+        events = queue.Queue()
+        call = provider.WatchReferrals(pb2.WatchReferralsRequest(cursor="0"), timeout=60)
+
+        def pump():
+            try:
+                for e in call:
+                    events.put(e)
+            except grpc.RpcError:
+                pass
+        threading.Thread(target=pump, daemon=True).start()
+        held_before, occupied_before = self.held("fac-bb-a")
+
+        rid = self.create("bb-story")
+        deadline = time.time() + 20
+        offered = None
+        while offered is None and time.time() < deadline:
+            e = events.get(timeout=max(0.1, deadline - time.time()))
+            if e.referral.id == rid and e.referral.status == pb2.REFERRAL_STATUS_OFFERED:
+                offered = e
+        self.assertIsNotNone(offered, "the offer never reached the provider's stream")
+        self.assertFalse(offered.referral.youth.HasField("identifying"))
+        self.assertEqual(self.held("fac-bb-a"), (held_before + 1, occupied_before))
+
+        accepted = provider.AcceptReferral(pb2.AcceptReferralRequest(id=rid, request_id="acc-1"),
+                                           timeout=10).referral
+        self.assertEqual(accepted.youth.identifying.name, "Jane Q")
+        ready = self.as_officer(rid)
+        self.assertEqual(ready.stage, pb2.ReferrerView.STAGE_READY_FOR_HANDOFF)
+        self.assertEqual(ready.handoff.provider_organization_id, "bb-prov-a")
+        self.assertIn("1 Main St", ready.handoff.place)
+
+        provider.ConfirmHandoff(pb2.ConfirmHandoffRequest(id=rid), timeout=10)
+        wait_for(lambda: self.held("fac-bb-a") == (held_before, occupied_before + 1),
+                 what="the placement confirmed in the beds service")
+        connected = self.as_officer(rid)
+        self.assertEqual(connected.stage, pb2.ReferrerView.STAGE_CONNECTED_TO_SERVICES)
+        self.assertFalse(connected.HasField("handoff"))
+
+        provider.RecordOutcome(pb2.RecordOutcomeRequest(
+            id=rid, outcome=pb2.REFERRAL_STATUS_YOUTH_DECLINED), timeout=10)
+        after = self.as_officer(rid)
+        self.assertEqual(after.stage, pb2.ReferrerView.STAGE_CONNECTED_TO_SERVICES)
+        self.assertFalse(after.HasField("handoff"))
+        # The child-welfare record keeps the outcome; the officer's view has no field for it.
+        self.assertEqual(self.as_child_welfare(rid).status, pb2.REFERRAL_STATUS_YOUTH_DECLINED)
+        # Another provider cannot read it.
+        other, _ = self.ref(self.stack.client_cert("client-bb-prov-b", "bb-prov-b", "provider"))
+        with self.assertRaises(grpc.RpcError) as denied:
+            other.GetReferral(pb2.GetReferralRequest(id=rid), timeout=10)
+        self.assertEqual(denied.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        call.cancel()
+
+    def test_missed_deadlines_move_the_hold_then_escalate_to_child_welfare(self):
+        _, pb2 = self.ref("client-law_enforcement")
+        rid = self.create("bb-deadline", urgency=pb2.URGENCY_EMERGENCY)  # 2 s deadline here
+        first = wait_for(lambda: (lambda r: r if r.status == pb2.REFERRAL_STATUS_OFFERED else None)(
+            self.as_child_welfare(rid)), what="the first offer")
+        self.assertEqual(first.offers[0].facility_id, "fac-bb-a")
+        second = wait_for(lambda: (lambda r: r if len(r.offers) >= 2 else None)(
+            self.as_child_welfare(rid)), what="the reroute")
+        self.assertEqual(second.offers[0].state, pb2.OFFER_STATE_EXPIRED)
+        self.assertEqual(second.offers[1].facility_id, "fac-bb-b")
+        escalated = wait_for(lambda: (lambda r: r if r.status == pb2.REFERRAL_STATUS_ESCALATED else None)(
+            self.as_child_welfare(rid)), what="the escalation")
+        self.assertEqual(escalated.handoff.provider_organization_id, "demo-cw-king")
+        self.assertTrue(escalated.placement_unavailable)
+        view = self.as_officer(rid)
+        self.assertEqual(view.stage, pb2.ReferrerView.STAGE_WITH_CHILD_WELFARE)
+        self.assertEqual(view.handoff.provider_organization_id, "demo-cw-king")
+        # Both holds went back.
+        wait_for(lambda: self.held("fac-bb-b")[0] == 0 and self.held("fac-bb-a")[0] == 0,
+                 what="the holds released")
+
+    def test_intake_while_beds_is_down_is_routed_when_it_returns(self):
+        _, pb2 = self.ref("client-law_enforcement")
+        self.beds.proc.kill()  # kill -9
+        self.beds.proc.wait()
+        made = lost = 0
+        ids = []
+        for i in range(5):
+            made += 1
+            try:
+                ids.append(self.create(f"bb-outage-{i}"))
+            except grpc.RpcError:
+                lost += 1
+        print(f"intake with beds down: {made} calls made, {lost} lost")
+        self.assertEqual(lost, 0)
+        time.sleep(1.0)
+        for rid in ids:
+            self.assertEqual(self.as_child_welfare(rid).status, pb2.REFERRAL_STATUS_REQUESTED)
+            self.assertEqual(self.as_officer(rid).stage, pb2.ReferrerView.STAGE_ROUTING)
+        self.beds.start()  # Same port, same database.
+        for rid in ids:
+            wait_for(lambda: self.as_child_welfare(rid).status != pb2.REFERRAL_STATUS_REQUESTED,
+                     timeout=30, what=f"{rid} routed after beds returned")
+        # Cancel them: the beds go back.
+        officer, _ = self.ref("client-law_enforcement")
+        for rid in ids:
+            officer.CancelReferral(pb2.CancelReferralRequest(id=rid, reason="test over"), timeout=10)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
