@@ -1,6 +1,7 @@
 #include "common/sealer.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <memory>
@@ -100,6 +101,16 @@ absl::StatusOr<std::string> Sealer::Open(absl::string_view sealed, absl::string_
     return absl::DataLossError("sealed value failed authentication (altered, or another record's)");
   }
   return out;
+}
+
+std::string Sealer::Fingerprint(absl::string_view value) const {
+  const std::string& key = keys_.at(current_);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(value.data()), value.size(), mac, &len);
+  return absl::StrCat(current_, ":",
+                      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(mac), len)));
 }
 
 }  // namespace safeharbor

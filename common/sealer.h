@@ -25,6 +25,10 @@ class Sealer {
   // unknown key.
   absl::StatusOr<std::string> Open(absl::string_view sealed, absl::string_view aad) const;
 
+  // A keyed digest (HMAC-SHA256 under the current key, hex, prefixed with the key id): lets
+  // identical values be recognized without storing anything a dictionary could reverse.
+  std::string Fingerprint(absl::string_view value) const;
+
  private:
   Sealer(std::map<uint8_t, std::string> keys, uint8_t current)
       : keys_(std::move(keys)), current_(current) {}

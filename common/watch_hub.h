@@ -30,8 +30,11 @@ namespace safeharbor {
 struct WatchOptions {
   // How often PostgreSQL is polled when no Redis wake-up arrives.
   absl::Duration poll_interval = absl::Seconds(1);
-  // A watcher further behind than this many events is ended (it resumes with its cursor).
+  // Events queued per watcher; beyond that the hub waits for the client to read.
   size_t max_pending = 1000;
+  // A watcher that reads nothing for this long while its queue is full is ended (it resumes
+  // with its cursor).
+  absl::Duration stall_limit = absl::Seconds(30);
   size_t max_watchers = 1000;
 };
 
@@ -135,43 +138,57 @@ class WatchHub<Response>::Watcher final : public grpc::ServerWriteReactor<Respon
     if (sent_cursor_.empty()) sent_cursor_ = absl::StrCat(seq);
   }
 
-  // From the hub thread.
-  void Deliver(const Response& r, size_t max_pending) {
+  // From the hub thread. False when the queue is full (flow control: the hub offers the event
+  // again once the client has read); a watcher stalled that way for `stall_limit` is ended, and
+  // resumes with its cursor.
+  bool Deliver(const Response& r, size_t max_pending, absl::Time now, absl::Duration stall_limit) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (done_ || finishing_) return;
+    if (done_ || finishing_) return true;  // Nothing more goes to it; do not hold others back.
     if (queue_.size() >= max_pending) {
-      FinishLocked(
-          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       absl::StrCat("watcher fell behind; reconnect with cursor ", sent_cursor_)));
-      return;
+      if (stalled_since_ == absl::InfinitePast()) stalled_since_ = now;
+      if (now - stalled_since_ >= stall_limit) {
+        FinishLocked(grpc::Status(
+            grpc::StatusCode::RESOURCE_EXHAUSTED,
+            absl::StrCat("watcher is not reading; reconnect with cursor ", sent_cursor_)));
+        return true;
+      }
+      return false;
     }
+    stalled_since_ = absl::InfinitePast();
     queue_.push_back(r);
     if (!writing_) {
       writing_ = true;
       this->StartWrite(&queue_.front());
     }
+    return true;
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    sent_cursor_ = queue_.front().cursor();
-    queue_.pop_front();
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
-      return;
-    }
-    if (finishing_) {
-      if (!finished_) {
-        finished_ = true;
-        this->Finish(final_status_);
+    bool drained = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sent_cursor_ = queue_.front().cursor();
+      queue_.pop_front();
+      writing_ = false;
+      if (!ok && !finishing_) {
+        finishing_ = true;
+        final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream closed");
       }
-      return;
+      if (finishing_) {  // Cancelled, shut down or failed while a write was in flight.
+        if (!finished_) {
+          finished_ = true;
+          this->Finish(final_status_);
+        }
+        return;
+      }
+      if (!queue_.empty()) {
+        writing_ = true;
+        this->StartWrite(&queue_.front());
+      } else {
+        drained = stalled_since_ != absl::InfinitePast();
+      }
     }
-    if (!queue_.empty()) {
-      writing_ = true;
-      this->StartWrite(&queue_.front());
-    }
+    if (drained) hub_->Notify();  // Events held back by flow control can go now.
   }
 
   void OnCancel() override {
@@ -221,6 +238,7 @@ class WatchHub<Response>::Watcher final : public grpc::ServerWriteReactor<Respon
   bool finishing_ = false;
   bool finished_ = false;
   bool done_ = false;
+  absl::Time stalled_since_ = absl::InfinitePast();
   grpc::Status final_status_;
 };
 
@@ -312,6 +330,7 @@ void WatchHub<Response>::Dispatch() {
   int64_t from = live.front()->last_seq;
   for (Watcher* w : live) from = std::min(from, w->last_seq);
   constexpr int kBatch = 500;
+  std::set<Watcher*> blocked;  // Full queues: nothing more for them in this pass (keeps order).
   for (int round = 0; round < 20; ++round) {  // Bounded work per wake-up.
     std::vector<WatchEvent<Response>> events;
     absl::Status st = pg_->Transact(
@@ -323,19 +342,26 @@ void WatchHub<Response>::Dispatch() {
         },
         Isolation::kReadCommitted, true);
     if (!st.ok() || events.empty()) return;
+    const absl::Time now = absl::Now();
     for (WatchEvent<Response>& e : events) {
       e.response.set_cursor(absl::StrCat(e.seq));
       for (Watcher* w : live) {
-        if (e.seq <= w->last_seq) continue;
+        if (e.seq <= w->last_seq || blocked.count(w) > 0) continue;
+        if (w->key().empty() || w->key() == e.key) {
+          if (!w->Deliver(e.response, options_.max_pending, now, options_.stall_limit)) {
+            blocked.insert(w);
+            continue;  // last_seq stays: this event is offered again later.
+          }
+        }
         w->last_seq = e.seq;
-        if (!w->key().empty() && w->key() != e.key) continue;
-        w->Deliver(e.response, options_.max_pending);
       }
     }
     from = events.back().seq;
     if (static_cast<int>(events.size()) < kBatch) return;
   }
-  Notify();  // More to read: continue on the next round without waiting.
+  // More to read: continue without waiting, unless only blocked watchers are behind (their
+  // drained queues wake the hub).
+  if (blocked.empty()) Notify();
 }
 
 }  // namespace safeharbor

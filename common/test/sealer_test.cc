@@ -53,3 +53,21 @@ TEST(Sealer, BadConfigurationIsRefused) {
 
 }  // namespace
 }  // namespace safeharbor
+
+namespace safeharbor {
+namespace {
+
+TEST(Sealer, FingerprintsAreKeyedAndStable) {
+  auto a = Sealer::Create({{1, std::string(32, 'a')}}, 1);
+  auto b = Sealer::Create({{1, std::string(32, 'b')}}, 1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->Fingerprint("Jane Q"), a->Fingerprint("Jane Q"));
+  EXPECT_NE(a->Fingerprint("Jane Q"), a->Fingerprint("Jane R"));
+  // Without the key nobody can test a guess: another key gives another digest.
+  EXPECT_NE(a->Fingerprint("Jane Q"), b->Fingerprint("Jane Q"));
+  EXPECT_EQ(a->Fingerprint("Jane Q").find("Jane"), std::string::npos);
+  EXPECT_EQ(a->Fingerprint("x").substr(0, 2), "1:");
+}
+
+}  // namespace
+}  // namespace safeharbor

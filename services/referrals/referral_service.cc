@@ -186,10 +186,17 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
                        .Name("safeharbor_referrals_youth_data_reads_total")
                        .Help("Audited reads of referral youth data.")
                        .Register(registry)
-                       .Add({})) {
+                       .Add({})),
+      placements_unrecorded_(
+          prometheus::BuildCounter()
+              .Name("safeharbor_referrals_placements_unrecorded_total")
+              .Help("Hand-offs whose bed hold had lapsed, so the beds service could not record "
+                    "the placement: the provider's census must be corrected.")
+              .Register(registry)
+              .Add({})) {
   for (const char* u : {"routine", "urgent", "emergency"}) created_.Add({{"urgency", u}});
   for (const char* r : {"declined", "deadline"}) reroutes_.Add({{"reason", r}});
-  for (const char* d : {"directory", "beds"}) routing_errors_.Add({{"dependency", d}});
+  for (const char* d : {"directory", "beds", "other"}) routing_errors_.Add({{"dependency", d}});
   for (int s = v1::REFERRAL_STATUS_REQUESTED; s <= v1::REFERRAL_STATUS_ESCALATED; ++s) {
     const std::string name = absl::AsciiStrToLower(
         v1::ReferralStatus_Name(static_cast<v1::ReferralStatus>(s)).substr(16));
@@ -247,10 +254,11 @@ void ReferralServiceImpl::Wake() {
 }
 
 void ReferralServiceImpl::AfterCommit(const std::vector<std::string>& holds_to_release) {
+  // The holds are in the hold_releases outbox already: released now when the beds service
+  // answers, else by the router on a later tick.
   for (const std::string& hold : holds_to_release) {
-    // Best effort: a hold not released now expires by itself at its TTL.
-    if (auto s = network_->ReleaseHold(hold); !s.ok()) {
-      log::Warn("hold_release_failed", {{"hold_id", hold}, {"error", s.message()}});
+    if (auto s = ReleaseHold(hold); !s.ok()) {
+      log::Warn("hold_release_deferred", {{"hold_id", hold}, {"error", s.message()}});
     }
   }
   hub_->Notify();
@@ -259,8 +267,19 @@ void ReferralServiceImpl::AfterCommit(const std::vector<std::string>& holds_to_r
   }
 }
 
+absl::Status ReferralServiceImpl::ReleaseHold(const std::string& hold_id) {
+  absl::Status s = network_->ReleaseHold(hold_id);
+  // Gone already (expired, released, confirmed) counts as released.
+  if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition &&
+      s.code() != absl::StatusCode::kNotFound) {
+    return s;
+  }
+  return pg_->Transact([&](PgTx& tx) { return ReferralStore::HoldReleased(tx, hold_id); });
+}
+
 absl::StatusOr<std::vector<std::string>> ReferralServiceImpl::RegionOf(const Caller& c) {
-  return network_->OrganizationCounties(c.org_id);
+  if (c.role != Role::kChildWelfare) return std::vector<std::string>();
+  return network_->OrganizationCounties(c.org_id);  // A directory call: never inside a transaction.
 }
 
 absl::StatusOr<Actor> ReferralServiceImpl::ActorFor(const Caller& c, const v1::Referral& r) const {
@@ -284,15 +303,19 @@ absl::StatusOr<Actor> ReferralServiceImpl::ActorFor(const Caller& c, const v1::R
   }
 }
 
-absl::Status ReferralServiceImpl::CanRead(const Caller& c, const v1::Referral& r) {
+absl::Status ReferralServiceImpl::CanRead(const Caller& c, const v1::Referral& r,
+                                          const std::vector<std::string>& region) const {
   auto actor = ActorFor(c, r);
   if (!actor.ok()) return actor.status();
   if (c.role != Role::kChildWelfare || r.referrer_organization_id() == c.org_id) {
     return absl::OkStatus();
   }
-  auto region = RegionOf(c);
-  if (!region.ok()) return region.status();
-  if (std::find(region->begin(), region->end(), r.county_fips()) != region->end()) {
+  if (std::find(region.begin(), region.end(), r.county_fips()) != region.end()) {
+    return absl::OkStatus();
+  }
+  // The on-call office a referral was escalated to owns it, wherever it is.
+  if (r.status() == v1::REFERRAL_STATUS_ESCALATED &&
+      r.handoff().provider_organization_id() == c.org_id) {
     return absl::OkStatus();
   }
   return absl::PermissionDeniedError("this referral is outside your child-welfare region");
@@ -301,6 +324,10 @@ absl::Status ReferralServiceImpl::CanRead(const Caller& c, const v1::Referral& r
 absl::Status ReferralServiceImpl::Store(PgTx& tx, v1::Referral& r, const v1::Referral& before,
                                         const Caller& actor, const std::string& reason,
                                         absl::Time now) {
+  if (ReferrerStage(before.status()) != ReferrerStage(r.status()) ||
+      before.handoff().provider_organization_id() != r.handoff().provider_organization_id()) {
+    *r.mutable_referrer_view_time() = ToProtoTime(now);
+  }
   v1::Transition t;
   const bool moved = r.status() != before.status();
   if (moved) {
@@ -330,6 +357,13 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
                                                          absl::string_view action,
                                                          const Mutation& mutate, bool internal) {
   if (auto s = ValidateId(id, "id"); !s.ok()) return s;
+  std::vector<std::string> region;
+  if (!internal) {
+    auto got = RegionOf(c);
+    if (!got.ok()) return got.status();
+    region = *std::move(got);
+  }
+  const Caller& actor_caller = internal ? system_ : c;
   v1::Referral out;
   Change change;
   v1::ReferralStatus from = v1::REFERRAL_STATUS_UNSPECIFIED;
@@ -339,7 +373,7 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
     if (!r.ok()) return r.status();
     Actor actor = Actor::kSystem;
     if (!internal) {
-      if (auto s = CanRead(c, *r); !s.ok()) return s;
+      if (auto s = CanRead(c, *r, region); !s.ok()) return s;
       auto a = ActorFor(c, *r);
       if (!a.ok()) return a.status();
       actor = *a;
@@ -350,23 +384,14 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
     if (auto s = mutate(tx, *r, actor, now, change); !s.ok()) return s;
     if (change.to != v1::REFERRAL_STATUS_UNSPECIFIED && !change.noop) {
       const Actor checked = change.as_system ? Actor::kSystem : actor;
-      if (auto s = CheckTransition(from, change.to, checked); !s.ok()) return s;
+      if (auto s = CheckTransition(from, change.to, checked); !s.ok()) {
+        if (actor != Actor::kReferrer) return s;
+        // The officer learns nothing past "connected" from an error either.
+        return absl::FailedPreconditionError(
+            absl::StrCat("this referral can no longer be changed by you (stage ",
+                         v1::ReferrerView::Stage_Name(ReferrerStage(from)), ")"));
+      }
       r->set_status(change.to);
-    }
-    if (change.noop) {
-      out = *std::move(r);
-      return absl::OkStatus();
-    }
-    if (r->status() == v1::REFERRAL_STATUS_REQUESTED && from != r->status()) {
-      if (auto s = ReferralStore::SetRouteAfter(tx, r->id(), now); !s.ok()) return s;
-    }
-    if (auto s = Store(tx, *r, before, internal ? system_ : c, change.reason, now); !s.ok()) {
-      return s;
-    }
-    if (auto s =
-            ReferralStore::Audit(tx, internal ? system_ : c, action, r->id(), change.reason, now);
-        !s.ok()) {
-      return s;
     }
     if (change.open_identity) {
       auto identity = ReferralStore::OpenIdentity(tx, r->id(), *sealer_);
@@ -376,10 +401,29 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
         return s;
       }
     }
-    out = *std::move(r);
+    if (change.noop) {
+      out = *std::move(r);
+      return absl::OkStatus();
+    }
+    if (r->status() == v1::REFERRAL_STATUS_REQUESTED && from != r->status()) {
+      if (auto s = ReferralStore::SetRouteAfter(tx, r->id(), now); !s.ok()) return s;
+    }
+    for (const std::string& hold : change.holds_to_release) {
+      if (auto s = ReferralStore::QueueHoldRelease(tx, hold, r->id(), now); !s.ok()) return s;
+    }
+    v1::Referral stored = *r;
+    stored.mutable_youth()->clear_identifying();
+    if (auto s = Store(tx, stored, before, actor_caller, change.reason, now); !s.ok()) return s;
+    if (auto s = ReferralStore::Audit(tx, actor_caller, action, r->id(), change.reason, now);
+        !s.ok()) {
+      return s;
+    }
+    *stored.mutable_youth()->mutable_identifying() = r->youth().identifying();
+    out = std::move(stored);
     return absl::OkStatus();
   });
   if (!st.ok()) return st;
+  if (change.open_identity) audit_reads_.Increment();
   if (change.noop) return out;
   if (out.status() != from) {
     const std::string name =
@@ -388,9 +432,8 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
     log::Info("referral_transition", {{"referral_id", out.id()},
                                       {"from", v1::ReferralStatus_Name(from)},
                                       {"to", v1::ReferralStatus_Name(out.status())},
-                                      {"by", internal ? system_.org_id : c.org_id}});
+                                      {"by", actor_caller.org_id}});
   }
-  if (change.open_identity) audit_reads_.Increment();
   AfterCommit(change.holds_to_release);
   if (out.status() == v1::REFERRAL_STATUS_REQUESTED || change.wake) Wake();
   return out;
@@ -402,10 +445,20 @@ absl::Status ReferralServiceImpl::CreateReferral(const Caller& c,
   if (auto s = RequireRole(c, {Role::kLawEnforcement, Role::kChildWelfare}); !s.ok()) return s;
   if (auto s = ValidateCreate(req, counties_); !s.ok()) return s;
   const std::string id = NewId("ref");
+  // The idempotency record keeps per-field digests; identifying details go in only as keyed
+  // fingerprints, so the record cannot be used to test guesses of a youth's name.
+  v1::CreateReferralRequest digested = req;
+  if (digested.youth().has_identifying()) {
+    auto* ident = digested.mutable_youth()->mutable_identifying();
+    for (std::string* field :
+         {ident->mutable_name(), ident->mutable_contact(), ident->mutable_notes()}) {
+      if (!field->empty()) *field = sealer_->Fingerprint(*field);
+    }
+  }
   absl::Status st = pg_->Transact([&](PgTx& tx) {
     resp->Clear();
     return RunIdempotent(
-        tx, "CreateReferral", c, req.request_id(), req, resp, [&]() -> absl::Status {
+        tx, "CreateReferral", c, req.request_id(), digested, resp, [&]() -> absl::Status {
           const absl::Time now = clock_->Now();
           v1::Referral r;
           r.set_id(id);
@@ -421,6 +474,7 @@ absl::Status ReferralServiceImpl::CreateReferral(const Caller& c,
           r.set_status(v1::REFERRAL_STATUS_REQUESTED);
           *r.mutable_create_time() = ToProtoTime(now);
           *r.mutable_update_time() = ToProtoTime(now);
+          *r.mutable_referrer_view_time() = ToProtoTime(now);
           if (auto s = ReferralStore::Insert(tx, r, c, *sealer_, now); !s.ok()) {
             return s;
           }
@@ -458,13 +512,15 @@ absl::Status ReferralServiceImpl::CreateReferral(const Caller& c,
 absl::Status ReferralServiceImpl::GetReferral(const Caller& c, const v1::GetReferralRequest& req,
                                               v1::GetReferralResponse* resp) {
   if (auto s = ValidateId(req.id(), "id"); !s.ok()) return s;
+  auto region = RegionOf(c);
+  if (!region.ok()) return region.status();
   bool identity = false;
   absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
     resp->Clear();
     identity = false;
     auto r = ReferralStore::Get(tx, req.id(), false);
     if (!r.ok()) return r.status();
-    if (auto s = CanRead(c, *r); !s.ok()) return s;
+    if (auto s = CanRead(c, *r, *region); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     if (c.role == Role::kLawEnforcement) {
       *resp->mutable_referrer_view() = ReferrerViewOf(*r);
@@ -511,6 +567,10 @@ absl::Status ReferralServiceImpl::ListReferrals(const Caller& c,
           absl::StrCat("role '", RoleName(c.role), "' may not list referrals"));
   }
   if (!v1::ReferralStatus_IsValid(req.status())) return Invalid("status is not a known value");
+  if (c.role == Role::kLawEnforcement && req.status() != v1::REFERRAL_STATUS_UNSPECIFIED) {
+    // A filter on the real status would reveal what the referrer view hides.
+    return Invalid("status: law enforcement lists its referrals without a status filter");
+  }
   q.status = req.status();
   auto size = ValidatePageSize(req.page_size(), 20, 100);
   if (!size.ok()) return size.status();
@@ -602,7 +662,8 @@ absl::Status ReferralServiceImpl::AcceptReferral(const Caller& c,
   if (created != absl::Time()) {
     time_to_acceptance_.Observe(absl::ToDoubleSeconds(FromProtoTime(r->accepted_time()) - created));
   }
-  *resp->mutable_referral() = *std::move(r);
+  *resp->mutable_referral() = ProviderViewOf(*r, c.org_id);
+  *resp->mutable_referral()->mutable_youth()->mutable_identifying() = r->youth().identifying();
   return absl::OkStatus();
 }
 
@@ -732,6 +793,19 @@ grpc::ServerWriteReactor<v1::WatchReferralsResponse>* ReferralServiceImpl::Watch
   absl::StatusOr<Caller> caller = env_->Identify(*ctx);
   if (caller.ok() && caller->role != Role::kProvider) {
     caller = absl::PermissionDeniedError("only a provider watches the referrals addressed to it");
+  }
+  if (caller.ok()) {
+    // Every stream can replay profiles from its cursor: who opened it, from where, is audited
+    // (on the executor: never a database write on this reactor thread).
+    const bool queued = env_->executor().TrySubmit([this, c = *caller, cursor = req->cursor()] {
+      absl::Status s = pg_->Transact([&](PgTx& tx) {
+        return ReferralStore::Audit(tx, c, "watch_opened", "*",
+                                    absl::StrCat("cursor=", cursor.empty() ? "now" : cursor),
+                                    clock_->Now());
+      });
+      if (!s.ok()) log::Error("audit_failed", {{"action", "watch_opened"}, {"error", s.message()}});
+    });
+    if (!queued) caller = absl::ResourceExhaustedError("server busy; retry the watch");
   }
   return hub_->NewWatcher(caller.ok() ? caller->org_id : "", req->cursor(),
                           ToGrpcStatus(caller.status()));

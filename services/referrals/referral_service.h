@@ -30,8 +30,12 @@ namespace safeharbor::referrals {
 
 struct ReferralOptions {
   DeadlinePolicy deadlines;
-  // A held bed stays held this long past the acceptance deadline, for the drive to the provider.
-  absl::Duration hold_margin = absl::Hours(2);
+  // A held bed stays held this long past the acceptance deadline, for the drive to the provider
+  // (the beds service caps a hold at 4 hours).
+  absl::Duration hold_margin = absl::Hours(3);
+  // Routing attempts failing for another reason than an outage before the referral is
+  // escalated instead.
+  int max_routing_failures = 5;
   // A routing claim; another replica takes the referral over if this one dies mid-routing.
   absl::Duration routing_lease = absl::Seconds(30);
   // Wait before routing again after the directory or beds service failed to answer.
@@ -124,9 +128,16 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
   absl::Status Store(PgTx& tx, v1::Referral& r, const v1::Referral& before, const Caller& actor,
                      const std::string& reason, absl::Time now);
   // The caller may see this referral at all (a child-welfare office: in its region).
-  absl::Status CanRead(const Caller& c, const v1::Referral& r);
+  absl::Status CanRead(const Caller& c, const v1::Referral& r,
+                       const std::vector<std::string>& region) const;
+  // A child-welfare office's counties (from the directory; empty for other roles). Called
+  // before any transaction.
   absl::StatusOr<std::vector<std::string>> RegionOf(const Caller& c);
+  // After a commit: releases the holds it queued in the outbox, wakes watchers.
   void AfterCommit(const std::vector<std::string>& holds_to_release);
+  // Releases one hold at the beds service and removes it from the outbox.
+  absl::Status ReleaseHold(const std::string& hold_id);
+  absl::Status ReleaseQueuedHolds();
   void Wake();
 
   // Routing (router.cc).
@@ -135,6 +146,10 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
   absl::StatusOr<bool> Escalate(const v1::Referral& r, bool placement_needed,
                                 const std::string& why);
   absl::StatusOr<int> ExpireDueOffers();
+  // A routing failure that is not an outage: retried, and escalated after a few.
+  absl::StatusOr<bool> GiveUpRouting(const std::string& id, const absl::Status& error);
+  // A HoldBed recorded as about to be made but never offered (a crash): released.
+  absl::Status RecoverPendingHold(const std::string& id);
   absl::Status ConfirmPendingPlacements();
   void RouterLoop();
 
@@ -159,6 +174,7 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
   prometheus::Gauge& overdue_;
   prometheus::Gauge& oldest_unrouted_;
   prometheus::Counter& audit_reads_;
+  prometheus::Counter& placements_unrecorded_;
   std::unique_ptr<WatchHub<v1::WatchReferralsResponse>> hub_;
 
   std::mutex bg_mu_;

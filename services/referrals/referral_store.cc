@@ -86,7 +86,8 @@ absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
   auto r = tx.Exec(
       "UPDATE referrals SET status = $2, accepted_provider = NULLIF($3, ''), "
       "acceptance_deadline = $4, body = $5, revision = revision + 1, update_time = $6, "
-      "accepted_time = $7, reroutes = $8, placement_unavailable = $9 "
+      "accepted_time = $7, reroutes = $8, placement_unavailable = $9, "
+      "routing_failures = CASE WHEN $2::smallint = 1 THEN routing_failures ELSE 0 END "
       "WHERE id = $1 RETURNING revision",
       {referral->id(), int32_t{referral->status()},
        accepted ? referral->handoff().provider_organization_id() : std::string(),
@@ -178,6 +179,54 @@ absl::Status ReferralStore::SetPlacementPending(PgTx& tx, absl::string_view id, 
       .status();
 }
 
+absl::Status ReferralStore::SetPendingHold(PgTx& tx, absl::string_view id,
+                                           std::optional<std::string> pending) {
+  return tx
+      .Exec("UPDATE referrals SET pending_hold = $2 WHERE id = $1",
+            {id, pending ? PgParam(*pending) : PgParam(nullptr)})
+      .status();
+}
+
+absl::StatusOr<std::optional<std::string>> ReferralStore::PendingHold(PgTx& tx,
+                                                                      absl::string_view id) {
+  auto r = tx.Exec("SELECT pending_hold FROM referrals WHERE id = $1", {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0 || r->IsNull(0, "pending_hold")) return std::nullopt;
+  return r->String(0, "pending_hold");
+}
+
+absl::StatusOr<int32_t> ReferralStore::CountRoutingFailure(PgTx& tx, absl::string_view id) {
+  auto r = tx.Exec(
+      "UPDATE referrals SET routing_failures = routing_failures + 1 WHERE id = $1 "
+      "RETURNING routing_failures",
+      {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError("referral vanished");
+  return r->Int32(0, "routing_failures");
+}
+
+absl::Status ReferralStore::QueueHoldRelease(PgTx& tx, absl::string_view hold_id,
+                                             absl::string_view referral_id, absl::Time now) {
+  return tx
+      .Exec(
+          "INSERT INTO hold_releases (hold_id, referral_id, created) VALUES ($1, $2, $3) "
+          "ON CONFLICT DO NOTHING",
+          {hold_id, referral_id, PgTime(now)})
+      .status();
+}
+
+absl::Status ReferralStore::HoldReleased(PgTx& tx, absl::string_view hold_id) {
+  return tx.Exec("DELETE FROM hold_releases WHERE hold_id = $1", {hold_id}).status();
+}
+
+absl::StatusOr<std::vector<std::string>> ReferralStore::HoldsToRelease(PgTx& tx, int limit) {
+  auto r = tx.Exec("SELECT hold_id FROM hold_releases ORDER BY created LIMIT $1", {int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "hold_id"));
+  return out;
+}
+
 absl::StatusOr<std::vector<std::string>> ReferralStore::PendingPlacements(PgTx& tx, int limit) {
   auto r = tx.Exec(
       "SELECT id FROM referrals WHERE placement_pending ORDER BY update_time LIMIT $1 "
@@ -245,7 +294,7 @@ absl::StatusOr<int64_t> ReferralStore::LastEventSeq(PgTx& tx) {
 absl::StatusOr<std::vector<v1::Referral>> ReferralStore::List(PgTx& tx, const ListQuery& q) {
   static const char* kScopes[] = {
       "r.referrer_org = $1",
-      "EXISTS (SELECT 1 FROM offers o WHERE o.referral_id = r.id AND o.provider_org = $1 "
+      "r.id IN (SELECT o.referral_id FROM offers o WHERE o.provider_org = $1 "
       "AND o.state IN (1, 2))",
       "(r.referrer_org = $1 OR r.county_fips = ANY($2::text[]))",
   };

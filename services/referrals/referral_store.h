@@ -45,6 +45,17 @@ class ReferralStore {
   // When the referral may next be routed; nullopt when it is not waiting for routing.
   static absl::Status SetRouteAfter(PgTx& tx, absl::string_view id, std::optional<absl::Time> when);
   static absl::Status SetPlacementPending(PgTx& tx, absl::string_view id, bool pending);
+  // The HoldBed about to be made (or none), and the one recorded before a crash.
+  static absl::Status SetPendingHold(PgTx& tx, absl::string_view id,
+                                     std::optional<std::string> pending);
+  static absl::StatusOr<std::optional<std::string>> PendingHold(PgTx& tx, absl::string_view id);
+  // Counts a routing attempt that failed for another reason than an outage; returns the count.
+  static absl::StatusOr<int32_t> CountRoutingFailure(PgTx& tx, absl::string_view id);
+  // The outbox of holds to release at the beds service.
+  static absl::Status QueueHoldRelease(PgTx& tx, absl::string_view hold_id,
+                                       absl::string_view referral_id, absl::Time now);
+  static absl::Status HoldReleased(PgTx& tx, absl::string_view hold_id);
+  static absl::StatusOr<std::vector<std::string>> HoldsToRelease(PgTx& tx, int limit);
   // Handed-off referrals whose placement the beds service has not confirmed yet, locked.
   static absl::StatusOr<std::vector<std::string>> PendingPlacements(PgTx& tx, int limit);
 

@@ -4,8 +4,11 @@
 // PostgreSQL so that it happens once across replicas.
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "services/referrals/referral_service.h"
@@ -56,39 +59,89 @@ void ReferralServiceImpl::RouterLoop() {
 
 absl::StatusOr<int> ReferralServiceImpl::RunTimers() {
   if (auto n = ExpireDueOffers(); !n.ok()) return n.status();
-  std::vector<std::string> claimed;
-  absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
-    auto ids =
-        ReferralStore::ClaimForRouting(tx, clock_->Now(), options_.routing_lease, options_.batch);
-    if (!ids.ok()) return ids.status();
-    claimed = *std::move(ids);
-    return absl::OkStatus();
-  });
-  if (!st.ok()) return st;
   int routed = 0;
-  for (size_t i = 0; i < claimed.size(); ++i) {
-    auto done = Route(claimed[i]);
+  // One claim at a time: each referral's lease starts when its routing does.
+  for (int i = 0; i < options_.batch; ++i) {
+    std::vector<std::string> claimed;
+    absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
+      auto ids = ReferralStore::ClaimForRouting(tx, clock_->Now(), options_.routing_lease, 1);
+      if (!ids.ok()) return ids.status();
+      claimed = *std::move(ids);
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    if (claimed.empty()) break;
+    const std::string& id = claimed.front();
+    auto done = Route(id);
     if (done.ok()) {
       routed += *done ? 1 : 0;
       continue;
     }
-    log::Warn("routing_deferred",
-              {{"referral_id", claimed[i]}, {"error", done.status().message()}});
-    if (!IsOutage(done.status())) continue;
-    // A dependency is down: every referral claimed here waits for the next try, not the lease.
-    const absl::Time retry = clock_->Now() + options_.routing_retry;
-    (void)pg_->Transact([&](PgTx& tx) -> absl::Status {
-      for (size_t j = i; j < claimed.size(); ++j) {
-        if (auto s = ReferralStore::SetRouteAfter(tx, claimed[j], retry); !s.ok()) return s;
-      }
-      return absl::OkStatus();
-    });
-    break;
+    log::Warn("routing_deferred", {{"referral_id", id}, {"error", done.status().message()}});
+    if (IsOutage(done.status())) {
+      // A dependency is down: try again shortly (not after the lease), and stop this pass.
+      (void)pg_->Transact([&](PgTx& tx) {
+        return ReferralStore::SetRouteAfter(tx, id, clock_->Now() + options_.routing_retry);
+      });
+      break;
+    }
+    if (auto escalated = GiveUpRouting(id, done.status()); escalated.ok() && *escalated) ++routed;
+  }
+  if (auto s = ReleaseQueuedHolds(); !s.ok()) {
+    log::Warn("hold_release_deferred", {{"error", s.message()}});
   }
   if (auto s = ConfirmPendingPlacements(); !s.ok()) {
     log::Warn("placement_confirmation_deferred", {{"error", s.message()}});
   }
   return routed;
+}
+
+absl::StatusOr<bool> ReferralServiceImpl::GiveUpRouting(const std::string& id,
+                                                        const absl::Status& error) {
+  int32_t failures = 0;
+  absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
+    auto n = ReferralStore::CountRoutingFailure(tx, id);
+    if (!n.ok()) return n.status();
+    failures = *n;
+    return ReferralStore::SetRouteAfter(tx, id, clock_->Now() + options_.routing_retry);
+  });
+  if (!st.ok()) return st;
+  routing_errors_.Add({{"dependency", "other"}}).Increment();
+  if (failures < options_.max_routing_failures) return false;
+  // Not an outage and not going away: the youth goes to child welfare rather than waiting.
+  v1::Referral r;
+  st = pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        auto got = ReferralStore::Get(tx, id, false);
+        if (!got.ok()) return got.status();
+        r = *std::move(got);
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true);
+  if (!st.ok()) return st;
+  if (r.status() != v1::REFERRAL_STATUS_REQUESTED) return false;
+  log::Error(
+      "routing_failed_repeatedly",
+      {{"referral_id", id}, {"failures", absl::StrCat(failures)}, {"error", error.message()}});
+  return Escalate(r, r.needs().placement_tonight(),
+                  absl::StrCat("routing failed ", failures, " times (", error.message(), ")"));
+}
+
+absl::Status ReferralServiceImpl::ReleaseQueuedHolds() {
+  std::vector<std::string> holds;
+  absl::Status st = pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        auto h = ReferralStore::HoldsToRelease(tx, options_.batch);
+        if (!h.ok()) return h.status();
+        holds = *std::move(h);
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true);
+  if (!st.ok()) return st;
+  for (const std::string& hold : holds) {
+    if (auto s = ReleaseHold(hold); !s.ok()) return s;  // Beds down: next tick.
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> ReferralServiceImpl::ExpireDueOffers() {
@@ -153,6 +206,7 @@ absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
       Isolation::kReadCommitted, true);
   if (!st.ok()) return st;
   if (r.status() != v1::REFERRAL_STATUS_REQUESTED) return false;
+  if (auto s = RecoverPendingHold(id); !s.ok()) return s;
   const bool placement = r.needs().placement_tonight();
   const absl::Time now = clock_->Now();
   auto options = placement ? network_->FindBeds(r) : network_->FindServices(r, now);
@@ -189,29 +243,45 @@ absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
   const std::vector<v1::Candidate> ranked = Rank(request, fresh);
   const absl::Duration window = AcceptanceWindow(r.urgency(), options_.deadlines);
 
+  // The hold must not outlive what the beds service allows (4 hours).
+  const absl::Duration hold_ttl = std::min(window + options_.hold_margin, absl::Hours(4));
   std::vector<v1::Candidate> chosen;
+  std::vector<v1::Handoff> handoffs;
   std::string hold_id;
   int bed_conflicts = 0;
   for (const v1::Candidate& c : ranked) {
     if (static_cast<int>(chosen.size()) >= OffersAtOnce(placement)) break;
-    if (!placement) {
-      chosen.push_back(c);
-      continue;
+    if (placement && bed_conflicts >= 5) break;  // Bounded: beds rarely vanish after a search.
+    // Where to bring the youth, before any bed is held: a directory outage holds nothing.
+    auto h = network_->HandoffFor(*by_key[Key(c)]);
+    if (!h.ok()) {
+      routing_errors_.Add({{"dependency", "directory"}}).Increment();
+      return h.status();
     }
-    if (bed_conflicts >= 5) break;  // Bounded: beds vanish between search and hold rarely.
-    // Deterministic per attempt, so a retry after a crash finds the same hold.
-    auto hold =
-        network_->HoldBed(absl::StrCat("route-", id, "-", r.reroutes(), "-", c.facility_id()), c,
-                          id, window + options_.hold_margin);
-    if (hold.ok()) {
+    if (placement) {
+      // Fresh for every attempt (a replay must never return a hold released since), and written
+      // down before the call: a hold taken just before a crash is found and released.
+      const std::string request_id = NewId(absl::StrCat("route-", id));
+      st = pg_->Transact([&](PgTx& tx) {
+        return ReferralStore::SetPendingHold(
+            tx, id,
+            absl::StrCat(request_id, "|", c.facility_id(), "|", int{c.bed_type()}, "|",
+                         absl::ToInt64Seconds(hold_ttl)));
+      });
+      if (!st.ok()) return st;
+      auto hold = network_->HoldBed(request_id, c, id, hold_ttl);
+      if (hold.status().code() == absl::StatusCode::kFailedPrecondition) {
+        ++bed_conflicts;  // Taken since the search: try the next.
+        continue;
+      }
+      if (!hold.ok()) {
+        routing_errors_.Add({{"dependency", "beds"}}).Increment();
+        return hold.status();  // The pending hold is recovered on the next attempt.
+      }
       hold_id = *hold;
-      chosen.push_back(c);
-    } else if (hold.status().code() == absl::StatusCode::kFailedPrecondition) {
-      ++bed_conflicts;  // Taken since the search: try the next.
-    } else {
-      routing_errors_.Add({{"dependency", "beds"}}).Increment();
-      return hold.status();
     }
+    chosen.push_back(c);
+    handoffs.push_back(*std::move(h));
   }
   if (chosen.empty()) {
     std::string why =
@@ -221,23 +291,20 @@ absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
             : "every candidate bed was taken before it could be held";
     return Escalate(r, placement, why);
   }
-  std::vector<v1::Handoff> handoffs;
-  for (const v1::Candidate& c : chosen) {
-    auto h = network_->HandoffFor(*by_key[Key(c)]);
-    if (!h.ok()) {
-      routing_errors_.Add({{"dependency", "directory"}}).Increment();
-      return h.status();  // The hold is found again by its request id on the next try.
-    }
-    handoffs.push_back(*std::move(h));
-  }
   bool stale = false;
   auto done = Mutate(
       system_, id, "route",
-      [&](PgTx&, v1::Referral& cur, Actor, absl::Time at, Change& ch) -> absl::Status {
+      [&](PgTx& tx, v1::Referral& cur, Actor, absl::Time at, Change& ch) -> absl::Status {
         stale = false;
+        if (auto s = ReferralStore::SetPendingHold(tx, id, std::nullopt); !s.ok()) return s;
         if (cur.status() != v1::REFERRAL_STATUS_REQUESTED || cur.etag() != r.etag()) {
-          stale = true;  // Cancelled (or routed elsewhere) meanwhile.
-          ch.noop = true;
+          // Cancelled, or routed by another replica meanwhile (which may have been given the
+          // very same hold by its request id: then it is that replica's to keep).
+          stale = true;
+          if (!hold_id.empty() && cur.bed_hold_id() != hold_id) {
+            if (auto s = ReferralStore::QueueHoldRelease(tx, hold_id, id, at); !s.ok()) return s;
+          }
+          ch.noop = true;  // The referral stays as it is; the outbox row commits.
           return absl::OkStatus();
         }
         cur.clear_candidates();
@@ -265,12 +332,44 @@ absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
         return absl::OkStatus();
       },
       /*internal=*/true);
-  if (!done.ok() || stale) {
-    if (!hold_id.empty()) AfterCommit({hold_id});  // Not offered: the bed goes back.
-    if (!done.ok()) return done.status();
+  if (!done.ok()) return done.status();  // The pending hold is recovered on the next attempt.
+  if (stale) {
+    (void)ReleaseQueuedHolds();
     return false;
   }
   return true;
+}
+
+absl::Status ReferralServiceImpl::RecoverPendingHold(const std::string& id) {
+  std::optional<std::string> pending;
+  absl::Status st = pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        auto p = ReferralStore::PendingHold(tx, id);
+        if (!p.ok()) return p.status();
+        pending = *std::move(p);
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true);
+  if (!st.ok() || !pending) return st;
+  std::vector<std::string> parts = absl::StrSplit(*pending, '|');
+  int bed_type = 0;
+  int64_t ttl_s = 0;
+  if (parts.size() == 4 && absl::SimpleAtoi(parts[2], &bed_type) &&
+      absl::SimpleAtoi(parts[3], &ttl_s)) {
+    // Replaying the request returns the hold if it was taken; it was never offered: release it.
+    v1::Candidate c;
+    c.set_facility_id(parts[1]);
+    c.set_bed_type(static_cast<beds::v1::BedType>(bed_type));
+    auto hold = network_->HoldBed(parts[0], c, id, absl::Seconds(ttl_s));  // Same request.
+    if (hold.ok()) {
+      if (auto s = network_->ReleaseHold(*hold); !s.ok() && IsOutage(s)) return s;
+      log::Warn("orphan_hold_released", {{"referral_id", id}, {"hold_id", *hold}});
+    } else if (IsOutage(hold.status())) {
+      return hold.status();
+    }
+  }
+  return pg_->Transact(
+      [&](PgTx& tx) { return ReferralStore::SetPendingHold(tx, id, std::nullopt); });
 }
 
 absl::StatusOr<bool> ReferralServiceImpl::Escalate(const v1::Referral& r, bool placement_needed,
@@ -326,9 +425,13 @@ absl::Status ReferralServiceImpl::ConfirmPendingPlacements() {
   if (!st.ok()) return st;
   for (const auto& [id, hold] : pending) {
     absl::Status s = network_->ConfirmPlacement(absl::StrCat("placement-", id), hold);
-    if (IsOutage(s)) return s;  // Retried on the next tick.
-    if (!s.ok()) {
-      // The hold lapsed before the hand-off was confirmed: the youth is there all the same.
+    const bool lapsed = s.code() == absl::StatusCode::kFailedPrecondition ||
+                        s.code() == absl::StatusCode::kNotFound;
+    if (!s.ok() && !lapsed) return s;  // Outage or a transient error: retried on the next tick.
+    if (lapsed) {
+      // The hold lapsed before the hand-off was confirmed: the youth is there all the same,
+      // and the provider's census must say so (alerted on this counter).
+      placements_unrecorded_.Increment();
       log::Error("placement_not_recorded",
                  {{"referral_id", id}, {"hold_id", hold}, {"error", s.message()}});
     } else {

@@ -14,7 +14,7 @@ v1::ReferrerView ReferrerViewOf(const v1::Referral& r) {
       v.stage() == v1::ReferrerView::STAGE_WITH_CHILD_WELFARE) {
     *v.mutable_handoff() = r.handoff();
   }
-  *v.mutable_update_time() = r.update_time();
+  *v.mutable_update_time() = r.has_referrer_view_time() ? r.referrer_view_time() : r.create_time();
   return v;
 }
 
@@ -36,12 +36,19 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
   }
   v.clear_candidates();
   v.clear_routing_explanation();
+  v.clear_referrer_view_time();
   v.mutable_youth()->clear_identifying();
-  if (r.handoff().provider_organization_id() != provider_org) v.clear_handoff();
-  if (r.status() == v1::REFERRAL_STATUS_ESCALATED) v.clear_handoff();
+  const bool accepted =
+      r.has_accepted_time() && r.handoff().provider_organization_id() == provider_org;
+  if (!accepted) {
+    v.clear_handoff();
+    v.clear_location();  // Where the youth was found: only for the provider that took her in.
+  }
   for (auto& t : *v.mutable_history()) {
-    if (t.actor_organization_id() != provider_org && t.actor_role() == "provider") {
-      t.clear_actor_organization_id();  // Which other provider declined is not its business.
+    if (t.actor_organization_id() != provider_org) {
+      // Other parties' reasons name other providers, or are free text about the youth.
+      t.clear_actor_organization_id();
+      t.clear_reason();
     }
   }
   return v;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 
+#include "common/idempotency.h"
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
@@ -43,6 +44,8 @@ class SwitchableNetwork final : public Network {
  public:
   explicit SwitchableNetwork(std::unique_ptr<Network> real) : real_(std::move(real)) {}
   std::atomic<bool> beds_down{false};
+  // The hold is taken, then the call "fails" as if the process died before recording it.
+  std::atomic<bool> lose_next_hold{false};
   std::vector<Option> extra_beds;  // set before routing starts
 
   absl::StatusOr<std::vector<Option>> FindServices(const v1::Referral& r, absl::Time now) override {
@@ -57,7 +60,9 @@ class SwitchableNetwork final : public Network {
   absl::StatusOr<std::string> HoldBed(const std::string& request_id, const v1::Candidate& c,
                                       const std::string& referral_id, absl::Duration ttl) override {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
-    return real_->HoldBed(request_id, c, referral_id, ttl);
+    auto hold = real_->HoldBed(request_id, c, referral_id, ttl);
+    if (hold.ok() && lose_next_hold.exchange(false)) return absl::UnavailableError("crash (test)");
+    return hold;
   }
   absl::Status ReleaseHold(const std::string& hold_id) override {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
@@ -750,6 +755,128 @@ TEST_F(ReferralTest, CancelWithdrawsOffersAndReleasesTheBed) {
   EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 0);
   EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_CANCELLED);
   EXPECT_EQ(Accept("prov-a", id).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(ReferralTest, TheOfficerLearnsNothingPastConnectedNotEvenFromErrorsOrTimes) {
+  const std::string id = Create(Request(/*placement=*/false));
+  Timers();
+  auto prov = Stub_("prov-a", "provider");
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  v1::ConfirmHandoffRequest confirm;
+  confirm.set_id(id);
+  v1::ConfirmHandoffResponse confirmed;
+  ASSERT_TRUE(prov->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+  const v1::ReferrerView connected = AsOfficer(id);
+  clock_.Advance(absl::Hours(1));
+  v1::StartServicesRequest start;
+  start.set_id(id);
+  v1::StartServicesResponse started;
+  ASSERT_TRUE(prov->StartServices(Ctx().get(), start, &started).ok());
+  clock_.Advance(absl::Hours(1));
+  v1::RecordOutcomeRequest outcome;
+  outcome.set_id(id);
+  outcome.set_outcome(v1::REFERRAL_STATUS_YOUTH_DECLINED);
+  v1::RecordOutcomeResponse recorded;
+  ASSERT_TRUE(prov->RecordOutcome(Ctx().get(), outcome, &recorded).ok());
+  // Not even the time of the view moves.
+  EXPECT_EQ(AsOfficer(id).SerializeAsString(), connected.SerializeAsString());
+  // A status filter would reveal it: refused.
+  v1::ListReferralsRequest list;
+  list.set_status(v1::REFERRAL_STATUS_YOUTH_DECLINED);
+  v1::ListReferralsResponse listed;
+  EXPECT_EQ(officer_->ListReferrals(Ctx().get(), list, &listed).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // So would an error naming the status.
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(id);
+  cancel.set_reason("x");
+  v1::CancelReferralResponse cancelled;
+  grpc::Status st = officer_->CancelReferral(Ctx().get(), cancel, &cancelled);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(st.error_message().find("DECLINED"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("STAGE_CONNECTED_TO_SERVICES"), std::string::npos);
+}
+
+TEST_F(ReferralTest, ProvidersSeeOnlyTheirOwnOfferAndNeverWhoElseWasAsked) {
+  const std::string id = Create(Request(/*placement=*/true));
+  Timers();
+  v1::DeclineReferralRequest decline;
+  decline.set_id(id);
+  decline.set_reason("at capacity tonight");
+  v1::DeclineReferralResponse declined;
+  ASSERT_TRUE(Stub_("prov-a", "provider")->DeclineReferral(Ctx().get(), decline, &declined).ok());
+  Timers();  // Offered to prov-b now.
+  v1::GetReferralResponse got;
+  ASSERT_TRUE(Stub_("prov-b", "provider")->GetReferral(Ctx().get(), Get(id), &got).ok());
+  const v1::Referral& offered = got.referral();
+  ASSERT_EQ(offered.offers_size(), 1);
+  EXPECT_EQ(offered.offers(0).provider_organization_id(), "prov-b");
+  EXPECT_EQ(offered.candidates_size(), 0);
+  EXPECT_TRUE(offered.routing_explanation().empty());
+  EXPECT_FALSE(offered.has_location());  // Not until it accepts.
+  for (const auto& t : offered.history()) {
+    EXPECT_EQ(t.reason().find("prov-a"), std::string::npos) << t.reason();
+    EXPECT_EQ(t.reason().find("at capacity"), std::string::npos) << t.reason();
+  }
+  v1::Referral accepted;
+  ASSERT_TRUE(Accept("prov-b", id, &accepted).ok());
+  EXPECT_EQ(accepted.offers_size(), 1);
+  EXPECT_EQ(accepted.candidates_size(), 0);
+  EXPECT_EQ(accepted.youth().identifying().name(), "Jane Q");
+  EXPECT_TRUE(accepted.has_location());
+  // A retried accept still carries the identity (and is audited again).
+  v1::Referral again;
+  ASSERT_TRUE(Accept("prov-b", id, &again).ok());
+  EXPECT_EQ(again.youth().identifying().name(), "Jane Q");
+}
+
+TEST_F(ReferralTest, TheIdempotencyRecordCannotBeUsedToTestAGuessedName) {
+  const v1::CreateReferralRequest req = Request(false, "guess");
+  Create(req);
+  auto row = referrals_.pg->Query(
+      "SELECT field_digests::text AS d FROM idempotency_keys WHERE request_id = 'guess'");
+  ASSERT_TRUE(row.ok());
+  ASSERT_EQ(row->rows(), 1);
+  const std::string stored = row->String(0, "d");
+  // What an attacker with the database could compute from a guess and the stored salt:
+  const auto guessable = FieldDigests(req, req.request_id());
+  const std::string name_digest = guessable.at("youth.identifying.name");
+  EXPECT_EQ(stored.find(name_digest), std::string::npos);
+  EXPECT_NE(stored.find(guessable.at("youth.age")), std::string::npos);  // Others are as before.
+}
+
+TEST_F(ReferralTest, HoldsLetGoWhileBedsIsDownAreReleasedWhenItReturns) {
+  const std::string id = Create(Request(/*placement=*/true));
+  Timers();
+  ASSERT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  network_->beds_down = true;
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(id);
+  cancel.set_reason("youth went home with a parent");
+  v1::CancelReferralResponse cancelled;
+  ASSERT_TRUE(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).ok());
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_releases"), 1);
+  network_->beds_down = false;
+  Timers();
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 0);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_releases"), 0);
+}
+
+TEST_F(ReferralTest, AHoldTakenJustBeforeACrashIsFoundAndTheBedOfferedAgain) {
+  network_->lose_next_hold = true;
+  const std::string id = Create(Request(/*placement=*/true));
+  EXPECT_EQ(Timers(), 0);  // The hold on fac-a was taken, then the "process died".
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  clock_.Advance(absl::Seconds(3));
+  EXPECT_EQ(Timers(), 1);
+  v1::Referral r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  // fac-a's only bed was not lost to the orphan hold: it is offered, and held once.
+  EXPECT_EQ(r.offers(0).facility_id(), "fac-a");
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM referrals WHERE pending_hold IS NOT NULL"),
+            0);
 }
 
 }  // namespace
