@@ -28,15 +28,16 @@ def free_port():
 class Stack:
     """PostgreSQL + Redis + certificates in a temporary directory."""
 
-    def __init__(self):
+    def __init__(self, fast=True):
+        """fast: PostgreSQL without fsync (tests); False for benchmarks (real commits)."""
         self.dir = tempfile.mkdtemp(prefix="safeharbor-bb-")
         os.chmod(self.dir, 0o755)
         self.pg_port = free_port()
         self.redis_port = free_port()
         self.certs = os.path.join(self.dir, "certs")
         subprocess.run([os.path.join(ROOT, "scripts", "gen-certs"), self.certs], check=True)
-        subprocess.run([SERVERS, "pg-start", os.path.join(self.dir, "pg"), str(self.pg_port), "fast"],
-                       check=True)
+        subprocess.run([SERVERS, "pg-start", os.path.join(self.dir, "pg"), str(self.pg_port)] +
+                       (["fast"] if fast else []), check=True)
         subprocess.run([SERVERS, "redis-start", os.path.join(self.dir, "redis"), str(self.redis_port)],
                        check=True)
         self.procs = []

@@ -424,12 +424,13 @@ absl::Status FeeServiceImpl::GetDisbursementReport(const Caller& c,
       [&](PgTx& tx) -> absl::Status {
         resp->Clear();
         auto r = tx.Exec(
-            "SELECT e.account, e.recipient_kind, sum(e.amount_cents) AS amount "
-            "FROM ledger_entries e JOIN ledger_txns t ON t.id = e.txn_id "
-            "WHERE t.kind IN ('payment', 'reversal') AND e.recipient_kind > 0 "
-            "AND t.effective_date >= $1::date AND t.effective_date < $2::date "
-            "AND ($3 = '' OR t.jurisdiction = $3) "
-            "GROUP BY e.account, e.recipient_kind ORDER BY e.account, e.recipient_kind",
+            "SELECT account, recipient_kind, sum(amount_cents) AS amount "
+            "FROM ledger_daily_totals "
+            "WHERE kind IN ('payment', 'reversal') AND recipient_kind > 0 "
+            "AND effective_date >= $1::date AND effective_date < $2::date "
+            "AND ($3 = '' OR jurisdiction = $3) "
+            "GROUP BY account, recipient_kind HAVING sum(entries) > 0 "
+            "ORDER BY account, recipient_kind",
             {Day(period->from), Day(period->to), req.jurisdiction_fips()});
         if (!r.ok()) return r.status();
         std::string csv = CsvLine({"account", "recipient_kind", "amount", "amount_cents"});
@@ -483,11 +484,11 @@ absl::Status FeeServiceImpl::GetCollectionReport(const Caller& c,
           }
         }
         auto m = tx.Exec(
-            "SELECT t.court_org, t.jurisdiction, sum(e.amount_cents) AS collected, "
-            "sum(CASE WHEN e.account LIKE 'suspense:%' THEN e.amount_cents ELSE 0 END) AS suspense "
-            "FROM ledger_entries e JOIN ledger_txns t ON t.id = e.txn_id "
-            "WHERE e.recipient_kind > 0 AND t.effective_date >= $1::date "
-            "AND t.effective_date < $2::date GROUP BY t.court_org, t.jurisdiction",
+            "SELECT court_org, jurisdiction, sum(amount_cents) AS collected, "
+            "sum(CASE WHEN account LIKE 'suspense:%' THEN amount_cents ELSE 0 END) AS suspense "
+            "FROM ledger_daily_totals "
+            "WHERE recipient_kind > 0 AND effective_date >= $1::date "
+            "AND effective_date < $2::date GROUP BY court_org, jurisdiction",
             {Day(period->from), Day(period->to)});
         if (!m.ok()) return m.status();
         for (int i = 0; i < m->rows(); ++i) {
@@ -540,10 +541,10 @@ absl::Status FeeServiceImpl::GetCommerceRemittance(const Caller& c,
           r.set_fees_assessed_cents(a->Int64(i, "ordered"));
         }
         auto m = tx.Exec(
-            "SELECT t.jurisdiction, e.recipient_kind, (e.account LIKE 'suspense:%') AS suspense, "
-            "sum(e.amount_cents) AS amount FROM ledger_entries e JOIN ledger_txns t "
-            "ON t.id = e.txn_id WHERE e.recipient_kind > 0 AND t.effective_date >= $1::date "
-            "AND t.effective_date < $2::date GROUP BY 1, 2, 3",
+            "SELECT jurisdiction, recipient_kind, (account LIKE 'suspense:%') AS suspense, "
+            "sum(amount_cents) AS amount FROM ledger_daily_totals "
+            "WHERE recipient_kind > 0 AND effective_date >= $1::date "
+            "AND effective_date < $2::date GROUP BY 1, 2, 3",
             {Day(from), Day(to)});
         if (!m.ok()) return m.status();
         for (int i = 0; i < m->rows(); ++i) {

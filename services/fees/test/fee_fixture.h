@@ -87,6 +87,19 @@ class FeeFixture : public ::testing::Test {
   }
 
   void TearDown() override {
+    // After every test: the report totals kept by the trigger agree with the ledger, row by row.
+    EXPECT_EQ(Sql(R"sql(
+      SELECT count(*) AS n FROM (
+        SELECT t.effective_date, t.jurisdiction, t.court_org, t.kind, e.account, e.recipient_kind,
+               sum(e.amount_cents) AS amount, count(*) AS entries
+        FROM ledger_entries e JOIN ledger_txns t ON t.id = e.txn_id GROUP BY 1, 2, 3, 4, 5, 6) l
+      FULL JOIN (
+        SELECT effective_date, jurisdiction, court_org, kind, account, recipient_kind,
+               sum(amount_cents) AS amount, sum(entries) AS entries
+        FROM ledger_daily_totals GROUP BY 1, 2, 3, 4, 5, 6) d
+      USING (effective_date, jurisdiction, court_org, kind, account, recipient_kind)
+      WHERE l.amount IS DISTINCT FROM d.amount OR l.entries IS DISTINCT FROM d.entries)sql"),
+              0);
     host_->Shutdown();
     dir_host_->Shutdown();
   }
