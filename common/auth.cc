@@ -6,6 +6,8 @@
 #include <openssl/x509v3.h>
 
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -109,7 +111,17 @@ absl::StatusOr<Caller> CallerFromAuthContext(const grpc::AuthContext& auth) {
   }
   auto pems = auth.FindPropertyValues("x509_pem_cert");
   if (pems.empty()) return absl::UnauthenticatedError("no peer certificate");
-  auto uris = UriSansFromPem(absl::string_view(pems.front().data(), pems.front().size()));
+  // Parsing a certificate costs more than a cached search (OpenSSL 3 decoders take locks), and
+  // a connection presents the same one on every call: remember what it said, bounded.
+  static std::mutex mu;
+  static auto* known = new std::unordered_map<std::string, Caller>();
+  std::string pem(pems.front().data(), pems.front().size());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = known->find(pem);
+    if (it != known->end()) return it->second;
+  }
+  auto uris = UriSansFromPem(pem);
   if (!uris.ok()) return uris.status();
   std::vector<std::string> ours;
   for (const auto& u : *uris) {
@@ -119,7 +131,13 @@ absl::StatusOr<Caller> CallerFromAuthContext(const grpc::AuthContext& auth) {
     return absl::UnauthenticatedError(
         "client certificate must carry exactly one spiffe:// URI SAN naming org and role");
   }
-  return ParseSpiffeId(ours.front());
+  auto caller = ParseSpiffeId(ours.front());
+  if (caller.ok()) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (known->size() >= 4096) known->clear();
+    known->emplace(std::move(pem), *caller);
+  }
+  return caller;
 }
 
 absl::Status RequireRole(const Caller& caller, std::initializer_list<Role> allowed) {

@@ -1,6 +1,7 @@
 #include "common/service_main.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/log.h"
 
 namespace safeharbor {
@@ -10,6 +11,11 @@ absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_v
                                            int default_metrics_port,
                                            const std::vector<Migration>& migrations) {
   BlockTerminationSignals();
+#ifdef NDEBUG
+  // Abseil's lock-order graph (on in Debian's build) costs every lock; debug and sanitizer builds
+  // keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   log::SetServiceName(name);
   ParseFlagsWithEnv(argc, argv, usage);
   ServiceDeps deps;

@@ -402,8 +402,8 @@ absl::StatusOr<std::vector<v1::FacilityAvailability>> BedsStore::Search(
     AND ($4::int IS NULL OR (f.minimum_age <= $4::int AND f.maximum_age >= $4::int))
     AND ($5::smallint = 0 OR cardinality(f.genders) = 0 OR $5::smallint = ANY(f.genders))
     AND (NOT $6::bool OR f.csec_specialized)
-    AND (NOT $7::bool OR (f.latitude BETWEEN $8::float8 AND $9::float8
-                          AND f.longitude BETWEEN $10::float8 AND $11::float8))
+    AND (NOT $7::bool OR point(f.longitude, f.latitude)
+         <@ box(point($10::float8, $8::float8), point($11::float8, $9::float8)))
     AND EXISTS (SELECT 1 FROM bed_inventory b WHERE b.facility_id = f.id
       AND b.licensed_capacity > 0
       AND (cardinality($12::smallint[]) = 0 OR b.bed_type = ANY($12::smallint[]))

@@ -312,8 +312,8 @@ SELECT q.id, q.body, q.revision, q.create_time, q.update_time, q.org_name, q.dis
                            + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int
         AND i.end_min > (extract(isodow FROM l.lt)::int - 1) * 1440
                         + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int))
-    AND (NOT $11::bool OR (s.latitude BETWEEN $12::float8 AND $13::float8
-                           AND s.longitude BETWEEN $14::float8 AND $15::float8))
+    AND (NOT $11::bool OR point(s.longitude, s.latitude)
+         <@ box(point($14::float8, $12::float8), point($15::float8, $13::float8)))
 ) q
 WHERE (NOT $11::bool OR q.dist <= $19::bigint)
   AND ($16::bigint IS NULL OR (q.dist, q.id) > ($16::bigint, $17::text))
