@@ -281,8 +281,6 @@ absl::StatusOr<std::vector<v1::ServiceMatch>> DirectoryStore::Search(PgTx& tx,
   const v1::SearchServicesRequest& req = *q.request;
   std::vector<int> cats(req.categories().begin(), req.categories().end());
   const bool radius = req.has_near();
-  BoundingBox box{0, 0, 0, 0};
-  if (radius) box = BoxAround(q.origin_latitude, q.origin_longitude, req.radius_meters());
   std::string open_at;
   if (req.has_open_at()) {
     open_at =
@@ -290,46 +288,76 @@ absl::StatusOr<std::vector<v1::ServiceMatch>> DirectoryStore::Search(PgTx& tx,
   }
   // $1,$2 origin; $3 county; $4 categories; $5 age; $6 gender; $7 language; $8 specialized;
   // $9 accepting; $10 open_at; $11 radius; $12-$15 box; $16,$17 after; $18 limit.
-  static const std::string kSql = absl::StrCat(R"sql(
-SELECT q.id, q.body, q.revision, q.create_time, q.update_time, q.org_name, q.dist FROM (
-  SELECT s.id, s.body, s.revision, s.create_time, s.update_time, o.name AS org_name, )sql",
-                                               DistanceSql("s.latitude", "s.longitude", "$1", "$2"),
-                                               R"sql( AS dist
-  FROM services s JOIN organizations o ON o.id = s.org_id
-  WHERE s.status = 1 AND s.category <> 14
-    AND ($3::text = '' OR s.area_counties @> ARRAY[$3::text])
-    AND (cardinality($4::smallint[]) = 0 OR s.category = ANY($4::smallint[]))
-    AND ($5::int IS NULL OR (s.minimum_age <= $5::int AND s.maximum_age >= $5::int))
-    AND ($6::smallint = 0 OR cardinality(s.genders) = 0 OR $6::smallint = ANY(s.genders))
-    AND ($7::text = '' OR $7::text = ANY(s.languages))
-    AND (NOT $8::bool OR s.csec_specialized)
-    AND (NOT $9::bool OR s.accepting_referrals)
-    AND ($10::timestamptz IS NULL OR s.open_24_7 OR EXISTS (
-      SELECT 1 FROM service_open_intervals i,
-        LATERAL (SELECT ($10::timestamptz AT TIME ZONE s.time_zone) AS lt) l
-      WHERE i.service_id = s.id
-        AND i.start_min <= (extract(isodow FROM l.lt)::int - 1) * 1440
-                           + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int
-        AND i.end_min > (extract(isodow FROM l.lt)::int - 1) * 1440
-                        + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int))
-    AND (NOT $11::bool OR point(s.longitude, s.latitude)
-         <@ box(point($14::float8, $12::float8), point($15::float8, $13::float8)))
-) q
-WHERE (NOT $11::bool OR q.dist <= $19::bigint)
-  AND ($16::bigint IS NULL OR (q.dist, q.id) > ($16::bigint, $17::text))
-ORDER BY q.dist, q.id
-LIMIT $18
-)sql");
-  auto r = tx.Exec(
-      kSql,
-      {q.origin_latitude, q.origin_longitude, req.county_fips(),
-       absl::StrCat("{", absl::StrJoin(cats, ","), "}"),
-       req.has_age() ? PgParam(int32_t{req.age()}) : PgParam(nullptr), int32_t{req.gender()},
-       req.language(), req.csec_specialized_only(), req.accepting_referrals_only(),
-       open_at.empty() ? PgParam(nullptr) : PgParam(open_at), radius, box.min_lat, box.max_lat,
-       box.min_lng, box.max_lng, q.after ? PgParam(q.after->first) : PgParam(nullptr),
-       q.after ? PgParam(q.after->second) : PgParam(""), int32_t{q.limit},
-       int64_t{req.radius_meters()}});
+  // Filters every variant shares ($3-$10); `s` is the service row.
+  static const std::string kFilters = R"sql(
+      s.status = 1 AND s.category <> 14
+      AND ($3::text = '' OR s.area_counties @> ARRAY[$3::text])
+      AND (cardinality($4::smallint[]) = 0 OR s.category = ANY($4::smallint[]))
+      AND ($5::int IS NULL OR (s.minimum_age <= $5::int AND s.maximum_age >= $5::int))
+      AND ($6::smallint = 0 OR cardinality(s.genders) = 0 OR $6::smallint = ANY(s.genders))
+      AND ($7::text = '' OR $7::text = ANY(s.languages))
+      AND (NOT $8::bool OR s.csec_specialized)
+      AND (NOT $9::bool OR s.accepting_referrals)
+      AND ($10::timestamptz IS NULL OR s.open_24_7 OR EXISTS (
+        SELECT 1 FROM service_open_intervals i,
+          LATERAL (SELECT ($10::timestamptz AT TIME ZONE s.time_zone) AS lt) l
+        WHERE i.service_id = s.id
+          AND i.start_min <= (extract(isodow FROM l.lt)::int - 1) * 1440
+                             + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int
+          AND i.end_min > (extract(isodow FROM l.lt)::int - 1) * 1440
+                          + extract(hour FROM l.lt)::int * 60 + extract(minute FROM l.lt)::int))
+      AND ($11::bigint IS NULL OR ()sql" +
+                                      DistanceSql("s.latitude", "s.longitude", "$1", "$2") +
+                                      R"sql(, s.id) > ($11::bigint, $12::text)))sql";
+  // The page's ids nearest first (narrow rows), then the bodies of the page alone.
+  static const std::string kPage = R"sql(
+  ORDER BY q.dist, q.id
+  LIMIT $13
+)
+SELECT s.id, s.body, s.revision, s.create_time, s.update_time, o.name AS org_name, top.dist
+FROM top JOIN services s ON s.id = top.id JOIN organizations o ON o.id = s.org_id
+ORDER BY top.dist, top.id)sql";
+  // Without a point: the county's services by distance from its centroid.
+  static const std::string kCountySql =
+      absl::StrCat("WITH top AS (SELECT q.id, q.dist FROM (SELECT s.id, ",
+                   DistanceSql("s.latitude", "s.longitude", "$1", "$2"),
+                   " AS dist FROM services s WHERE ", kFilters, ") q", kPage);
+  // Around a point, exactly and at a cost that follows the page, not the directory: the GiST
+  // index gives the page's nearest matches in degree space (knn); their farthest bounds how far
+  // the true nearest can be (a degree spans at most 111.2 km), so the exact great-circle query
+  // reads only that disc (never more than the requested radius, $14).
+  static const std::string kRadiusSql = absl::StrCat(
+      "WITH knn AS (SELECT point(s.longitude, s.latitude) <-> point($2::float8, $1::float8) AS dd "
+      "FROM services s WHERE ",
+      kFilters,
+      " ORDER BY point(s.longitude, s.latitude) <-> point($2::float8, $1::float8) LIMIT $13), ",
+      "bound AS (SELECT CASE WHEN count(*) < $13 THEN $14::float8 "
+      "ELSE least($14::float8, max(dd) * 111195.0 * 1.01 + 1) END AS r FROM knn), ",
+      "geo AS (SELECT r, r / 111195.0 AS dlat, (r / 111195.0) / greatest(0.01, "
+      "cos(radians(least(89.0, abs($1::float8) + r / 111195.0)))) AS dlng FROM bound), ",
+      "top AS (SELECT q.id, q.dist FROM (SELECT s.id, ",
+      DistanceSql("s.latitude", "s.longitude", "$1", "$2"), " AS dist FROM services s WHERE ",
+      kFilters,
+      " AND point(s.longitude, s.latitude) <@ box("
+      "point($2::float8 - (SELECT dlng FROM geo), $1::float8 - (SELECT dlat FROM geo)), "
+      "point($2::float8 + (SELECT dlng FROM geo), $1::float8 + (SELECT dlat FROM geo)))) q "
+      "WHERE q.dist <= (SELECT r FROM geo)",
+      kPage);
+  std::vector<PgParam> params = {q.origin_latitude,
+                                 q.origin_longitude,
+                                 req.county_fips(),
+                                 absl::StrCat("{", absl::StrJoin(cats, ","), "}"),
+                                 req.has_age() ? PgParam(int32_t{req.age()}) : PgParam(nullptr),
+                                 int32_t{req.gender()},
+                                 req.language(),
+                                 req.csec_specialized_only(),
+                                 req.accepting_referrals_only(),
+                                 open_at.empty() ? PgParam(nullptr) : PgParam(open_at),
+                                 q.after ? PgParam(q.after->first) : PgParam(nullptr),
+                                 q.after ? PgParam(q.after->second) : PgParam(""),
+                                 int32_t{q.limit}};
+  if (radius) params.push_back(static_cast<double>(req.radius_meters()));
+  auto r = tx.Exec(radius ? kRadiusSql : kCountySql, params);
   if (!r.ok()) return r.status();
   std::vector<v1::ServiceMatch> out(static_cast<size_t>(r->rows()));
   for (int i = 0; i < r->rows(); ++i) {
