@@ -341,6 +341,19 @@ def run(st, started):
     sc.append(loadgen(fees.port, "disbursement_report", 1, cert="client-fiscal"))
     res["memory_mib"]["peak_after_scenarios"] = {n: round(rss(s.proc.pid, "VmHWM"), 1)
                                                   for n, s in services.items()}
+    # The referrals created above are routed in the background (directory searches, offers): let
+    # that finish before measuring anything else, and report how fast it went.
+    t0 = time.time()
+    backlog = int(psql_value(st, "bench_referrals", "SELECT count(*) FROM referrals WHERE status = 1"))
+    while time.time() - t0 < 600:
+        if psql_value(st, "bench_referrals", "SELECT count(*) FROM referrals WHERE status = 1") == "0":
+            break
+        time.sleep(1)
+    routed = int(psql_value(st, "bench_referrals", "SELECT count(*) FROM referrals WHERE status <> 1"))
+    res["routing_drain"] = {"waiting_after_scenarios": backlog, "routed_total": routed,
+                            "drain_seconds": round(time.time() - t0, 1)}
+    log(f"  routing backlog: {backlog} waiting after the scenarios, drained in "
+        f"{res['routing_drain']['drain_seconds']} s ({routed} routed in all)")
 
     log("scale sweep: searches over 1k / 10k / 100k providers and facilities ...")
     loaded = sizes[0]
