@@ -15,11 +15,6 @@ std::string IntArray(const std::vector<int>& v) {
   return absl::StrCat("{", absl::StrJoin(v, ","), "}");
 }
 
-// Ids are validated ([a-z0-9-]) before they reach here.
-std::string TextArray(const std::vector<std::string>& v) {
-  return absl::StrCat("{", absl::StrJoin(v, ","), "}");
-}
-
 std::vector<int> Genders(const v1::Facility& f) {
   return std::vector<int>(f.genders_accepted().begin(), f.genders_accepted().end());
 }
@@ -44,7 +39,7 @@ Inventory InventoryFromRow(const PgResult& r, int i) {
 
 absl::StatusOr<std::map<std::string, std::vector<BedRow>>> InventoryOf(
     PgTx& tx, const std::vector<std::string>& ids, absl::Time now) {
-  auto r = tx.Exec(kInventorySql, {TextArray(ids), PgTime(now)});
+  auto r = tx.Exec(kInventorySql, {PgTextArray(ids), PgTime(now)});
   if (!r.ok()) return r.status();
   std::map<std::string, std::vector<BedRow>> out;
   for (int i = 0; i < r->rows(); ++i) {

@@ -12,11 +12,8 @@
 namespace safeharbor::directory {
 namespace {
 
-// PostgreSQL array literal of text values (elements are validated codes: digits/letters).
-std::string TextArray(const google::protobuf::RepeatedPtrField<std::string>& values) {
-  std::vector<std::string> quoted;
-  for (const auto& v : values) quoted.push_back(absl::StrCat("\"", v, "\""));
-  return absl::StrCat("{", absl::StrJoin(quoted, ","), "}");
+PgParam TextArray(const google::protobuf::RepeatedPtrField<std::string>& values) {
+  return PgTextArray(std::vector<std::string>(values.begin(), values.end()));
 }
 
 std::string IntArray(const google::protobuf::RepeatedField<int>& values) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/idempotency.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -15,6 +16,11 @@ namespace safeharbor::referrals {
 namespace {
 
 namespace dir = directory::v1;
+
+// "requested", "offered", ...: the status as a metric label.
+std::string StatusLabel(v1::ReferralStatus s) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::ReferralStatus_Name(s), "REFERRAL_STATUS_"));
+}
 
 absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
@@ -198,8 +204,7 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
   for (const char* r : {"declined", "deadline"}) reroutes_.Add({{"reason", r}});
   for (const char* d : {"directory", "beds", "other"}) routing_errors_.Add({{"dependency", d}});
   for (int s = v1::REFERRAL_STATUS_REQUESTED; s <= v1::REFERRAL_STATUS_ESCALATED; ++s) {
-    const std::string name = absl::AsciiStrToLower(
-        v1::ReferralStatus_Name(static_cast<v1::ReferralStatus>(s)).substr(16));
+    const std::string name = StatusLabel(static_cast<v1::ReferralStatus>(s));
     transitions_.Add({{"to", name}});
     by_status_.Add({{"status", name}});
   }
@@ -426,8 +431,7 @@ absl::StatusOr<v1::Referral> ReferralServiceImpl::Mutate(const Caller& c, absl::
   if (change.open_identity) audit_reads_.Increment();
   if (change.noop) return out;
   if (out.status() != from) {
-    const std::string name =
-        absl::AsciiStrToLower(v1::ReferralStatus_Name(out.status()).substr(16));
+    const std::string name = StatusLabel(out.status());
     transitions_.Add({{"to", name}}).Increment();
     log::Info("referral_transition", {{"referral_id", out.id()},
                                       {"from", v1::ReferralStatus_Name(from)},
@@ -817,8 +821,7 @@ absl::Status ReferralServiceImpl::RefreshGauges() {
         auto counts = ReferralStore::CountByStatus(tx);
         if (!counts.ok()) return counts.status();
         for (int s = v1::REFERRAL_STATUS_REQUESTED; s <= v1::REFERRAL_STATUS_ESCALATED; ++s) {
-          const std::string name = absl::AsciiStrToLower(
-              v1::ReferralStatus_Name(static_cast<v1::ReferralStatus>(s)).substr(16));
+          const std::string name = StatusLabel(static_cast<v1::ReferralStatus>(s));
           auto it = counts->find(s);
           by_status_.Add({{"status", name}})
               .Set(it == counts->end() ? 0.0 : static_cast<double>(it->second));

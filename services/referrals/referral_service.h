@@ -141,6 +141,8 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
   void Wake();
 
   // Routing (router.cc).
+  // The referral as stored, read outside any lock (routing decides, then commits under one).
+  absl::StatusOr<v1::Referral> Load(const std::string& id);
   absl::StatusOr<bool> Route(const std::string& id);
   // No candidate left: to the county's on-call child-welfare office.
   absl::StatusOr<bool> Escalate(const v1::Referral& r, bool placement_needed,

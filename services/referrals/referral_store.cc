@@ -227,14 +227,20 @@ absl::StatusOr<std::vector<std::string>> ReferralStore::HoldsToRelease(PgTx& tx,
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> ReferralStore::PendingPlacements(PgTx& tx, int limit) {
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReferralStore::PendingPlacements(
+    PgTx& tx, int limit) {
   auto r = tx.Exec(
-      "SELECT id FROM referrals WHERE placement_pending ORDER BY update_time LIMIT $1 "
-      "FOR UPDATE SKIP LOCKED",
+      "SELECT id, body FROM referrals WHERE placement_pending ORDER BY update_time LIMIT $1",
       {int32_t{limit}});
   if (!r.ok()) return r.status();
-  std::vector<std::string> out;
-  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "id"));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (int i = 0; i < r->rows(); ++i) {
+    v1::Referral body;
+    if (!body.ParseFromString(r->Bytea(i, "body"))) {
+      return absl::InternalError("stored referral is unreadable");
+    }
+    out.emplace_back(r->String(i, "id"), body.bed_hold_id());
+  }
   return out;
 }
 

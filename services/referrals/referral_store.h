@@ -56,8 +56,10 @@ class ReferralStore {
                                        absl::string_view referral_id, absl::Time now);
   static absl::Status HoldReleased(PgTx& tx, absl::string_view hold_id);
   static absl::StatusOr<std::vector<std::string>> HoldsToRelease(PgTx& tx, int limit);
-  // Handed-off referrals whose placement the beds service has not confirmed yet, locked.
-  static absl::StatusOr<std::vector<std::string>> PendingPlacements(PgTx& tx, int limit);
+  // Handed-off referrals whose placement the beds service has not confirmed yet, with their
+  // bed hold: (referral id, hold id).
+  static absl::StatusOr<std::vector<std::pair<std::string, std::string>>> PendingPlacements(
+      PgTx& tx, int limit);
 
   // Open referrals (offered, accepted, handed off, in progress) per provider: its current load.
   static absl::StatusOr<std::map<std::string, int32_t>> ProviderLoad(

@@ -109,16 +109,9 @@ absl::StatusOr<bool> ReferralServiceImpl::GiveUpRouting(const std::string& id,
   routing_errors_.Add({{"dependency", "other"}}).Increment();
   if (failures < options_.max_routing_failures) return false;
   // Not an outage and not going away: the youth goes to child welfare rather than waiting.
-  v1::Referral r;
-  st = pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        auto got = ReferralStore::Get(tx, id, false);
-        if (!got.ok()) return got.status();
-        r = *std::move(got);
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true);
-  if (!st.ok()) return st;
+  auto loaded = Load(id);
+  if (!loaded.ok()) return loaded.status();
+  const v1::Referral& r = *loaded;
   if (r.status() != v1::REFERRAL_STATUS_REQUESTED) return false;
   log::Error(
       "routing_failed_repeatedly",
@@ -194,7 +187,7 @@ absl::StatusOr<int> ReferralServiceImpl::ExpireDueOffers() {
   return expired;
 }
 
-absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
+absl::StatusOr<v1::Referral> ReferralServiceImpl::Load(const std::string& id) {
   v1::Referral r;
   absl::Status st = pg_->Transact(
       [&](PgTx& tx) -> absl::Status {
@@ -205,7 +198,15 @@ absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
       },
       Isolation::kReadCommitted, true);
   if (!st.ok()) return st;
+  return r;
+}
+
+absl::StatusOr<bool> ReferralServiceImpl::Route(const std::string& id) {
+  auto loaded = Load(id);
+  if (!loaded.ok()) return loaded.status();
+  const v1::Referral& r = *loaded;
   if (r.status() != v1::REFERRAL_STATUS_REQUESTED) return false;
+  absl::Status st;
   if (auto s = RecoverPendingHold(id); !s.ok()) return s;
   const bool placement = r.needs().placement_tonight();
   const absl::Time now = clock_->Now();
@@ -413,13 +414,9 @@ absl::StatusOr<bool> ReferralServiceImpl::Escalate(const v1::Referral& r, bool p
 absl::Status ReferralServiceImpl::ConfirmPendingPlacements() {
   std::vector<std::pair<std::string, std::string>> pending;  // referral, hold
   absl::Status st = pg_->Transact([&](PgTx& tx) -> absl::Status {
-    auto ids = ReferralStore::PendingPlacements(tx, options_.batch);
-    if (!ids.ok()) return ids.status();
-    for (const std::string& id : *ids) {
-      auto r = ReferralStore::Get(tx, id, false);
-      if (!r.ok()) return r.status();
-      pending.emplace_back(id, r->bed_hold_id());
-    }
+    auto p = ReferralStore::PendingPlacements(tx, options_.batch);
+    if (!p.ok()) return p.status();
+    pending = *std::move(p);
     return absl::OkStatus();
   });
   if (!st.ok()) return st;
