@@ -2,9 +2,22 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/auth.h"
+#include "common/rpc_kit.h"
 #include "common/status.h"
 
 namespace safeharbor {
+namespace {
+
+// Every method of the peer: UNAVAILABLE retried by gRPC with exponential backoff, within the
+// call's deadline.
+std::string RetryServiceConfig(const PeerOptions& o) {
+  return absl::StrCat(
+      R"({"methodConfig":[{"name":[{}],"retryPolicy":{"maxAttempts":)", std::max(2, o.max_attempts),
+      R"(,"initialBackoff":")", absl::ToDoubleSeconds(o.backoff),
+      R"(s","maxBackoff":"1s","backoffMultiplier":2,"retryableStatusCodes":["UNAVAILABLE"]}}]})");
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Peer>> Peer::Connect(const PeerOptions& options) {
   std::unique_ptr<Peer> peer(new Peer(options));
@@ -19,28 +32,32 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Connect(const PeerOptions& options) 
   grpc::ChannelArguments args = DefaultChannelArguments();
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetServiceConfigJSON(RetryServiceConfig(options));
   peer->channel_ = grpc::CreateCustomChannel(options.address, creds, args);
   return peer;
 }
 
 absl::Status Peer::CallIdempotent(
     const std::function<grpc::Status(grpc::ClientContext*)>& call) const {
-  grpc::Status st;
-  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     absl::ToChronoMilliseconds(options_.deadline));
-    if (options_.insecure_dev_mode) {
-      ctx.AddMetadata(std::string(kDevIdentityHeader), options_.dev_identity);
-    }
-    st = call(&ctx);
-    if (st.ok()) return absl::OkStatus();
-    if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-      break;
-    }
-    if (attempt < options_.max_attempts) absl::SleepFor(options_.backoff * attempt);
+  const absl::Time now = absl::Now();
+  const absl::Time deadline = std::min(CurrentCallDeadline(), now + options_.deadline);
+  if (deadline <= now) {
+    return absl::UnavailableError(
+        absl::StrCat(options_.name, " service not called: the caller's deadline has passed"));
   }
+  if (in_flight_.fetch_add(1) >= options_.max_in_flight) {
+    in_flight_.fetch_sub(1);
+    return absl::UnavailableError(absl::StrCat(options_.name, " service busy: ",
+                                               options_.max_in_flight, " calls in flight"));
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  if (options_.insecure_dev_mode) {
+    ctx.AddMetadata(std::string(kDevIdentityHeader), options_.dev_identity);
+  }
+  const grpc::Status st = call(&ctx);
+  in_flight_.fetch_sub(1);
+  if (st.ok()) return absl::OkStatus();
   if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
       st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return absl::UnavailableError(

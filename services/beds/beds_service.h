@@ -6,21 +6,19 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
-#include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
-#include <thread>
 
 #include "common/clock.h"
 #include "common/counties.h"
+#include "common/periodic.h"
 #include "common/pg.h"
 #include "common/redis.h"
-#include "common/rpc.h"
+#include "common/rpc_kit.h"
 #include "common/versioned_cache.h"
 #include "common/watch_hub.h"
 #include "safeharbor/beds/v1/beds.grpc.pb.h"
 #include "services/beds/availability.h"
+#include "services/beds/beds_store.h"
 #include "services/beds/provider_check.h"
 
 namespace safeharbor::beds {
@@ -41,7 +39,8 @@ struct BedsOptions {
   size_t max_watchers = 1000;
 };
 
-class BedsServiceImpl final : public v1::BedsService::CallbackService {
+// The method table (beds_service.cc, Methods) declares every RPC with its policy.
+class BedsServiceImpl final : public RpcService {
  public:
   // None owned; all must outlive this object. `redis` may be null; `providers` may be null
   // (facility owners are then not checked against the directory: tests only).
@@ -57,41 +56,30 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
   absl::StatusOr<int> SweepExpiredHolds();
   absl::Status RefreshGauges();
 
-  absl::Status CreateFacility(const Caller& c, const v1::CreateFacilityRequest& req,
-                              v1::CreateFacilityResponse* resp);
-  absl::Status GetFacility(const Caller& c, const v1::GetFacilityRequest& req,
-                           v1::GetFacilityResponse* resp);
-  absl::Status UpdateFacility(const Caller& c, const v1::UpdateFacilityRequest& req,
-                              v1::UpdateFacilityResponse* resp);
-  absl::Status ListFacilities(const Caller& c, const v1::ListFacilitiesRequest& req,
-                              v1::ListFacilitiesResponse* resp);
-  absl::Status ReportCensus(const Caller& c, const v1::ReportCensusRequest& req,
-                            v1::ReportCensusResponse* resp);
-  absl::Status SearchAvailability(const Caller& c, const v1::SearchAvailabilityRequest& req,
-                                  v1::SearchAvailabilityResponse* resp);
-  absl::Status HoldBed(const Caller& c, const v1::HoldBedRequest& req, v1::HoldBedResponse* resp);
-  absl::Status ReleaseHold(const Caller& c, const v1::ReleaseHoldRequest& req,
-                           v1::ReleaseHoldResponse* resp);
-  absl::Status ConfirmPlacement(const Caller& c, const v1::ConfirmPlacementRequest& req,
-                                v1::ConfirmPlacementResponse* resp);
-  absl::Status DischargePlacement(const Caller& c, const v1::DischargePlacementRequest& req,
-                                  v1::DischargePlacementResponse* resp);
-
-  SAFEHARBOR_UNARY_RPC(CreateFacility)
-  SAFEHARBOR_UNARY_RPC(GetFacility)
-  SAFEHARBOR_UNARY_RPC(UpdateFacility)
-  SAFEHARBOR_UNARY_RPC(ListFacilities)
-  SAFEHARBOR_UNARY_RPC(ReportCensus)
-  SAFEHARBOR_UNARY_RPC(SearchAvailability)
-  SAFEHARBOR_UNARY_RPC(HoldBed)
-  SAFEHARBOR_UNARY_RPC(ReleaseHold)
-  SAFEHARBOR_UNARY_RPC(ConfirmPlacement)
-  SAFEHARBOR_UNARY_RPC(DischargePlacement)
-
-  grpc::ServerWriteReactor<v1::WatchAvailabilityResponse>* WatchAvailability(
-      grpc::CallbackServerContext* ctx, const v1::WatchAvailabilityRequest* req) override;
-
  private:
+  void Methods();
+  absl::Status CreateFacility(CallContext& ctx, const v1::CreateFacilityRequest& req,
+                              v1::CreateFacilityResponse* resp);
+  absl::Status GetFacility(CallContext& ctx, const v1::GetFacilityRequest& req,
+                           v1::GetFacilityResponse* resp);
+  absl::Status UpdateFacility(CallContext& ctx, const v1::UpdateFacilityRequest& req,
+                              v1::UpdateFacilityResponse* resp);
+  absl::Status ListFacilities(CallContext& ctx, const v1::ListFacilitiesRequest& req,
+                              v1::ListFacilitiesResponse* resp);
+  absl::Status ReportCensus(CallContext& ctx, const v1::ReportCensusRequest& req,
+                            v1::ReportCensusResponse* resp);
+  absl::Status SearchAvailability(CallContext& ctx, const v1::SearchAvailabilityRequest& req,
+                                  v1::SearchAvailabilityResponse* resp);
+  absl::Status HoldBed(CallContext& ctx, const v1::HoldBedRequest& req, v1::HoldBedResponse* resp);
+  absl::Status ReleaseHold(CallContext& ctx, const v1::ReleaseHoldRequest& req,
+                           v1::ReleaseHoldResponse* resp);
+  absl::Status ConfirmPlacement(CallContext& ctx, const v1::ConfirmPlacementRequest& req,
+                                v1::ConfirmPlacementResponse* resp);
+  absl::Status DischargePlacement(CallContext& ctx, const v1::DischargePlacementRequest& req,
+                                  v1::DischargePlacementResponse* resp);
+  grpc::ServerWriteReactor<v1::WatchAvailabilityResponse>* WatchAvailability(
+      CallContext& ctx, const v1::WatchAvailabilityRequest& req, grpc::Status admitted);
+
   absl::Status CanManage(const Caller& c, absl::string_view org_id) const;
   // The holder, the facility's provider, or the referral service.
   absl::Status CanActOnHold(const Caller& c, const v1::Hold& hold,
@@ -104,9 +92,16 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
   absl::StatusOr<std::pair<Inventory, absl::Time>> LockedInventory(PgTx& tx,
                                                                    absl::string_view facility_id,
                                                                    v1::BedType type);
-  void BackgroundLoop();
+  // Appends the availability event of one bed type (always a change's last lock).
+  absl::Status AppendAvailability(PgTx& tx, const std::string& county, const char* reason,
+                                  const std::string& facility_id, v1::BedType type,
+                                  const Inventory& inv, absl::Time now);
+  absl::StatusOr<std::vector<ExpiredHold>> ExpireSome(PgTx& tx);
+  absl::Status WriteCensus(PgTx& tx, const v1::ReportCensusRequest& req, const std::string& county,
+                           absl::Time now, v1::ReportCensusResponse* resp);
+  absl::Status ConfirmHold(PgTx& tx, const Caller& c, const v1::ConfirmPlacementRequest& req,
+                           const std::string& placement_id, v1::ConfirmPlacementResponse* resp);
 
-  RpcEnv* env_;
   PgPool* pg_;
   RedisClient* redis_;
   const CountyTable& counties_;
@@ -120,11 +115,8 @@ class BedsServiceImpl final : public v1::BedsService::CallbackService {
   prometheus::Family<prometheus::Gauge>& held_;
   prometheus::Gauge& stale_;
   std::unique_ptr<WatchHub<v1::WatchAvailabilityResponse>> hub_;
-
-  std::mutex bg_mu_;
-  std::condition_variable bg_cv_;
-  bool bg_stop_ = false;
-  std::thread bg_thread_;
+  PeriodicTask sweeper_;
+  PeriodicTask gauges_;
 };
 
 }  // namespace safeharbor::beds

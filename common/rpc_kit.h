@@ -1,0 +1,270 @@
+// Every RPC declared once. A service's method table says, for each RPC of its proto: the handler,
+// the roles and the organization scope that may call it, idempotency on request_id, transaction
+// isolation, read-only or not. RpcService runs, for every entry:
+//   identify → authorize (role) → validate (pure, on the reactor thread) → organization scope
+//   → hand-off to the bounded executor → handler (with a CallContext) → transaction with
+//   idempotency (ctx.Transact) → after-commit work → invariant metrics and log.
+// An RPC of the proto without an entry cannot be served: Seal() refuses to start the service.
+#pragma once
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/rpc_service_method.h>
+#include <grpcpp/impl/service_type.h>
+#include <grpcpp/support/server_callback.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/auth.h"
+#include "common/clock.h"
+#include "common/pg.h"
+#include "common/rpc.h"
+#include "common/status.h"
+
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+}  // namespace prometheus
+
+namespace safeharbor {
+
+// A set of roles. "Every role" is written as RoleSet::Every(), never implied.
+class RoleSet {
+ public:
+  RoleSet() = default;
+  RoleSet(std::initializer_list<Role> roles);
+  static RoleSet Every();
+  bool Has(Role role) const { return (bits_ >> static_cast<int>(role)) & 1u; }
+  bool empty() const { return bits_ == 0; }
+  std::string ToString() const;  // "child_welfare, law_enforcement"
+
+ private:
+  uint32_t bits_ = 0;
+};
+
+// Every role, in declaration order (for tests that try each).
+const std::vector<Role>& AllRoles();
+
+enum class Scope {
+  kAnyOrganization,  // any organization holding one of the roles
+  kOwnOrganization,  // the organization the request names is the caller's (any_org roles excepted)
+  kStored,           // decided by the handler on stored data (owner, the referral's parties,
+                     // region): ctx.Authorize(decision) before any answer that is not an error
+};
+
+enum class Idempotency {
+  kNone,
+  kRecorded,  // request_id required; ctx.Transact runs the work once per id, a replay answers
+              // the stored response (the same id with other content is refused)
+  kByState,   // request_id required; a retry finds the state already changed and answers as the
+              // first call did
+};
+
+struct MethodPolicy {
+  RoleSet roles;
+  Scope scope = Scope::kAnyOrganization;
+  RoleSet any_org;  // kOwnOrganization: roles that may name any organization
+  Idempotency idempotency = Idempotency::kNone;
+  Isolation isolation = Isolation::kReadCommitted;
+  bool read_only = false;
+};
+
+// One entry of a method table, without its types: what tests enumerate.
+struct MethodInfo {
+  std::string name;  // "HoldBed"
+  bool server_streaming = false;
+  MethodPolicy policy;
+};
+
+// The deadline of the call the current thread works for (InfiniteFuture outside a call):
+// outgoing calls to peers derive theirs from it.
+absl::Time CurrentCallDeadline();
+
+class RpcService;
+
+// Handed to every handler: who calls, until when, the injected clock, and the method's
+// transaction.
+class CallContext {
+ public:
+  const Caller& caller() const { return caller_; }
+  absl::Time deadline() const { return deadline_; }
+  absl::Time Now() const { return clock_->Now(); }
+  const MethodInfo& method() const { return *method_; }
+
+  // Runs fn in a transaction with the method's isolation and read-only flag; for a kRecorded
+  // method, once per request_id (a replay fills the response from the record instead, and
+  // replayed() says so). Work queued with AfterCommit inside fn runs once, after the commit.
+  absl::Status Transact(const std::function<absl::Status(PgTx&)>& fn);
+  bool replayed() const { return replayed_; }
+  // Inside Transact: runs after its commit (dropped when it rolls back or is retried). Outside:
+  // runs at once.
+  void AfterCommit(std::function<void()> fn);
+  // kRecorded: the request as it is to be remembered, when it differs from the one received
+  // (identifying details replaced by keyed fingerprints). Must outlive the call to Transact.
+  void SetIdempotencyRequest(const google::protobuf::Message* request) { idem_request_ = request; }
+
+  // Scope::kStored: the handler's decision on stored data. Returns `decision`.
+  absl::Status Authorize(absl::Status decision);
+  bool authorized() const { return authorized_; }
+
+ private:
+  friend class RpcService;
+  CallContext() = default;
+
+  Caller caller_;
+  absl::Time deadline_ = absl::InfiniteFuture();
+  const Clock* clock_ = nullptr;
+  const MethodInfo* method_ = nullptr;
+  PgPool* pg_ = nullptr;
+  std::string request_id_;
+  const google::protobuf::Message* idem_request_ = nullptr;
+  google::protobuf::Message* response_ = nullptr;
+  bool replayed_ = false;
+  bool authorized_ = false;
+  bool in_tx_ = false;
+  std::vector<std::function<void()>> after_commit_;
+};
+
+struct KitDeps {
+  RpcEnv* env = nullptr;
+  PgPool* pg = nullptr;  // may be null for a service without a database (tests)
+  const Clock* clock = nullptr;
+  prometheus::Registry* registry = nullptr;  // may be null
+};
+
+// Optional typed parts of an entry.
+template <typename Req>
+struct Checks {
+  // Pure validation of the request (no I/O): INVALID_ARGUMENT naming the field.
+  std::function<absl::Status(const Req&)> validate;
+  // Scope::kOwnOrganization: the organization the request acts for.
+  std::function<std::string(const Req&)> organization;
+};
+
+// A grpc::Service built from a method table. A service's logic class derives from it and
+// declares each RPC once, in its constructor, then calls Seal().
+class RpcService : public grpc::Service {
+ public:
+  // `full_name`: the proto service, e.g. "safeharbor.beds.v1.BedsService".
+  RpcService(absl::string_view full_name, KitDeps deps);
+  ~RpcService() override;
+
+  const std::string& full_name() const { return full_name_; }
+  const std::vector<MethodInfo>& method_table() const { return table_; }
+  RpcEnv* env() const { return deps_.env; }
+
+ protected:
+  template <typename Req, typename Resp>
+  using UnaryHandler = std::function<absl::Status(CallContext&, const Req&, Resp*)>;
+  template <typename Req, typename Resp>
+  using StreamHandler =
+      std::function<grpc::ServerWriteReactor<Resp>*(CallContext&, const Req&, grpc::Status)>;
+
+  template <typename Req, typename Resp>
+  void Unary(absl::string_view name, MethodPolicy policy, UnaryHandler<Req, Resp> handler,
+             Checks<Req> checks = {});
+  // The stream handler runs on the reactor thread and must not block. It also receives the
+  // refusals (not OK status) so that it can end the stream its own way.
+  template <typename Req, typename Resp>
+  void ServerStream(absl::string_view name, MethodPolicy policy, StreamHandler<Req, Resp> handler,
+                    Checks<Req> checks = {});
+
+  // Every RPC of the proto must have been declared: aborts at start-up naming the first that
+  // was not (a programming error the descriptor test also catches).
+  void Seal();
+
+ private:
+  struct Declared {
+    int index;
+    const MethodInfo* info;
+  };
+  Declared Declare(absl::string_view name, MethodPolicy policy, bool streaming,
+                   const google::protobuf::Descriptor* input);
+  // Identify, role, request_id, validation and scope: the refusal, or the call's context.
+  absl::Status Admit(const grpc::CallbackServerContext& ctx, const MethodInfo& info,
+                     const google::protobuf::Message& req, absl::Status validation,
+                     const std::string& organization, CallContext* call) const;
+  // The answer, after the kit's own checks; counts and logs what an operator needs.
+  absl::Status Conclude(const CallContext& call, const MethodInfo& info,
+                        absl::Status status) const;
+  template <typename Req>
+  static absl::Status Validate(const Checks<Req>& checks, const Req& req) {
+    return checks.validate ? checks.validate(req) : absl::OkStatus();
+  }
+  template <typename Req>
+  static std::string OrganizationOf(const Checks<Req>& checks, const Req& req) {
+    return checks.organization ? checks.organization(req) : std::string();
+  }
+  void Run(CallContext* call, const std::function<absl::Status(CallContext&)>& body,
+           grpc::ServerUnaryReactor* reactor, grpc::CallbackServerContext* ctx) const;
+
+  const std::string full_name_;
+  const KitDeps deps_;
+  const google::protobuf::ServiceDescriptor* descriptor_ = nullptr;
+  std::deque<std::string> paths_;  // stable storage for the method paths gRPC keeps pointers to
+  std::vector<MethodInfo> table_;
+  std::vector<bool> declared_;
+  prometheus::Family<prometheus::Counter>* violations_ = nullptr;
+  prometheus::Family<prometheus::Counter>* refused_ = nullptr;
+};
+
+template <typename Req, typename Resp>
+void RpcService::Unary(absl::string_view name, MethodPolicy policy,
+                       UnaryHandler<Req, Resp> handler, Checks<Req> checks) {
+  const Declared d = Declare(name, policy, false, Req::descriptor());
+  const MethodInfo* info = d.info;
+  MarkMethodCallback(d.index, new grpc::internal::CallbackUnaryHandler<Req, Resp>(
+                                  [this, info, handler = std::move(handler), checks](
+                                      grpc::CallbackServerContext* ctx, const Req* req,
+                                      Resp* resp) -> grpc::ServerUnaryReactor* {
+                                    auto* call = new CallContext();
+                                    call->response_ = resp;
+                                    absl::Status admitted =
+                                        Admit(*ctx, *info, *req, Validate(checks, *req),
+                                              OrganizationOf(checks, *req), call);
+                                    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+                                    if (!admitted.ok()) {
+                                      reactor->Finish(
+                                          ToGrpcStatus(Conclude(*call, *info, admitted)));
+                                      delete call;
+                                      return reactor;
+                                    }
+                                    Run(
+                                        call,
+                                        [&handler, req, resp](CallContext& c) {
+                                          return handler(c, *req, resp);
+                                        },
+                                        reactor, ctx);
+                                    return reactor;
+                                  }));
+}
+
+template <typename Req, typename Resp>
+void RpcService::ServerStream(absl::string_view name, MethodPolicy policy,
+                              StreamHandler<Req, Resp> handler, Checks<Req> checks) {
+  const Declared d = Declare(name, policy, true, Req::descriptor());
+  const MethodInfo* info = d.info;
+  MarkMethodCallback(
+      d.index, new grpc::internal::CallbackServerStreamingHandler<Req, Resp>(
+                   [this, info, handler = std::move(handler), checks](
+                       grpc::CallbackServerContext* ctx,
+                       const Req* req) -> grpc::ServerWriteReactor<Resp>* {
+                     CallContext call;
+                     absl::Status admitted = Admit(*ctx, *info, *req, Validate(checks, *req),
+                                                   OrganizationOf(checks, *req), &call);
+                     return handler(call, *req, ToGrpcStatus(Conclude(call, *info, admitted)));
+                   }));
+}
+
+}  // namespace safeharbor
