@@ -57,9 +57,9 @@ bool InvariantForcedToFail(absl::string_view invariant) {
 
 void ReleaseAssertFailed(const char* condition, const char* file, int line,
                          absl::string_view detail) {
-  log::Error("release_assert_failed", {{"condition", condition},
-                                       {"where", absl::StrCat(file, ":", line)},
-                                       {"detail", detail}});
+  log::Error(
+      "release_assert_failed",
+      {{"condition", condition}, {"where", absl::StrCat(file, ":", line)}, {"detail", detail}});
   std::abort();
 }
 

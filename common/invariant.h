@@ -29,14 +29,14 @@ bool InvariantForcedToFail(absl::string_view invariant);
 
 // In a function returning absl::Status or absl::StatusOr: returns InvariantViolation when
 // `cond` is false. `invariant` is a stable name such as "beds.capacity".
-#define SH_INVARIANT(cond, invariant)                                               \
-  do {                                                                              \
-    if (!(cond) || ::safeharbor::InvariantForcedToFail(invariant)) {                \
-      return ::safeharbor::InvariantViolation(invariant, "violated: " #cond);       \
-    }                                                                               \
+#define SH_INVARIANT(cond, invariant)                                         \
+  do {                                                                        \
+    if (!(cond) || ::safeharbor::InvariantForcedToFail(invariant)) {          \
+      return ::safeharbor::InvariantViolation(invariant, "violated: " #cond); \
+    }                                                                         \
   } while (0)
 
-#define SH_RELEASE_ASSERT(cond, detail)                                      \
-  do {                                                                       \
+#define SH_RELEASE_ASSERT(cond, detail)                                                \
+  do {                                                                                 \
     if (!(cond)) ::safeharbor::ReleaseAssertFailed(#cond, __FILE__, __LINE__, detail); \
   } while (0)

@@ -106,8 +106,7 @@ absl::Status CallContext::Authorize(absl::Status decision) {
 
 RpcService::RpcService(absl::string_view full_name, KitDeps deps)
     : full_name_(full_name), deps_(deps) {
-  descriptor_ =
-      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(full_name_);
+  descriptor_ = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(full_name_);
   SH_RELEASE_ASSERT(descriptor_ != nullptr, full_name_);
   SH_RELEASE_ASSERT(deps_.env != nullptr && deps_.clock != nullptr, full_name_);
   const int n = descriptor_->method_count();
@@ -123,8 +122,9 @@ RpcService::RpcService(absl::string_view full_name, KitDeps deps)
   if (deps_.registry == nullptr) return;
   violations_ = &prometheus::BuildCounter()
                      .Name("safeharbor_invariant_violations_total")
-                     .Help("Calls refused with INTERNAL because an invariant that guards money "
-                           "or beds would have been broken, by invariant.")
+                     .Help(
+                         "Calls refused with INTERNAL because an invariant that guards money "
+                         "or beds would have been broken, by invariant.")
                      .Register(*deps_.registry);
   refused_ = &prometheus::BuildCounter()
                   .Name("safeharbor_rpc_refused_total")
@@ -159,9 +159,8 @@ RpcService::Declared RpcService::Declare(absl::string_view name, MethodPolicy po
 
 void RpcService::Seal() {
   for (size_t i = 0; i < declared_.size(); ++i) {
-    SH_RELEASE_ASSERT(declared_[i], absl::StrCat(full_name_, "/", descriptor_->method(
-                                                                      static_cast<int>(i))
-                                                                      ->name(),
+    SH_RELEASE_ASSERT(declared_[i], absl::StrCat(full_name_, "/",
+                                                 descriptor_->method(static_cast<int>(i))->name(),
                                                  " has no entry in the method table"));
   }
 }
@@ -178,8 +177,8 @@ absl::Status RpcService::Admit(const grpc::CallbackServerContext& ctx, const Met
   const Caller& c = call->caller_;
   if (!p.roles.Has(c.role)) {
     return absl::PermissionDeniedError(absl::StrCat("role '", RoleName(c.role), "' may not call ",
-                                                    info.name, " (it is for: ",
-                                                    p.roles.ToString(), ")"));
+                                                    info.name, " (it is for: ", p.roles.ToString(),
+                                                    ")"));
   }
   if (p.idempotency != Idempotency::kNone) {
     call->request_id_ = RequestIdOf(req);
@@ -188,9 +187,8 @@ absl::Status RpcService::Admit(const grpc::CallbackServerContext& ctx, const Met
   }
   SH_RETURN_IF_ERROR(validation);
   if (p.scope == Scope::kOwnOrganization && !p.any_org.Has(c.role) && organization != c.org_id) {
-    return absl::PermissionDeniedError(absl::StrCat("a ", RoleName(c.role),
-                                                    " acts only for its own organization in ",
-                                                    info.name));
+    return absl::PermissionDeniedError(
+        absl::StrCat("a ", RoleName(c.role), " acts only for its own organization in ", info.name));
   }
   call->authorized_ = p.scope != Scope::kStored;
   return absl::OkStatus();

@@ -152,6 +152,18 @@ struct Checks {
   std::function<std::string(const Req&)> organization;
 };
 
+// A server stream that ends at once with `status`.
+template <typename Resp>
+class RefusedStream final : public grpc::ServerWriteReactor<Resp> {
+ public:
+  explicit RefusedStream(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+template <typename Resp>
+grpc::ServerWriteReactor<Resp>* Refuse(grpc::Status status) {
+  return new RefusedStream<Resp>(std::move(status));
+}
+
 // A grpc::Service built from a method table. A service's logic class derives from it and
 // declares each RPC once, in its constructor, then calls Seal().
 class RpcService : public grpc::Service {
@@ -168,14 +180,13 @@ class RpcService : public grpc::Service {
   template <typename Req, typename Resp>
   using UnaryHandler = std::function<absl::Status(CallContext&, const Req&, Resp*)>;
   template <typename Req, typename Resp>
-  using StreamHandler =
-      std::function<grpc::ServerWriteReactor<Resp>*(CallContext&, const Req&, grpc::Status)>;
+  using StreamHandler = std::function<grpc::ServerWriteReactor<Resp>*(CallContext&, const Req&)>;
 
   template <typename Req, typename Resp>
   void Unary(absl::string_view name, MethodPolicy policy, UnaryHandler<Req, Resp> handler,
              Checks<Req> checks = {});
-  // The stream handler runs on the reactor thread and must not block. It also receives the
-  // refusals (not OK status) so that it can end the stream its own way.
+  // The stream handler runs on the reactor thread and must not block; it is called only for
+  // admitted calls (a refused one ends at once, never registered anywhere).
   template <typename Req, typename Resp>
   void ServerStream(absl::string_view name, MethodPolicy policy, StreamHandler<Req, Resp> handler,
                     Checks<Req> checks = {});
@@ -196,8 +207,7 @@ class RpcService : public grpc::Service {
                      const google::protobuf::Message& req, absl::Status validation,
                      const std::string& organization, CallContext* call) const;
   // The answer, after the kit's own checks; counts and logs what an operator needs.
-  absl::Status Conclude(const CallContext& call, const MethodInfo& info,
-                        absl::Status status) const;
+  absl::Status Conclude(const CallContext& call, const MethodInfo& info, absl::Status status) const;
   template <typename Req>
   static absl::Status Validate(const Checks<Req>& checks, const Req& req) {
     return checks.validate ? checks.validate(req) : absl::OkStatus();
@@ -220,34 +230,31 @@ class RpcService : public grpc::Service {
 };
 
 template <typename Req, typename Resp>
-void RpcService::Unary(absl::string_view name, MethodPolicy policy,
-                       UnaryHandler<Req, Resp> handler, Checks<Req> checks) {
+void RpcService::Unary(absl::string_view name, MethodPolicy policy, UnaryHandler<Req, Resp> handler,
+                       Checks<Req> checks) {
   const Declared d = Declare(name, policy, false, Req::descriptor());
   const MethodInfo* info = d.info;
-  MarkMethodCallback(d.index, new grpc::internal::CallbackUnaryHandler<Req, Resp>(
-                                  [this, info, handler = std::move(handler), checks](
-                                      grpc::CallbackServerContext* ctx, const Req* req,
-                                      Resp* resp) -> grpc::ServerUnaryReactor* {
-                                    auto* call = new CallContext();
-                                    call->response_ = resp;
-                                    absl::Status admitted =
-                                        Admit(*ctx, *info, *req, Validate(checks, *req),
-                                              OrganizationOf(checks, *req), call);
-                                    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-                                    if (!admitted.ok()) {
-                                      reactor->Finish(
-                                          ToGrpcStatus(Conclude(*call, *info, admitted)));
-                                      delete call;
-                                      return reactor;
-                                    }
-                                    Run(
-                                        call,
-                                        [&handler, req, resp](CallContext& c) {
-                                          return handler(c, *req, resp);
-                                        },
-                                        reactor, ctx);
-                                    return reactor;
-                                  }));
+  MarkMethodCallback(
+      d.index, new grpc::internal::CallbackUnaryHandler<Req, Resp>(
+                   [this, info, handler = std::move(handler), checks](
+                       grpc::CallbackServerContext* ctx, const Req* req,
+                       Resp* resp) -> grpc::ServerUnaryReactor* {
+                     auto* call = new CallContext();
+                     call->response_ = resp;
+                     absl::Status admitted = Admit(*ctx, *info, *req, Validate(checks, *req),
+                                                   OrganizationOf(checks, *req), call);
+                     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+                     if (!admitted.ok()) {
+                       reactor->Finish(ToGrpcStatus(Conclude(*call, *info, admitted)));
+                       delete call;
+                       return reactor;
+                     }
+                     Run(
+                         call,
+                         [&handler, req, resp](CallContext& c) { return handler(c, *req, resp); },
+                         reactor, ctx);
+                     return reactor;
+                   }));
 }
 
 template <typename Req, typename Resp>
@@ -256,15 +263,38 @@ void RpcService::ServerStream(absl::string_view name, MethodPolicy policy,
   const Declared d = Declare(name, policy, true, Req::descriptor());
   const MethodInfo* info = d.info;
   MarkMethodCallback(
-      d.index, new grpc::internal::CallbackServerStreamingHandler<Req, Resp>(
-                   [this, info, handler = std::move(handler), checks](
-                       grpc::CallbackServerContext* ctx,
-                       const Req* req) -> grpc::ServerWriteReactor<Resp>* {
-                     CallContext call;
-                     absl::Status admitted = Admit(*ctx, *info, *req, Validate(checks, *req),
-                                                   OrganizationOf(checks, *req), &call);
-                     return handler(call, *req, ToGrpcStatus(Conclude(call, *info, admitted)));
-                   }));
+      d.index,
+      new grpc::internal::CallbackServerStreamingHandler<Req, Resp>(
+          [this, info, handler = std::move(handler), checks](
+              grpc::CallbackServerContext* ctx, const Req* req) -> grpc::ServerWriteReactor<Resp>* {
+            CallContext call;
+            absl::Status admitted = Admit(*ctx, *info, *req, Validate(checks, *req),
+                                          OrganizationOf(checks, *req), &call);
+            if (!admitted.ok()) {
+              return Refuse<Resp>(ToGrpcStatus(Conclude(call, *info, admitted)));
+            }
+            return handler(call, *req);
+          }));
 }
 
 }  // namespace safeharbor
+
+// In the method table of an RpcService subclass whose protos are in namespace `v1`: declares
+// RPC `Name`, served by the member `absl::Status Name(CallContext&, const v1::NameRequest&,
+// v1::NameResponse*)`, with its MethodPolicy and optional Checks fields (.validate = …,
+// .organization = …).
+#define SAFEHARBOR_RPC(Name, policy, ...)                                      \
+  this->Unary<v1::Name##Request, v1::Name##Response>(                          \
+      #Name, policy,                                                           \
+      [this](::safeharbor::CallContext& ctx, const v1::Name##Request& req,     \
+             v1::Name##Response* resp) { return this->Name(ctx, req, resp); }, \
+      {__VA_ARGS__})
+// The same for a server-streaming RPC served by `grpc::ServerWriteReactor<v1::NameResponse>*
+// Name(CallContext&, const v1::NameRequest&)`.
+#define SAFEHARBOR_STREAM_RPC(Name, policy, ...)                             \
+  this->ServerStream<v1::Name##Request, v1::Name##Response>(                 \
+      #Name, policy,                                                         \
+      [this](::safeharbor::CallContext& ctx, const v1::Name##Request& req) { \
+        return this->Name(ctx, req);                                         \
+      },                                                                     \
+      {__VA_ARGS__})

@@ -47,8 +47,8 @@ absl::Status Peer::CallIdempotent(
   }
   if (in_flight_.fetch_add(1) >= options_.max_in_flight) {
     in_flight_.fetch_sub(1);
-    return absl::UnavailableError(absl::StrCat(options_.name, " service busy: ",
-                                               options_.max_in_flight, " calls in flight"));
+    return absl::UnavailableError(
+        absl::StrCat(options_.name, " service busy: ", options_.max_in_flight, " calls in flight"));
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(deadline));

@@ -23,9 +23,9 @@ struct PeerOptions {
   std::string address;  // host:port
   TlsFiles tls;         // this service's certificate as the client identity
   bool insecure_dev_mode = false;
-  std::string dev_identity;  // SPIFFE id sent as a header in dev mode
+  std::string dev_identity;                    // SPIFFE id sent as a header in dev mode
   absl::Duration deadline = absl::Seconds(2);  // the cap on every call's deadline
-  int max_attempts = 3;                          // gRPC retry policy, on UNAVAILABLE
+  int max_attempts = 3;                        // gRPC retry policy, on UNAVAILABLE
   absl::Duration backoff = absl::Milliseconds(100);
   int max_in_flight = 32;  // calls to this peer at once; more fail at once with UNAVAILABLE
 };

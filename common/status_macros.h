@@ -10,10 +10,10 @@
 #define SH_CONCAT(a, b) SH_CONCAT_INNER(a, b)
 
 // Evaluates `expr` (an absl::Status) once; returns it from the enclosing function when not OK.
-#define SH_RETURN_IF_ERROR(expr)                        \
-  do {                                                  \
-    ::absl::Status sh_status_ = (expr);                 \
-    if (!sh_status_.ok()) return sh_status_;            \
+#define SH_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status sh_status_ = (expr);      \
+    if (!sh_status_.ok()) return sh_status_; \
   } while (0)
 
 // `lhs` (a declaration such as `auto x` or an existing variable) = the value of `expr` (an

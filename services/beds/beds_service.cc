@@ -90,10 +90,11 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                  .Help("Bed types of routable facilities whose census is stale or missing.")
                  .Register(registry)
                  .Add({})),
-      sweeper_("beds_hold_sweep", options_.sweep_interval,
-               [this] { return SweepExpiredHolds().status(); }, &registry),
-      gauges_("beds_gauges", options_.gauge_interval, [this] { return RefreshGauges(); },
-              &registry) {
+      sweeper_(
+          "beds_hold_sweep", options_.sweep_interval,
+          [this] { return SweepExpiredHolds().status(); }, &registry),
+      gauges_(
+          "beds_gauges", options_.gauge_interval, [this] { return RefreshGauges(); }, &registry) {
   Methods();
   for (const char* e : {"created", "expired", "released", "confirmed"}) {
     holds_.Add({{"event", e}});
@@ -132,74 +133,64 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
 
 BedsServiceImpl::~BedsServiceImpl() { StopBackground(); }
 
+// The beds service's method table: every RPC, who may call it, and how.
 void BedsServiceImpl::Methods() {
-  using v1::BedType;
   const RoleSet managers = {Role::kProvider, Role::kDirectoryAdmin};
   const RoleSet hold_parties = {Role::kChildWelfare, Role::kLawEnforcement, Role::kProvider,
                                 Role::kService};
+  const MethodPolicy own_facility{
+      .roles = managers, .scope = Scope::kOwnOrganization, .any_org = {Role::kDirectoryAdmin}};
+  MethodPolicy create = own_facility;
+  create.idempotency = Idempotency::kRecorded;
+  const MethodPolicy snapshot{
+      .roles = RoleSet::Every(), .isolation = Isolation::kRepeatableRead, .read_only = true};
   const auto facility_org = [](const auto& r) { return r.facility().organization_id(); };
-  Unary<v1::CreateFacilityRequest, v1::CreateFacilityResponse>(
-      "CreateFacility",
-      {.roles = managers, .scope = Scope::kOwnOrganization, .any_org = {Role::kDirectoryAdmin},
-       .idempotency = Idempotency::kRecorded},
-      [this](auto& ctx, const auto& req, auto* resp) { return CreateFacility(ctx, req, resp); },
-      {.validate = [this](const auto& r) { return ValidateFacility(r.facility(), counties_, false); },
-       .organization = facility_org});
-  Unary<v1::GetFacilityRequest, v1::GetFacilityResponse>(
-      "GetFacility",
-      {.roles = RoleSet::Every(), .isolation = Isolation::kRepeatableRead, .read_only = true},
-      [this](auto& ctx, const auto& req, auto* resp) { return GetFacility(ctx, req, resp); },
-      {.validate = [](const auto& r) { return ValidateId(r.id(), "id"); }});
-  Unary<v1::UpdateFacilityRequest, v1::UpdateFacilityResponse>(
-      "UpdateFacility",
-      {.roles = managers, .scope = Scope::kOwnOrganization, .any_org = {Role::kDirectoryAdmin}},
-      [this](auto& ctx, const auto& req, auto* resp) { return UpdateFacility(ctx, req, resp); },
-      {.validate = [this](const auto& r) { return ValidateFacility(r.facility(), counties_, true); },
-       .organization = facility_org});
-  Unary<v1::ListFacilitiesRequest, v1::ListFacilitiesResponse>(
-      "ListFacilities", {.roles = RoleSet::Every(), .read_only = true},
-      [this](auto& ctx, const auto& req, auto* resp) { return ListFacilities(ctx, req, resp); });
-  Unary<v1::ReportCensusRequest, v1::ReportCensusResponse>(
-      "ReportCensus",
-      {.roles = managers, .scope = Scope::kStored, .idempotency = Idempotency::kRecorded},
-      [this](auto& ctx, const auto& req, auto* resp) { return ReportCensus(ctx, req, resp); },
-      {.validate = [](const auto& r) { return ValidateId(r.facility_id(), "facility_id"); }});
-  Unary<v1::SearchAvailabilityRequest, v1::SearchAvailabilityResponse>(
-      "SearchAvailability",
-      {.roles = RoleSet::Every(), .isolation = Isolation::kRepeatableRead, .read_only = true},
-      [this](auto& ctx, const auto& req, auto* resp) { return SearchAvailability(ctx, req, resp); },
-      {.validate = [this](const auto& r) { return ValidateSearch(r, counties_); }});
-  Unary<v1::HoldBedRequest, v1::HoldBedResponse>(
-      "HoldBed",
-      {.roles = {Role::kChildWelfare, Role::kLawEnforcement, Role::kService},
-       .idempotency = Idempotency::kRecorded},
-      [this](auto& ctx, const auto& req, auto* resp) { return HoldBed(ctx, req, resp); },
-      {.validate = [](const v1::HoldBedRequest& r) { return ValidateHoldRequest(r); }});
-  Unary<v1::ReleaseHoldRequest, v1::ReleaseHoldResponse>(
-      "ReleaseHold", {.roles = hold_parties, .scope = Scope::kStored},
-      [this](auto& ctx, const auto& req, auto* resp) { return ReleaseHold(ctx, req, resp); },
-      {.validate = [](const auto& r) { return ValidateId(r.hold_id(), "hold_id"); }});
-  Unary<v1::ConfirmPlacementRequest, v1::ConfirmPlacementResponse>(
-      "ConfirmPlacement",
-      {.roles = hold_parties, .scope = Scope::kStored, .idempotency = Idempotency::kRecorded},
-      [this](auto& ctx, const auto& req, auto* resp) { return ConfirmPlacement(ctx, req, resp); },
-      {.validate = [](const auto& r) { return ValidateId(r.hold_id(), "hold_id"); }});
-  Unary<v1::DischargePlacementRequest, v1::DischargePlacementResponse>(
-      "DischargePlacement",
-      {.roles = {Role::kProvider, Role::kDirectoryAdmin, Role::kService}, .scope = Scope::kStored},
-      [this](auto& ctx, const auto& req, auto* resp) { return DischargePlacement(ctx, req, resp); },
-      {.validate = [](const auto& r) { return ValidateId(r.placement_id(), "placement_id"); }});
-  ServerStream<v1::WatchAvailabilityRequest, v1::WatchAvailabilityResponse>(
-      "WatchAvailability", {.roles = RoleSet::Every()},
-      [this](auto& ctx, const auto& req, grpc::Status admitted) {
-        return WatchAvailability(ctx, req, std::move(admitted));
-      },
-      {.validate = [this](const auto& r) -> absl::Status {
+  SAFEHARBOR_RPC(
+      CreateFacility, create,
+      .validate =
+          [this](const auto& r) { return ValidateFacility(r.facility(), counties_, false); },
+      .organization = facility_org);
+  SAFEHARBOR_RPC(
+      GetFacility, snapshot, .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
+  SAFEHARBOR_RPC(
+      UpdateFacility, own_facility,
+      .validate = [this](const auto& r) { return ValidateFacility(r.facility(), counties_, true); },
+      .organization = facility_org);
+  SAFEHARBOR_RPC(ListFacilities, (MethodPolicy{.roles = RoleSet::Every(), .read_only = true}));
+  SAFEHARBOR_RPC(
+      ReportCensus,
+      (MethodPolicy{
+          .roles = managers, .scope = Scope::kStored, .idempotency = Idempotency::kRecorded}),
+      .validate = [](const auto& r) { return ValidateId(r.facility_id(), "facility_id"); });
+  SAFEHARBOR_RPC(
+      SearchAvailability, snapshot,
+      .validate = [this](const auto& r) { return ValidateSearch(r, counties_); });
+  SAFEHARBOR_RPC(
+      HoldBed,
+      (MethodPolicy{.roles = {Role::kChildWelfare, Role::kLawEnforcement, Role::kService},
+                    .idempotency = Idempotency::kRecorded}),
+      .validate = [](const auto& r) { return ValidateHoldRequest(r); });
+  SAFEHARBOR_RPC(
+      ReleaseHold, (MethodPolicy{.roles = hold_parties, .scope = Scope::kStored}),
+      .validate = [](const auto& r) { return ValidateId(r.hold_id(), "hold_id"); });
+  SAFEHARBOR_RPC(
+      ConfirmPlacement,
+      (MethodPolicy{
+          .roles = hold_parties, .scope = Scope::kStored, .idempotency = Idempotency::kRecorded}),
+      .validate = [](const auto& r) { return ValidateId(r.hold_id(), "hold_id"); });
+  SAFEHARBOR_RPC(
+      DischargePlacement,
+      (MethodPolicy{.roles = {Role::kProvider, Role::kDirectoryAdmin, Role::kService},
+                    .scope = Scope::kStored}),
+      .validate = [](const auto& r) { return ValidateId(r.placement_id(), "placement_id"); });
+  SAFEHARBOR_STREAM_RPC(
+      WatchAvailability, {.roles = RoleSet::Every()},
+      .validate = [this](const auto& r) -> absl::Status {
         if (!r.county_fips().empty() && counties_.Find(r.county_fips()) == nullptr) {
           return absl::InvalidArgumentError("county_fips must be a known county FIPS code");
         }
         return absl::OkStatus();
-      }});
+      });
   Seal();
 }
 
@@ -250,9 +241,9 @@ absl::StatusOr<std::pair<Inventory, absl::Time>> BedsServiceImpl::LockedInventor
 }
 
 absl::Status BedsServiceImpl::AppendAvailability(PgTx& tx, const std::string& county,
-                                                 const char* reason,
-                                                 const std::string& facility_id, v1::BedType type,
-                                                 const Inventory& inv, absl::Time now) {
+                                                 const char* reason, const std::string& facility_id,
+                                                 v1::BedType type, const Inventory& inv,
+                                                 absl::Time now) {
   return BedsStore::AppendEvent(tx, county, reason,
                                 ToProto(facility_id, type, inv, now, options_.stale_after), now)
       .status();
@@ -333,8 +324,7 @@ absl::Status BedsServiceImpl::RefreshGauges() {
   return absl::OkStatus();
 }
 
-absl::Status BedsServiceImpl::CreateFacility(CallContext& ctx,
-                                             const v1::CreateFacilityRequest& req,
+absl::Status BedsServiceImpl::CreateFacility(CallContext& ctx, const v1::CreateFacilityRequest& req,
                                              v1::CreateFacilityResponse* resp) {
   if (providers_ != nullptr) {
     SH_RETURN_IF_ERROR(providers_->CheckProvider(req.facility().organization_id()));
@@ -366,8 +356,7 @@ absl::Status BedsServiceImpl::GetFacility(CallContext& ctx, const v1::GetFacilit
   });
 }
 
-absl::Status BedsServiceImpl::UpdateFacility(CallContext& ctx,
-                                             const v1::UpdateFacilityRequest& req,
+absl::Status BedsServiceImpl::UpdateFacility(CallContext& ctx, const v1::UpdateFacilityRequest& req,
                                              v1::UpdateFacilityResponse* resp) {
   const absl::Time now = ctx.Now();
   const v1::Facility& f = req.facility();
@@ -386,8 +375,7 @@ absl::Status BedsServiceImpl::UpdateFacility(CallContext& ctx,
   return absl::OkStatus();
 }
 
-absl::Status BedsServiceImpl::ListFacilities(CallContext& ctx,
-                                             const v1::ListFacilitiesRequest& req,
+absl::Status BedsServiceImpl::ListFacilities(CallContext& ctx, const v1::ListFacilitiesRequest& req,
                                              v1::ListFacilitiesResponse* resp) {
   SH_ASSIGN_OR_RETURN(const int size, ValidatePageSize(req.page_size(), 50, 500));
   if (!req.organization_id().empty()) {
@@ -481,8 +469,8 @@ absl::Status BedsServiceImpl::SearchAvailability(CallContext& ctx,
     }
     if (static_cast<int>(results.size()) > size) {
       const auto& last = *resp->results().rbegin();
-      resp->set_next_page_token(EncodeDistanceToken("availability", fp, last.distance_meters(),
-                                                    last.facility().id()));
+      resp->set_next_page_token(
+          EncodeDistanceToken("availability", fp, last.distance_meters(), last.facility().id()));
     }
     return absl::OkStatus();
   }));
@@ -589,7 +577,8 @@ absl::Status BedsServiceImpl::ConfirmHold(PgTx& tx, const Caller& c,
   // This hold still counts (it is active by this clock): if the bed type is over its capacity
   // the bed was given to someone else when another replica saw this hold as expired.
   if (inv.held + inv.occupied + inv.out_of_service > inv.licensed_capacity) {
-    return absl::FailedPreconditionError("the hold expired and its bed was taken; hold a bed again");
+    return absl::FailedPreconditionError(
+        "the hold expired and its bed was taken; hold a bed again");
   }
   SH_RETURN_IF_ERROR(BedsStore::CloseHold(tx, hold.id(), v1::HOLD_STATE_CONFIRMED, now));
   SH_RETURN_IF_ERROR(BedsStore::AdjustOccupied(tx, hold.facility_id(), hold.bed_type(), 1));
@@ -618,9 +607,9 @@ absl::Status BedsServiceImpl::ConfirmPlacement(CallContext& ctx,
   if (ctx.replayed()) return absl::OkStatus();
   CountHold("confirmed");
   Changed();
-  log::Info("placement_confirmed", {{"placement_id", placement_id},
-                                    {"hold_id", req.hold_id()},
-                                    {"by", ctx.caller().org_id}});
+  log::Info(
+      "placement_confirmed",
+      {{"placement_id", placement_id}, {"hold_id", req.hold_id()}, {"by", ctx.caller().org_id}});
   return absl::OkStatus();
 }
 
@@ -662,8 +651,8 @@ absl::Status BedsServiceImpl::DischargePlacement(CallContext& ctx,
 }
 
 grpc::ServerWriteReactor<v1::WatchAvailabilityResponse>* BedsServiceImpl::WatchAvailability(
-    CallContext&, const v1::WatchAvailabilityRequest& req, grpc::Status admitted) {
-  return hub_->NewWatcher(req.county_fips(), req.cursor(), admitted);
+    CallContext&, const v1::WatchAvailabilityRequest& req) {
+  return hub_->NewWatcher(req.county_fips(), req.cursor());
 }
 
 }  // namespace safeharbor::beds

@@ -78,7 +78,7 @@ class BedsServiceImpl final : public RpcService {
   absl::Status DischargePlacement(CallContext& ctx, const v1::DischargePlacementRequest& req,
                                   v1::DischargePlacementResponse* resp);
   grpc::ServerWriteReactor<v1::WatchAvailabilityResponse>* WatchAvailability(
-      CallContext& ctx, const v1::WatchAvailabilityRequest& req, grpc::Status admitted);
+      CallContext& ctx, const v1::WatchAvailabilityRequest& req);
 
   absl::Status CanManage(const Caller& c, absl::string_view org_id) const;
   // The holder, the facility's provider, or the referral service.

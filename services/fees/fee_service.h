@@ -8,7 +8,7 @@
 #include "common/clock.h"
 #include "common/counties.h"
 #include "common/pg.h"
-#include "common/rpc.h"
+#include "common/rpc_kit.h"
 #include "safeharbor/fees/v1/fees.grpc.pb.h"
 #include "services/fees/fee_store.h"
 #include "services/fees/recipients.h"
@@ -20,7 +20,7 @@ struct FeeOptions {
   std::string commerce_organization_id = "demo-state-commerce";
 };
 
-class FeeServiceImpl final : public v1::FeeService::CallbackService {
+class FeeServiceImpl final : public RpcService {
  public:
   // None owned; all must outlive this object.
   FeeServiceImpl(RpcEnv* env, PgPool* pg, const RecipientSource* recipients,
@@ -30,47 +30,44 @@ class FeeServiceImpl final : public v1::FeeService::CallbackService {
   // Recomputes the suspense gauge from the ledger (main runs it periodically).
   absl::Status RefreshGauges();
 
-  absl::Status RecordAssessment(const Caller& c, const v1::RecordAssessmentRequest& req,
+ private:
+  void Methods();
+  absl::Status RecordAssessment(CallContext& ctx, const v1::RecordAssessmentRequest& req,
                                 v1::RecordAssessmentResponse* resp);
-  absl::Status GetAssessment(const Caller& c, const v1::GetAssessmentRequest& req,
+  absl::Status GetAssessment(CallContext& ctx, const v1::GetAssessmentRequest& req,
                              v1::GetAssessmentResponse* resp);
-  absl::Status RecordPayment(const Caller& c, const v1::RecordPaymentRequest& req,
+  absl::Status RecordPayment(CallContext& ctx, const v1::RecordPaymentRequest& req,
                              v1::RecordPaymentResponse* resp);
-  absl::Status ReversePayment(const Caller& c, const v1::ReversePaymentRequest& req,
+  absl::Status ReversePayment(CallContext& ctx, const v1::ReversePaymentRequest& req,
                               v1::ReversePaymentResponse* resp);
-  absl::Status ListFeeSchedules(const Caller& c, const v1::ListFeeSchedulesRequest& req,
+  absl::Status ListFeeSchedules(CallContext& ctx, const v1::ListFeeSchedulesRequest& req,
                                 v1::ListFeeSchedulesResponse* resp);
-  absl::Status ListDisbursementPolicies(const Caller& c,
+  absl::Status ListDisbursementPolicies(CallContext& ctx,
                                         const v1::ListDisbursementPoliciesRequest& req,
                                         v1::ListDisbursementPoliciesResponse* resp);
-  absl::Status AdoptDisbursementPolicy(const Caller& c,
+  absl::Status AdoptDisbursementPolicy(CallContext& ctx,
                                        const v1::AdoptDisbursementPolicyRequest& req,
                                        v1::AdoptDisbursementPolicyResponse* resp);
-  absl::Status GetDisbursementReport(const Caller& c, const v1::GetDisbursementReportRequest& req,
+  absl::Status GetDisbursementReport(CallContext& ctx, const v1::GetDisbursementReportRequest& req,
                                      v1::GetDisbursementReportResponse* resp);
-  absl::Status GetCollectionReport(const Caller& c, const v1::GetCollectionReportRequest& req,
+  absl::Status GetCollectionReport(CallContext& ctx, const v1::GetCollectionReportRequest& req,
                                    v1::GetCollectionReportResponse* resp);
-  absl::Status GetCommerceRemittance(const Caller& c, const v1::GetCommerceRemittanceRequest& req,
+  absl::Status GetCommerceRemittance(CallContext& ctx, const v1::GetCommerceRemittanceRequest& req,
                                      v1::GetCommerceRemittanceResponse* resp);
-  absl::Status GetRecipientStatement(const Caller& c, const v1::GetRecipientStatementRequest& req,
+  absl::Status GetRecipientStatement(CallContext& ctx, const v1::GetRecipientStatementRequest& req,
                                      v1::GetRecipientStatementResponse* resp);
 
-  SAFEHARBOR_UNARY_RPC(RecordAssessment)
-  SAFEHARBOR_UNARY_RPC(GetAssessment)
-  SAFEHARBOR_UNARY_RPC(RecordPayment)
-  SAFEHARBOR_UNARY_RPC(ReversePayment)
-  SAFEHARBOR_UNARY_RPC(ListFeeSchedules)
-  SAFEHARBOR_UNARY_RPC(ListDisbursementPolicies)
-  SAFEHARBOR_UNARY_RPC(AdoptDisbursementPolicy)
-  SAFEHARBOR_UNARY_RPC(GetDisbursementReport)
-  SAFEHARBOR_UNARY_RPC(GetCollectionReport)
-  SAFEHARBOR_UNARY_RPC(GetCommerceRemittance)
-  SAFEHARBOR_UNARY_RPC(GetRecipientStatement)
-
- private:
   absl::Status ValidateAssessment(const v1::Assessment& a) const;
+  absl::Status ValidatePayment(const v1::RecordPaymentRequest& req) const;
+  absl::Status ValidatePolicyRequest(const v1::AdoptDisbursementPolicyRequest& req) const;
+  // The payment's ledger transaction, under the assessment's row lock.
+  absl::Status Pay(CallContext& ctx, PgTx& tx, const v1::RecordPaymentRequest& req,
+                   const std::vector<std::string>& providers, const std::string& payment_id,
+                   v1::RecordPaymentResponse* resp);
+  absl::Status Reverse(CallContext& ctx, PgTx& tx, const v1::ReversePaymentRequest& req,
+                       v1::ReversePaymentResponse* resp);
+  void CountPayment(const v1::Payment& p);
 
-  RpcEnv* env_;
   PgPool* pg_;
   const RecipientSource* recipients_;
   const CountyTable& counties_;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/invariant.h"
 #include "common/proto_time.h"
 
 namespace safeharbor::fees {
@@ -204,6 +205,10 @@ absl::StatusOr<int64_t> FeeStore::InsertMoneyTxn(PgTx& tx, absl::string_view kin
                                                  int64_t amount,
                                                  const std::vector<v1::Disbursement>& parts) {
   const int sign = kind == "reversal" ? -1 : 1;
+  int64_t parts_sum = 0;
+  for (const auto& d : parts) parts_sum += d.amount_cents();
+  // The receivable entry (-amount) and the parts balance: a ledger transaction sums to zero.
+  SH_INVARIANT(parts_sum == amount, "fees.ledger_txn_balances");
   auto txn = tx.Exec(
       "INSERT INTO ledger_txns (kind, assessment_id, payment_id, jurisdiction, court_org, "
       "effective_date) VALUES ($1, $2, $3, $4, $5, $6::date) RETURNING id",

@@ -1,10 +1,8 @@
 // fee-service: wiring only. The logic lives in FeeServiceImpl.
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "common/log.h"
+#include "common/periodic.h"
 #include "common/service_main.h"
 #include "services/fees/fee_service.h"
 
@@ -39,23 +37,10 @@ int main(int argc, char** argv) {
   fees::FeeServiceImpl service(deps->env.get(), deps->pg.get(), &recipients, *deps->registry,
                                WashingtonCounties(), SystemClock::Get(), options);
   // The suspense gauge is recomputed from the ledger every 15 s (one indexed query).
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stop = false;
-  std::thread gauges([&] {
-    std::unique_lock<std::mutex> lock(mu);
-    do {
-      lock.unlock();
-      (void)service.RefreshGauges();
-      lock.lock();
-    } while (!cv.wait_for(lock, std::chrono::seconds(15), [&] { return stop; }));
-  });
-  const int code = ServeUntilSignal(*deps, {&service});
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    stop = true;
-  }
-  cv.notify_all();
-  gauges.join();
-  return code;
+  PeriodicTask gauges(
+      "fees_gauges", absl::Seconds(15), [&] { return service.RefreshGauges(); },
+      deps->registry.get());
+  gauges.Start();
+  gauges.Wake();
+  return ServeUntilSignal(*deps, {&service}, [&] { gauges.Stop(); });
 }

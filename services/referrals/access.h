@@ -1,0 +1,23 @@
+// Pure: who may act on a referral and who may read it (the organization scope of the referral
+// RPCs: its parties, or child welfare in its region).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/auth.h"
+#include "safeharbor/referrals/v1/referrals.pb.h"
+#include "services/referrals/lifecycle.h"
+
+namespace safeharbor::referrals {
+
+// The caller's part in this referral; PERMISSION_DENIED when it has none.
+absl::StatusOr<Actor> ActorFor(const Caller& c, const v1::Referral& r);
+
+// The caller may see this referral at all: one of its parties, or a child-welfare office whose
+// `region` (counties) holds it, or the on-call office it was escalated to.
+absl::Status CanRead(const Caller& c, const v1::Referral& r,
+                     const std::vector<std::string>& region);
+
+}  // namespace safeharbor::referrals

@@ -1,0 +1,35 @@
+// How the referral service behaves: deadlines, holds, routing retries, timers.
+#pragma once
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "common/watch_hub.h"
+#include "services/referrals/lifecycle.h"
+
+namespace safeharbor::referrals {
+
+struct ReferralOptions {
+  DeadlinePolicy deadlines;
+  // A held bed stays held this long past the acceptance deadline, for the drive to the provider
+  // (the beds service caps a hold at 4 hours).
+  absl::Duration hold_margin = absl::Hours(3);
+  // Routing attempts failing for another reason than an outage before the referral is
+  // escalated instead.
+  int max_routing_failures = 5;
+  // A routing claim; another replica takes the referral over if this one dies mid-routing.
+  absl::Duration routing_lease = absl::Seconds(30);
+  // Wait before routing again after the directory or beds service failed to answer.
+  absl::Duration routing_retry = absl::Seconds(2);
+  // How often timers (deadlines, unrouted referrals, pending placements) are checked.
+  absl::Duration tick = absl::Seconds(1);
+  absl::Duration gauge_interval = absl::Seconds(15);
+  // Offers past their deadline by more than this count as overdue (the alert's metric).
+  absl::Duration overdue_grace = absl::Minutes(2);
+  // Per tick, at most this many referrals are routed and this many deadlines handled.
+  int batch = 20;
+  std::string key_namespace = "referrals";
+  WatchOptions watch;
+};
+
+}  // namespace safeharbor::referrals

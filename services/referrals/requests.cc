@@ -1,0 +1,122 @@
+#include "services/referrals/requests.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/validate.h"
+#include "safeharbor/directory/v1/directory.pb.h"
+
+namespace safeharbor::referrals {
+namespace {
+
+namespace dir = directory::v1;
+
+absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+absl::Status CheckText(absl::string_view value, size_t max, absl::string_view field,
+                       bool required) {
+  if (required && value.empty()) return Invalid(absl::StrCat(field, " is required"));
+  if (value.size() > max) {
+    return Invalid(absl::StrCat(field, " is longer than ", max, " characters"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateYouth(const v1::YouthProfile& y) {
+  const std::string& ref = y.youth_reference();
+  if (ref.empty() || ref.size() > 64) {
+    return Invalid(
+        "youth.youth_reference is required (an opaque reference, at most 64 characters)");
+  }
+  for (char ch : ref) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_')) {
+      return Invalid(
+          "youth.youth_reference may hold only letters, digits, '-' and '_' (never a name)");
+    }
+  }
+  if (y.age() < 0 || y.age() > 24) return Invalid("youth.age must be between 0 and 24");
+  if (!dir::Gender_IsValid(y.gender())) return Invalid("youth.gender is not a known value");
+  if (y.languages_size() > 5) return Invalid("youth.languages holds at most 5 languages");
+  for (const auto& lang : y.languages()) {
+    if (lang.size() != 2 || !absl::ascii_islower(static_cast<unsigned char>(lang[0])) ||
+        !absl::ascii_islower(static_cast<unsigned char>(lang[1]))) {
+      return Invalid("youth.languages must be lower-case ISO 639-1 codes such as \"es\"");
+    }
+  }
+  const auto& id = y.identifying();
+  if (auto s = CheckText(id.name(), 200, "youth.identifying.name", false); !s.ok()) return s;
+  if (auto s = CheckText(id.contact(), 200, "youth.identifying.contact", false); !s.ok()) return s;
+  return CheckText(id.notes(), 2000, "youth.identifying.notes", false);
+}
+
+}  // namespace
+
+absl::Status ValidateCreate(const v1::CreateReferralRequest& req, const CountyTable& counties) {
+  if (auto s = ValidateYouth(req.youth()); !s.ok()) return s;
+  if (counties.Find(req.county_fips()) == nullptr) {
+    return Invalid("county_fips must be a known county FIPS code (where the youth was identified)");
+  }
+  if (req.has_location()) {
+    if (auto s = ValidateLatLng(req.location().latitude(), req.location().longitude(), "location");
+        !s.ok()) {
+      return s;
+    }
+  }
+  const v1::Needs& needs = req.needs();
+  if (!needs.placement_tonight() && needs.service_categories().empty()) {
+    return Invalid("needs: ask for placement_tonight or at least one service category");
+  }
+  if (needs.service_categories_size() > 10) {
+    return Invalid("needs.service_categories holds at most 10 categories");
+  }
+  for (int c : needs.service_categories()) {
+    if (c == dir::SERVICE_CATEGORY_UNSPECIFIED || !dir::ServiceCategory_IsValid(c)) {
+      return Invalid("needs.service_categories holds an unknown category");
+    }
+    if (c == dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER) {
+      return Invalid(
+          "needs.service_categories: a secure (locked) placement is never a referral destination");
+    }
+  }
+  if (!v1::Urgency_IsValid(req.urgency())) return Invalid("urgency is not a known value");
+  const auto& rc = req.referrer_contact();
+  if (auto s = CheckText(rc.name(), 100, "referrer_contact.name", false); !s.ok()) return s;
+  if (auto s = CheckText(rc.phone(), 32, "referrer_contact.phone", true); !s.ok()) return s;
+  return CheckText(rc.unit(), 100, "referrer_contact.unit", false);
+}
+
+absl::Status ValidateReason(absl::string_view reason) {
+  return CheckText(reason, 500, "reason", true);
+}
+
+v1::Offer* PendingOfferTo(v1::Referral& r, absl::string_view org) {
+  for (auto& o : *r.mutable_offers()) {
+    if (o.provider_organization_id() == org && o.state() == v1::OFFER_STATE_PENDING) return &o;
+  }
+  return nullptr;
+}
+
+bool AnyPending(const v1::Referral& r) {
+  for (const auto& o : r.offers()) {
+    if (o.state() == v1::OFFER_STATE_PENDING) return true;
+  }
+  return false;
+}
+
+void CloseOffers(v1::Referral& r, v1::OfferState state, std::vector<std::string>* holds) {
+  for (auto& o : *r.mutable_offers()) {
+    if (o.state() == v1::OFFER_STATE_PENDING) o.set_state(state);
+  }
+  if (!r.bed_hold_id().empty()) holds->push_back(r.bed_hold_id());
+  r.clear_bed_hold_id();
+  r.clear_acceptance_deadline();
+}
+
+absl::Status ValidateOutcome(v1::ReferralStatus outcome) {
+  if (outcome != v1::REFERRAL_STATUS_COMPLETED && outcome != v1::REFERRAL_STATUS_YOUTH_DECLINED &&
+      outcome != v1::REFERRAL_STATUS_COULD_NOT_CONTACT) {
+    return Invalid("outcome must be COMPLETED, YOUTH_DECLINED or COULD_NOT_CONTACT");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace safeharbor::referrals

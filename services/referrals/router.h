@@ -1,0 +1,55 @@
+// Routing: a referral waiting in REQUESTED is matched against the network (directory services
+// or beds with a free bed), ranked, offered to up to three providers with a bed held for a
+// placement, or escalated to the county's on-call child-welfare office. Runs on the timer
+// thread (or from a test), never on an RPC thread; every step is claimed or recorded in
+// PostgreSQL so that it happens once across replicas and survives a crash.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/pg.h"
+#include "services/referrals/changes.h"
+#include "services/referrals/metrics.h"
+#include "services/referrals/network.h"
+#include "services/referrals/options.h"
+
+namespace safeharbor::referrals {
+
+class Router {
+ public:
+  Router(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,
+         ReferralMetrics* metrics, const ReferralOptions& options);
+
+  // True when the referral was offered or escalated; an outage is returned as UNAVAILABLE.
+  absl::StatusOr<bool> Route(const std::string& id);
+  // A routing failure that is not an outage: retried, and escalated after a few.
+  absl::StatusOr<bool> GiveUpRouting(const std::string& id, const absl::Status& error);
+
+ private:
+  struct Plan;  // the ranked candidates and the offers chosen from them
+  // The referral as stored, read outside any lock (routing decides, then commits under one).
+  absl::StatusOr<v1::Referral> Load(const std::string& id);
+  // The options not asked before, with each provider's current load.
+  absl::StatusOr<std::vector<Option>> FreshOptions(const v1::Referral& r, bool placement);
+  // Offers (and the bed held for them) chosen from the ranked candidates.
+  absl::Status Choose(const v1::Referral& r, bool placement, const std::vector<Option>& fresh,
+                      Plan& plan);
+  // Records the offers under the referral's lock; false when another replica got there first.
+  absl::StatusOr<bool> Offer(const v1::Referral& r, const Plan& plan);
+  // No candidate left: to the county's on-call child-welfare office.
+  absl::StatusOr<bool> Escalate(const v1::Referral& r, bool placement_needed,
+                                const std::string& why);
+  // A HoldBed recorded as about to be made but never offered (a crash): released.
+  absl::Status RecoverPendingHold(const std::string& id);
+
+  PgPool* pg_;
+  const Clock* clock_;
+  Network* network_;
+  ReferralChanges* changes_;
+  ReferralMetrics* metrics_;
+  const ReferralOptions& options_;
+};
+
+}  // namespace safeharbor::referrals
