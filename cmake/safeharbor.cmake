@@ -18,6 +18,16 @@ function(safeharbor_embed_migrations target dir namespace)
   target_sources(${target} PRIVATE "${out}")
 endfunction()
 
+# The sanitizer runtime's options for every process a test starts (test binaries, and the service
+# binaries the black-box tests run): full stacks, so tools/lsan.supp matches what it names.
+set(SAFEHARBOR_SANITIZER_ENV "")
+if(SAFEHARBOR_SANITIZE)
+  set(SAFEHARBOR_SANITIZER_ENV
+      "ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=1:malloc_context_size=64"
+      "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tools/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
+      "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+endif()
+
 # safeharbor_test(<name> SOURCES ... LIBS ...): a GoogleTest binary registered with CTest.
 function(safeharbor_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
@@ -25,12 +35,7 @@ function(safeharbor_test name)
   target_compile_options(${name} PRIVATE ${SAFEHARBOR_WARNINGS})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock)
   add_test(NAME ${name} COMMAND ${name})
-  set(env "SAFEHARBOR_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
-  if(SAFEHARBOR_SANITIZE)
-    list(APPEND env "ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=1"
-         "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tools/lsan.supp:print_suppressions=0"
-         "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
-  endif()
+  set(env "SAFEHARBOR_SOURCE_DIR=${PROJECT_SOURCE_DIR}" ${SAFEHARBOR_SANITIZER_ENV})
   set_tests_properties(${name} PROPERTIES TIMEOUT 1800 ENVIRONMENT "${env}")
 endfunction()
 
@@ -47,4 +52,16 @@ function(safeharbor_embed_text target file func)
     COMMENT "Embedding ${base}"
     VERBATIM)
   target_sources(${target} PRIVATE "${out}")
+endfunction()
+
+# safeharbor_blackbox_test(<name> <script.py> [TIMEOUT s]): a Python black-box test against the
+# built binaries (Debian's python3 with python3-grpcio), with the sanitizer options when on.
+function(safeharbor_blackbox_test name script)
+  cmake_parse_arguments(T "" "TIMEOUT" "" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
+  add_test(NAME ${name} COMMAND ${SYSTEM_PYTHON3} ${script})
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} ENVIRONMENT
+    "BUILD_DIR=${CMAKE_BINARY_DIR};PYTHONDONTWRITEBYTECODE=1;${SAFEHARBOR_SANITIZER_ENV}")
 endfunction()

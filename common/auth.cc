@@ -140,14 +140,4 @@ absl::StatusOr<Caller> CallerFromAuthContext(const grpc::AuthContext& auth) {
   return caller;
 }
 
-absl::Status RequireRole(const Caller& caller, std::initializer_list<Role> allowed) {
-  for (Role r : allowed) {
-    if (caller.role == r) return absl::OkStatus();
-  }
-  std::vector<absl::string_view> names;
-  for (Role r : allowed) names.push_back(RoleName(r));
-  return absl::PermissionDeniedError(absl::StrCat(
-      "role '", RoleName(caller.role), "' may not do this; allowed: ", absl::StrJoin(names, ", ")));
-}
-
 }  // namespace safeharbor

@@ -1,5 +1,6 @@
 // Caller identity: organization id and role, derived from the client certificate's
-// SPIFFE URI SAN (spiffe://safeharbor/org/<org-id>/role/<role>), and per-RPC role checks.
+// SPIFFE URI SAN (spiffe://safeharbor/org/<org-id>/role/<role>). Who may call what is in each
+// service's method table (rpc_kit.h).
 #pragma once
 
 #include <grpcpp/security/auth_context.h>
@@ -48,8 +49,5 @@ absl::StatusOr<Caller> CallerFromAuthContext(const grpc::AuthContext& auth);
 // Development mode only (no TLS): identity taken from the "x-safeharbor-dev-identity"
 // metadata, a SPIFFE id as above.
 inline constexpr absl::string_view kDevIdentityHeader = "x-safeharbor-dev-identity";
-
-// PERMISSION_DENIED naming the caller's role when it is not one of `allowed`.
-absl::Status RequireRole(const Caller& caller, std::initializer_list<Role> allowed);
 
 }  // namespace safeharbor

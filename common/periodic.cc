@@ -29,12 +29,14 @@ void PeriodicTask::Start() {
 }
 
 void PeriodicTask::Stop() {
+  std::thread running;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    running = std::move(thread_);
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (running.joinable()) running.join();
 }
 
 void PeriodicTask::Wake() {

@@ -11,13 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-
-namespace prometheus {
-class Registry;
-template <typename T>
-class Family;
-class Counter;
-}  // namespace prometheus
+#include "common/prometheus_fwd.h"
 
 namespace safeharbor {
 

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/invariant.h"
 #include "common/log.h"
 
 namespace safeharbor {
@@ -111,14 +112,21 @@ PgParam PgTextArray(const std::vector<std::string>& values) {
 
 int PgResult::Col(const char* name) const { return PQfnumber(res_.get(), name); }
 
+int PgResult::Checked(int row, const char* col) const {
+  const int c = Col(col);
+  // A column the statement does not return, or a row past its end, is a programming error:
+  // never read as "" or 0.
+  SH_RELEASE_ASSERT(c >= 0, absl::StrCat("no column '", col, "' in the result"));
+  SH_RELEASE_ASSERT(row >= 0 && row < rows(), absl::StrCat("no row ", row, " for '", col, "'"));
+  return c;
+}
+
 bool PgResult::IsNull(int row, const char* col) const {
-  int c = Col(col);
-  return c < 0 || PQgetisnull(res_.get(), row, c);
+  return PQgetisnull(res_.get(), row, Checked(row, col));
 }
 
 absl::string_view PgResult::Text(int row, const char* col) const {
-  int c = Col(col);
-  if (c < 0 || row >= rows()) return {};
+  const int c = Checked(row, col);
   return absl::string_view(PQgetvalue(res_.get(), row, c),
                            static_cast<size_t>(PQgetlength(res_.get(), row, c)));
 }

@@ -19,13 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-
-namespace prometheus {
-class Registry;
-template <typename T>
-class Family;
-class Counter;
-}  // namespace prometheus
+#include "common/prometheus_fwd.h"
 
 namespace safeharbor {
 
@@ -53,12 +47,15 @@ class PgParam {
   std::optional<std::string> value_;
 };
 
-// Text-format result rows. Column lookups by name.
+// Text-format result rows. Column lookups by name; a column the statement does not return (or a
+// row past the end) aborts: a programming error, never read as "" or 0. SQL NULL reads as ""
+// or 0 (check IsNull where it matters).
 class PgResult {
  public:
   explicit PgResult(PGresult* res) : res_(res, &PQclear) {}
   int rows() const { return PQntuples(res_.get()); }
   int Col(const char* name) const;  // -1 when absent
+  bool Has(const char* name) const { return Col(name) >= 0; }
   bool IsNull(int row, const char* col) const;
   absl::string_view Text(int row, const char* col) const;
   std::string String(int row, const char* col) const { return std::string(Text(row, col)); }
@@ -71,6 +68,7 @@ class PgResult {
   absl::Time Time(int row, const char* col) const;
 
  private:
+  int Checked(int row, const char* col) const;  // the column's index; aborts when absent
   std::unique_ptr<PGresult, decltype(&PQclear)> res_;
 };
 

@@ -66,21 +66,32 @@ const std::vector<Role>& AllRoles() {
   return roles;
 }
 
-absl::Status CallContext::Transact(const std::function<absl::Status(PgTx&)>& fn) {
+absl::Status CallContext::Transact(const std::function<absl::Status(PgTx&)>& fn,
+                                   const std::function<absl::Status(PgTx&)>& before_record) {
   SH_RELEASE_ASSERT(pg_ != nullptr && !in_tx_, method_->name);
   const MethodPolicy& p = method_->policy;
   in_tx_ = true;
   absl::Status st = pg_->Transact(
       [&](PgTx& tx) -> absl::Status {
         after_commit_.clear();
-        if (p.idempotency != Idempotency::kRecorded) return fn(tx);
-        replayed_ = true;
-        response_->Clear();
-        return RunIdempotent(tx, method_->name, caller_, request_id_, *idem_request_, response_,
-                             [&] {
-                               replayed_ = false;
-                               return fn(tx);
-                             });
+        if (before_record) SH_RETURN_IF_ERROR(before_record(tx));
+        if (p.idempotency != Idempotency::kRecorded) {
+          SH_RETURN_IF_ERROR(fn(tx));
+        } else {
+          replayed_ = true;
+          response_->Clear();
+          SH_RETURN_IF_ERROR(RunIdempotent(tx, method_->name, caller_, request_id_, *idem_request_,
+                                           response_, [&] {
+                                             replayed_ = false;
+                                             return fn(tx);
+                                           }));
+        }
+        // Never commit a change whose scope nobody decided (a replay's was, when recorded).
+        if (!authorized_ && !replayed_) {
+          return InvariantViolation("rpc.scope_decided",
+                                    absl::StrCat(method_->name, " never decided scope"));
+        }
+        return absl::OkStatus();
       },
       p.isolation, p.read_only);
   in_tx_ = false;
@@ -166,8 +177,10 @@ void RpcService::Seal() {
 }
 
 absl::Status RpcService::Admit(const grpc::CallbackServerContext& ctx, const MethodInfo& info,
-                               const google::protobuf::Message& req, absl::Status validation,
-                               const std::string& organization, CallContext* call) const {
+                               const google::protobuf::Message& req,
+                               const std::function<absl::Status()>& validate,
+                               const std::function<std::string()>& organization,
+                               CallContext* call) const {
   SH_ASSIGN_OR_RETURN(call->caller_, deps_.env->Identify(ctx));
   call->method_ = &info;
   call->clock_ = deps_.clock;
@@ -185,8 +198,8 @@ absl::Status RpcService::Admit(const grpc::CallbackServerContext& ctx, const Met
     call->idem_request_ = &req;
     SH_RETURN_IF_ERROR(ValidateRequestId(call->request_id_));
   }
-  SH_RETURN_IF_ERROR(validation);
-  if (p.scope == Scope::kOwnOrganization && !p.any_org.Has(c.role) && organization != c.org_id) {
+  SH_RETURN_IF_ERROR(validate());
+  if (p.scope == Scope::kOwnOrganization && !p.any_org.Has(c.role) && organization() != c.org_id) {
     return absl::PermissionDeniedError(
         absl::StrCat("a ", RoleName(c.role), " acts only for its own organization in ", info.name));
   }

@@ -27,15 +27,9 @@
 #include "common/auth.h"
 #include "common/clock.h"
 #include "common/pg.h"
+#include "common/prometheus_fwd.h"
 #include "common/rpc.h"
 #include "common/status.h"
-
-namespace prometheus {
-class Registry;
-template <typename T>
-class Family;
-class Counter;
-}  // namespace prometheus
 
 namespace safeharbor {
 
@@ -105,7 +99,10 @@ class CallContext {
   // Runs fn in a transaction with the method's isolation and read-only flag; for a kRecorded
   // method, once per request_id (a replay fills the response from the record instead, and
   // replayed() says so). Work queued with AfterCommit inside fn runs once, after the commit.
-  absl::Status Transact(const std::function<absl::Status(PgTx&)>& fn);
+  // `before_record` (optional) runs in the same transaction before the idempotency record is
+  // looked up, on a replay too: checks that must hold for the answer to be given again.
+  absl::Status Transact(const std::function<absl::Status(PgTx&)>& fn,
+                        const std::function<absl::Status(PgTx&)>& before_record = {});
   bool replayed() const { return replayed_; }
   // Inside Transact: runs after its commit (dropped when it rolls back or is retried). Outside:
   // runs at once.
@@ -203,9 +200,11 @@ class RpcService : public grpc::Service {
   Declared Declare(absl::string_view name, MethodPolicy policy, bool streaming,
                    const google::protobuf::Descriptor* input);
   // Identify, role, request_id, validation and scope: the refusal, or the call's context.
+  // Validation and the organization run only for a caller whose role the entry admits.
   absl::Status Admit(const grpc::CallbackServerContext& ctx, const MethodInfo& info,
-                     const google::protobuf::Message& req, absl::Status validation,
-                     const std::string& organization, CallContext* call) const;
+                     const google::protobuf::Message& req,
+                     const std::function<absl::Status()>& validate,
+                     const std::function<std::string()>& organization, CallContext* call) const;
   // The answer, after the kit's own checks; counts and logs what an operator needs.
   absl::Status Conclude(const CallContext& call, const MethodInfo& info, absl::Status status) const;
   template <typename Req>
@@ -241,8 +240,9 @@ void RpcService::Unary(absl::string_view name, MethodPolicy policy, UnaryHandler
                        Resp* resp) -> grpc::ServerUnaryReactor* {
                      auto* call = new CallContext();
                      call->response_ = resp;
-                     absl::Status admitted = Admit(*ctx, *info, *req, Validate(checks, *req),
-                                                   OrganizationOf(checks, *req), call);
+                     absl::Status admitted = Admit(
+                         *ctx, *info, *req, [&] { return Validate(checks, *req); },
+                         [&] { return OrganizationOf(checks, *req); }, call);
                      grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
                      if (!admitted.ok()) {
                        reactor->Finish(ToGrpcStatus(Conclude(*call, *info, admitted)));
@@ -268,8 +268,9 @@ void RpcService::ServerStream(absl::string_view name, MethodPolicy policy,
           [this, info, handler = std::move(handler), checks](
               grpc::CallbackServerContext* ctx, const Req* req) -> grpc::ServerWriteReactor<Resp>* {
             CallContext call;
-            absl::Status admitted = Admit(*ctx, *info, *req, Validate(checks, *req),
-                                          OrganizationOf(checks, *req), &call);
+            absl::Status admitted = Admit(
+                *ctx, *info, *req, [&] { return Validate(checks, *req); },
+                [&] { return OrganizationOf(checks, *req); }, &call);
             if (!admitted.ok()) {
               return Refuse<Resp>(ToGrpcStatus(Conclude(call, *info, admitted)));
             }

@@ -1,6 +1,10 @@
 #include "common/service_client.h"
 
+#include <grpcpp/support/validate_service_config.h>
+
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/auth.h"
 #include "common/rpc_kit.h"
 #include "common/status.h"
@@ -11,10 +15,12 @@ namespace {
 // Every method of the peer: UNAVAILABLE retried by gRPC with exponential backoff, within the
 // call's deadline.
 std::string RetryServiceConfig(const PeerOptions& o) {
-  return absl::StrCat(
-      R"({"methodConfig":[{"name":[{}],"retryPolicy":{"maxAttempts":)", std::max(2, o.max_attempts),
-      R"(,"initialBackoff":")", absl::ToDoubleSeconds(o.backoff),
-      R"(s","maxBackoff":"1s","backoffMultiplier":2,"retryableStatusCodes":["UNAVAILABLE"]}}]})");
+  if (o.max_attempts <= 1) return R"({"methodConfig":[{"name":[{}]}]})";
+  const double backoff_s = std::max(0.001, absl::ToDoubleSeconds(o.backoff));
+  return absl::StrFormat(
+      R"({"methodConfig":[{"name":[{}],"retryPolicy":{"maxAttempts":%d,"initialBackoff":"%.3fs",)"
+      R"("maxBackoff":"1s","backoffMultiplier":2,"retryableStatusCodes":["UNAVAILABLE"]}}]})",
+      std::min(5, o.max_attempts), backoff_s);
 }
 
 }  // namespace
@@ -33,6 +39,10 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Connect(const PeerOptions& options) 
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetServiceConfigJSON(RetryServiceConfig(options));
+  if (auto st = grpc::experimental::ValidateServiceConfigJSON(RetryServiceConfig(options));
+      !st.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("peer ", options.name, ": ", st));
+  }
   peer->channel_ = grpc::CreateCustomChannel(options.address, creds, args);
   return peer;
 }
@@ -50,13 +60,13 @@ absl::Status Peer::CallIdempotent(
     return absl::UnavailableError(
         absl::StrCat(options_.name, " service busy: ", options_.max_in_flight, " calls in flight"));
   }
+  const absl::Cleanup release = [this] { in_flight_.fetch_sub(1); };
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(deadline));
   if (options_.insecure_dev_mode) {
     ctx.AddMetadata(std::string(kDevIdentityHeader), options_.dev_identity);
   }
   const grpc::Status st = call(&ctx);
-  in_flight_.fetch_sub(1);
   if (st.ok()) return absl::OkStatus();
   if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
       st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {

@@ -7,8 +7,7 @@
 namespace safeharbor {
 
 absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_view name,
-                                           absl::string_view usage, int default_grpc_port,
-                                           int default_metrics_port,
+                                           absl::string_view usage,
                                            const std::vector<Migration>& migrations) {
   BlockTerminationSignals();
 #ifdef NDEBUG
@@ -19,7 +18,8 @@ absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_v
   log::SetServiceName(name);
   ParseFlagsWithEnv(argc, argv, usage);
   ServiceDeps deps;
-  auto config = CommonConfigFromFlags(name, default_grpc_port, default_metrics_port);
+  const ServiceSpec& spec = SpecOf(name);
+  auto config = CommonConfigFromFlags(name, spec.grpc_port, spec.metrics_port);
   if (!config.ok()) {
     log::Error("bad_configuration", {{"error", config.status().message()}});
     return config.status();

@@ -12,6 +12,7 @@
 #include "common/rpc.h"
 #include "common/server.h"
 #include "common/service_client.h"
+#include "common/service_spec.h"
 
 namespace safeharbor {
 
@@ -23,11 +24,11 @@ struct ServiceDeps {
   std::unique_ptr<RpcEnv> env;
 };
 
-// Call first in main (flags must be defined by then). Logs the reason and returns an error when
+// Call first in main (flags must be defined by then). `name` is the service's entry in
+// services/services.json (its default ports). Logs the reason and returns an error when
 // configuration, PostgreSQL or the migrations fail.
 absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_view name,
-                                           absl::string_view usage, int default_grpc_port,
-                                           int default_metrics_port,
+                                           absl::string_view usage,
                                            const std::vector<Migration>& migrations);
 
 // Options to call another SafeHarbor service (`peer`, e.g. "directory", at `address`) with this

@@ -116,6 +116,11 @@ class WatchHub final : public WatchHubBase {
  private:
   class Watcher;
   void Dispatch() override;
+  // Reaps finished watchers; the rest.
+  std::vector<Watcher*> LiveWatchers();
+  // Watchers that started "from now" get the newest event's sequence; false when the database
+  // did not answer.
+  bool StartNewWatchers(const std::vector<Watcher*>& live);
   void FinishAllLocked(const grpc::Status& status) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const WatchSource<Response> source_;
@@ -289,44 +294,53 @@ grpc::ServerWriteReactor<Response>* WatchHub<Response>::NewWatcher(std::string k
 }
 
 template <typename Response>
-void WatchHub<Response>::Dispatch() {
+std::vector<typename WatchHub<Response>::Watcher*> WatchHub<Response>::LiveWatchers() {
   std::vector<Watcher*> live;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = watchers_.begin(); it != watchers_.end();) {
-      if ((*it)->done()) {
-        delete *it;
-        it = watchers_.erase(it);
-      } else {
-        live.push_back(*it);
-        ++it;
-      }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if ((*it)->done()) {
+      delete *it;
+      it = watchers_.erase(it);
+    } else {
+      live.push_back(*it);
+      ++it;
     }
-    if (watchers_gauge_) watchers_gauge_->Set(static_cast<double>(watchers_.size()));
   }
-  if (live.empty()) return;
-  // New watchers without a cursor start at the newest event.
+  if (watchers_gauge_) watchers_gauge_->Set(static_cast<double>(watchers_.size()));
+  return live;
+}
+
+template <typename Response>
+bool WatchHub<Response>::StartNewWatchers(const std::vector<Watcher*>& live) {
   bool need_head = false;
   for (Watcher* w : live) need_head = need_head || !w->initialized;
-  if (need_head) {
-    int64_t head = 0;
-    absl::Status st = pg_->Transact(
-        [&](PgTx& tx) -> absl::Status {
-          auto s = source_.last_seq(tx);
-          if (!s.ok()) return s.status();
-          head = *s;
-          return absl::OkStatus();
-        },
-        Isolation::kReadCommitted, true);
-    if (!st.ok()) return;  // Try again on the next wake-up.
-    for (Watcher* w : live) {
-      if (!w->initialized) {
-        w->last_seq = head;
-        w->initialized = true;
-        w->SetStart(head);
-      }
+  if (!need_head) return true;
+  int64_t head = 0;
+  absl::Status st = pg_->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        auto s = source_.last_seq(tx);
+        if (!s.ok()) return s.status();
+        head = *s;
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true);
+  if (!st.ok()) return false;  // Try again on the next wake-up.
+  for (Watcher* w : live) {
+    if (!w->initialized) {
+      w->last_seq = head;
+      w->initialized = true;
+      w->SetStart(head);
     }
   }
+  return true;
+}
+
+template <typename Response>
+void WatchHub<Response>::Dispatch() {
+  std::vector<Watcher*> live = LiveWatchers();
+  if (live.empty()) return;
+  // New watchers without a cursor start at the newest event.
+  if (!StartNewWatchers(live)) return;
   int64_t from = live.front()->last_seq;
   for (Watcher* w : live) from = std::min(from, w->last_seq);
   constexpr int kBatch = 500;

@@ -69,6 +69,7 @@ class Service:
 
     def __init__(self, stack, name, binary, db_url, extra=()):
         self.stack, self.name = stack, name
+        assert binary == shclient.SPEC[name]["binary"], f"{name} is {shclient.SPEC[name]['binary']}"
         self.binary = os.path.join(BUILD_DIR, "services", name, binary)
         self.db_url = db_url
         self.extra = list(extra)

@@ -38,13 +38,5 @@ TEST(UriSansFromPem, ReadsTheIssuedCertificate) {
   EXPECT_FALSE(UriSansFromPem("not a certificate").ok());
 }
 
-TEST(RequireRole, NamesTheRoleWhenDenied) {
-  Caller c{"org-x", Role::kLawEnforcement, ""};
-  EXPECT_TRUE(RequireRole(c, {Role::kChildWelfare, Role::kLawEnforcement}).ok());
-  absl::Status st = RequireRole(c, {Role::kDirectoryAdmin});
-  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_NE(st.message().find("law_enforcement"), std::string::npos);
-}
-
 }  // namespace
 }  // namespace safeharbor

@@ -5,10 +5,8 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 PG_PORT=${SAFEHARBOR_PG_PORT:-54320}
 REDIS_PORT=${SAFEHARBOR_REDIS_PORT:-63790}
 PROMETHEUS_PORT=${SAFEHARBOR_PROMETHEUS_PORT:-9090}
-# service name, binary, gRPC port, metrics port
-SERVICES=(
-  "directory directory-service 50051 9461"
-  "beds beds-service 50052 9462"
-  "referrals referral-service 50053 9463"
-  "fees fee-service 50054 9464"
-)
+# service name, binary, gRPC port, metrics port: from the one table, services/services.json
+mapfile -t SERVICES < <(/usr/bin/python3 -c '
+import json, sys
+for s in json.load(open(sys.argv[1]))["services"]:
+    print(s["name"], s["binary"], s["grpc_port"], s["metrics_port"])' "$ROOT/services/services.json")

@@ -11,15 +11,20 @@ sys.path.insert(0, os.path.join(BUILD_DIR, "py"))
 
 import grpc  # noqa: E402
 
+import json  # noqa: E402
+
+# The one table of services (services/services.json): name -> its entry.
+with open(os.path.join(ROOT, "services", "services.json")) as _f:
+    SPEC = {s["name"]: s for s in json.load(_f)["services"]}
+
+
+def _modules(entry):
+    package, cls = entry["grpc_service"].rsplit(".", 1)
+    return f"{package}.{entry['name']}_pb2", f"{package}.{entry['name']}_pb2_grpc", cls
+
+
 # service name -> (pb2 module, grpc module, service class name, default port)
-SERVICES = {
-    "directory": ("safeharbor.directory.v1.directory_pb2",
-                  "safeharbor.directory.v1.directory_pb2_grpc", "DirectoryService", 50051),
-    "beds": ("safeharbor.beds.v1.beds_pb2", "safeharbor.beds.v1.beds_pb2_grpc", "BedsService", 50052),
-    "referrals": ("safeharbor.referrals.v1.referrals_pb2",
-                  "safeharbor.referrals.v1.referrals_pb2_grpc", "ReferralService", 50053),
-    "fees": ("safeharbor.fees.v1.fees_pb2", "safeharbor.fees.v1.fees_pb2_grpc", "FeeService", 50054),
-}
+SERVICES = {name: (*_modules(e), e["grpc_port"]) for name, e in SPEC.items()}
 
 
 def _module(name):

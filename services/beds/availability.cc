@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "common/validate.h"
 
 namespace safeharbor::beds {
@@ -61,9 +62,9 @@ absl::StatusOr<absl::Duration> HoldTtl(int32_t ttl_seconds) {
 
 absl::Status ValidateFacility(const v1::Facility& f, const CountyTable& counties, bool require_id) {
   if (require_id || !f.id().empty()) {
-    if (auto st = ValidateId(f.id(), "facility.id"); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(ValidateId(f.id(), "facility.id"));
   }
-  if (auto st = ValidateId(f.organization_id(), "facility.organization_id"); !st.ok()) return st;
+  SH_RETURN_IF_ERROR(ValidateId(f.organization_id(), "facility.organization_id"));
   if (f.name().empty() || f.name().size() > 200) {
     return InvalidArgumentError("facility.name is required (at most 200 bytes)");
   }
@@ -74,7 +75,7 @@ absl::Status ValidateFacility(const v1::Facility& f, const CountyTable& counties
   if (counties.Find(f.county_fips()) == nullptr) {
     return InvalidArgumentError("facility.county_fips must be a known county FIPS code");
   }
-  if (auto st = ValidateLatLng(f.latitude(), f.longitude(), "facility."); !st.ok()) return st;
+  SH_RETURN_IF_ERROR(ValidateLatLng(f.latitude(), f.longitude(), "facility."));
   if (f.minimum_age() < 0 || f.minimum_age() > 30 || f.maximum_age() < 0 || f.maximum_age() > 30 ||
       f.minimum_age() > f.maximum_age()) {
     return InvalidArgumentError(
@@ -148,10 +149,7 @@ absl::Status ValidateSearch(const v1::SearchAvailabilityRequest& req, const Coun
     return InvalidArgumentError("county_fips must be a known county FIPS code");
   }
   if (req.has_near()) {
-    if (auto st = ValidateLatLng(req.near().latitude(), req.near().longitude(), "near.");
-        !st.ok()) {
-      return st;
-    }
+    SH_RETURN_IF_ERROR(ValidateLatLng(req.near().latitude(), req.near().longitude(), "near."));
     if (req.radius_meters() < 1 || req.radius_meters() > 1000000) {
       return InvalidArgumentError("radius_meters must be between 1 and 1000000 with near");
     }

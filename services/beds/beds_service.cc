@@ -53,6 +53,28 @@ absl::Status CheckCapacity(const Inventory& inv) {
   return absl::OkStatus();
 }
 
+// The watch hub reads availability events from PostgreSQL, keyed by county.
+WatchSource<v1::WatchAvailabilityResponse> AvailabilityEvents() {
+  WatchSource<v1::WatchAvailabilityResponse> source;
+  source.last_seq = [](PgTx& tx) { return BedsStore::LastEventSeq(tx); };
+  source.after =
+      [](PgTx& tx, int64_t after,
+         int limit) -> absl::StatusOr<std::vector<WatchEvent<v1::WatchAvailabilityResponse>>> {
+    SH_ASSIGN_OR_RETURN(auto stored, BedsStore::EventsAfter(tx, after, limit));
+    std::vector<WatchEvent<v1::WatchAvailabilityResponse>> out(stored.size());
+    for (size_t i = 0; i < stored.size(); ++i) {
+      const StoredEvent& e = stored[i];
+      out[i].seq = e.seq;
+      out[i].key = e.county_fips;
+      *out[i].response.mutable_availability() = e.availability;
+      out[i].response.set_county_fips(e.county_fips);
+      out[i].response.set_reason(e.reason);
+    }
+    return out;
+  };
+  return source;
+}
+
 }  // namespace
 
 BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
@@ -104,31 +126,13 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                        .Help("Open WatchAvailability streams.")
                        .Register(registry)
                        .Add({});
-  WatchSource<v1::WatchAvailabilityResponse> source;
-  source.last_seq = [](PgTx& tx) { return BedsStore::LastEventSeq(tx); };
-  source.after =
-      [](PgTx& tx, int64_t after,
-         int limit) -> absl::StatusOr<std::vector<WatchEvent<v1::WatchAvailabilityResponse>>> {
-    auto stored = BedsStore::EventsAfter(tx, after, limit);
-    if (!stored.ok()) return stored.status();
-    std::vector<WatchEvent<v1::WatchAvailabilityResponse>> out(stored->size());
-    for (size_t i = 0; i < stored->size(); ++i) {
-      const StoredEvent& e = (*stored)[i];
-      out[i].seq = e.seq;
-      out[i].key = e.county_fips;
-      *out[i].response.mutable_availability() = e.availability;
-      out[i].response.set_county_fips(e.county_fips);
-      out[i].response.set_reason(e.reason);
-    }
-    return out;
-  };
   WatchOptions watch;
   watch.poll_interval = options_.watch_poll_interval;
   watch.max_pending = options_.watch_max_pending;
   watch.max_watchers = options_.max_watchers;
   hub_ = std::make_unique<WatchHub<v1::WatchAvailabilityResponse>>(
       pg_, redis_ ? &redis_->options() : nullptr, absl::StrCat(options_.key_namespace, ":events"),
-      std::move(source), watch, &watchers);
+      AvailabilityEvents(), watch, &watchers);
 }
 
 BedsServiceImpl::~BedsServiceImpl() { StopBackground(); }
@@ -433,14 +437,19 @@ absl::Status BedsServiceImpl::WriteCensus(PgTx& tx, const v1::ReportCensusReques
 absl::Status BedsServiceImpl::ReportCensus(CallContext& ctx, const v1::ReportCensusRequest& req,
                                            v1::ReportCensusResponse* resp) {
   const absl::Time now = ctx.Now();
-  SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
-    SH_ASSIGN_OR_RETURN(v1::Facility f,
-                        BedsStore::GetFacility(tx, req.facility_id(), /*for_update=*/true));
+  v1::Facility f;
+  // Checked on a replay too: the facility is still the caller's and the census still fresh.
+  const auto owned_and_valid = [&](PgTx& tx) -> absl::Status {
+    SH_ASSIGN_OR_RETURN(f, BedsStore::GetFacility(tx, req.facility_id(), /*for_update=*/true));
     SH_RETURN_IF_ERROR(ctx.Authorize(CanManage(ctx.caller(), f.organization_id())));
-    SH_RETURN_IF_ERROR(ValidateCensus(req, f, now, options_.stale_after));
-    ctx.AfterCommit([this] { Changed(); });
-    return WriteCensus(tx, req, f.county_fips(), now, resp);
-  }));
+    return ValidateCensus(req, f, now, options_.stale_after);
+  };
+  SH_RETURN_IF_ERROR(ctx.Transact(
+      [&](PgTx& tx) {
+        ctx.AfterCommit([this] { Changed(); });
+        return WriteCensus(tx, req, f.county_fips(), now, resp);
+      },
+      owned_and_valid));
   log::Info("census_reported", {{"facility_id", req.facility_id()}, {"by", ctx.caller().org_id}});
   return absl::OkStatus();
 }
@@ -559,13 +568,13 @@ absl::Status BedsServiceImpl::ReleaseHold(CallContext& ctx, const v1::ReleaseHol
   return absl::OkStatus();
 }
 
-absl::Status BedsServiceImpl::ConfirmHold(PgTx& tx, const Caller& c,
+absl::Status BedsServiceImpl::ConfirmHold(PgTx& tx, CallContext& ctx,
                                           const v1::ConfirmPlacementRequest& req,
                                           const std::string& placement_id,
                                           v1::ConfirmPlacementResponse* resp) {
   SH_ASSIGN_OR_RETURN(v1::Hold hold, BedsStore::GetHold(tx, req.hold_id(), /*for_update=*/true));
   SH_ASSIGN_OR_RETURN(v1::Facility f, BedsStore::GetFacility(tx, hold.facility_id()));
-  SH_RETURN_IF_ERROR(CanActOnHold(c, hold, f));
+  SH_RETURN_IF_ERROR(ctx.Authorize(CanActOnHold(ctx.caller(), hold, f)));
   SH_ASSIGN_OR_RETURN(auto locked, LockedInventory(tx, hold.facility_id(), hold.bed_type()));
   auto& [inv, now] = locked;
   if (hold.state() != v1::HOLD_STATE_ACTIVE || FromProtoTime(hold.expire_time()) <= now) {
@@ -601,9 +610,8 @@ absl::Status BedsServiceImpl::ConfirmPlacement(CallContext& ctx,
                                                const v1::ConfirmPlacementRequest& req,
                                                v1::ConfirmPlacementResponse* resp) {
   const std::string placement_id = NewId("plc");
-  SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) {
-    return ctx.Authorize(ConfirmHold(tx, ctx.caller(), req, placement_id, resp));
-  }));
+  SH_RETURN_IF_ERROR(
+      ctx.Transact([&](PgTx& tx) { return ConfirmHold(tx, ctx, req, placement_id, resp); }));
   if (ctx.replayed()) return absl::OkStatus();
   CountHold("confirmed");
   Changed();

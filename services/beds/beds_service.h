@@ -99,7 +99,7 @@ class BedsServiceImpl final : public RpcService {
   absl::StatusOr<std::vector<ExpiredHold>> ExpireSome(PgTx& tx);
   absl::Status WriteCensus(PgTx& tx, const v1::ReportCensusRequest& req, const std::string& county,
                            absl::Time now, v1::ReportCensusResponse* resp);
-  absl::Status ConfirmHold(PgTx& tx, const Caller& c, const v1::ConfirmPlacementRequest& req,
+  absl::Status ConfirmHold(PgTx& tx, CallContext& ctx, const v1::ConfirmPlacementRequest& req,
                            const std::string& placement_id, v1::ConfirmPlacementResponse* resp);
 
   PgPool* pg_;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "common/geo.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "common/stored_resource.h"
 
 namespace safeharbor::beds {
@@ -62,6 +63,79 @@ v1::Hold HoldFromRow(const PgResult& r, int i) {
   return h;
 }
 
+// The availability search: nearest first by county, or around a point within a radius.
+// $1,$2 origin; $3 county; $4 age; $5 gender; $6 specialized; $7 bed types; $8 fresh only;
+// $9 fresh since; $10 now; $11,$12 page start; $13 limit; $14 radius (point searches).
+const std::string& AvailabilitySql(bool radius) {
+  static const std::string kFacility = R"sql(
+      f.routable
+      AND ($3::text = '' OR f.county_fips = $3::text)
+      AND ($4::int IS NULL OR (f.minimum_age <= $4::int AND f.maximum_age >= $4::int))
+      AND ($5::smallint = 0 OR cardinality(f.genders) = 0 OR $5::smallint = ANY(f.genders))
+      AND (NOT $6::bool OR f.csec_specialized)
+      AND ($11::bigint IS NULL OR ()sql" +
+                                       DistanceSql("f.latitude", "f.longitude", "$1", "$2") +
+                                       R"sql(, f.id) > ($11::bigint, $12::text)))sql";
+  auto beds_free = [](absl::string_view id) {
+    return absl::StrCat(" EXISTS (SELECT 1 FROM bed_inventory b WHERE b.facility_id = ", id,
+                        " AND b.licensed_capacity > 0"
+                        " AND (cardinality($7::smallint[]) = 0 OR b.bed_type = ANY($7::smallint[]))"
+                        " AND (NOT $8::bool OR (b.confirmed_at >= $9::timestamptz"
+                        " AND b.licensed_capacity - b.out_of_service - b.occupied - ("
+                        " SELECT count(*) FROM holds h WHERE h.facility_id = b.facility_id"
+                        " AND h.bed_type = b.bed_type AND h.state = 1 AND h.expire_time > "
+                        "$10::timestamptz) > 0)))");
+  };
+  // Nearest first (narrow rows), then the bed check walks that order and stops at the page size.
+  auto page = [&](absl::string_view extra_where) {
+    return absl::StrCat("top AS (SELECT n.id, n.dist FROM (SELECT q.id, q.dist FROM (SELECT f.id, ",
+                        DistanceSql("f.latitude", "f.longitude", "$1", "$2"),
+                        " AS dist FROM facilities f WHERE ", kFacility, extra_where,
+                        ") q ORDER BY q.dist, q.id OFFSET 0) n WHERE ", beds_free("n.id"),
+                        " ORDER BY n.dist, n.id LIMIT $13) "
+                        "SELECT f.id, f.body, f.revision, f.create_time, f.update_time, top.dist "
+                        "FROM top JOIN facilities f ON f.id = top.id ORDER BY top.dist, top.id");
+  };
+  static const std::string kCountySql = absl::StrCat("WITH ", page(""));
+  // Around a point: the GiST index finds the page's nearest matches in degree space (knn); the
+  // farthest of them bounds how far the true nearest can be (a degree spans at most 111.2 km),
+  // so the exact query reads only that disc, never more than the requested radius.
+  static const std::string kRadiusSql = absl::StrCat(
+      "WITH knn AS (SELECT point(f.longitude, f.latitude) <-> point($2::float8, $1::float8) AS dd "
+      "FROM facilities f WHERE ",
+      kFacility, " AND ", beds_free("f.id"),
+      " ORDER BY point(f.longitude, f.latitude) <-> point($2::float8, $1::float8) LIMIT $13), "
+      "bound AS (SELECT CASE WHEN count(*) < $13 THEN $14::float8 "
+      "ELSE least($14::float8, max(dd) * 111195.0 * 1.01 + 1) END AS r FROM knn), "
+      "geo AS (SELECT r, r / 111195.0 AS dlat, (r / 111195.0) / greatest(0.01, "
+      "cos(radians(least(89.0, abs($1::float8) + r / 111195.0)))) AS dlng FROM bound), ",
+      page(" AND point(f.longitude, f.latitude) <@ box("
+           "point($2::float8 - (SELECT dlng FROM geo), $1::float8 - (SELECT dlat FROM geo)), "
+           "point($2::float8 + (SELECT dlng FROM geo), $1::float8 + (SELECT dlat FROM geo))) AND " +
+           DistanceSql("f.latitude", "f.longitude", "$1", "$2") + " <= (SELECT r FROM geo)"));
+  return radius ? kRadiusSql : kCountySql;
+}
+
+std::vector<PgParam> AvailabilityParams(const AvailabilityQuery& q, const std::vector<int>& types,
+                                        bool fresh_only, absl::Time fresh_since) {
+  const auto& req = *q.request;
+  std::vector<PgParam> params = {q.origin_latitude,
+                                 q.origin_longitude,
+                                 req.county_fips(),
+                                 req.has_age() ? PgParam(int32_t{req.age()}) : PgParam(nullptr),
+                                 int32_t{req.gender()},
+                                 req.csec_specialized_only(),
+                                 IntArray(types),
+                                 fresh_only,
+                                 PgTime(fresh_since),
+                                 PgTime(q.now),
+                                 q.after ? PgParam(q.after->first) : PgParam(nullptr),
+                                 q.after ? PgParam(q.after->second) : PgParam(""),
+                                 int32_t{q.limit}};
+  if (req.has_near()) params.push_back(static_cast<double>(req.radius_meters()));
+  return params;
+}
+
 }  // namespace
 
 absl::Status BedsStore::InsertFacility(PgTx& tx, v1::Facility* f, absl::Time now) {
@@ -101,7 +175,7 @@ absl::StatusOr<v1::Facility> BedsStore::GetFacility(PgTx& tx, absl::string_view 
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("facility '", id, "' not found"));
   v1::Facility f;
-  if (auto st = FillStored(*r, 0, &f); !st.ok()) return st;
+  SH_RETURN_IF_ERROR(FillStored(*r, 0, &f));
   return f;
 }
 
@@ -185,7 +259,7 @@ absl::StatusOr<std::vector<v1::Facility>> BedsStore::ListFacilities(PgTx& tx,
   if (!r.ok()) return r.status();
   std::vector<v1::Facility> out(static_cast<size_t>(r->rows()));
   for (int i = 0; i < r->rows(); ++i) {
-    if (auto st = FillStored(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(FillStored(*r, i, &out[static_cast<size_t>(i)]));
   }
   return out;
 }
@@ -382,78 +456,16 @@ absl::StatusOr<std::vector<v1::FacilityAvailability>> BedsStore::Search(
     PgTx& tx, const AvailabilityQuery& q) {
   const auto& req = *q.request;
   std::vector<int> types(req.bed_types().begin(), req.bed_types().end());
-  const bool radius = req.has_near();
   const bool fresh_only = req.max_staleness_seconds() > 0;
   const absl::Time fresh_since = q.now - absl::Seconds(req.max_staleness_seconds());
-  // $1,$2 origin; $3 county; $4 age; $5 gender; $6 specialized; $7 bed types; $8 fresh only;
-  // $9 fresh since; $10 now; $11,$12 page start; $13 limit; $14 radius (point searches).
-  static const std::string kFacility = R"sql(
-      f.routable
-      AND ($3::text = '' OR f.county_fips = $3::text)
-      AND ($4::int IS NULL OR (f.minimum_age <= $4::int AND f.maximum_age >= $4::int))
-      AND ($5::smallint = 0 OR cardinality(f.genders) = 0 OR $5::smallint = ANY(f.genders))
-      AND (NOT $6::bool OR f.csec_specialized)
-      AND ($11::bigint IS NULL OR ()sql" +
-                                       DistanceSql("f.latitude", "f.longitude", "$1", "$2") +
-                                       R"sql(, f.id) > ($11::bigint, $12::text)))sql";
-  auto beds_free = [](absl::string_view id) {
-    return absl::StrCat(" EXISTS (SELECT 1 FROM bed_inventory b WHERE b.facility_id = ", id,
-                        " AND b.licensed_capacity > 0"
-                        " AND (cardinality($7::smallint[]) = 0 OR b.bed_type = ANY($7::smallint[]))"
-                        " AND (NOT $8::bool OR (b.confirmed_at >= $9::timestamptz"
-                        " AND b.licensed_capacity - b.out_of_service - b.occupied - ("
-                        " SELECT count(*) FROM holds h WHERE h.facility_id = b.facility_id"
-                        " AND h.bed_type = b.bed_type AND h.state = 1 AND h.expire_time > "
-                        "$10::timestamptz) > 0)))");
-  };
-  // Nearest first (narrow rows), then the bed check walks that order and stops at the page size.
-  auto page = [&](absl::string_view extra_where) {
-    return absl::StrCat("top AS (SELECT n.id, n.dist FROM (SELECT q.id, q.dist FROM (SELECT f.id, ",
-                        DistanceSql("f.latitude", "f.longitude", "$1", "$2"),
-                        " AS dist FROM facilities f WHERE ", kFacility, extra_where,
-                        ") q ORDER BY q.dist, q.id OFFSET 0) n WHERE ", beds_free("n.id"),
-                        " ORDER BY n.dist, n.id LIMIT $13) "
-                        "SELECT f.id, f.body, f.revision, f.create_time, f.update_time, top.dist "
-                        "FROM top JOIN facilities f ON f.id = top.id ORDER BY top.dist, top.id");
-  };
-  static const std::string kCountySql = absl::StrCat("WITH ", page(""));
-  // Around a point: the GiST index finds the page's nearest matches in degree space (knn); the
-  // farthest of them bounds how far the true nearest can be (a degree spans at most 111.2 km),
-  // so the exact query reads only that disc, never more than the requested radius.
-  static const std::string kRadiusSql = absl::StrCat(
-      "WITH knn AS (SELECT point(f.longitude, f.latitude) <-> point($2::float8, $1::float8) AS dd "
-      "FROM facilities f WHERE ",
-      kFacility, " AND ", beds_free("f.id"),
-      " ORDER BY point(f.longitude, f.latitude) <-> point($2::float8, $1::float8) LIMIT $13), "
-      "bound AS (SELECT CASE WHEN count(*) < $13 THEN $14::float8 "
-      "ELSE least($14::float8, max(dd) * 111195.0 * 1.01 + 1) END AS r FROM knn), "
-      "geo AS (SELECT r, r / 111195.0 AS dlat, (r / 111195.0) / greatest(0.01, "
-      "cos(radians(least(89.0, abs($1::float8) + r / 111195.0)))) AS dlng FROM bound), ",
-      page(" AND point(f.longitude, f.latitude) <@ box("
-           "point($2::float8 - (SELECT dlng FROM geo), $1::float8 - (SELECT dlat FROM geo)), "
-           "point($2::float8 + (SELECT dlng FROM geo), $1::float8 + (SELECT dlat FROM geo))) AND " +
-           DistanceSql("f.latitude", "f.longitude", "$1", "$2") + " <= (SELECT r FROM geo)"));
-  std::vector<PgParam> params = {q.origin_latitude,
-                                 q.origin_longitude,
-                                 req.county_fips(),
-                                 req.has_age() ? PgParam(int32_t{req.age()}) : PgParam(nullptr),
-                                 int32_t{req.gender()},
-                                 req.csec_specialized_only(),
-                                 IntArray(types),
-                                 fresh_only,
-                                 PgTime(fresh_since),
-                                 PgTime(q.now),
-                                 q.after ? PgParam(q.after->first) : PgParam(nullptr),
-                                 q.after ? PgParam(q.after->second) : PgParam(""),
-                                 int32_t{q.limit}};
-  if (radius) params.push_back(static_cast<double>(req.radius_meters()));
-  auto r = tx.Exec(radius ? kRadiusSql : kCountySql, params);
+  auto r = tx.Exec(AvailabilitySql(req.has_near()),
+                   AvailabilityParams(q, types, fresh_only, fresh_since));
   if (!r.ok()) return r.status();
   std::vector<v1::FacilityAvailability> out(static_cast<size_t>(r->rows()));
   std::vector<std::string> ids;
   for (int i = 0; i < r->rows(); ++i) {
     auto& fa = out[static_cast<size_t>(i)];
-    if (auto st = FillStored(*r, i, fa.mutable_facility()); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(FillStored(*r, i, fa.mutable_facility()));
     fa.set_distance_meters(r->Int64(i, "dist"));
     ids.push_back(fa.facility().id());
   }

@@ -8,7 +8,7 @@ ABSL_FLAG(int, stale_after_s, 12 * 3600,
           "A census older than this many seconds makes availability unknown.");
 ABSL_FLAG(int, search_cache_ttl_s, 5, "Longest a cached availability answer lives.");
 ABSL_FLAG(int, sweep_interval_ms, 1000, "How often expired holds are swept.");
-ABSL_FLAG(std::string, directory_address, "localhost:50051",
+ABSL_FLAG(std::string, directory_address, safeharbor::DefaultAddress("directory"),
           "directory-service host:port; facility owners are checked against it.");
 
 namespace safeharbor::beds {
@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
       PrepareService(argc, argv, "beds",
                      "beds-service: SafeHarbor placement-bed availability (gRPC, mTLS).\n"
                      "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_GRPC_PORT.",
-                     50052, 9462, beds::Migrations());
+                     beds::Migrations());
   if (!deps.ok()) return 1;
   beds::BedsOptions options;
   options.stale_after = absl::Seconds(absl::GetFlag(FLAGS_stale_after_s));

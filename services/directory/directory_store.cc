@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "common/geo.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "common/stored_resource.h"
 #include "services/directory/schedule.h"
 
@@ -107,184 +108,10 @@ std::vector<PgParam> ServiceColumns(const v1::Service& s, std::pair<double, doub
 
 constexpr char kOrgColumns[] = "body, revision, create_time, update_time";
 
-}  // namespace
-
-absl::Status DirectoryStore::InsertOrganization(PgTx& tx, v1::Organization* org) {
-  auto r = tx.Exec(
-      "INSERT INTO organizations (id, kind, name, county_fips, body) "
-      "VALUES ($1, $2, $3, NULLIF($4, ''), $5) RETURNING revision, create_time, update_time",
-      {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
-       PgParam::Bytea(StoredBody(*org))});
-  if (!r.ok()) {
-    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("organization '", org->id(), "' already exists"));
-    }
-    return r.status();
-  }
-  if (auto st = ReplaceLocations(tx, *org); !st.ok()) return st;
-  *org->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
-  *org->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
-  org->set_etag(absl::StrCat(r->Int64(0, "revision")));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<v1::Organization> DirectoryStore::GetOrganization(PgTx& tx, absl::string_view id,
-                                                                 bool for_update) {
-  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns, " FROM organizations WHERE id = $1",
-                                for_update ? " FOR UPDATE" : ""),
-                   {id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("organization '", id, "' not found"));
-  v1::Organization org;
-  if (auto st = FillStored(*r, 0, &org); !st.ok()) return st;
-  return org;
-}
-
-absl::Status DirectoryStore::UpdateOrganization(PgTx& tx, v1::Organization* org) {
-  auto current = GetOrganization(tx, org->id(), /*for_update=*/true);
-  if (!current.ok()) return current.status();
-  if (auto st = CheckEtag(org->etag(), current->etag(), "organization"); !st.ok()) return st;
-
-  // Every service must keep a location, and moves with it.
-  auto services =
-      tx.Exec("SELECT id, location_id FROM services WHERE org_id = $1 ORDER BY id", {org->id()});
-  if (!services.ok()) return services.status();
-  std::set<std::string> ids;
-  for (const auto& l : org->locations()) ids.insert(l.id());
-  for (int i = 0; i < services->rows(); ++i) {
-    if (!ids.contains(services->String(i, "location_id"))) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("organization.locations: location '", services->Text(i, "location_id"),
-                       "' is still used by service '", services->Text(i, "id"), "'"));
-    }
-  }
-  if (services->rows() > 0 && org->kind() != v1::ORGANIZATION_KIND_SERVICE_PROVIDER) {
-    return absl::FailedPreconditionError(
-        "organization.kind: an organization with services must stay a service provider");
-  }
-  auto r = tx.Exec(
-      "UPDATE organizations SET kind = $2, name = $3, county_fips = NULLIF($4, ''), body = $5, "
-      "revision = revision + 1, update_time = now() WHERE id = $1 "
-      "RETURNING revision, create_time, update_time",
-      {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
-       PgParam::Bytea(StoredBody(*org))});
-  if (!r.ok()) return r.status();
-  if (auto st = ReplaceLocations(tx, *org); !st.ok()) return st;
-  auto moved = tx.Exec(
-      "UPDATE services s SET latitude = l.latitude, longitude = l.longitude FROM locations l "
-      "WHERE s.org_id = $1 AND l.org_id = s.org_id AND l.id = s.location_id",
-      {org->id()});
-  if (!moved.ok()) return moved.status();
-  *org->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
-  *org->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
-  org->set_etag(absl::StrCat(r->Int64(0, "revision")));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<v1::Organization>> DirectoryStore::ListOrganizations(
-    PgTx& tx, v1::OrganizationKind kind, absl::string_view county_fips, absl::string_view after_id,
-    int limit) {
-  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns,
-                                " FROM organizations WHERE id > $1 "
-                                "AND ($2::smallint = 0 OR kind = $2::smallint) "
-                                "AND ($3 = '' OR county_fips = $3) ORDER BY id LIMIT $4"),
-                   {after_id, int32_t{kind}, county_fips, int32_t{limit}});
-  if (!r.ok()) return r.status();
-  std::vector<v1::Organization> out(static_cast<size_t>(r->rows()));
-  for (int i = 0; i < r->rows(); ++i) {
-    if (auto st = FillStored(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
-  }
-  return out;
-}
-
-absl::Status DirectoryStore::InsertService(PgTx& tx, v1::Service* s) {
-  auto pos = ServicePosition(tx, *s);
-  if (!pos.ok()) return pos.status();
-  auto r = tx.Exec(
-      "INSERT INTO services (id, org_id, location_id, category, csec_specialized, minimum_age, "
-      "maximum_age, genders, languages, open_24_7, time_zone, area_counties, status, "
-      "accepting_referrals, latitude, longitude, body) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-      "$8::smallint[], $9::text[], $10, $11, $12::text[], $13, $14, $15, $16, $17) "
-      "RETURNING revision, create_time, update_time",
-      ServiceColumns(*s, *pos));
-  if (!r.ok()) {
-    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(absl::StrCat("service '", s->id(), "' already exists"));
-    }
-    return r.status();
-  }
-  if (auto st = WriteIntervals(tx, *s); !st.ok()) return st;
-  *s->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
-  *s->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
-  s->set_etag(absl::StrCat(r->Int64(0, "revision")));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<v1::Service> DirectoryStore::GetService(PgTx& tx, absl::string_view id,
-                                                       bool for_update) {
-  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns, " FROM services WHERE id = $1",
-                                for_update ? " FOR UPDATE" : ""),
-                   {id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("service '", id, "' not found"));
-  v1::Service s;
-  if (auto st = FillStored(*r, 0, &s); !st.ok()) return st;
-  return s;
-}
-
-absl::Status DirectoryStore::UpdateService(PgTx& tx, v1::Service* s) {
-  auto current = GetService(tx, s->id(), /*for_update=*/true);
-  if (!current.ok()) return current.status();
-  if (auto st = CheckEtag(s->etag(), current->etag(), "service"); !st.ok()) return st;
-  if (current->organization_id() != s->organization_id()) {
-    return absl::InvalidArgumentError(
-        "service.organization_id cannot change; create the service under the new organization");
-  }
-  auto pos = ServicePosition(tx, *s);
-  if (!pos.ok()) return pos.status();
-  auto r = tx.Exec(
-      "UPDATE services SET org_id = $2, location_id = $3, category = $4, csec_specialized = $5, "
-      "minimum_age = $6, maximum_age = $7, genders = $8::smallint[], languages = $9::text[], "
-      "open_24_7 = $10, time_zone = $11, area_counties = $12::text[], status = $13, "
-      "accepting_referrals = $14, latitude = $15, longitude = $16, body = $17, "
-      "revision = revision + 1, update_time = now() WHERE id = $1 "
-      "RETURNING revision, create_time, update_time",
-      ServiceColumns(*s, *pos));
-  if (!r.ok()) return r.status();
-  if (auto st = WriteIntervals(tx, *s); !st.ok()) return st;
-  *s->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
-  *s->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
-  s->set_etag(absl::StrCat(r->Int64(0, "revision")));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<v1::Service>> DirectoryStore::ListServices(
-    PgTx& tx, absl::string_view organization_id, absl::string_view after_id, int limit) {
-  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns,
-                                " FROM services WHERE id > $1 AND ($2 = '' OR org_id = $2) "
-                                "ORDER BY id LIMIT $3"),
-                   {after_id, organization_id, int32_t{limit}});
-  if (!r.ok()) return r.status();
-  std::vector<v1::Service> out(static_cast<size_t>(r->rows()));
-  for (int i = 0; i < r->rows(); ++i) {
-    if (auto st = FillStored(*r, i, &out[static_cast<size_t>(i)]); !st.ok()) return st;
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<v1::ServiceMatch>> DirectoryStore::Search(PgTx& tx,
-                                                                     const SearchQuery& q) {
-  const v1::SearchServicesRequest& req = *q.request;
-  std::vector<int> cats(req.categories().begin(), req.categories().end());
-  const bool radius = req.has_near();
-  std::string open_at;
-  if (req.has_open_at()) {
-    open_at =
-        absl::FormatTime("%Y-%m-%d %H:%M:%S+00", FromProtoTime(req.open_at()), absl::UTCTimeZone());
-  }
-  // $1,$2 origin; $3 county; $4 categories; $5 age; $6 gender; $7 language; $8 specialized;
-  // $9 accepting; $10 open_at; $11 radius; $12-$15 box; $16,$17 after; $18 limit.
+// The service search, nearest first: by county, or around a point within a radius.
+// $1,$2 origin; $3 county; $4 categories; $5 age; $6 gender; $7 language; $8 specialized;
+// $9 accepting; $10 open_at; $11,$12 after; $13 limit; $14 radius.
+const std::string& SearchSql(bool radius) {
   // Filters every variant shares ($3-$10); `s` is the service row.
   static const std::string kFilters = R"sql(
       s.status = 1 AND s.category <> 14
@@ -340,6 +167,17 @@ ORDER BY top.dist, top.id)sql";
       "point($2::float8 + (SELECT dlng FROM geo), $1::float8 + (SELECT dlat FROM geo)))) q "
       "WHERE q.dist <= (SELECT r FROM geo)",
       kPage);
+  return radius ? kRadiusSql : kCountySql;
+}
+
+std::vector<PgParam> SearchParams(const SearchQuery& q) {
+  const v1::SearchServicesRequest& req = *q.request;
+  std::vector<int> cats(req.categories().begin(), req.categories().end());
+  std::string open_at;
+  if (req.has_open_at()) {
+    open_at =
+        absl::FormatTime("%Y-%m-%d %H:%M:%S+00", FromProtoTime(req.open_at()), absl::UTCTimeZone());
+  }
   std::vector<PgParam> params = {q.origin_latitude,
                                  q.origin_longitude,
                                  req.county_fips(),
@@ -353,13 +191,184 @@ ORDER BY top.dist, top.id)sql";
                                  q.after ? PgParam(q.after->first) : PgParam(nullptr),
                                  q.after ? PgParam(q.after->second) : PgParam(""),
                                  int32_t{q.limit}};
-  if (radius) params.push_back(static_cast<double>(req.radius_meters()));
-  auto r = tx.Exec(radius ? kRadiusSql : kCountySql, params);
+  if (req.has_near()) params.push_back(static_cast<double>(req.radius_meters()));
+  return params;
+}
+
+}  // namespace
+
+absl::Status DirectoryStore::InsertOrganization(PgTx& tx, v1::Organization* org) {
+  auto r = tx.Exec(
+      "INSERT INTO organizations (id, kind, name, county_fips, body) "
+      "VALUES ($1, $2, $3, NULLIF($4, ''), $5) RETURNING revision, create_time, update_time",
+      {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
+       PgParam::Bytea(StoredBody(*org))});
+  if (!r.ok()) {
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("organization '", org->id(), "' already exists"));
+    }
+    return r.status();
+  }
+  SH_RETURN_IF_ERROR(ReplaceLocations(tx, *org));
+  *org->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *org->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  org->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Organization> DirectoryStore::GetOrganization(PgTx& tx, absl::string_view id,
+                                                                 bool for_update) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns, " FROM organizations WHERE id = $1",
+                                for_update ? " FOR UPDATE" : ""),
+                   {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("organization '", id, "' not found"));
+  v1::Organization org;
+  SH_RETURN_IF_ERROR(FillStored(*r, 0, &org));
+  return org;
+}
+
+absl::Status DirectoryStore::UpdateOrganization(PgTx& tx, v1::Organization* org) {
+  auto current = GetOrganization(tx, org->id(), /*for_update=*/true);
+  if (!current.ok()) return current.status();
+  SH_RETURN_IF_ERROR(CheckEtag(org->etag(), current->etag(), "organization"));
+
+  // Every service must keep a location, and moves with it.
+  auto services =
+      tx.Exec("SELECT id, location_id FROM services WHERE org_id = $1 ORDER BY id", {org->id()});
+  if (!services.ok()) return services.status();
+  std::set<std::string> ids;
+  for (const auto& l : org->locations()) ids.insert(l.id());
+  for (int i = 0; i < services->rows(); ++i) {
+    if (!ids.contains(services->String(i, "location_id"))) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("organization.locations: location '", services->Text(i, "location_id"),
+                       "' is still used by service '", services->Text(i, "id"), "'"));
+    }
+  }
+  if (services->rows() > 0 && org->kind() != v1::ORGANIZATION_KIND_SERVICE_PROVIDER) {
+    return absl::FailedPreconditionError(
+        "organization.kind: an organization with services must stay a service provider");
+  }
+  auto r = tx.Exec(
+      "UPDATE organizations SET kind = $2, name = $3, county_fips = NULLIF($4, ''), body = $5, "
+      "revision = revision + 1, update_time = now() WHERE id = $1 "
+      "RETURNING revision, create_time, update_time",
+      {org->id(), int32_t{org->kind()}, org->name(), org->county_fips(),
+       PgParam::Bytea(StoredBody(*org))});
+  if (!r.ok()) return r.status();
+  SH_RETURN_IF_ERROR(ReplaceLocations(tx, *org));
+  auto moved = tx.Exec(
+      "UPDATE services s SET latitude = l.latitude, longitude = l.longitude FROM locations l "
+      "WHERE s.org_id = $1 AND l.org_id = s.org_id AND l.id = s.location_id",
+      {org->id()});
+  if (!moved.ok()) return moved.status();
+  *org->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *org->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  org->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Organization>> DirectoryStore::ListOrganizations(
+    PgTx& tx, v1::OrganizationKind kind, absl::string_view county_fips, absl::string_view after_id,
+    int limit) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns,
+                                " FROM organizations WHERE id > $1 "
+                                "AND ($2::smallint = 0 OR kind = $2::smallint) "
+                                "AND ($3 = '' OR county_fips = $3) ORDER BY id LIMIT $4"),
+                   {after_id, int32_t{kind}, county_fips, int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::Organization> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    SH_RETURN_IF_ERROR(FillStored(*r, i, &out[static_cast<size_t>(i)]));
+  }
+  return out;
+}
+
+absl::Status DirectoryStore::InsertService(PgTx& tx, v1::Service* s) {
+  auto pos = ServicePosition(tx, *s);
+  if (!pos.ok()) return pos.status();
+  auto r = tx.Exec(
+      "INSERT INTO services (id, org_id, location_id, category, csec_specialized, minimum_age, "
+      "maximum_age, genders, languages, open_24_7, time_zone, area_counties, status, "
+      "accepting_referrals, latitude, longitude, body) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+      "$8::smallint[], $9::text[], $10, $11, $12::text[], $13, $14, $15, $16, $17) "
+      "RETURNING revision, create_time, update_time",
+      ServiceColumns(*s, *pos));
+  if (!r.ok()) {
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat("service '", s->id(), "' already exists"));
+    }
+    return r.status();
+  }
+  SH_RETURN_IF_ERROR(WriteIntervals(tx, *s));
+  *s->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *s->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  s->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Service> DirectoryStore::GetService(PgTx& tx, absl::string_view id,
+                                                       bool for_update) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns, " FROM services WHERE id = $1",
+                                for_update ? " FOR UPDATE" : ""),
+                   {id});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("service '", id, "' not found"));
+  v1::Service s;
+  SH_RETURN_IF_ERROR(FillStored(*r, 0, &s));
+  return s;
+}
+
+absl::Status DirectoryStore::UpdateService(PgTx& tx, v1::Service* s) {
+  auto current = GetService(tx, s->id(), /*for_update=*/true);
+  if (!current.ok()) return current.status();
+  SH_RETURN_IF_ERROR(CheckEtag(s->etag(), current->etag(), "service"));
+  if (current->organization_id() != s->organization_id()) {
+    return absl::InvalidArgumentError(
+        "service.organization_id cannot change; create the service under the new organization");
+  }
+  auto pos = ServicePosition(tx, *s);
+  if (!pos.ok()) return pos.status();
+  auto r = tx.Exec(
+      "UPDATE services SET org_id = $2, location_id = $3, category = $4, csec_specialized = $5, "
+      "minimum_age = $6, maximum_age = $7, genders = $8::smallint[], languages = $9::text[], "
+      "open_24_7 = $10, time_zone = $11, area_counties = $12::text[], status = $13, "
+      "accepting_referrals = $14, latitude = $15, longitude = $16, body = $17, "
+      "revision = revision + 1, update_time = now() WHERE id = $1 "
+      "RETURNING revision, create_time, update_time",
+      ServiceColumns(*s, *pos));
+  if (!r.ok()) return r.status();
+  SH_RETURN_IF_ERROR(WriteIntervals(tx, *s));
+  *s->mutable_create_time() = ToProtoTime(r->Time(0, "create_time"));
+  *s->mutable_update_time() = ToProtoTime(r->Time(0, "update_time"));
+  s->set_etag(absl::StrCat(r->Int64(0, "revision")));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Service>> DirectoryStore::ListServices(
+    PgTx& tx, absl::string_view organization_id, absl::string_view after_id, int limit) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", kOrgColumns,
+                                " FROM services WHERE id > $1 AND ($2 = '' OR org_id = $2) "
+                                "ORDER BY id LIMIT $3"),
+                   {after_id, organization_id, int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<v1::Service> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    SH_RETURN_IF_ERROR(FillStored(*r, i, &out[static_cast<size_t>(i)]));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::ServiceMatch>> DirectoryStore::Search(PgTx& tx,
+                                                                     const SearchQuery& q) {
+  auto r = tx.Exec(SearchSql(q.request->has_near()), SearchParams(q));
   if (!r.ok()) return r.status();
   std::vector<v1::ServiceMatch> out(static_cast<size_t>(r->rows()));
   for (int i = 0; i < r->rows(); ++i) {
     auto& m = out[static_cast<size_t>(i)];
-    if (auto st = FillStored(*r, i, m.mutable_service()); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(FillStored(*r, i, m.mutable_service()));
     m.set_organization_name(r->String(i, "org_name"));
     m.set_distance_meters(r->Int64(i, "dist"));
   }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "services/directory/validation.h"
 
 namespace safeharbor::directory {
@@ -196,28 +197,8 @@ absl::Status WithPath(const absl::Status& st, const std::string& path) {
   return absl::InvalidArgumentError(StrCat(path, ": ", st.message()));
 }
 
-absl::Status ReadService(Reader& rd, const json& js, const std::string& path,
-                         const v1::Organization& org, const CountyTable& counties, v1::Service* s) {
-  if (!js.is_object()) return absl::InvalidArgumentError(StrCat(path, " must be an object"));
-  s->set_id(NormalizeId(rd.Str(js, "id", path)));
-  s->set_organization_id(org.id());
-  s->set_name(rd.Str(js, "name", path));
-  s->set_description(rd.Str(js, "description", path));
-  s->set_eligibility_description(rd.Str(js, "eligibility_description", path));
-  const std::string status = rd.Str(js, "status", path);
-  s->set_status(
-      static_cast<v1::ServiceStatus>(ValueOf(kStatuses, status.empty() ? "active" : status)));
-  s->set_minimum_age(static_cast<int32_t>(rd.Num(js, "minimum_age", path, 0)));
-  s->set_maximum_age(static_cast<int32_t>(rd.Num(js, "maximum_age", path, 30)));
-  const std::string assured = rd.Str(js, "assured_date", path);
-  if (!assured.empty()) {
-    absl::Time t;
-    std::string err;
-    if (!absl::ParseTime("%Y-%m-%d", assured, absl::UTCTimeZone(), &t, &err)) {
-      return absl::InvalidArgumentError(StrCat(path, ".assured_date must be YYYY-MM-DD"));
-    }
-    *s->mutable_last_verified_time() = ToProtoTime(t);
-  }
+// Languages: plain codes or {code} objects, as ISO 639-1.
+void ReadLanguages(Reader& rd, const json& js, const std::string& path, v1::Service* s) {
   const json& langs = rd.Arr(js, "languages", path);
   for (size_t i = 0; i < langs.size(); ++i) {
     const std::string p = StrCat(path, ".languages[", i, "]");
@@ -226,7 +207,11 @@ absl::Status ReadService(Reader& rd, const json& js, const std::string& path,
                            : (langs[i].is_object() ? rd.Str(langs[i], "code", p) : "");
     s->add_languages(absl::AsciiStrToLower(code.substr(0, 2)));
   }
-  s->mutable_schedule()->set_time_zone(kDefaultHsdsTimeZone);
+}
+
+// The "safeharbor" attribute codes: category, flags, genders, time zone; else the category is
+// inferred from the service's words.
+absl::Status ReadAttributes(Reader& rd, const json& js, const std::string& path, v1::Service* s) {
   std::string words = StrCat(s->name(), " ", s->description());
   for (const std::string& code : Codes(rd, js, path)) {
     if (absl::StartsWith(code, "category:")) {
@@ -257,6 +242,11 @@ absl::Status ReadService(Reader& rd, const json& js, const std::string& path,
                ": no service category; add an attribute with taxonomy 'safeharbor' and code "
                "'category:<name>' (e.g. category:emergency_youth_shelter)"));
   }
+  return absl::OkStatus();
+}
+
+// Weekly schedules (opens_at/closes_at on the days of byday).
+absl::Status ReadSchedules(Reader& rd, const json& js, const std::string& path, v1::Service* s) {
   const json& schedules = rd.Arr(js, "schedules", path);
   for (size_t i = 0; i < schedules.size(); ++i) {
     const std::string p = StrCat(path, ".schedules[", i, "]");
@@ -282,6 +272,13 @@ absl::Status ReadService(Reader& rd, const json& js, const std::string& path,
       h->set_closes_at(closes);
     }
   }
+  return absl::OkStatus();
+}
+
+// Counties served (by FIPS extent or name); the organization's county when none is given.
+absl::Status ReadServiceAreas(Reader& rd, const json& js, const std::string& path,
+                              const v1::Organization& org, const CountyTable& counties,
+                              v1::Service* s) {
   const json& areas = rd.Arr(js, "service_areas", path);
   for (size_t i = 0; i < areas.size(); ++i) {
     const std::string p = StrCat(path, ".service_areas[", i, "]");
@@ -300,6 +297,12 @@ absl::Status ReadService(Reader& rd, const json& js, const std::string& path,
   if (s->service_area_county_fips_size() == 0 && !org.county_fips().empty()) {
     s->add_service_area_county_fips(org.county_fips());
   }
+  return absl::OkStatus();
+}
+
+// The first service_at_location's location, else the organization's first.
+void ReadServiceLocation(Reader& rd, const json& js, const std::string& path,
+                         const v1::Organization& org, v1::Service* s) {
   const json& sal = rd.Arr(js, "service_at_locations", path);
   for (size_t i = 0; i < sal.size() && s->location_id().empty(); ++i) {
     const std::string p = StrCat(path, ".service_at_locations[", i, "]");
@@ -313,6 +316,36 @@ absl::Status ReadService(Reader& rd, const json& js, const std::string& path,
   if (s->location_id().empty() && org.locations_size() > 0) {
     s->set_location_id(org.locations(0).id());
   }
+}
+
+absl::Status ReadService(Reader& rd, const json& js, const std::string& path,
+                         const v1::Organization& org, const CountyTable& counties, v1::Service* s) {
+  if (!js.is_object()) return absl::InvalidArgumentError(StrCat(path, " must be an object"));
+  s->set_id(NormalizeId(rd.Str(js, "id", path)));
+  s->set_organization_id(org.id());
+  s->set_name(rd.Str(js, "name", path));
+  s->set_description(rd.Str(js, "description", path));
+  s->set_eligibility_description(rd.Str(js, "eligibility_description", path));
+  const std::string status = rd.Str(js, "status", path);
+  s->set_status(
+      static_cast<v1::ServiceStatus>(ValueOf(kStatuses, status.empty() ? "active" : status)));
+  s->set_minimum_age(static_cast<int32_t>(rd.Num(js, "minimum_age", path, 0)));
+  s->set_maximum_age(static_cast<int32_t>(rd.Num(js, "maximum_age", path, 30)));
+  const std::string assured = rd.Str(js, "assured_date", path);
+  if (!assured.empty()) {
+    absl::Time t;
+    std::string err;
+    if (!absl::ParseTime("%Y-%m-%d", assured, absl::UTCTimeZone(), &t, &err)) {
+      return absl::InvalidArgumentError(StrCat(path, ".assured_date must be YYYY-MM-DD"));
+    }
+    *s->mutable_last_verified_time() = ToProtoTime(t);
+  }
+  ReadLanguages(rd, js, path, s);
+  s->mutable_schedule()->set_time_zone(kDefaultHsdsTimeZone);
+  SH_RETURN_IF_ERROR(ReadAttributes(rd, js, path, s));
+  SH_RETURN_IF_ERROR(ReadSchedules(rd, js, path, s));
+  SH_RETURN_IF_ERROR(ReadServiceAreas(rd, js, path, org, counties, s));
+  ReadServiceLocation(rd, js, path, org, s);
   if (!rd.error.ok()) return rd.error;
   return WithPath(ValidateService(*s, counties, true), path);
 }
@@ -369,7 +402,7 @@ absl::Status ReadOrganization(Reader& rd, const json& js, const std::string& pat
     }
   }
   if (!rd.error.ok()) return rd.error;
-  if (auto st = WithPath(ValidateOrganization(org, counties, true), path); !st.ok()) return st;
+  SH_RETURN_IF_ERROR(WithPath(ValidateOrganization(org, counties, true), path));
   const json& services = rd.Arr(js, "services", path);
   for (size_t i = 0; i < services.size(); ++i) {
     v1::Service s;

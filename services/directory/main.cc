@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
       PrepareService(argc, argv, "directory",
                      "directory-service: the SafeHarbor provider directory (gRPC, mTLS).\n"
                      "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_GRPC_PORT.",
-                     50051, 9461, directory::Migrations());
+                     directory::Migrations());
   if (!deps.ok()) return 1;
   directory::DirectoryOptions options;
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));

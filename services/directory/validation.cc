@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/status_macros.h"
 #include "services/directory/schedule.h"
 
 namespace safeharbor::directory {
@@ -59,7 +60,7 @@ absl::Status Phones(const google::protobuf::RepeatedPtrField<v1::Phone>& phones,
                     absl::string_view field) {
   if (phones.size() > 20) return InvalidArgumentError(StrCat(field, " has more than 20 entries"));
   for (int i = 0; i < phones.size(); ++i) {
-    if (auto st = Phone(phones[i], StrCat(field, "[", i, "]")); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(Phone(phones[i], StrCat(field, "[", i, "]")));
   }
   return absl::OkStatus();
 }
@@ -75,14 +76,14 @@ absl::Status County(absl::string_view fips, const CountyTable& counties, absl::s
 }
 
 absl::Status Location(const v1::Location& l, const CountyTable& counties, absl::string_view f) {
-  if (auto st = ValidateId(l.id(), StrCat(f, ".id")); !st.ok()) return st;
-  if (auto st = ValidateLatLng(l.latitude(), l.longitude(), StrCat(f, ".")); !st.ok()) return st;
+  SH_RETURN_IF_ERROR(ValidateId(l.id(), StrCat(f, ".id")));
+  SH_RETURN_IF_ERROR(ValidateLatLng(l.latitude(), l.longitude(), StrCat(f, ".")));
   for (const auto& [value, name] : {std::pair{&l.name(), "name"},
                                     {&l.address_1(), "address_1"},
                                     {&l.city(), "city"},
                                     {&l.state_province(), "state_province"},
                                     {&l.postal_code(), "postal_code"}}) {
-    if (auto st = MaxLen(*value, 200, StrCat(f, ".", name)); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(MaxLen(*value, 200, StrCat(f, ".", name)));
   }
   return County(l.county_fips(), counties, StrCat(f, ".county_fips"), false);
 }
@@ -98,26 +99,24 @@ bool IsRoutableCategory(v1::ServiceCategory category) {
 absl::Status ValidateOrganization(const v1::Organization& org, const CountyTable& counties,
                                   bool require_id) {
   if (require_id || !org.id().empty()) {
-    if (auto st = ValidateId(org.id(), "organization.id"); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(ValidateId(org.id(), "organization.id"));
   }
   if (org.kind() == v1::ORGANIZATION_KIND_UNSPECIFIED ||
       !v1::OrganizationKind_IsValid(org.kind())) {
     return InvalidArgumentError("organization.kind is required");
   }
-  if (auto st = Required(org.name(), 200, "organization.name"); !st.ok()) return st;
-  if (auto st = MaxLen(org.description(), 4000, "organization.description"); !st.ok()) return st;
-  if (auto st = MaxLen(org.website(), 500, "organization.website"); !st.ok()) return st;
-  if (auto st = Email(org.email(), "organization.email"); !st.ok()) return st;
-  if (auto st = County(org.county_fips(), counties, "organization.county_fips", false); !st.ok()) {
-    return st;
-  }
+  SH_RETURN_IF_ERROR(Required(org.name(), 200, "organization.name"));
+  SH_RETURN_IF_ERROR(MaxLen(org.description(), 4000, "organization.description"));
+  SH_RETURN_IF_ERROR(MaxLen(org.website(), 500, "organization.website"));
+  SH_RETURN_IF_ERROR(Email(org.email(), "organization.email"));
+  SH_RETURN_IF_ERROR(County(org.county_fips(), counties, "organization.county_fips", false));
   if (org.locations_size() > 50) {
     return InvalidArgumentError("organization.locations has more than 50 entries");
   }
   std::set<std::string> ids;
   for (int i = 0; i < org.locations_size(); ++i) {
     const std::string f = StrCat("organization.locations[", i, "]");
-    if (auto st = Location(org.locations(i), counties, f); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(Location(org.locations(i), counties, f));
     if (!ids.insert(org.locations(i).id()).second) {
       return InvalidArgumentError(StrCat(f, ".id '", org.locations(i).id(), "' is repeated"));
     }
@@ -128,38 +127,16 @@ absl::Status ValidateOrganization(const v1::Organization& org, const CountyTable
   for (int i = 0; i < org.contacts_size(); ++i) {
     const auto& c = org.contacts(i);
     const std::string f = StrCat("organization.contacts[", i, "]");
-    if (auto st = MaxLen(c.name(), 200, StrCat(f, ".name")); !st.ok()) return st;
-    if (auto st = MaxLen(c.title(), 200, StrCat(f, ".title")); !st.ok()) return st;
-    if (auto st = Email(c.email(), StrCat(f, ".email")); !st.ok()) return st;
-    if (auto st = Phones(c.phones(), StrCat(f, ".phones")); !st.ok()) return st;
+    SH_RETURN_IF_ERROR(MaxLen(c.name(), 200, StrCat(f, ".name")));
+    SH_RETURN_IF_ERROR(MaxLen(c.title(), 200, StrCat(f, ".title")));
+    SH_RETURN_IF_ERROR(Email(c.email(), StrCat(f, ".email")));
+    SH_RETURN_IF_ERROR(Phones(c.phones(), StrCat(f, ".phones")));
   }
   return Phones(org.phones(), "organization.phones");
 }
 
-absl::Status ValidateService(const v1::Service& s, const CountyTable& counties, bool require_id) {
-  if (require_id || !s.id().empty()) {
-    if (auto st = ValidateId(s.id(), "service.id"); !st.ok()) return st;
-  }
-  if (auto st = ValidateId(s.organization_id(), "service.organization_id"); !st.ok()) return st;
-  if (auto st = Required(s.name(), 200, "service.name"); !st.ok()) return st;
-  if (auto st = MaxLen(s.description(), 4000, "service.description"); !st.ok()) return st;
-  if (auto st = MaxLen(s.eligibility_description(), 4000, "service.eligibility_description");
-      !st.ok()) {
-    return st;
-  }
-  if (s.category() == v1::SERVICE_CATEGORY_UNSPECIFIED ||
-      !v1::ServiceCategory_IsValid(s.category())) {
-    return InvalidArgumentError("service.category is required");
-  }
-  if (s.minimum_age() < 0 || s.minimum_age() > 30) {
-    return InvalidArgumentError("service.minimum_age must be between 0 and 30");
-  }
-  if (s.maximum_age() < 0 || s.maximum_age() > 30) {
-    return InvalidArgumentError("service.maximum_age must be between 0 and 30");
-  }
-  if (s.minimum_age() > s.maximum_age()) {
-    return InvalidArgumentError("service.minimum_age must not exceed service.maximum_age");
-  }
+// Genders served (distinct, specified) and languages (ISO 639-1).
+absl::Status ServedPeople(const v1::Service& s) {
   std::set<int> genders;
   for (int i = 0; i < s.genders_served_size(); ++i) {
     const auto g = s.genders_served(i);
@@ -178,6 +155,31 @@ absl::Status ValidateService(const v1::Service& s, const CountyTable& counties, 
           StrCat("service.languages[", i, "] must be a lower-case ISO 639-1 code such as 'en'"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateService(const v1::Service& s, const CountyTable& counties, bool require_id) {
+  if (require_id || !s.id().empty()) {
+    SH_RETURN_IF_ERROR(ValidateId(s.id(), "service.id"));
+  }
+  SH_RETURN_IF_ERROR(ValidateId(s.organization_id(), "service.organization_id"));
+  SH_RETURN_IF_ERROR(Required(s.name(), 200, "service.name"));
+  SH_RETURN_IF_ERROR(MaxLen(s.description(), 4000, "service.description"));
+  SH_RETURN_IF_ERROR(MaxLen(s.eligibility_description(), 4000, "service.eligibility_description"));
+  if (s.category() == v1::SERVICE_CATEGORY_UNSPECIFIED ||
+      !v1::ServiceCategory_IsValid(s.category())) {
+    return InvalidArgumentError("service.category is required");
+  }
+  if (s.minimum_age() < 0 || s.minimum_age() > 30) {
+    return InvalidArgumentError("service.minimum_age must be between 0 and 30");
+  }
+  if (s.maximum_age() < 0 || s.maximum_age() > 30) {
+    return InvalidArgumentError("service.maximum_age must be between 0 and 30");
+  }
+  if (s.minimum_age() > s.maximum_age()) {
+    return InvalidArgumentError("service.minimum_age must not exceed service.maximum_age");
+  }
+  SH_RETURN_IF_ERROR(ServedPeople(s));
   absl::TimeZone tz;
   if (s.schedule().time_zone().empty() || !absl::LoadTimeZone(s.schedule().time_zone(), &tz)) {
     return InvalidArgumentError(
@@ -202,7 +204,7 @@ absl::Status ValidateService(const v1::Service& s, const CountyTable& counties, 
   if (s.status() == v1::SERVICE_STATUS_UNSPECIFIED || !v1::ServiceStatus_IsValid(s.status())) {
     return InvalidArgumentError("service.status is required");
   }
-  if (auto st = ValidateId(s.location_id(), "service.location_id"); !st.ok()) return st;
+  SH_RETURN_IF_ERROR(ValidateId(s.location_id(), "service.location_id"));
   if (s.has_last_verified_time()) {
     const auto& t = s.last_verified_time();
     if (t.seconds() < 0 || t.seconds() > 253402300799 || t.nanos() < 0 || t.nanos() > 999999999) {
@@ -216,7 +218,7 @@ absl::Status ValidateSearch(const v1::SearchServicesRequest& req, const CountyTa
   if (req.county_fips().empty() && !req.has_near()) {
     return InvalidArgumentError("one of county_fips or near is required");
   }
-  if (auto st = County(req.county_fips(), counties, "county_fips", false); !st.ok()) return st;
+  SH_RETURN_IF_ERROR(County(req.county_fips(), counties, "county_fips", false));
   if (req.has_near()) {
     if (!(req.near().latitude() >= -90 && req.near().latitude() <= 90)) {
       return InvalidArgumentError("near.latitude must be between -90 and 90");

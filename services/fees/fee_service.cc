@@ -261,10 +261,7 @@ absl::Status FeeServiceImpl::RefreshGauges() {
 }
 
 absl::Status FeeServiceImpl::ValidateAssessment(const v1::Assessment& a) const {
-  if (auto st = ValidateId(a.court_organization_id(), "assessment.court_organization_id");
-      !st.ok()) {
-    return st;
-  }
+  SH_RETURN_IF_ERROR(ValidateId(a.court_organization_id(), "assessment.court_organization_id"));
   if (a.case_number().empty() || a.case_number().size() > 64) {
     return InvalidArgumentError("assessment.case_number is required (at most 64 characters)");
   }
@@ -287,11 +284,8 @@ absl::Status FeeServiceImpl::ValidateAssessment(const v1::Assessment& a) const {
                                        " is one fee per case, not per offense"));
   }
   if (!a.hosting_agency_organization_id().empty()) {
-    if (auto st = ValidateId(a.hosting_agency_organization_id(),
-                             "assessment.hosting_agency_organization_id");
-        !st.ok()) {
-      return st;
-    }
+    SH_RETURN_IF_ERROR(ValidateId(a.hosting_agency_organization_id(),
+                                  "assessment.hosting_agency_organization_id"));
   }
   auto offense = ToCivilDay(a.offense_date(), "assessment.offense_date");
   if (!offense.ok()) return offense.status();

@@ -6,7 +6,7 @@
 #include "common/service_main.h"
 #include "services/fees/fee_service.h"
 
-ABSL_FLAG(std::string, directory_address, "localhost:50051",
+ABSL_FLAG(std::string, directory_address, safeharbor::DefaultAddress("directory"),
           "directory-service host:port: recipients (local providers) are read from it.");
 ABSL_FLAG(std::string, commerce_organization_id, "demo-state-commerce",
           "Directory id of the Department of Commerce (2% and the state account).");
@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
       argc, argv, "fees",
       "fee-service: SafeHarbor fee assessments, payments and disbursement ledger (gRPC, mTLS).\n"
       "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_GRPC_PORT.",
-      50054, 9464, fees::Migrations());
+      fees::Migrations());
   if (!deps.ok()) return 1;
   auto peer =
       Peer::Connect(PeerFor(*deps, "fees", "directory", absl::GetFlag(FLAGS_directory_address)));

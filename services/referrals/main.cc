@@ -4,8 +4,9 @@
 #include "common/service_main.h"
 #include "services/referrals/referral_service.h"
 
-ABSL_FLAG(std::string, directory_address, "localhost:50051", "directory-service host:port.");
-ABSL_FLAG(std::string, beds_address, "localhost:50052", "beds-service host:port.");
+ABSL_FLAG(std::string, directory_address, safeharbor::DefaultAddress("directory"),
+          "directory-service host:port.");
+ABSL_FLAG(std::string, beds_address, safeharbor::DefaultAddress("beds"), "beds-service host:port.");
 ABSL_FLAG(std::string, youth_data_keys, "",
           "Keys that encrypt identifying youth details at rest: \"<id>:<base64 32 bytes>,...\"; "
           "the first is used for new data, the others still open older data. Required.");
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
       argc, argv, "referrals",
       "referral-service: SafeHarbor non-punitive referral routing (gRPC, mTLS).\n"
       "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_YOUTH_DATA_KEYS.",
-      50053, 9463, referrals::Migrations());
+      referrals::Migrations());
   if (!deps.ok()) return 1;
   auto sealer = Sealer::FromConfig(absl::GetFlag(FLAGS_youth_data_keys));
   if (!sealer.ok()) {

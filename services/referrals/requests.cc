@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "common/validate.h"
 #include "safeharbor/directory/v1/directory.pb.h"
 
@@ -43,23 +44,21 @@ absl::Status ValidateYouth(const v1::YouthProfile& y) {
     }
   }
   const auto& id = y.identifying();
-  if (auto s = CheckText(id.name(), 200, "youth.identifying.name", false); !s.ok()) return s;
-  if (auto s = CheckText(id.contact(), 200, "youth.identifying.contact", false); !s.ok()) return s;
+  SH_RETURN_IF_ERROR(CheckText(id.name(), 200, "youth.identifying.name", false));
+  SH_RETURN_IF_ERROR(CheckText(id.contact(), 200, "youth.identifying.contact", false));
   return CheckText(id.notes(), 2000, "youth.identifying.notes", false);
 }
 
 }  // namespace
 
 absl::Status ValidateCreate(const v1::CreateReferralRequest& req, const CountyTable& counties) {
-  if (auto s = ValidateYouth(req.youth()); !s.ok()) return s;
+  SH_RETURN_IF_ERROR(ValidateYouth(req.youth()));
   if (counties.Find(req.county_fips()) == nullptr) {
     return Invalid("county_fips must be a known county FIPS code (where the youth was identified)");
   }
   if (req.has_location()) {
-    if (auto s = ValidateLatLng(req.location().latitude(), req.location().longitude(), "location");
-        !s.ok()) {
-      return s;
-    }
+    SH_RETURN_IF_ERROR(
+        ValidateLatLng(req.location().latitude(), req.location().longitude(), "location"));
   }
   const v1::Needs& needs = req.needs();
   if (!needs.placement_tonight() && needs.service_categories().empty()) {
@@ -79,8 +78,8 @@ absl::Status ValidateCreate(const v1::CreateReferralRequest& req, const CountyTa
   }
   if (!v1::Urgency_IsValid(req.urgency())) return Invalid("urgency is not a known value");
   const auto& rc = req.referrer_contact();
-  if (auto s = CheckText(rc.name(), 100, "referrer_contact.name", false); !s.ok()) return s;
-  if (auto s = CheckText(rc.phone(), 32, "referrer_contact.phone", true); !s.ok()) return s;
+  SH_RETURN_IF_ERROR(CheckText(rc.name(), 100, "referrer_contact.name", false));
+  SH_RETURN_IF_ERROR(CheckText(rc.phone(), 32, "referrer_contact.phone", true));
   return CheckText(rc.unit(), 100, "referrer_contact.unit", false);
 }
 

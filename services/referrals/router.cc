@@ -15,13 +15,14 @@
 #include "services/referrals/routing.h"
 
 namespace safeharbor::referrals {
-namespace {
 
 bool IsOutage(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable ||
          s.code() == absl::StatusCode::kDeadlineExceeded ||
          s.code() == absl::StatusCode::kResourceExhausted;
 }
+
+namespace {
 
 std::string Key(const v1::Candidate& c) {
   return absl::StrCat(c.provider_organization_id(), "/", c.service_id(), "/", c.facility_id());

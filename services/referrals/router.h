@@ -17,6 +17,9 @@
 
 namespace safeharbor::referrals {
 
+// A dependency that did not answer (down, too slow, or too busy): routing waits and retries.
+bool IsOutage(const absl::Status& s);
+
 class Router {
  public:
   Router(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,

@@ -10,12 +10,6 @@
 namespace safeharbor::referrals {
 namespace {
 
-bool IsOutage(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kUnavailable ||
-         s.code() == absl::StatusCode::kDeadlineExceeded ||
-         s.code() == absl::StatusCode::kResourceExhausted;
-}
-
 // Every pending offer of a referral past its deadline lapses; it goes back to routing.
 absl::Status LapseOffers(v1::Referral& r, absl::Time now, Change& ch, bool* rerouted) {
   *rerouted = false;

@@ -16,6 +16,7 @@
 #include "common/counties.h"
 #include "common/rpc_kit.h"
 #include "common/sealer.h"
+#include "common/service_spec.h"
 #include "common/testing/harness.h"
 #include "common/testing/hosted.h"
 #include "services/beds/beds_service.h"
@@ -190,6 +191,10 @@ TEST_F(MethodTableTest, EveryRpcOfEveryProtoHasAnEntry) {
   for (const auto& [name, service] : served) {
     EXPECT_TRUE(in_protos.count(name)) << name << " is served but not in protos/";
   }
+  // The one table of services names the same four.
+  std::set<std::string> in_spec;
+  for (const ServiceSpec& spec : ServiceSpecs()) in_spec.insert(spec.grpc_service);
+  EXPECT_EQ(in_spec, in_protos);
   std::cout << "method tables: " << in_protos.size() << " services, " << rpcs
             << " RPCs, every one declared\n";
 }

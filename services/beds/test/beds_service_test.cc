@@ -3,14 +3,17 @@
 #include "services/beds/beds_service.h"
 
 #include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
 
 #include <atomic>
 #include <thread>
 
+#include "common/invariant.h"
 #include "common/metrics.h"
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
+#include "common/testing/hosted.h"
 #include "services/directory/directory_service.h"
 
 namespace safeharbor::directory {
@@ -32,42 +35,24 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
 }
 
 // One running replica of the service.
-struct Replica {
-  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<PgPool> pg;
-  std::unique_ptr<RedisClient> redis;
-  std::unique_ptr<RpcEnv> env;
-  std::unique_ptr<BedsServiceImpl> service;
-  std::unique_ptr<ServiceHost> host;
-
+struct Replica : safeharbor::testing::Hosted<BedsServiceImpl> {
   Replica(const std::string& db_url, const std::string& ns, const Clock* clock,
           const ProviderCheck* providers = nullptr) {
-    auto& s = TestServers::Get();
-    auto pool = PgPool::Connect(s.PgOptionsFor(db_url), registry.get());
-    EXPECT_TRUE(pool.ok()) << pool.status();
-    pg = *std::move(pool);
-    EXPECT_TRUE(pg->Migrate(Migrations()).ok());
-    redis = std::make_unique<RedisClient>(s.redis_options(), registry.get());
-    env = std::make_unique<RpcEnv>(8, 256, false);
+    Connect("beds", Migrations(), 8, 8, /*with_redis=*/true, db_url);
     BedsOptions options;
     options.key_namespace = ns;
     options.watch_poll_interval = absl::Milliseconds(200);
     service = std::make_unique<BedsServiceImpl>(env.get(), pg.get(), redis.get(), *registry,
                                                 WashingtonCounties(), clock, providers, options);
     service->StartBackground();
-    ServerOptions opts;
-    opts.service_name = "beds";
-    opts.tls = s.ServerTls("beds");
-    auto h = ServiceHost::Start(opts, {service.get()}, registry);
-    EXPECT_TRUE(h.ok()) << h.status();
-    host = *std::move(h);
+    Serve("beds");
   }
   ~Replica() {
     service->StopBackground();
-    host->Shutdown();
+    Shutdown();
   }
-  std::unique_ptr<Stub> Stub_(const std::string& org, const std::string& role) {
-    return v1::BedsService::NewStub(TestServers::Get().Channel(host->port(), org, role));
+  std::unique_ptr<v1::BedsService::Stub> Stub_(const std::string& org, const std::string& role) {
+    return this->template Stub<v1::BedsService>(org, role);
   }
 };
 
@@ -381,6 +366,52 @@ TEST_F(BedsTest, HoldBedIsIdempotentOnRequestId) {
   EXPECT_NE(st.error_message().find("ttl_seconds"), std::string::npos) << st.error_message();
 }
 
+// Release build included (scripts/build ships RelWithDebInfo with NDEBUG): a hold that would
+// take a bed past its licensed capacity is refused with INTERNAL, counted, and stores nothing.
+TEST_F(BedsTest, ABrokenCapacityInvariantRefusesTheHoldAndIsCounted) {
+  CreateFacility(Facility("fac-inv", "prov-a", 2));
+  ASSERT_TRUE(Census(provider_.get(), "fac-inv", 0).ok());
+  ForceInvariantFailureForTest("beds.capacity", true);
+  v1::HoldBedResponse resp;
+  grpc::Status st = Hold(intake_.get(), "fac-inv", "inv-1", &resp);
+  ForceInvariantFailureForTest("beds.capacity", false);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INTERNAL) << st.error_message();
+  const std::string text = prometheus::TextSerializer().Serialize(a_->registry->Collect());
+  EXPECT_NE(text.find("safeharbor_invariant_violations_total{invariant=\"beds.capacity\"} 1"),
+            std::string::npos);
+  // Nothing was stored: both beds are still free, and the same request_id now succeeds.
+  v1::GetFacilityRequest get;
+  get.set_id("fac-inv");
+  v1::GetFacilityResponse got;
+  ASSERT_TRUE(intake_->GetFacility(Ctx().get(), get, &got).ok());
+  ASSERT_EQ(got.beds_size(), 1);
+  EXPECT_EQ(got.beds(0).available_beds(), 2);
+  EXPECT_EQ(got.beds(0).held(), 0);
+  EXPECT_TRUE(Hold(intake_.get(), "fac-inv", "inv-1", &resp).ok());
+}
+
+// A census replayed by request_id is checked again before the record answers: a replay that
+// arrives once the count it carries is stale is refused, as it was before the method table.
+TEST_F(BedsTest, ACensusReplayIsValidatedAgain) {
+  CreateFacility(Facility("fac-replay", "prov-a", 3));
+  v1::ReportCensusRequest req;
+  req.set_request_id("census-replay");
+  req.set_facility_id("fac-replay");
+  *req.mutable_confirmed_time() = ToProtoTime(clock_.Now());
+  auto* e = req.add_entries();
+  e->set_bed_type(v1::BED_TYPE_GENERAL);
+  e->set_occupied(1);
+  v1::ReportCensusResponse resp;
+  ASSERT_TRUE(provider_->ReportCensus(Ctx().get(), req, &resp).ok());
+  ASSERT_TRUE(provider_->ReportCensus(Ctx().get(), req, &resp).ok());  // A replay.
+  auto other = a_->Stub_("prov-b", "provider");
+  EXPECT_EQ(other->ReportCensus(Ctx().get(), req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);  // Not the owner: refused, replay or not.
+  clock_.Advance(absl::Hours(13));
+  EXPECT_EQ(provider_->ReportCensus(Ctx().get(), req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(BedsTest, BadInputIsRefusedAndStoresNothing) {
   CreateFacility(Facility("fac-b", "prov-a", 3));
   v1::HoldBedResponse hold;
@@ -506,20 +537,13 @@ TEST_F(BedsTest, WatchReceivesChangesAndResumesFromItsCursorAfterARestart) {
 TEST_F(BedsTest, FacilityOwnersMustBeProvidersInTheDirectory) {
   // A real directory service, in process, on its own database.
   auto& s = TestServers::Get();
-  auto dir_registry = std::make_shared<prometheus::Registry>();
-  auto dir_pg = PgPool::Connect(s.PgOptionsFor(s.NewDatabase("dirforbeds")), dir_registry.get());
-  ASSERT_TRUE(dir_pg.ok());
-  ASSERT_TRUE((*dir_pg)->Migrate(directory::Migrations()).ok());
-  RpcEnv dir_env(2, 16, false);
-  directory::DirectoryServiceImpl dir(&dir_env, dir_pg->get(), nullptr, *dir_registry,
-                                      WashingtonCounties());
-  ServerOptions o;
-  o.service_name = "directory";
-  o.tls = s.ServerTls("directory");
-  auto dir_host = ServiceHost::Start(o, {&dir}, dir_registry);
-  ASSERT_TRUE(dir_host.ok());
+  safeharbor::testing::Hosted<directory::DirectoryServiceImpl> dir;
+  dir.Connect("dirforbeds", directory::Migrations(), 2, 8, /*with_redis=*/false);
+  dir.service = std::make_unique<directory::DirectoryServiceImpl>(
+      dir.env.get(), dir.pg.get(), nullptr, *dir.registry, WashingtonCounties());
+  dir.Serve("directory");
   auto dir_admin = directory::v1::DirectoryService::NewStub(
-      s.Channel((*dir_host)->port(), "state-directory", "directory_admin"));
+      s.Channel(dir.port(), "state-directory", "directory_admin"));
   for (auto [id, kind] : {std::pair{"prov-real", directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER},
                           {"le-agency", directory::v1::ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY}}) {
     directory::v1::CreateOrganizationRequest req;
@@ -532,7 +556,7 @@ TEST_F(BedsTest, FacilityOwnersMustBeProvidersInTheDirectory) {
   }
   PeerOptions peer;
   peer.name = "directory";
-  peer.address = absl::StrCat("localhost:", (*dir_host)->port());
+  peer.address = dir.address();
   peer.tls = s.ServerTls("beds");  // The beds service's own identity: role "service".
   peer.deadline = absl::Seconds(1);
   auto connected = Peer::Connect(peer);
@@ -554,7 +578,7 @@ TEST_F(BedsTest, FacilityOwnersMustBeProvidersInTheDirectory) {
   grpc::Status ghost = create("fac-ghost", "ghost-org");
   EXPECT_EQ(ghost.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(ghost.error_message().find("not in the directory"), std::string::npos);
-  (*dir_host)->Shutdown();
+  dir.Shutdown();
   grpc::Status down = create("fac-down", "prov-real");
   EXPECT_EQ(down.error_code(), grpc::StatusCode::UNAVAILABLE) << down.error_message();
   EXPECT_EQ(Count("SELECT count(*) AS n FROM facilities"), 1);

@@ -11,6 +11,7 @@
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
+#include "common/testing/hosted.h"
 #include "services/directory/hsds.h"
 
 namespace safeharbor::directory {
@@ -77,33 +78,22 @@ class DirectoryTest : public ::testing::Test {
   void TearDown() override { StopService(); }
 
   void StartService() {
-    auto& s = TestServers::Get();
-    registry_ = std::make_shared<prometheus::Registry>();
-    auto pg = PgPool::Connect(s.PgOptionsFor(db_url_), registry_.get());
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    ASSERT_TRUE(pg_->Migrate(Migrations()).ok());
-    redis_ = std::make_unique<RedisClient>(s.redis_options(), registry_.get());
-    env_ = std::make_unique<RpcEnv>(4, 64, false);
+    hosted_ = std::make_unique<safeharbor::testing::Hosted<DirectoryServiceImpl>>();
+    hosted_->Connect("dir", Migrations(), 4, 8, /*with_redis=*/true, db_url_);
     DirectoryOptions options;
     options.cache_namespace = cache_namespace_;
-    service_ = std::make_unique<DirectoryServiceImpl>(env_.get(), pg_.get(), redis_.get(),
-                                                      *registry_, WashingtonCounties(), options);
-    ServerOptions opts;
-    opts.service_name = "directory";
-    opts.tls = s.ServerTls("directory");
-    auto host = ServiceHost::Start(opts, {service_.get()}, registry_);
-    ASSERT_TRUE(host.ok()) << host.status();
-    host_ = *std::move(host);
+    hosted_->service = std::make_unique<DirectoryServiceImpl>(
+        hosted_->env.get(), hosted_->pg.get(), hosted_->redis.get(), *hosted_->registry,
+        WashingtonCounties(), options);
+    hosted_->Serve("directory");
+    registry_ = hosted_->registry;
+    host_ = hosted_->host.get();
   }
 
   void StopService() {
-    if (host_) host_->Shutdown();
-    host_.reset();
-    service_.reset();
-    env_.reset();
-    redis_.reset();
-    pg_.reset();
+    if (hosted_) hosted_->Shutdown();
+    hosted_.reset();
+    host_ = nullptr;
   }
 
   std::unique_ptr<Stub> Stub_(const std::string& org, const std::string& role) {
@@ -140,7 +130,7 @@ class DirectoryTest : public ::testing::Test {
   }
 
   int64_t Rows(const std::string& table) {
-    auto r = pg_->Query("SELECT count(*) AS n FROM " + table);
+    auto r = hosted_->pg->Query("SELECT count(*) AS n FROM " + table);
     return r.ok() ? r->Int64(0, "n") : -1;
   }
 
@@ -151,12 +141,9 @@ class DirectoryTest : public ::testing::Test {
 
   std::string db_url_;
   std::string cache_namespace_;
+  std::unique_ptr<safeharbor::testing::Hosted<DirectoryServiceImpl>> hosted_;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<PgPool> pg_;
-  std::unique_ptr<RedisClient> redis_;
-  std::unique_ptr<RpcEnv> env_;
-  std::unique_ptr<DirectoryServiceImpl> service_;
-  std::unique_ptr<ServiceHost> host_;
+  ServiceHost* host_ = nullptr;
   std::unique_ptr<Stub> admin_;
 };
 

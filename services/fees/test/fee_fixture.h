@@ -8,6 +8,7 @@
 #include "common/metrics.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
+#include "common/testing/hosted.h"
 #include "services/directory/directory_service.h"
 #include "services/fees/fee_service.h"
 
@@ -39,18 +40,13 @@ class FeeFixture : public ::testing::Test {
   void SetUp() override {
     auto& s = safeharbor::testing::TestServers::Get();
     // The directory, with providers in King County and none in Pierce.
-    dir_registry_ = std::make_shared<prometheus::Registry>();
-    dir_pg_ = *PgPool::Connect(s.PgOptionsFor(s.NewDatabase("fdir")), dir_registry_.get());
-    ASSERT_TRUE(dir_pg_->Migrate(directory::Migrations()).ok());
-    dir_env_ = std::make_unique<RpcEnv>(2, 64, false);
-    dir_ = std::make_unique<directory::DirectoryServiceImpl>(dir_env_.get(), dir_pg_.get(), nullptr,
-                                                             *dir_registry_, WashingtonCounties());
-    ServerOptions dopts;
-    dopts.service_name = "directory";
-    dopts.tls = s.ServerTls("directory");
-    dir_host_ = *ServiceHost::Start(dopts, {dir_.get()}, dir_registry_);
+    directory_.Connect("fdir", directory::Migrations(), 2, 8, /*with_redis=*/false);
+    directory_.service = std::make_unique<directory::DirectoryServiceImpl>(
+        directory_.env.get(), directory_.pg.get(), nullptr, *directory_.registry,
+        WashingtonCounties());
+    directory_.Serve("directory");
     auto admin = directory::v1::DirectoryService::NewStub(
-        s.Channel(dir_host_->port(), "state-directory", "directory_admin"));
+        s.Channel(directory_.port(), "state-directory", "directory_admin"));
     for (const char* id : {"prov-c", "prov-a", "prov-b"}) {
       directory::v1::CreateOrganizationRequest req;
       req.set_request_id(id);
@@ -63,26 +59,22 @@ class FeeFixture : public ::testing::Test {
       ASSERT_TRUE(admin->CreateOrganization(Ctx().get(), req, &resp).ok());
     }
     // The fee service.
-    db_url_ = s.NewDatabase("fees");
-    registry_ = std::make_shared<prometheus::Registry>();
-    auto opts = s.PgOptionsFor(db_url_);
-    opts.pool_size = 16;
-    pg_ = *PgPool::Connect(opts, registry_.get());
-    ASSERT_TRUE(pg_->Migrate(Migrations()).ok());
+    fees_.Connect("fees", Migrations(), 16, 16, /*with_redis=*/false);
+    db_url_ = fees_.db_url;
     PeerOptions peer;
     peer.name = "directory";
-    peer.address = absl::StrCat("localhost:", dir_host_->port());
+    peer.address = directory_.address();
     peer.tls = s.ServerTls("fees");
     recipients_ = std::make_unique<DirectoryRecipients>(*Peer::Connect(peer), absl::Seconds(60));
-    env_ = std::make_unique<RpcEnv>(16, 1024, false);
     FeeOptions fo;
     fo.commerce_organization_id = "state-commerce";
-    service_ = std::make_unique<FeeServiceImpl>(env_.get(), pg_.get(), recipients_.get(),
-                                                *registry_, WashingtonCounties(), &clock_, fo);
-    ServerOptions fopts;
-    fopts.service_name = "fees";
-    fopts.tls = s.ServerTls("fees");
-    host_ = *ServiceHost::Start(fopts, {service_.get()}, registry_);
+    fees_.service =
+        std::make_unique<FeeServiceImpl>(fees_.env.get(), fees_.pg.get(), recipients_.get(),
+                                         *fees_.registry, WashingtonCounties(), &clock_, fo);
+    fees_.Serve("fees");
+    pg_ = fees_.pg.get();
+    service_ = fees_.service.get();
+    registry_ = fees_.registry.get();
     clerk_ = Stub("court-king", "court_clerk");
   }
 
@@ -100,13 +92,12 @@ class FeeFixture : public ::testing::Test {
       USING (effective_date, jurisdiction, court_org, kind, account, recipient_kind)
       WHERE l.amount IS DISTINCT FROM d.amount OR l.entries IS DISTINCT FROM d.entries)sql"),
               0);
-    host_->Shutdown();
-    dir_host_->Shutdown();
+    fees_.Shutdown();
+    directory_.Shutdown();
   }
 
   std::unique_ptr<v1::FeeService::Stub> Stub(const std::string& org, const std::string& role) {
-    return v1::FeeService::NewStub(
-        safeharbor::testing::TestServers::Get().Channel(host_->port(), org, role));
+    return fees_.Stub<v1::FeeService>(org, role);
   }
 
   static v1::Assessment Assessment(v1::Statute statute, int priors, int64_t ordered,
@@ -150,13 +141,12 @@ class FeeFixture : public ::testing::Test {
   }
 
   FakeClock clock_{absl::FromCivil(absl::CivilSecond(2026, 11, 22, 12, 0, 0), absl::UTCTimeZone())};
-  std::shared_ptr<prometheus::Registry> dir_registry_, registry_;
-  std::unique_ptr<PgPool> dir_pg_, pg_;
-  std::unique_ptr<RpcEnv> dir_env_, env_;
-  std::unique_ptr<directory::DirectoryServiceImpl> dir_;
-  std::unique_ptr<ServiceHost> dir_host_, host_;
+  safeharbor::testing::Hosted<directory::DirectoryServiceImpl> directory_;
   std::unique_ptr<DirectoryRecipients> recipients_;
-  std::unique_ptr<FeeServiceImpl> service_;
+  safeharbor::testing::Hosted<FeeServiceImpl> fees_;
+  PgPool* pg_ = nullptr;                      // fees_'s
+  FeeServiceImpl* service_ = nullptr;         // fees_'s
+  prometheus::Registry* registry_ = nullptr;  // fees_'s
   std::unique_ptr<v1::FeeService::Stub> clerk_;
   std::string db_url_;
 };

@@ -11,6 +11,7 @@
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
+#include "common/testing/hosted.h"
 #include "services/beds/beds_service.h"
 #include "services/directory/directory_service.h"
 
@@ -24,6 +25,7 @@ namespace safeharbor::referrals {
 const std::vector<Migration>& Migrations();
 namespace {
 
+using safeharbor::testing::Hosted;
 using safeharbor::testing::TestServers;
 namespace dir = directory::v1;
 using Stub = v1::ReferralService::Stub;
@@ -82,35 +84,6 @@ class SwitchableNetwork final : public Network {
 
  private:
   std::unique_ptr<Network> real_;
-};
-
-// A service hosted in process on its own database.
-template <typename Impl>
-struct Hosted {
-  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<PgPool> pg;
-  std::unique_ptr<RedisClient> redis;
-  std::unique_ptr<RpcEnv> env = std::make_unique<RpcEnv>(4, 128, false);
-  std::unique_ptr<Impl> service;
-  std::unique_ptr<ServiceHost> host;
-
-  void Connect(const std::string& prefix, const std::vector<Migration>& migrations) {
-    auto& s = TestServers::Get();
-    auto pool = PgPool::Connect(s.PgOptionsFor(s.NewDatabase(prefix)), registry.get());
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    pg = *std::move(pool);
-    ASSERT_TRUE(pg->Migrate(migrations).ok());
-    redis = std::make_unique<RedisClient>(s.redis_options(), registry.get());
-  }
-  void Serve(const std::string& name) {
-    ServerOptions o;
-    o.service_name = name;
-    o.tls = TestServers::Get().ServerTls(name);
-    auto h = ServiceHost::Start(o, {service.get()}, registry);
-    ASSERT_TRUE(h.ok()) << h.status();
-    host = *std::move(h);
-  }
-  std::string address() const { return absl::StrCat("localhost:", host->port()); }
 };
 
 dir::Organization Org(const std::string& id, dir::OrganizationKind kind, const std::string& county,

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "common/testing/harness.h"
 
 namespace safeharbor::referrals {
@@ -85,7 +86,7 @@ TEST_F(StoreTest, TransitionsAndAuditAreRecordedAndAppendOnly) {
     t.set_actor_role("service");
     *t.mutable_time() = ToProtoTime(kNow);
     r->set_status(v1::REFERRAL_STATUS_OFFERED);
-    if (auto s = ReferralStore::Update(tx, &*r, &t, kNow); !s.ok()) return s;
+    SH_RETURN_IF_ERROR(ReferralStore::Update(tx, &*r, &t, kNow));
     return ReferralStore::Audit(tx, provider, "read_identifying", "ref-2", "accepted provider",
                                 kNow);
   });
