@@ -30,6 +30,7 @@ if (!existsSync(stamp) || statSync(stamp).mtimeMs < protoTime) {
 
 mkdirSync("dist/public", { recursive: true });
 await esbuild.build({
+  absWorkingDir: here,
   entryPoints: ["src/page/main.ts"],
   outfile: "dist/public/app.js",
   bundle: true,
@@ -42,6 +43,7 @@ await esbuild.build({
 for (const f of ["index.html", "app.css"]) copyFileSync(path.join("src/page", f), path.join("dist/public", f));
 
 await esbuild.build({
+  absWorkingDir: here,
   entryPoints: ["src/gateway/main.ts"],
   outfile: "dist/gateway.mjs",
   bundle: true,

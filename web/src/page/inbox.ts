@@ -63,12 +63,16 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
   // ---- merging: the newest view of each referral wins
   function upsert(r: Referral, fromStream: boolean): void {
     const cur = items.get(r.id);
-    const t = (x?: Referral) => (x?.updateTime ? Number(x.updateTime.seconds) * 1e3 + x.updateTime.nanos / 1e6 : 0);
-    if (cur && t(cur.referral) > t(r)) return;
+    if (cur && updated(cur.referral) > updated(r)) return;
     const fresh = !cur && fromStream && myOffer(r)?.state === OfferState.PENDING;
-    items.set(r.id, { ...(cur ?? {}), referral: r, identifying: cur?.identifying });
+    if (cur) cur.referral = r; // in place: an action waiting on this item keeps seeing it
+    else items.set(r.id, { referral: r });
     if (fresh) announce.textContent = `New referral offered: youth ${r.youth?.youthReference ?? ""}, age ${r.youth?.age ?? ""}.`;
     render();
+  }
+
+  function updated(x?: Referral): number {
+    return x?.updateTime ? Number(x.updateTime.seconds) * 1e3 + x.updateTime.nanos / 1e6 : 0;
   }
 
   function myOffer(r: Referral): Offer | undefined {
@@ -94,6 +98,7 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
         for await (const ev of stream) {
           backoff = 1000;
           if (ev.referral) upsert(ev.referral, true);
+          refreshCensusSoon(); // holds and placements change the counts
           cursor = ev.cursor;
           sessionStorage.setItem(cursorKey, cursor);
           live.textContent = `Live: connected, last update ${clock(new Date())}.`;
@@ -136,7 +141,7 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
       const r = await what();
       if (r) {
         const identifying = r.youth?.identifying;
-        it.referral = r;
+        if (updated(r) >= updated(it.referral)) it.referral = r;
         if (identifying && acceptedByMe(r)) it.identifying = identifying;
       } else if (reloadAfter) {
         try {
@@ -298,8 +303,17 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
   void loadCensus();
 
   // ---- census
-  async function loadCensus(): Promise<void> {
-    replace(census, h("h2", { id: "census-h" }, "Census of your facilities"), h("p", { role: "status" }, "Loading facilities…"));
+  let censusTimer: number | undefined;
+  function refreshCensusSoon(): void {
+    if (censusTimer) clearTimeout(censusTimer);
+    censusTimer = window.setTimeout(() => {
+      // Never under the hands of someone correcting the counts.
+      if (!census.contains(document.activeElement)) void loadCensus(true);
+    }, 1500);
+  }
+
+  async function loadCensus(quiet = false): Promise<void> {
+    if (!quiet) replace(census, h("h2", { id: "census-h" }, "Census of your facilities"), h("p", { role: "status" }, "Loading facilities…"));
     try {
       const fl = await beds.listFacilities({ organizationId: org, pageSize: 50 }, CALL);
       const details = await Promise.all(fl.facilities.map((f) => beds.getFacility({ id: f.id }, CALL)));
@@ -308,6 +322,7 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
         h("h2", { id: "census-h" }, "Census of your facilities"),
         h("p", { class: "hint" }, "Correct the counts if needed and report them: each report is confirmed as of now. A count older than the staleness window is treated as unknown."),
         details.length ? details.map((d) => censusForm(d.facility!, d.beds)) : h("p", {}, "Your organization has no bed facility in the network."),
+        h("button", { type: "button", class: "secondary", onclick: () => void loadCensus() }, "Reload the counts"),
       );
     } catch (e) {
       replace(census, h("h2", { id: "census-h" }, "Census of your facilities"), h("p", { class: "banner error", role: "alert" }, `Facilities not loaded: ${describe(e)}`),

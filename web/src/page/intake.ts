@@ -41,12 +41,12 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
   const capacityBox = h("div", { class: "capacity", "aria-live": "polite" });
 
   // ---- referrer
-  const refName = h("input", { name: "referrer_name", autocomplete: "name", maxlength: 120 });
-  const refPhone = h("input", { name: "referrer_phone", type: "tel", autocomplete: "tel", maxlength: 40 });
-  const refUnit = h("input", { name: "referrer_unit", maxlength: 120 });
+  const refName = h("input", { name: "referrer_name", autocomplete: "name", maxlength: 100 });
+  const refPhone = h("input", { name: "referrer_phone", type: "tel", autocomplete: "tel", maxlength: 32, required: true });
+  const refUnit = h("input", { name: "referrer_unit", maxlength: 100 });
 
   // ---- youth (pseudonymous)
-  const youthRef = h("input", { name: "youth_reference", required: true, maxlength: 64, autocomplete: "off", spellcheck: "false" });
+  const youthRef = h("input", { name: "youth_reference", required: true, maxlength: 64, pattern: "[A-Za-z0-9_-]+", autocomplete: "off", spellcheck: "false" });
   const age = h("input", { name: "age", type: "number", min: 0, max: 24, step: 1, required: true, inputmode: "numeric" });
   const gender = h("select", { name: "gender" }, GENDERS.map(([v, l]) => h("option", { value: v }, l)));
   const langs = LANGUAGES.map(([code, l]) => ({ code, ...checkbox(l, { name: "language", value: code }) }));
@@ -75,9 +75,9 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
     [["no", "No, or not asked: send no identifying details"], ["yes", "Yes, the youth consents"]],
     "no",
   );
-  const idName = h("input", { name: "id_name", maxlength: 120, autocomplete: "off", disabled: true });
-  const idContact = h("input", { name: "id_contact", maxlength: 120, autocomplete: "off", disabled: true });
-  const idNotes = h("textarea", { name: "id_notes", maxlength: 1000, rows: 3, disabled: true });
+  const idName = h("input", { name: "id_name", maxlength: 200, autocomplete: "off", disabled: true });
+  const idContact = h("input", { name: "id_contact", maxlength: 200, autocomplete: "off", disabled: true });
+  const idNotes = h("textarea", { name: "id_notes", maxlength: 2000, rows: 3, disabled: true });
   const idSet = h(
     "fieldset",
     { class: "identifying", disabled: true },
@@ -113,17 +113,17 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
       {},
       h("legend", {}, "You"),
       field("Your name", refName),
-      field("Phone the provider can call you on", refPhone),
+      field("Phone the provider can call you on (required)", refPhone),
       field("Unit or office", refUnit),
     ),
     h(
       "fieldset",
       {},
       h("legend", {}, "The youth (no name here)"),
-      field("Youth reference (required)", youthRef, "Your agency's case or incident reference. Never a name."),
+      field("Youth reference (required)", youthRef, "Your agency's case or incident reference: letters, digits, - and _. Never a name."),
       field("Age (required)", age, "0 to 24."),
       field("Gender", gender),
-      h("fieldset", { class: "choices" }, h("legend", {}, "Languages"), langs.map((l) => l.wrap)),
+      h("fieldset", { class: "choices grid" }, h("legend", {}, "Languages"), langs.map((l) => l.wrap)),
       field("Other languages", otherLangs, "Two-letter ISO 639-1 codes, separated by commas."),
     ),
     h(
@@ -139,7 +139,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
       {},
       h("legend", {}, "Needs"),
       bedTonight.wrap,
-      h("fieldset", { class: "choices" }, h("legend", {}, "Services"), services.map((s) => s.wrap)),
+      h("fieldset", { class: "choices grid" }, h("legend", {}, "Services"), services.map((s) => s.wrap)),
     ),
     urgency.set,
     h("fieldset", { class: "choices" }, h("legend", {}, "Safety"), exploiter.wrap, runaway.wrap, recruitment.wrap),
@@ -155,7 +155,8 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
     h("div", { class: "actions" }, submitBtn),
   );
   const mine = h("section", { class: "card", "aria-labelledby": "mine-h" });
-  replace(main, form, statusBox, mine);
+  // What is under way comes first (on a phone too); the form for the next youth after it.
+  replace(main, statusBox, mine, form);
 
   // ---- counties
   directory
@@ -215,7 +216,8 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
     ev.preventDefault();
     hide(formError);
     const problems: string[] = [];
-    if (!youthRef.value.trim()) problems.push("a youth reference");
+    if (!refPhone.value.trim()) problems.push("your phone number");
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(youthRef.value.trim())) problems.push("a youth reference (letters, digits, - and _ only)");
     const a = Number(age.value);
     if (age.value === "" || !Number.isInteger(a) || a < 0 || a > 24) problems.push("an age from 0 to 24");
     if (!county.value) problems.push("a county");
@@ -224,9 +226,12 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
     if (!bedTonight.input.checked && cats.length === 0) problems.push("at least one need (a bed tonight or a service)");
     const other = otherLangs.value.split(/[\s,]+/).filter(Boolean).map((s) => s.toLowerCase());
     if (other.some((c) => !/^[a-z]{2}$/.test(c))) problems.push("other languages as two-letter codes");
+    const languages = [...new Set([...langs.filter((l) => l.input.checked).map((l) => l.code), ...other])];
+    if (languages.length > 5) problems.push("at most 5 languages");
     if (problems.length) {
       show(formError, `Please give ${problems.join(", ")}.`);
-      (problems[0] === "a youth reference" ? youthRef : problems[0].startsWith("an age") ? age : county).focus();
+      const first = problems[0];
+      (first.startsWith("your phone") ? refPhone : first.startsWith("a youth") ? youthRef : first.startsWith("an age") ? age : county).focus();
       return;
     }
     const consented = consent.value() === "yes";
@@ -241,7 +246,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
         youthReference: youthRef.value.trim(),
         age: a,
         gender: Number(gender.value) as Gender,
-        languages: [...new Set([...langs.filter((l) => l.input.checked).map((l) => l.code), ...other])],
+        languages,
         identifying,
       },
       countyFips: county.value,
@@ -259,10 +264,13 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
     try {
       const res = await referrals.createReferral(req, CALL);
       pendingRequestId = requestId();
-      // The identifying details are not kept on this page once sent.
-      for (const c of [idName, idContact, idNotes]) c.value = "";
-      consent.inputs[0].checked = true;
+      // Ready for the next youth: nothing about this one stays in the form (the referrer and the
+      // place stay, they are the terminal's own).
+      const keep = [refName, refPhone, refUnit, county, lat, lng].map((c) => c.value);
+      form.reset();
+      [refName, refPhone, refUnit, county, lat, lng].forEach((c, i) => (c.value = keep[i]));
       syncConsent();
+      replace(capacityBox);
       follow(res.referral!.id, res.referral);
     } catch (e) {
       show(formError, `The referral was not sent: ${describe(e)} Sending again is safe: it will not be duplicated.`);
@@ -423,11 +431,15 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
 
   // ---- this terminal's recent referrals
   let mineLoading = false;
+  let mineSig = "";
   async function loadMine(): Promise<void> {
     if (mineLoading) return;
     mineLoading = true;
     try {
       const res = await referrals.listReferrals({ pageSize: 10 }, CALL);
+      const sig = JSON.stringify(res.referrals.map((g) => [g.view.value?.id, g.view.case === "referral" ? g.view.value.status : g.view.value?.stage]));
+      if (sig === mineSig) return; // unchanged: leave the list (and a click on it) alone
+      mineSig = sig;
       const rows = res.referrals.map((g) => {
         const id = g.view.case ? g.view.value.id : "";
         const what = g.view.case === "referrerView" ? stageLabel(g.view.value.stage)
@@ -440,6 +452,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
         rows.length ? h("ul", { class: "plain" }, rows) : h("p", {}, "None yet."),
       );
     } catch (e) {
+      mineSig = "";
       replace(mine, h("h2", { id: "mine-h" }, "Recent referrals"), h("p", { class: "banner error", role: "alert" }, describe(e)));
     } finally {
       mineLoading = false;
