@@ -97,7 +97,7 @@ def main():
     out = os.environ.get("WEB_TEST_OUTPUT", os.path.join(BUILD_DIR, "web-test-output"))
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    subprocess.run([os.path.join(ROOT, "scripts", "build-web")], check=True)
+    subprocess.run([os.path.join(ROOT, "scripts", "build-web"), "--check"], check=True)
 
     st = Stack()
     try:
@@ -141,8 +141,15 @@ def main():
             sys.stdout.write(line)
             sys.stdout.flush()
         rc = test.wait()
+        # The gateways keep nothing but a log, and the log holds no youth data.
         for name, g in gateways.items():
             shutil.copy(g.log_path, os.path.join(out, f"gateway-{name}.log"))
+            with open(g.log_path) as f:
+                text = f.read()
+            for secret in ("Jane Q", "Sam R", "SPD-00", "555-0199"):
+                if secret in text:
+                    print(f"FAIL: gateway {name}'s log holds youth data ({secret!r})")
+                    rc = 1
         print(f"web_browser: {'ok' if rc == 0 else 'FAILED'} in {time.time() - started:.1f} s; "
               f"screenshots and reports in {out}")
         return rc

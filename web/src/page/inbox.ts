@@ -45,6 +45,7 @@ interface Item {
 export function inbox(main: HTMLElement, info: TerminalInfo): void {
   const org = info.organizationId;
   const items = new Map<string, Item>();
+  const facilityNames = new Map<string, string>(); // this provider's own facilities
   const cursorKey = `inbox-cursor:${org}`;
   const live = h("p", { class: "live", "data-testid": "live", role: "status" }, "Connecting for live updates…");
   const announce = h("div", { class: "visually-hidden", "aria-live": "assertive" });
@@ -184,7 +185,7 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
         ["Languages", (y?.languages ?? []).map(languageLabel).join(", ") || "—"],
         ["Needs", [r.needs?.placementTonight ? "a bed tonight" : "", ...(r.needs?.serviceCategories ?? []).map(serviceLabel)].filter(Boolean).join(", ") || "—"],
         ["Safety", [r.safety?.exploiterKnownInArea ? "exploiter known in the youth's area" : "", r.safety?.runawayRisk ? "runaway risk" : "", r.safety?.recruitmentRisk ? "recruitment risk" : ""].filter(Boolean).join(", ") || "none flagged"],
-        ["Bed held at", offer?.facilityId || "—"],
+        ["Bed held at", offer?.facilityId ? facilityNames.get(offer.facilityId) ?? offer.facilityId : "—"],
         ["Referred by", [r.referrerContact?.name, r.referrerContact?.unit, r.referrerContact?.phone].filter(Boolean).join(", ") || r.referrerOrganizationId],
         ["Received", when(offer?.offeredTime ?? r.createTime)],
       ]),
@@ -317,6 +318,9 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
     try {
       const fl = await beds.listFacilities({ organizationId: org, pageSize: 50 }, CALL);
       const details = await Promise.all(fl.facilities.map((f) => beds.getFacility({ id: f.id }, CALL)));
+      const known = facilityNames.size;
+      for (const f of fl.facilities) facilityNames.set(f.id, f.name);
+      if (facilityNames.size !== known) render();
       replace(
         census,
         h("h2", { id: "census-h" }, "Census of your facilities"),

@@ -491,7 +491,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
               h("td", {}, placementLabel(f.placementType)),
               h("td", {}, `${f.minimumAge}–${f.maximumAge}`, !fits ? h("span", { class: "tag warn" }, "outside this age") : null),
               h("td", {}, known.length ? String(free) : "unknown", " ", fa.beds.map((b) => h("span", { class: "sub" }, `${bedLabel(b.bedType)}: ${b.status === AvailabilityStatus.KNOWN ? b.availableBeds : "?"} `))),
-              h("td", { class: stale ? "stale" : "" }, freshest ? ago(freshest, now) : "never", stale ? ` (${fa.beds.filter((b) => b.status !== AvailabilityStatus.KNOWN).map((b) => `${bedLabel(b.bedType)}: ${availabilityLabel(b.status)}`).join("; ")})` : ""),
+              h("td", { class: stale ? "stale" : "" }, freshest ? `${ago(freshest, now)} (${clock(freshest)})` : "never", stale ? ` (${fa.beds.filter((b) => b.status !== AvailabilityStatus.KNOWN).map((b) => `${bedLabel(b.bedType)}: ${availabilityLabel(b.status)}`).join("; ")})` : ""),
             );
           }),
         ),
