@@ -269,6 +269,14 @@ try {
   const notServed = `${urls.officer}safeharbor.referrals.v1.ReferralService/AcceptReferral`;
   check(await rawPost(notServed, json, '{"id":"x"}') === 501, "a method the officer's screens do not use is not served (unimplemented)");
 
+  // ------------------------------------------------------------------ a reload keeps nothing but finds everything
+  step = "reload";
+  await provA.reload();
+  await waitText(provA, /Youth SPD-0042/, T, '[data-testid="inbox"]');
+  check(!(await textOf(provA)).includes("Jane Q"), "after a reload the identifying details are read again only on request");
+  await provA.getByRole("button", { name: /Show identifying details/ }).count().then((n) =>
+    check(n === 0, "no identifying-details button on a closed referral"));
+
   // ------------------------------------------------------------------ a phone screen
   step = "phone";
   for (const [p, name] of [[officer, "12-phone-intake"], [provA, "13-phone-inbox"]]) {

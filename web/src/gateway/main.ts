@@ -39,6 +39,7 @@ interface Config {
   requestMaxBytes: number;
   callTimeoutMs: number;
   maxStreams: number;
+  allowedHosts: string[];
 }
 
 const HELP = `safeharbor-gateway: the browser terminal for one organization.
@@ -53,7 +54,9 @@ Flags (each also as an environment variable SAFEHARBOR_WEB_<FLAG>, flags win):
   --static_dir=<dist/public beside this file>
   --request_max_bytes=65536    largest request message accepted from the browser
   --call_timeout_ms=10000      deadline of every unary call to a service
-  --max_streams=32             open live-update streams at once`;
+  --max_streams=32             open live-update streams at once
+  --allowed_hosts=             more host[:port] names the pages may be reached by (comma-separated;
+                               the listen address, localhost and 127.0.0.1 always are)`;
 
 function parseConfig(argv: string[]): Config {
   const flags = new Map<string, string>();
@@ -93,6 +96,7 @@ function parseConfig(argv: string[]): Config {
     requestMaxBytes: int("request_max_bytes", 65536, 1024, 4 * 1024 * 1024),
     callTimeoutMs: int("call_timeout_ms", 10000, 100, 120000),
     maxStreams: int("max_streams", 32, 1, 1000),
+    allowedHosts: get("allowed_hosts", "").split(",").map((x) => x.trim().toLowerCase()).filter(Boolean),
   };
 }
 
@@ -310,11 +314,16 @@ function main(): void {
     },
   });
 
-  const expectedHosts = new Set([`${cfg.listenHost}:${cfg.port}`, `localhost:${cfg.port}`, `127.0.0.1:${cfg.port}`]);
+  const expectedHosts = new Set([
+    `${cfg.listenHost}:${cfg.port}`,
+    `localhost:${cfg.port}`,
+    `127.0.0.1:${cfg.port}`,
+    ...cfg.allowedHosts,
+  ]);
   const server = http.createServer((req, res) => {
     // Only this terminal's own pages may use its identity: another site open in the same browser
     // (or a DNS-rebinding name) must not reach the API.
-    const host = req.headers.host ?? "";
+    const host = (req.headers.host ?? "").toLowerCase();
     const origin = req.headers.origin;
     if (!expectedHosts.has(host) || (origin !== undefined && origin !== `http://${host}`)) {
       log("refused", { reason: "foreign host or origin", host, origin: origin ?? "" });

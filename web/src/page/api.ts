@@ -17,8 +17,9 @@ export const CALL = { timeoutMs: 15000 };
 export function describe(e: unknown): string {
   const err = ConnectError.from(e);
   const msg = err.rawMessage;
-  if (/Failed to fetch|NetworkError|Load failed|fetch/i.test(msg) && err.code !== Code.Unavailable) {
-    return "This terminal's gateway is not answering. Check that it is running; nothing was sent.";
+  // fetch() itself failed (connection refused or dropped): the gateway, not a service.
+  if ((err.code === Code.Unknown || err.code === Code.Internal) && /network|fetch|load failed|terminated/i.test(msg)) {
+    return `This terminal's gateway is not answering (${msg}). Check that it is running.`;
   }
   switch (err.code) {
     case Code.Unavailable:

@@ -88,15 +88,20 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
   // ---- the live stream, resumed from its cursor
   let cursor = sessionStorage.getItem(cursorKey) ?? "";
   let backoff = 1000;
+  let listed = false;
   async function watch(): Promise<void> {
     for (;;) {
       const ctl = new AbortController();
       try {
-        const stream = referrals.watchReferrals({ cursor }, { signal: ctl.signal, timeoutMs: 0 });
-        live.textContent = cursor ? `Live: connected, resumed after update ${cursor}.` : "Live: connected, waiting for offers.";
+        const resumeFrom = cursor;
+        const stream = referrals.watchReferrals({ cursor }, { signal: ctl.signal, timeoutMs: 0 })[Symbol.asyncIterator]();
+        const first = stream.next(); // opens the stream before the list is read: nothing falls between
+        live.textContent = resumeFrom ? `Live: connected, resumed after update ${resumeFrom}.` : "Live: connected, waiting for offers.";
         live.className = "live ok";
-        if (!cursor) await loadList(); // nothing to resume from: read the current state
-        for await (const ev of stream) {
+        // The current state, once per page (and whenever there is no cursor to resume from).
+        if (!listed || !resumeFrom) listed = await loadList();
+        for (let next = await first; !next.done; next = await stream.next()) {
+          const ev = next.value;
           backoff = 1000;
           if (ev.referral) upsert(ev.referral, true);
           refreshCensusSoon(); // holds and placements change the counts
@@ -122,12 +127,15 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
     }
   }
 
-  async function loadList(): Promise<void> {
+  async function loadList(): Promise<boolean> {
     try {
       const res = await referrals.listReferrals({ pageSize: 50 }, CALL);
       for (const g of res.referrals) if (g.view.case === "referral") upsert(g.view.value, false);
+      return true;
     } catch (e) {
       live.textContent = `Referrals not loaded: ${describe(e)}`;
+      live.className = "live down";
+      return false;
     }
   }
 
