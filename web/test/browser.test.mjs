@@ -168,6 +168,7 @@ try {
   check(/Harbor House Seattle/.test(ready) && /1 Main St/.test(ready), "the officer sees where to bring the youth");
   check(!(await textOf(officer)).includes("Jane Q"), "no identifying details on the officer's page");
   await shot(officer, "04-officer-handoff");
+  await officer.locator("section.status").screenshot({ path: path.join(out, "04-officer-handoff-detail.png") });
   await axe(officer, "officer-handoff");
   log("the officer sees where to bring the youth");
 
@@ -236,6 +237,7 @@ try {
   check(/csec|km/i.test(cwText), "child welfare sees the candidates with the reasons for their rank");
   check(!(await textOf(cw)).includes("Sam R"), "child welfare's page shows no identifying details");
   await shot(cw, "09-child-welfare-status");
+  await cw.locator("section.status").screenshot({ path: path.join(out, "09-child-welfare-status-detail.png") });
   await axe(cw, "child-welfare-status");
 
   // ------------------------------------------------------------------ census in a few clicks
@@ -245,6 +247,7 @@ try {
   await form.getByRole("button", { name: "Report census (confirmed now)" }).click();
   await waitText(provA, /Census reported at/, T, "section[aria-labelledby=census-h]");
   await shot(provA, "10-inbox-census");
+  await provA.locator("section[aria-labelledby=census-h]").screenshot({ path: path.join(out, "10-inbox-census-detail.png") });
   await axe(provA, "inbox-census");
 
   // ------------------------------------------------------------------ a service down: said, not spun
