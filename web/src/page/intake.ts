@@ -9,8 +9,12 @@ import {
   ReferrerView_Stage,
   Urgency,
 } from "../../gen/safeharbor/referrals/v1/referrals_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { CreateReferralRequestSchema } from "../../gen/safeharbor/referrals/v1/referrals_pb.js";
+import { equals, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type CreateReferralRequestSchema,
+  type GetReferralResponse,
+  GetReferralResponseSchema,
+} from "../../gen/safeharbor/referrals/v1/referrals_pb.js";
 import type { TerminalInfo } from "../shared/terminal.js";
 import { beds, CALL, describe, directory, referrals, requestId } from "./api.js";
 import { checkbox, dl, field, h, radios, replace } from "./dom.js";
@@ -285,6 +289,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
   let following = "";
   function follow(id: string, first?: ReferrerView): void {
     following = id;
+    shown = undefined;
     sessionStorage.setItem("following", id);
     if (timer) clearTimeout(timer);
     statusBox.hidden = false;
@@ -295,18 +300,28 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
     void poll(id);
   }
 
+  let shown: GetReferralResponse | undefined; // what the status box shows now
   async function poll(id: string): Promise<void> {
     if (id !== following) return;
     let done = false;
     try {
       const res = await referrals.getReferral({ id }, CALL);
       if (id !== following) return;
-      if (res.view.case === "referrerView") {
+      const same = shown !== undefined && equals(GetReferralResponseSchema, shown, res);
+      shown = res;
+      if (same) {
+        // Unchanged: only the time of the check moves (nothing is re-announced to a screen reader).
+        const hint = statusBox.querySelector(".checked");
+        if (hint) hint.textContent = `Live: checked at ${clock(new Date())}, refreshed every few seconds.`;
+      } else if (res.view.case === "referrerView") {
         renderOfficer(res.view.value, new Date());
+      } else if (res.view.case === "referral") {
+        await renderChildWelfare(res.view.value, new Date());
+      }
+      if (res.view.case === "referrerView") {
         const s = res.view.value.stage;
         done = s === ReferrerView_Stage.CONNECTED_TO_SERVICES || s === ReferrerView_Stage.CANCELLED;
       } else if (res.view.case === "referral") {
-        await renderChildWelfare(res.view.value, new Date());
         done = CLOSED.has(res.view.value.status);
       }
       statusBox.querySelector(".poll-error")?.remove();
@@ -325,7 +340,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
   function statusHeader(id: string, checked: Date, live: boolean): Node[] {
     return [
       h("h2", { id: "status-h", tabindex: -1 }, `Referral ${id}`),
-      h("p", { class: "hint" }, live ? `Live: checked at ${clock(checked)}, refreshed every few seconds.` : `Checked at ${clock(checked)}.`),
+      h("p", { class: "hint checked" }, live ? `Live: checked at ${clock(checked)}, refreshed every few seconds.` : `Checked at ${clock(checked)}.`),
     ];
   }
 
