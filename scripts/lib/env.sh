@@ -10,3 +10,12 @@ mapfile -t SERVICES < <(/usr/bin/python3 -c '
 import json, sys
 for s in json.load(open(sys.argv[1]))["services"]:
     print(s["name"], s["binary"], s["grpc_port"], s["metrics_port"])' "$ROOT/services/services.json")
+# The gRPC port of a service by name (from SERVICES).
+grpc_port_of() {
+  local entry name port
+  for entry in "${SERVICES[@]}"; do
+    read -r name _ port _ <<<"$entry"
+    [[ $name == "$1" ]] && { echo "$port"; return 0; }
+  done
+  return 1
+}
