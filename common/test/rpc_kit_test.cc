@@ -7,10 +7,13 @@
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <iostream>
+#include <thread>
 
 #include "common/invariant.h"
 #include "common/periodic.h"
 #include "common/server.h"
+#include "common/service_client.h"
 #include "common/test/echo_service.h"
 #include "common/testing/harness.h"
 
@@ -132,6 +135,65 @@ TEST(RpcKit, TheCallersDeadlineReachesTheHandlerThread) {
   EXPECT_GT(seen, before + absl::Seconds(6));
   EXPECT_LT(seen, before + absl::Seconds(8));
   EXPECT_EQ(CurrentCallDeadline(), absl::InfiniteFuture());  // Outside a call.
+}
+
+// A slow peer behind a fast caller: the outgoing call gets what the incoming call has left, not
+// the peer's 2 s cap; the budget of calls in flight to one peer fails the extra call at once.
+TEST(Peer, DeadlineFromTheCallerAndABoundedBudget) {
+  std::atomic<int> slow_calls{0};
+  Kit slow({.roles = RoleSet::Every()}, [&](CallContext&, const EchoRequest&, EchoResponse*) {
+    ++slow_calls;
+    absl::SleepFor(absl::Milliseconds(1500));
+    return absl::OkStatus();
+  });
+  PeerOptions o;
+  o.name = "slow";
+  o.address = absl::StrCat("localhost:", slow.host->port());
+  o.tls = TestServers::Get().ServerTls("referrals");
+  o.deadline = absl::Seconds(2);
+  o.max_in_flight = 1;
+  auto peer = Peer::Connect(o);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  auto stub = EchoService::NewStub((*peer)->channel());
+  auto call_peer = [&]() {
+    return (*peer)->CallIdempotent([&](grpc::ClientContext* ctx) {
+      EchoRequest req;
+      EchoResponse resp;
+      return stub->Echo(ctx, req, &resp);
+    });
+  };
+  absl::Duration took;
+  absl::Status outgoing;
+  Kit front({.roles = RoleSet::Every()}, [&](CallContext&, const EchoRequest&, EchoResponse*) {
+    const absl::Time start = absl::Now();
+    outgoing = call_peer();
+    took = absl::Now() - start;
+    return absl::OkStatus();
+  });
+  // The caller allows 1 s: the peer call ends after about that, UNAVAILABLE naming the peer.
+  auto stub_front =
+      EchoService::NewStub(TestServers::Get().Channel(front.host->port(), "org-front", "auditor"));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1000));
+  EchoRequest req;
+  EchoResponse resp;
+  (void)stub_front->Echo(&ctx, req, &resp);  // DEADLINE_EXCEEDED: the caller gave up
+  for (int i = 0; i < 300 && took == absl::ZeroDuration(); ++i)
+    absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(outgoing.code(), absl::StatusCode::kUnavailable) << outgoing;
+  EXPECT_NE(outgoing.message().find("slow"), std::string::npos);
+  EXPECT_LT(took, absl::Milliseconds(1400)) << took;  // not the 1.5 s the peer takes, nor 2 s
+  // Budget: with one call in flight, a second fails at once.
+  std::thread first([&] { (void)call_peer(); });
+  for (int i = 0; i < 200 && (*peer)->in_flight() == 0; ++i) absl::SleepFor(absl::Milliseconds(5));
+  const absl::Time start = absl::Now();
+  absl::Status second = call_peer();
+  EXPECT_EQ(second.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(second.message().find("busy"), std::string::npos) << second;
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+  first.join();
+  std::cout << "peer: " << slow_calls.load() << " calls reached the slow peer; the bounded call "
+            << "ended after " << absl::FormatDuration(took) << "\n";
 }
 
 TEST(PeriodicTask, RunsOnTheIntervalWhenWokenAndStops) {
