@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
 
 #include "common/idempotency.h"
 #include "common/proto_time.h"
@@ -768,6 +769,33 @@ TEST_F(ReferralTest, TheOfficerLearnsNothingPastConnectedNotEvenFromErrorsOrTime
   EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(st.error_message().find("DECLINED"), std::string::npos) << st.error_message();
   EXPECT_NE(st.error_message().find("STAGE_CONNECTED_TO_SERVICES"), std::string::npos);
+}
+
+// Child welfare pages through its region's referrals: every one exactly once (the page token is
+// taken from the last row before the rows move into the answer).
+TEST_F(ReferralTest, ChildWelfarePagesThroughItsRegionEveryReferralOnce) {
+  std::set<std::string> created;
+  for (int i = 0; i < 5; ++i) created.insert(Create(Request(false, absl::StrCat("page-", i))));
+  auto cw = Stub_("cw-king", "child_welfare");
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::ListReferralsRequest req;
+    req.set_page_size(2);
+    req.set_page_token(token);
+    v1::ListReferralsResponse resp;
+    grpc::Status st = cw->ListReferrals(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    for (const auto& item : resp.referrals()) {
+      EXPECT_TRUE(seen.insert(item.referral().id()).second) << "listed twice";
+      EXPECT_FALSE(item.referral().youth().has_identifying());
+    }
+    token = resp.next_page_token();
+    ASSERT_LT(++pages, 10);
+  } while (!token.empty());
+  EXPECT_EQ(seen, created);
+  EXPECT_EQ(pages, 3);
 }
 
 TEST_F(ReferralTest, ProvidersSeeOnlyTheirOwnOfferAndNeverWhoElseWasAsked) {
