@@ -44,6 +44,8 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Connect(const PeerOptions& options) 
     return absl::InvalidArgumentError(absl::StrCat("peer ", options.name, ": ", st));
   }
   peer->channel_ = grpc::CreateCustomChannel(options.address, creds, args);
+  // Connect (and do the TLS handshake) now, not on the first call's deadline.
+  (void)peer->channel_->GetState(/*try_to_connect=*/true);
   return peer;
 }
 
