@@ -52,7 +52,10 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Connect(const PeerOptions& options) 
 absl::Status Peer::CallIdempotent(
     const std::function<grpc::Status(grpc::ClientContext*)>& call) const {
   const absl::Time now = absl::Now();
-  const absl::Time deadline = std::min(CurrentCallDeadline(), now + options_.deadline);
+  const absl::Time caller = CurrentCallDeadline();
+  const absl::Duration cap =
+      caller == absl::InfiniteFuture() ? options_.background_deadline : options_.deadline;
+  const absl::Time deadline = std::min(caller, now + cap);
   if (deadline <= now) {
     return absl::UnavailableError(
         absl::StrCat(options_.name, " service not called: the caller's deadline has passed"));

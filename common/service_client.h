@@ -24,8 +24,11 @@ struct PeerOptions {
   TlsFiles tls;         // this service's certificate as the client identity
   bool insecure_dev_mode = false;
   std::string dev_identity;                    // SPIFFE id sent as a header in dev mode
-  absl::Duration deadline = absl::Seconds(2);  // the cap on every call's deadline
-  int max_attempts = 3;                        // gRPC retry policy, on UNAVAILABLE
+  absl::Duration deadline = absl::Seconds(2);  // the cap on a call made for an incoming call
+  // A call made outside any incoming call (routing, timers): nobody waits on it, so it may take
+  // longer (the three 2 s attempts of before), still bounded.
+  absl::Duration background_deadline = absl::Seconds(6);
+  int max_attempts = 3;  // gRPC retry policy, on UNAVAILABLE
   absl::Duration backoff = absl::Milliseconds(100);
   int max_in_flight = 32;  // calls to this peer at once; more fail at once with UNAVAILABLE
 };
