@@ -55,7 +55,6 @@ class PgResult {
   explicit PgResult(PGresult* res) : res_(res, &PQclear) {}
   int rows() const { return PQntuples(res_.get()); }
   int Col(const char* name) const;  // -1 when absent
-  bool Has(const char* name) const { return Col(name) >= 0; }
   bool IsNull(int row, const char* col) const;
   absl::string_view Text(int row, const char* col) const;
   std::string String(int row, const char* col) const { return std::string(Text(row, col)); }

@@ -113,7 +113,6 @@ class CallContext {
 
   // Scope::kStored: the handler's decision on stored data. Returns `decision`.
   absl::Status Authorize(absl::Status decision);
-  bool authorized() const { return authorized_; }
 
  private:
   friend class RpcService;

@@ -19,6 +19,21 @@ BUILD_DIR = shclient.BUILD_DIR
 SERVERS = os.path.join(ROOT, "scripts", "lib", "servers.sh")
 
 
+def wait_for(predicate, timeout=30.0, what="condition"):
+    """Polls until predicate() is truthy (a gRPC error counts as not yet); returns its value."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = predicate()
+        except grpc.RpcError as e:
+            last = e.code()
+        if last and not isinstance(last, grpc.StatusCode):
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last})")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

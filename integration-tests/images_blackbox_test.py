@@ -20,7 +20,7 @@ import urllib.request
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import ROOT, Stack, free_port, shclient
+from harness import ROOT, Stack, free_port, shclient, wait_for
 
 PODMAN = os.path.join(ROOT, "scripts", "lib", "podman")
 SERVICES = {"directory": "directory-service", "beds": "beds-service",
@@ -34,20 +34,6 @@ def podman(*args, timeout=120, check=True):
     if check and r.returncode != 0:
         raise AssertionError(f"podman {' '.join(args[:2])} failed ({r.returncode}): {r.stderr.strip()}")
     return r
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = predicate()
-        except grpc.RpcError as e:
-            last = e.code()
-        if last and not isinstance(last, grpc.StatusCode):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last})")
 
 
 class Container:

@@ -19,25 +19,11 @@ import unittest
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import SERVERS, Service, Stack, shclient
+from harness import SERVERS, Service, Stack, shclient, wait_for
 
 KING = "53033"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.CANCELLED)
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = predicate()
-        except grpc.RpcError as e:
-            last = e.code()
-        if last and not isinstance(last, grpc.StatusCode):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last})")
 
 
 class Pair:

@@ -22,7 +22,13 @@ import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-nod
 import { BedsService } from "../../gen/safeharbor/beds/v1/beds_pb.js";
 import { DirectoryService } from "../../gen/safeharbor/directory/v1/directory_pb.js";
 import { ReferralService } from "../../gen/safeharbor/referrals/v1/referrals_pb.js";
-import { methodsFor, type Role, ROLES, type TerminalInfo } from "../shared/terminal.js";
+import {
+  type Identity,
+  methodsFor,
+  type Role,
+  ROLES,
+  type TerminalInfo,
+} from "../shared/terminal.js";
 
 // ---------------------------------------------------------------- configuration
 interface Config {
@@ -106,14 +112,6 @@ function log(event: string, fields: Record<string, unknown> = {}): void {
 }
 
 // ---------------------------------------------------------------- identity
-export interface Identity {
-  organizationId: string;
-  role: Role;
-  spiffeId: string;
-  subject: string;
-  notAfter: string;
-  fingerprint256: string;
-}
 
 function identityOf(pem: Buffer): Identity {
   const x = new X509Certificate(pem.toString("utf8"));

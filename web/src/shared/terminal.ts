@@ -43,13 +43,17 @@ export const ROLE_LABELS: Record<Role, string> = {
   provider: "Service provider",
 };
 
-// What the gateway tells the page about itself (GET /terminal.json).
-export interface TerminalInfo {
+// The identity in the gateway's certificate.
+export interface Identity {
   organizationId: string;
   role: Role;
   spiffeId: string;
   subject: string;
   notAfter: string;
   fingerprint256: string;
+}
+
+// What the gateway tells the page about itself (GET /terminal.json).
+export interface TerminalInfo extends Identity {
   services: { directory: string; beds: string; referrals: string };
 }
