@@ -123,7 +123,7 @@ class SlowDependencies(unittest.TestCase):
             id="fac-slow-a", organization_id="slow-prov-a", name="Harbor House",
             placement_type=b.PLACEMENT_TYPE_HOPE_CENTER, county_fips=KING, latitude=47.61,
             longitude=-122.33, minimum_age=12, maximum_age=17, csec_specialized=True,
-            bed_types=[b.BedTypeCapacity(bed_type=b.BED_TYPE_GENERAL, licensed_capacity=100000)])),
+            bed_types=[b.BedTypeCapacity(bed_type=b.BED_TYPE_GENERAL, licensed_capacity=1000)])),
             timeout=10)
         now = Timestamp()
         now.GetCurrentTime()
@@ -164,7 +164,7 @@ class SlowDependencies(unittest.TestCase):
     def facility_create(self, tag):  # beds-service checks the owner in the directory
         b = self.b
         stub = self.stub("beds", self.beds.port, "client-directory_admin")[0]
-        fid = f"fac-{self.phase}-{tag}"
+        fid = f"fac-{self.phase}-{tag}".replace("_", "-")
         return stub.CreateFacility(b.CreateFacilityRequest(request_id=fid, facility=b.Facility(
             id=fid, organization_id="slow-prov-a", name="Annex", placement_type=b.PLACEMENT_TYPE_HOPE_CENTER,
             county_fips=KING, latitude=47.61, longitude=-122.33, minimum_age=12, maximum_age=17,
@@ -253,6 +253,10 @@ class SlowDependencies(unittest.TestCase):
                          f"{len(failed[needs])} failed {codes if codes else ''}, "
                          f"p50 {ms(percentile(lat, 0.5))}, p99 {ms(percentile(lat, 0.99))}, "
                          f"max {ms(max(lat) if lat else float('nan'))}")
+            by_kind = ", ".join(f"{k} {len([r for r in g if r[0] == k])} p99 "
+                                f"{ms(percentile([r[3] for r in g if r[0] == k], 0.99))}" for k in kinds)
+            if by_kind:
+                lines.append(f"    by call: {by_kind}")
         lines.append(f"  after SIGCONT: success in {ms(recovery) if recovery is not None else 'NEVER'}; "
                      f"no process restarted")
         for port in watch_health:
@@ -353,7 +357,8 @@ class SlowDependencies(unittest.TestCase):
         self.assertEqual(missing, [])
 
     def test_4_redis_hangs(self):
-        pid = int(open(os.path.join(self.stack.dir, "redis", "redis.pid")).read())
+        with open(os.path.join(self.stack.dir, "redis", "redis.pid")) as f:
+            pid = int(f.read())
         self.hang("redis", lambda: os.kill(pid, signal.SIGSTOP), lambda: os.kill(pid, signal.SIGCONT),
                   need=[], dont=[(self.directory_search, 2, 0.02), (self.beds_search, 1, 0.02),
                                  (self.officer_create, 1, 0.2), (self.child_welfare_get, 1, 0.02)],
