@@ -26,6 +26,18 @@ using safeharbor::testing::v1::EchoRequest;
 using safeharbor::testing::v1::EchoResponse;
 using safeharbor::testing::v1::EchoService;
 
+// Calls Echo through `peer`: its deadline, budget and breaker.
+std::function<absl::Status()> EchoThrough(const Peer& peer) {
+  std::shared_ptr<EchoService::Stub> stub = EchoService::NewStub(peer.channel());
+  return [&peer, stub] {
+    return peer.CallIdempotent([&](grpc::ClientContext* ctx) {
+      EchoRequest req;
+      EchoResponse resp;
+      return stub->Echo(ctx, req, &resp);
+    });
+  };
+}
+
 // One echo service with `policy` (and `handler`) on its own server.
 struct Kit {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
@@ -154,14 +166,7 @@ TEST(Peer, DeadlineFromTheCallerAndABoundedBudget) {
   o.max_in_flight = 1;
   auto peer = Peer::Connect(o);
   ASSERT_TRUE(peer.ok()) << peer.status();
-  auto stub = EchoService::NewStub((*peer)->channel());
-  auto call_peer = [&]() {
-    return (*peer)->CallIdempotent([&](grpc::ClientContext* ctx) {
-      EchoRequest req;
-      EchoResponse resp;
-      return stub->Echo(ctx, req, &resp);
-    });
-  };
+  const auto call_peer = EchoThrough(**peer);
   absl::Duration took;
   absl::Status outgoing;
   Kit front({.roles = RoleSet::Every()}, [&](CallContext&, const EchoRequest&, EchoResponse*) {
@@ -220,14 +225,7 @@ TEST(Peer, AHungPeerOpensItsBreakerAndOneProbeClosesIt) {
   o.registry = registry.get();
   auto peer = Peer::Connect(o);
   ASSERT_TRUE(peer.ok()) << peer.status();
-  auto stub = EchoService::NewStub((*peer)->channel());
-  auto call_peer = [&]() {
-    return (*peer)->CallIdempotent([&](grpc::ClientContext* ctx) {
-      EchoRequest req;
-      EchoResponse resp;
-      return stub->Echo(ctx, req, &resp);
-    });
-  };
+  const auto call_peer = EchoThrough(**peer);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(call_peer().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ((*peer)->breaker_state(), BreakerState::kOpen);
   const int before = reached.load();
