@@ -37,6 +37,19 @@ ABSL_FLAG(int, redis_timeout_ms, 200, "Redis connect and command timeout in mill
 ABSL_FLAG(int, worker_threads, 8, "Threads running blocking RPC work (database, cache).");
 ABSL_FLAG(int, max_queued_requests, 256,
           "Requests waiting for a worker before new ones get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, postgres_call_timeout_ms, 6000,
+          "Longest the service waits for one PostgreSQL statement's answer (the caller's "
+          "deadline may end it sooner); a connection that did not answer is discarded.");
+ABSL_FLAG(int, peer_max_in_flight, 3,
+          "Calls to one peer service at once (each holds a worker thread); more fail at once.");
+ABSL_FLAG(int, breaker_failures, 3,
+          "Consecutive failures or time-outs of a dependency that open its circuit breaker.");
+ABSL_FLAG(int, breaker_open_ms, 1000,
+          "How long an open breaker refuses calls before one probe call is let through.");
+ABSL_FLAG(int, health_probe_interval_ms, 500,
+          "How often PostgreSQL is probed; health is NOT_SERVING while it does not answer.");
+ABSL_FLAG(int, health_probe_timeout_ms, 1000,
+          "How long the probe waits for PostgreSQL; no answer also opens its breaker.");
 ABSL_FLAG(int, drain_ms, 0, "On SIGTERM, report NOT_SERVING this long before refusing calls.");
 ABSL_FLAG(int, shutdown_grace_ms, 10000, "On SIGTERM, time in-flight calls get to finish.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
@@ -67,6 +80,30 @@ std::vector<char*> ParseFlagsWithEnv(int argc, char** argv, absl::string_view us
   log::SetMinLevel(level);
   return rest;
 }
+
+namespace {
+
+// How long the service waits on a dependency that hangs, and what it does then.
+absl::StatusOr<CommonConfig> DependencyFlags(CommonConfig& c) {
+  c.postgres.call_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_postgres_call_timeout_ms));
+  c.breaker.failure_threshold = absl::GetFlag(FLAGS_breaker_failures);
+  c.breaker.open_for = absl::Milliseconds(absl::GetFlag(FLAGS_breaker_open_ms));
+  c.postgres.breaker = c.breaker;
+  c.peer_max_in_flight = absl::GetFlag(FLAGS_peer_max_in_flight);
+  c.health_probe_interval = absl::Milliseconds(absl::GetFlag(FLAGS_health_probe_interval_ms));
+  c.health_probe_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_health_probe_timeout_ms));
+  if (c.peer_max_in_flight < 1 || c.breaker.failure_threshold < 1 ||
+      c.postgres.call_timeout <= absl::ZeroDuration() ||
+      c.health_probe_interval <= absl::ZeroDuration() ||
+      c.health_probe_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "peer_max_in_flight, breaker_failures, postgres_call_timeout_ms and the health probe's "
+        "interval and time-out must be positive");
+  }
+  return std::move(c);
+}
+
+}  // namespace
 
 absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_name,
                                                    int default_grpc_port,
@@ -116,7 +153,7 @@ absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_nam
     return absl::InvalidArgumentError(
         "worker_threads (1-256), max_queued_requests and postgres_pool_size must be positive");
   }
-  return c;
+  return DependencyFlags(c);
 }
 
 }  // namespace safeharbor

@@ -20,6 +20,13 @@ struct CommonConfig {
   int worker_threads = 8;
   int max_queued_requests = 256;
   absl::Duration postgres_startup_wait = absl::Seconds(30);
+  // Dependencies that hang: each peer may hold at most this many worker threads at once
+  // (well below worker_threads), breakers open after consecutive time-outs, and the health
+  // endpoint follows a periodic PostgreSQL probe.
+  int peer_max_in_flight = 3;
+  BreakerOptions breaker;
+  absl::Duration health_probe_interval = absl::Milliseconds(500);
+  absl::Duration health_probe_timeout = absl::Seconds(1);
 };
 
 // Applies SAFEHARBOR_* environment variables to flags, then parses the command line.

@@ -1,9 +1,12 @@
 #include "common/pg.h"
 
+#include <poll.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <thread>
 
@@ -13,24 +16,136 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/deadline.h"
 #include "common/invariant.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 namespace safeharbor {
 
-// One libpq connection. Not thread-safe: used by one thread at a time via the pool.
+// One libpq connection in nonblocking mode. Not thread-safe: used by one thread at a time via
+// the pool. Every wait on the server is bounded.
 class PgConnection {
  public:
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
   ~PgConnection() { PQfinish(conn_); }
   PGconn* get() { return conn_; }
   bool healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
-  bool broken = false;  // set when a statement failed because the connection was lost
-  int64_t epoch = 0;    // the pool's loss epoch when this connection was (re)established
+  // Sends `sql` (with `params`; null: the simple protocol, several statements) and waits for
+  // its result until `deadline`, giving up early when `give_up()` says so. The last result (an
+  // error one if any), or null when the connection failed or did not answer (no_answer).
+  PGresult* Exec(const std::string& sql, const std::vector<const char*>* params,
+                 absl::Time deadline, const std::function<bool()>& give_up);
+  // Connects without waiting past `deadline`. Null, with *error (and *timed_out), on failure.
+  static std::unique_ptr<PgConnection> Connect(const std::string& conninfo, absl::Time deadline,
+                                               const std::function<bool()>& give_up,
+                                               std::string* error, bool* timed_out);
+
+  bool broken = false;     // a statement failed because the connection was lost, or timed out
+  bool no_answer = false;  // the server did not answer before the deadline: never reused
+  bool gave_up = false;    // ... because the breaker opened meanwhile
+  int64_t epoch = 0;       // the pool's loss epoch when this connection was (re)established
 
  private:
+  bool Await(short events, absl::Time deadline, const std::function<bool()>& give_up);
+  PGresult* Send(const std::string& sql, const std::vector<const char*>* params,
+                 absl::Time deadline, const std::function<bool()>& give_up);
   PGconn* conn_;
 };
+
+namespace {
+
+enum class Waited { kReady, kTimedOut, kGaveUp };
+
+// Waits until `fd` is ready for `events` or `deadline` passes, looking at `give_up` every
+// 100 ms. An error on the socket counts as ready: libpq then reports it.
+Waited WaitSocket(int fd, short events, absl::Time deadline, const std::function<bool()>& give_up) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return Waited::kTimedOut;
+    if (give_up && give_up()) return Waited::kGaveUp;
+    pollfd p{fd, events, 0};
+    const int64_t ms = std::clamp<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1, 100);
+    const int n = poll(&p, 1, static_cast<int>(ms));
+    if (n > 0 || (n < 0 && errno != EINTR)) return Waited::kReady;
+  }
+}
+
+}  // namespace
+
+bool PgConnection::Await(short events, absl::Time deadline, const std::function<bool()>& give_up) {
+  const Waited w = WaitSocket(PQsocket(conn_), events, deadline, give_up);
+  if (w == Waited::kReady) return true;
+  broken = no_answer = true;
+  gave_up = w == Waited::kGaveUp;
+  return false;
+}
+
+PGresult* PgConnection::Exec(const std::string& sql, const std::vector<const char*>* params,
+                             absl::Time deadline, const std::function<bool()>& give_up) {
+  PGresult* res = Send(sql, params, deadline, give_up);
+  if (res == nullptr) broken = true;  // lost, or no answer: never reused
+  return res;
+}
+
+PGresult* PgConnection::Send(const std::string& sql, const std::vector<const char*>* params,
+                             absl::Time deadline, const std::function<bool()>& give_up) {
+  const int sent = params == nullptr
+                       ? PQsendQuery(conn_, sql.c_str())
+                       : PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(params->size()),
+                                           nullptr, params->data(), nullptr, nullptr, 0);
+  if (sent != 1) return nullptr;
+  for (int f = PQflush(conn_); f != 0; f = PQflush(conn_)) {
+    if (f < 0 || !Await(POLLIN | POLLOUT, deadline, give_up) || !PQconsumeInput(conn_)) {
+      return nullptr;
+    }
+  }
+  PGresult* kept = nullptr;
+  for (;;) {
+    while (PQisBusy(conn_)) {
+      if (!Await(POLLIN, deadline, give_up) || !PQconsumeInput(conn_)) {
+        PQclear(kept);
+        return nullptr;
+      }
+    }
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) return kept;
+    if (kept != nullptr && PQresultStatus(kept) == PGRES_FATAL_ERROR) {
+      PQclear(r);  // the first error is the answer
+    } else {
+      PQclear(kept);
+      kept = r;
+    }
+  }
+}
+
+std::unique_ptr<PgConnection> PgConnection::Connect(const std::string& conninfo,
+                                                    absl::Time deadline,
+                                                    const std::function<bool()>& give_up,
+                                                    std::string* error, bool* timed_out) {
+  auto conn = std::make_unique<PgConnection>(PQconnectStart(conninfo.c_str()));
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  while (conn->conn_ != nullptr && st != PGRES_POLLING_OK) {
+    if (st == PGRES_POLLING_FAILED || PQstatus(conn->conn_) == CONNECTION_BAD) {
+      *error = PQerrorMessage(conn->conn_);
+      return nullptr;
+    }
+    const short events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+    const Waited w = WaitSocket(PQsocket(conn->conn_), events, deadline, give_up);
+    if (w != Waited::kReady) {
+      *timed_out = w == Waited::kTimedOut;
+      *error = *timed_out ? "the server did not answer the connection in time"
+                          : "not answering (circuit breaker open)";
+      return nullptr;
+    }
+    st = PQconnectPoll(conn->conn_);
+  }
+  if (conn->conn_ == nullptr || PQsetnonblocking(conn->conn_, 1) != 0) {
+    *error = "cannot open a connection";
+    return nullptr;
+  }
+  return conn;
+}
 
 namespace {
 
@@ -203,7 +318,10 @@ absl::Status StatusFromSqlStateCode(absl::string_view sqlstate, absl::string_vie
   return absl::InternalError(msg);
 }
 
-PgPool::PgPool(const PgOptions& options, prometheus::Registry* registry) : options_(options) {
+PgPool::PgPool(const PgOptions& options, prometheus::Registry* registry)
+    : options_(options),
+      metrics_(registry, "postgres"),
+      breaker_("postgres", SystemClock::Get(), options.breaker, metrics_.StateObserver()) {
   if (registry != nullptr) {
     errors_ = &prometheus::BuildCounter()
                    .Name("safeharbor_postgres_errors_total")
@@ -224,7 +342,7 @@ void PgPool::CountError(absl::string_view kind) {
 absl::StatusOr<std::unique_ptr<PgPool>> PgPool::Connect(const PgOptions& options,
                                                         prometheus::Registry* registry) {
   std::unique_ptr<PgPool> pool(new PgPool(options, registry));
-  auto conn = pool->Acquire();
+  auto conn = pool->Acquire(absl::InfiniteFuture());
   if (!conn.ok()) return conn.status();
   pool->Release(*std::move(conn));
   return pool;
@@ -243,93 +361,117 @@ absl::StatusOr<std::unique_ptr<PgPool>> PgPool::ConnectWithRetry(const PgOptions
   }
 }
 
-absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire() {
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    const auto deadline =
-        std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.acquire_timeout);
-    for (;;) {
-      if (!idle_.empty()) {
-        auto conn = std::move(idle_.back());
-        idle_.pop_back();
-        lock.unlock();
-        const int64_t epoch = loss_epoch_.load();
-        if (conn->healthy() && !conn->broken && conn->epoch >= epoch) return conn;
-        // Reconnect in place: this connection failed, or another one found the server gone
-        // (after a restart every pooled connection is stale; reset them all, not one per call).
-        PQreset(conn->get());
-        if (conn->healthy()) {
-          conn->broken = false;
-          conn->epoch = epoch;
-          if (auto st = Setup(conn.get()); st.ok()) return conn;
-        }
-        lock.lock();
-        --open_;
-        cv_.notify_one();
-        CountError("unavailable");
-        return absl::UnavailableError(
-            absl::StrCat("database unavailable: ", PQerrorMessage(conn->get())));
-      }
-      if (open_ < options_.pool_size) {
-        ++open_;
-        break;
-      }
-      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-        CountError("unavailable");
-        return absl::UnavailableError("database connection pool exhausted; retry with backoff");
-      }
-    }
+bool PgPool::Usable(const PgConnection& conn) const {
+  // After a restart every pooled connection is stale: replace them all, not one per call.
+  return conn.healthy() && !conn.broken && conn.epoch >= loss_epoch_.load();
+}
+
+absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire(absl::Time call_deadline) {
+  if (!breaker_.Allow()) {
+    CountError("unavailable");
+    return breaker_.Refusal();
   }
-  // Open a new connection outside the lock.
-  const int64_t epoch = loss_epoch_.load();
-  PGconn* raw = PQconnectdb(BuildConninfo(options_).c_str());
-  auto conn = std::make_unique<PgConnection>(raw);
-  conn->epoch = epoch;
-  if (!conn->healthy()) {
-    std::string err = PQerrorMessage(raw);
+  const absl::Time give_up = std::min(call_deadline, absl::Now() + options_.acquire_timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (!idle_.empty()) {
+      std::unique_ptr<PgConnection> conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (Usable(*conn)) return conn;
+      --open_;  // replaced by a new one
+      lock.unlock();
+      conn.reset();
+      lock.lock();
+      continue;
+    }
+    if (open_ < options_.pool_size) {
+      ++open_;
+      break;
+    }
+    const absl::Time now = absl::Now();
+    if (breaker_.state() == BreakerState::kOpen || now >= give_up) {
+      CountError("unavailable");
+      if (breaker_.state() == BreakerState::kOpen) return breaker_.Refusal();
+      return absl::UnavailableError("database connection pool exhausted; retry with backoff");
+    }
+    cv_.wait_for(lock,
+                 absl::ToChronoMilliseconds(std::min(give_up - now, absl::Milliseconds(100))));
+  }
+  lock.unlock();
+  auto conn = Open(call_deadline);
+  if (!conn.ok()) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> relock(mu_);
       --open_;
     }
     cv_.notify_one();
-    CountError("unavailable");
-    return absl::UnavailableError(absl::StrCat("database unavailable: ", err));
-  }
-  absl::Status st = Setup(conn.get());
-  if (!st.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    --open_;
-    cv_.notify_one();
-    return st;
   }
   return conn;
 }
 
-absl::Status PgPool::Setup(PgConnection* conn) {
+absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Open(absl::Time call_deadline) {
+  const int64_t epoch = loss_epoch_.load();
+  const absl::Time deadline =
+      std::min(call_deadline, absl::Now() + absl::Seconds(options_.connect_timeout_s));
+  std::string error;
+  bool timed_out = false;
+  auto conn = PgConnection::Connect(
+      BuildConninfo(options_), deadline, [this] { return breaker_.state() == BreakerState::kOpen; },
+      &error, &timed_out);
+  if (conn == nullptr) {
+    CountError("unavailable");
+    if (timed_out) {
+      breaker_.Failed();
+      metrics_.TimedOut();
+    }
+    return absl::UnavailableError(absl::StrCat("database unavailable: ", error));
+  }
+  conn->epoch = epoch;
+  PgTx session(conn.get(), this, deadline, options_.call_timeout);
   const std::string setup =
       absl::StrFormat("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET statement_timeout = %d",
                       options_.statement_timeout_ms);
-  PGresult* res = PQexec(conn->get(), setup.c_str());
-  absl::Status st = ResultStatus(conn->get(), res);
-  PQclear(res);
-  return st;
+  SH_RETURN_IF_ERROR(session.Run(setup, nullptr).status());
+  return conn;
 }
 
 void PgPool::Release(std::unique_ptr<PgConnection> conn) {
-  {
+  if (conn->broken) {
+    conn.reset();  // lost or timed out: never reused
+    std::lock_guard<std::mutex> lock(mu_);
+    --open_;
+  } else {
     std::lock_guard<std::mutex> lock(mu_);
     idle_.push_back(std::move(conn));
   }
   cv_.notify_one();
 }
 
-absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgParam>& params) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
-  const std::string query(sql);
-  PGresult* res = PQexecParams(conn_->get(), query.c_str(), static_cast<int>(values.size()),
-                               nullptr, values.data(), nullptr, nullptr, 0);
+void PgPool::Answered(const PgConnection& conn) {
+  if (conn.gave_up) return;  // the breaker is open already
+  if (conn.no_answer) {
+    breaker_.Failed();
+    metrics_.TimedOut();
+  } else if (!conn.broken) {
+    breaker_.Succeeded();
+  }
+}
+
+absl::StatusOr<PgResult> PgTx::Run(const std::string& sql, const std::vector<const char*>* params) {
+  if (conn_->broken) {
+    return absl::UnavailableError("database connection lost earlier in this transaction");
+  }
+  const absl::Time deadline = std::min(deadline_, absl::Now() + cap_);
+  Breaker& breaker = pool_->breaker_;
+  PGresult* res = conn_->Exec(sql, params, deadline,
+                              [&breaker] { return breaker.state() == BreakerState::kOpen; });
+  pool_->Answered(*conn_);
+  if (res == nullptr && conn_->no_answer) {
+    return conn_->gave_up ? breaker.Refusal()
+                          : absl::UnavailableError(
+                                "database did not answer before the call's deadline; "
+                                "connection discarded, retry with backoff");
+  }
   absl::Status st = ResultStatus(conn_->get(), res);
   if (!st.ok()) {
     if (IsConnectionLoss(conn_->get(), res)) conn_->broken = true;
@@ -339,19 +481,34 @@ absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgP
   return PgResult(res);
 }
 
+absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgParam>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
+  return Run(std::string(sql), &values);
+}
+
 absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isolation isolation,
                               bool read_only) {
+  return TransactWithin(fn, isolation, read_only, options_.call_timeout);
+}
+
+absl::Status PgPool::TransactWithin(const std::function<absl::Status(PgTx&)>& fn,
+                                    Isolation isolation, bool read_only, absl::Duration cap) {
   std::string begin = "BEGIN ISOLATION LEVEL ";
   begin += isolation == Isolation::kSerializable     ? "SERIALIZABLE"
            : isolation == Isolation::kRepeatableRead ? "REPEATABLE READ"
                                                      : "READ COMMITTED";
   if (read_only) begin += " READ ONLY";
-
+  const absl::Time deadline = CurrentCallDeadline();
   absl::Status last;
   for (int attempt = 1; attempt <= options_.max_tx_attempts; ++attempt) {
-    auto conn = Acquire();
+    if (deadline <= absl::Now()) {
+      return absl::UnavailableError("database not called: the caller's deadline has passed");
+    }
+    auto conn = Acquire(deadline);
     if (!conn.ok()) return conn.status();
-    PgTx tx(conn->get());
+    PgTx tx(conn->get(), this, deadline, cap);
     bool committing = false;
     absl::Status st = tx.Exec(begin).status();
     if (st.ok()) st = fn(tx);
@@ -360,15 +517,16 @@ absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isol
       st = tx.Exec("COMMIT").status();
     }
     if (!st.ok() && !(*conn)->broken) {
-      PGresult* r = PQexec((*conn)->get(), "ROLLBACK");
-      PQclear(r);
+      PgTx rollback(conn->get(), this, absl::InfiniteFuture(), absl::Seconds(1));
+      (void)rollback.Exec("ROLLBACK");
     }
     const bool lost = (*conn)->broken;
+    const bool no_answer = (*conn)->no_answer;
     Release(*std::move(conn));
     if (st.ok()) return st;
     last = st;
     if (lost) {
-      loss_epoch_.fetch_add(1);
+      if (!no_answer) loss_epoch_.fetch_add(1);
       CountError("unavailable");
       // A connection lost during COMMIT leaves the outcome unknown: never replay it here.
       if (committing) {
@@ -376,7 +534,8 @@ absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isol
             "database connection lost during commit; outcome unknown, retry with the same "
             "request_id");
       }
-      continue;  // Nothing was committed: replay on a fresh connection.
+      if (no_answer) return st;  // a server that did not answer is not asked again now
+      continue;                  // Nothing was committed: replay on a fresh connection.
     }
     const std::string sqlstate = SqlStateOf(st);
     if (sqlstate == "40001" || sqlstate == "40P01") {  // serialization failure, deadlock
@@ -405,35 +564,62 @@ absl::StatusOr<PgResult> PgPool::Query(absl::string_view sql, const std::vector<
 }
 
 absl::Status PgPool::Migrate(const std::vector<Migration>& migrations) {
-  return Transact([&](PgTx& tx) -> absl::Status {
+  const auto migrate = [&](PgTx& tx) -> absl::Status {
     // Waiting for another replica's migrations, or a long migration, is not a stuck statement.
-    if (auto t = tx.Exec("SET LOCAL statement_timeout = 0"); !t.ok()) return t.status();
+    SH_RETURN_IF_ERROR(tx.Exec("SET LOCAL statement_timeout = 0").status());
     // One lock for every replica of every service sharing this database.
-    auto lock = tx.Exec("SELECT pg_advisory_xact_lock(7411230001)");
-    if (!lock.ok()) return lock.status();
+    SH_RETURN_IF_ERROR(tx.Exec("SELECT pg_advisory_xact_lock(7411230001)").status());
     // Multi-statement DDL goes through the simple query protocol (no parameters).
-    PGresult* res = PQexec(tx.conn_->get(), std::string(kRuntimeTables).c_str());
-    absl::Status st = ResultStatus(tx.conn_->get(), res);
-    PQclear(res);
-    if (!st.ok()) return st;
+    SH_RETURN_IF_ERROR(tx.Run(std::string(kRuntimeTables), nullptr).status());
     for (const Migration& m : migrations) {
-      auto done = tx.Exec("SELECT 1 FROM schema_migrations WHERE version = $1",
-                          {PgParam(int32_t{m.version})});
-      if (!done.ok()) return done.status();
-      if (done->rows() > 0) continue;
-      res = PQexec(tx.conn_->get(), m.sql);
-      st = ResultStatus(tx.conn_->get(), res);
-      PQclear(res);
-      if (!st.ok()) {
-        return absl::InternalError(absl::StrCat("migration ", m.name, " failed: ", st.message()));
+      SH_ASSIGN_OR_RETURN(PgResult done,
+                          tx.Exec("SELECT 1 FROM schema_migrations WHERE version = $1",
+                                  {PgParam(int32_t{m.version})}));
+      if (done.rows() > 0) continue;
+      if (auto st = tx.Run(m.sql, nullptr); !st.ok()) {
+        return absl::InternalError(
+            absl::StrCat("migration ", m.name, " failed: ", st.status().message()));
       }
-      auto rec = tx.Exec("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                         {PgParam(int32_t{m.version}), PgParam(m.name)});
-      if (!rec.ok()) return rec.status();
+      SH_RETURN_IF_ERROR(tx.Exec("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                 {PgParam(int32_t{m.version}), PgParam(m.name)})
+                             .status());
       log::Info("migration_applied", {{"version", absl::StrCat(m.version)}, {"name", m.name}});
     }
     return absl::OkStatus();
-  });
+  };
+  return TransactWithin(migrate, Isolation::kReadCommitted, false, absl::Minutes(10));
+}
+
+absl::Status PgPool::Probe(absl::Duration timeout) {
+  std::lock_guard<std::mutex> lock(probe_mu_);
+  const absl::Time deadline = absl::Now() + timeout;
+  if (probe_ == nullptr) {
+    std::string error;
+    bool timed_out = false;
+    probe_ = PgConnection::Connect(BuildConninfo(options_), deadline, {}, &error, &timed_out);
+    if (probe_ == nullptr) {
+      if (timed_out) {
+        breaker_.Trip();
+        metrics_.TimedOut();
+      }
+      return absl::UnavailableError(absl::StrCat("database unavailable: ", error));
+    }
+  }
+  PGresult* res = probe_->Exec("SELECT 1", nullptr, deadline, {});
+  const bool no_answer = probe_->no_answer;
+  absl::Status st = no_answer ? absl::UnavailableError("database did not answer the probe in time")
+                              : ResultStatus(probe_->get(), res);
+  PQclear(res);
+  if (st.ok()) {
+    breaker_.Succeeded();
+    return st;
+  }
+  if (no_answer) {
+    breaker_.Trip();
+    metrics_.TimedOut();
+  }
+  probe_.reset();
+  return st;
 }
 
 }  // namespace safeharbor

@@ -1,5 +1,11 @@
 // PostgreSQL, the system of record: a bounded connection pool, transactions with bounded
 // retries on serialization failures, parameterized statements only, versioned migrations.
+// Every wait on the server is bounded on the client side (a hung server cannot enforce
+// statement_timeout): connecting, sending and waiting for a result end at what is left of the
+// incoming call's deadline (CurrentCallDeadline), capped by `call_timeout` per statement. A
+// connection that timed out is discarded, never reused. A circuit breaker ("postgres") opens
+// after consecutive time-outs or when the health probe finds the server not answering; calls are
+// then refused at once with UNAVAILABLE, and calls waiting on the server give up.
 #pragma once
 
 #include <libpq-fe.h>
@@ -19,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/breaker.h"
 #include "common/prometheus_fwd.h"
 
 namespace safeharbor {
@@ -77,6 +84,7 @@ PgParam PgTime(absl::Time t);
 PgParam PgTextArray(const std::vector<std::string>& values);
 
 class PgConnection;
+class PgPool;
 
 // A transaction in progress; valid only inside PgPool::Transact's callback.
 class PgTx {
@@ -85,8 +93,14 @@ class PgTx {
 
  private:
   friend class PgPool;
-  explicit PgTx(PgConnection* conn) : conn_(conn) {}
+  PgTx(PgConnection* conn, PgPool* pool, absl::Time deadline, absl::Duration cap)
+      : conn_(conn), pool_(pool), deadline_(deadline), cap_(cap) {}
+  // `params` null: the simple query protocol (several statements, no parameters).
+  absl::StatusOr<PgResult> Run(const std::string& sql, const std::vector<const char*>* params);
   PgConnection* conn_;
+  PgPool* pool_;
+  absl::Time deadline_;  // the call's
+  absl::Duration cap_;   // per statement
 };
 
 enum class Isolation { kReadCommitted, kRepeatableRead, kSerializable };
@@ -98,6 +112,10 @@ struct PgOptions {
   int statement_timeout_ms = 5000;
   int connect_timeout_s = 3;
   int max_tx_attempts = 5;  // on serialization failure / deadlock / lost connection
+  // The longest the client waits for one statement's answer (the call's deadline may be
+  // sooner): the server's own statement_timeout plus a margin.
+  absl::Duration call_timeout = absl::Seconds(6);
+  BreakerOptions breaker;
 };
 
 class PgPool {
@@ -126,16 +144,32 @@ class PgPool {
   // that replicas starting together apply each once. Also creates the runtime's own tables.
   absl::Status Migrate(const std::vector<Migration>& migrations);
 
+  // Whether the server answers "SELECT 1" within `timeout`, on a connection of its own (a full
+  // pool does not make it fail). A server that does not answer trips the breaker open; an
+  // answer closes it. For the health endpoint's periodic probe.
+  absl::Status Probe(absl::Duration timeout);
+  BreakerState breaker_state() const { return breaker_.state(); }
+
  private:
   friend class PgTx;
   explicit PgPool(const PgOptions& options, prometheus::Registry* registry);
-  absl::StatusOr<std::unique_ptr<PgConnection>> Acquire();
-  void Release(std::unique_ptr<PgConnection> conn);
-  absl::Status Setup(PgConnection* conn);  // session settings after (re)connecting
+  absl::Status TransactWithin(const std::function<absl::Status(PgTx&)>& fn, Isolation isolation,
+                              bool read_only, absl::Duration cap);
+  absl::StatusOr<std::unique_ptr<PgConnection>> Acquire(absl::Time call_deadline);
+  // A new connection, its session set up, by `deadline` (connect_timeout at most).
+  absl::StatusOr<std::unique_ptr<PgConnection>> Open(absl::Time deadline);
+  void Release(std::unique_ptr<PgConnection> conn);  // a broken or timed-out one is discarded
+  bool Usable(const PgConnection& conn) const;
   void CountError(absl::string_view kind);
+  // After a statement: the server answered, or did not (time-out or given up).
+  void Answered(const PgConnection& conn);
 
   PgOptions options_;
+  DependencyMetrics metrics_;
+  Breaker breaker_;
   prometheus::Family<prometheus::Counter>* errors_ = nullptr;
+  std::mutex probe_mu_;
+  std::unique_ptr<PgConnection> probe_ ABSL_GUARDED_BY(probe_mu_);
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);

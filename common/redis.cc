@@ -80,6 +80,20 @@ RedisClient::~RedisClient() = default;
 
 bool RedisClient::available() const { return NowMs() >= down_until_unix_ms_.load(); }
 
+namespace {
+constexpr absl::Duration kProbeTimeout = absl::Milliseconds(50);
+}  // namespace
+
+bool RedisClient::Admit() {
+  if (!was_down_.load()) return true;
+  // Down: refused until the window ends; then one call, the probe, claims the next window and
+  // tries, so that a Redis that hangs costs one call a short wait per window, not every call.
+  int64_t until = down_until_unix_ms_.load();
+  const int64_t now = NowMs();
+  return now >= until && down_until_unix_ms_.compare_exchange_strong(
+                             until, now + absl::ToInt64Milliseconds(options_.retry_after));
+}
+
 void RedisClient::MarkDown(absl::string_view op, absl::string_view error) {
   if (errors_) errors_->Increment();
   if (up_) up_->Set(0);
@@ -143,7 +157,8 @@ void RedisClient::Release(Context ctx) {
 
 absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& argv) {
   const std::string op = argv.empty() ? "" : argv.front();
-  if (!available()) return absl::UnavailableError("redis unavailable (retrying shortly)");
+  const bool probe = was_down_.load();  // while down, only the probe is admitted
+  if (!Admit()) return absl::UnavailableError("redis unavailable (retrying shortly)");
   auto ctx = Acquire();
   if (!ctx.ok()) {
     // A busy pool is not an outage: only a failed connect starts the fail-fast window.
@@ -158,6 +173,8 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
     args.push_back(a.data());
     lens.push_back(a.size());
   }
+  // The probe of a Redis that was down waits only briefly: the caller it rides on pays little.
+  if (probe) redisSetTimeout(ctx->get(), absl::ToTimeval(kProbeTimeout));
   auto* raw = static_cast<redisReply*>(
       redisCommandArgv(ctx->get(), static_cast<int>(args.size()), args.data(), lens.data()));
   if (raw == nullptr) {
@@ -166,6 +183,7 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
     MarkDown(op, err);
     return absl::UnavailableError(absl::StrCat("redis ", op, ": ", err));
   }
+  if (probe) redisSetTimeout(ctx->get(), absl::ToTimeval(options_.command_timeout));
   std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(raw, &freeReplyObject);
   Release(*std::move(ctx));
   if (reply->type == REDIS_REPLY_ERROR) {

@@ -72,6 +72,7 @@ class RedisClient {
 
   absl::StatusOr<Context> Acquire();
   void Release(Context ctx);
+  bool Admit();  // whether a call may go to Redis now (one probe at the end of a window)
   void MarkDown(absl::string_view op, absl::string_view error);
   void MarkUp();
 

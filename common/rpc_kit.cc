@@ -13,20 +13,6 @@
 namespace safeharbor {
 namespace {
 
-thread_local absl::Time current_deadline = absl::InfiniteFuture();
-
-// Sets the current thread's call deadline for the scope of one handler.
-class DeadlineScope {
- public:
-  explicit DeadlineScope(absl::Time deadline) : saved_(current_deadline) {
-    current_deadline = deadline;
-  }
-  ~DeadlineScope() { current_deadline = saved_; }
-
- private:
-  absl::Time saved_;
-};
-
 absl::Time FromChronoDeadline(std::chrono::system_clock::time_point tp) {
   if (tp == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
   return absl::FromChrono(tp);
@@ -38,8 +24,6 @@ std::string RequestIdOf(const google::protobuf::Message& req) {
 }
 
 }  // namespace
-
-absl::Time CurrentCallDeadline() { return current_deadline; }
 
 RoleSet::RoleSet(std::initializer_list<Role> roles) {
   for (Role r : roles) bits_ |= 1u << static_cast<int>(r);

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "common/auth.h"
 #include "common/clock.h"
+#include "common/deadline.h"  // CurrentCallDeadline: what outgoing calls derive theirs from
 #include "common/pg.h"
 #include "common/prometheus_fwd.h"
 #include "common/rpc.h"
@@ -80,10 +81,6 @@ struct MethodInfo {
   bool server_streaming = false;
   MethodPolicy policy;
 };
-
-// The deadline of the call the current thread works for (InfiniteFuture outside a call):
-// outgoing calls to peers derive theirs from it.
-absl::Time CurrentCallDeadline();
 
 class RpcService;
 

@@ -75,14 +75,37 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
 ServiceHost::~ServiceHost() { Shutdown(); }
 
 void ServiceHost::SetServing(bool serving) {
-  server_->GetHealthCheckService()->SetServingStatus(serving);
-  if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus(serving);
+  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
+    if (s == nullptr) continue;
+    // Kubernetes' liveness probe asks for "liveness": SERVING while the process runs, so that a
+    // dependency that does not answer takes the pod out of traffic (readiness, "") without
+    // restarting it. Draining ends both.
+    if (serving) s->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
+    s->GetHealthCheckService()->SetServingStatus(serving);
+  }
+}
+
+void ServiceHost::SetDependenciesHealthy(bool healthy, absl::string_view why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (healthy == dependencies_healthy_ || shut_down_) return;
+  dependencies_healthy_ = healthy;
+  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
+    if (s != nullptr) s->GetHealthCheckService()->SetServingStatus("", healthy);
+  }
+  if (healthy) {
+    log::Info("health_serving", {{"reason", "its dependencies answer again"}});
+  } else {
+    log::Error("health_not_serving", {{"reason", "a dependency does not answer"}, {"error", why}});
+  }
 }
 
 void ServiceHost::Shutdown() {
-  if (shut_down_ || !server_) return;
-  shut_down_ = true;
-  SetServing(false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_ || !server_) return;
+    shut_down_ = true;
+    SetServing(false);
+  }
   log::Info("draining",
             {{"drain_ms", absl::StrCat(absl::ToInt64Milliseconds(options_.drain))},
              {"grace_ms", absl::StrCat(absl::ToInt64Milliseconds(options_.shutdown_grace))}});

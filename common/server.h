@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,11 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);  // in-flight calls get this long
 };
 
+// The health service name Kubernetes' liveness probe asks for: SERVING as long as the process
+// runs and is not shutting down. The overall status ("") is readiness: also NOT_SERVING while
+// PostgreSQL does not answer.
+inline constexpr char kLivenessService[] = "liveness";
+
 class ServiceHost {
  public:
   // Builds and starts the server. `services` must outlive the host.
@@ -46,6 +52,10 @@ class ServiceHost {
   // `shutdown_grace` to finish. Idempotent.
   void Shutdown();
 
+  // What the dependencies' probe found (`why`: the failure, for the log): health is SERVING
+  // only while they answer and the host is not shutting down. Thread-safe; logs changes.
+  void SetDependenciesHealthy(bool healthy, absl::string_view why = "");
+
  private:
   ServiceHost() = default;
 
@@ -57,7 +67,9 @@ class ServiceHost {
   std::unique_ptr<MetricsEndpoint> metrics_;
   int port_ = 0;
   int health_port_ = 0;
+  std::mutex mu_;  // health status changes
   bool shut_down_ = false;
+  bool dependencies_healthy_ = true;
 };
 
 // Call first thing in main, before any thread starts: SIGTERM/SIGINT are then delivered only

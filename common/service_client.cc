@@ -25,6 +25,12 @@ std::string RetryServiceConfig(const PeerOptions& o) {
 
 }  // namespace
 
+Peer::Peer(PeerOptions options)
+    : options_(std::move(options)),
+      metrics_(options_.registry, options_.name),
+      breaker_(std::make_unique<Breaker>(options_.name, options_.clock, options_.breaker,
+                                         metrics_.StateObserver())) {}
+
 absl::StatusOr<std::unique_ptr<Peer>> Peer::Connect(const PeerOptions& options) {
   std::unique_ptr<Peer> peer(new Peer(options));
   std::shared_ptr<grpc::ChannelCredentials> creds;
@@ -66,19 +72,22 @@ absl::Status Peer::CallIdempotent(
         absl::StrCat(options_.name, " service busy: ", options_.max_in_flight, " calls in flight"));
   }
   const absl::Cleanup release = [this] { in_flight_.fetch_sub(1); };
+  if (!breaker_->Allow()) return breaker_->Refusal();
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(deadline));
   if (options_.insecure_dev_mode) {
     ctx.AddMetadata(std::string(kDevIdentityHeader), options_.dev_identity);
   }
   const grpc::Status st = call(&ctx);
-  if (st.ok()) return absl::OkStatus();
-  if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return absl::UnavailableError(
-        absl::StrCat(options_.name, " service unavailable: ", st.error_message()));
+  const grpc::StatusCode code = st.error_code();
+  if (code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    breaker_->Succeeded();  // it answered, perhaps with an error of its own
+    return st.ok() ? absl::OkStatus() : FromGrpcStatus(st);
   }
-  return FromGrpcStatus(st);
+  breaker_->Failed();
+  if (code == grpc::StatusCode::DEADLINE_EXCEEDED) metrics_.TimedOut();
+  return absl::UnavailableError(
+      absl::StrCat(options_.name, " service unavailable: ", st.error_message()));
 }
 
 }  // namespace safeharbor

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "common/periodic.h"
 
 namespace safeharbor {
 
@@ -52,6 +53,9 @@ PeerOptions PeerFor(const ServiceDeps& deps, absl::string_view self, absl::strin
   o.tls = deps.config.server.tls;
   o.insecure_dev_mode = deps.config.server.insecure_dev_mode;
   o.dev_identity = absl::StrCat("spiffe://safeharbor/org/safeharbor-", self, "/role/service");
+  o.max_in_flight = deps.config.peer_max_in_flight;
+  o.breaker = deps.config.breaker;
+  o.registry = deps.registry.get();
   return o;
 }
 
@@ -62,7 +66,19 @@ int ServeUntilSignal(ServiceDeps& deps, const std::vector<grpc::Service*>& servi
     log::Error("start_failed", {{"error", host.status().message()}});
     return 1;
   }
+  // Health tells the truth: NOT_SERVING while PostgreSQL does not answer, SERVING again when it
+  // does. The probe has a connection of its own and a bounded wait.
+  ServiceHost* served = host->get();
+  PgPool* pg = deps.pg.get();
+  const absl::Duration probe_timeout = deps.config.health_probe_timeout;
+  PeriodicTask probe("postgres_probe", deps.config.health_probe_interval, [=] {
+    absl::Status st = pg->Probe(probe_timeout);
+    served->SetDependenciesHealthy(st.ok(), st.message());
+    return absl::OkStatus();  // a failure is logged once, when health changes
+  });
+  probe.Start();
   WaitForTerminationSignal();
+  probe.Stop();
   if (before_shutdown) before_shutdown();
   (*host)->Shutdown();
   deps.env->executor().Shutdown();

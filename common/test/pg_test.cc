@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <iostream>
 #include <thread>
 
+#include "common/deadline.h"
 #include "common/metrics.h"
 #include "common/testing/harness.h"
 
@@ -138,6 +140,58 @@ TEST(PgPool, DatabaseRestartGivesUnavailableThenRecoversWithoutANewPool) {
   EXPECT_EQ(up->String(0, "tz"), "UTC");
   EXPECT_NE(up->String(0, "st"), "0");
   for (int i = 0; i < 10; ++i) EXPECT_TRUE(pool->Query("SELECT 1").ok()) << i;
+}
+
+// PostgreSQL hung (SIGSTOP of the postmaster and its backends: sockets accept, nothing answers).
+// A statement waits no longer than what the caller has left, capped by call_timeout; after three
+// time-outs the breaker opens and calls fail at once naming the database; the probe finds it not
+// answering. After SIGCONT the probe closes the breaker, the connections that timed out were
+// discarded (every answer is the statement's own), and the same pool serves again.
+TEST(PgPool, AHungServerCostsACallItsDeadlineAtMostThenIsRefusedAtOnce) {
+  prometheus::Registry registry;
+  auto& s = TestServers::Get();
+  PgOptions o = s.PgOptionsFor(s.NewDatabase("pg"));
+  o.call_timeout = absl::Milliseconds(800);
+  o.connect_timeout_s = 1;
+  o.breaker = {.failure_threshold = 3, .open_for = absl::Seconds(30)};
+  auto pool = PgPool::Connect(o, &registry);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  PgPool& pg = **pool;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pg.Query("SELECT 1").ok());
+  s.FreezePostgres();
+  std::vector<absl::Duration> took;
+  std::vector<absl::Status> got;
+  {
+    DeadlineScope caller(absl::Now() + absl::Milliseconds(300));  // a caller with 300 ms left
+    const absl::Time start = absl::Now();
+    got.push_back(pg.Query("SELECT 1").status());
+    took.push_back(absl::Now() - start);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const absl::Time start = absl::Now();
+    got.push_back(pg.Query("SELECT 1").status());
+    took.push_back(absl::Now() - start);
+  }
+  const absl::Status probe = pg.Probe(absl::Milliseconds(300));
+  s.ThawPostgres();
+  for (const absl::Status& st : got) EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_LT(took[0], absl::Milliseconds(700)) << "the caller's 300 ms, not the 800 ms cap";
+  EXPECT_LT(took[1], absl::Seconds(2)) << "the 800 ms cap";
+  EXPECT_EQ(pg.breaker_state(), BreakerState::kOpen);
+  EXPECT_NE(got[3].message().find("postgres"), std::string::npos) << got[3];
+  EXPECT_LT(took[3], absl::Milliseconds(100)) << "refused at once";
+  EXPECT_FALSE(probe.ok());
+  EXPECT_EQ(SumCounter(registry, "safeharbor_dependency_timeouts_total"), 4);  // 3 calls, probe
+  ASSERT_TRUE(pg.Probe(absl::Seconds(5)).ok());
+  EXPECT_EQ(pg.breaker_state(), BreakerState::kClosed);
+  for (int32_t i = 0; i < 10; ++i) {
+    auto r = pg.Query("SELECT $1::int AS x", {i});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->Int32(0, "x"), i);  // its own answer: no timed-out connection was reused
+  }
+  std::cout << "hung PostgreSQL: " << got.size() << " calls, all UNAVAILABLE, in";
+  for (absl::Duration d : took) std::cout << " " << absl::FormatDuration(d);
+  std::cout << "; served again after SIGCONT\n";
 }
 
 }  // namespace

@@ -26,6 +26,18 @@ using safeharbor::testing::v1::EchoRequest;
 using safeharbor::testing::v1::EchoResponse;
 using safeharbor::testing::v1::EchoService;
 
+// Calls Echo through `peer`: its deadline, budget and breaker.
+std::function<absl::Status()> EchoThrough(const Peer& peer) {
+  std::shared_ptr<EchoService::Stub> stub = EchoService::NewStub(peer.channel());
+  return [&peer, stub] {
+    return peer.CallIdempotent([&](grpc::ClientContext* ctx) {
+      EchoRequest req;
+      EchoResponse resp;
+      return stub->Echo(ctx, req, &resp);
+    });
+  };
+}
+
 // One echo service with `policy` (and `handler`) on its own server.
 struct Kit {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
@@ -154,14 +166,7 @@ TEST(Peer, DeadlineFromTheCallerAndABoundedBudget) {
   o.max_in_flight = 1;
   auto peer = Peer::Connect(o);
   ASSERT_TRUE(peer.ok()) << peer.status();
-  auto stub = EchoService::NewStub((*peer)->channel());
-  auto call_peer = [&]() {
-    return (*peer)->CallIdempotent([&](grpc::ClientContext* ctx) {
-      EchoRequest req;
-      EchoResponse resp;
-      return stub->Echo(ctx, req, &resp);
-    });
-  };
+  const auto call_peer = EchoThrough(**peer);
   absl::Duration took;
   absl::Status outgoing;
   Kit front({.roles = RoleSet::Every()}, [&](CallContext&, const EchoRequest&, EchoResponse*) {
@@ -194,6 +199,59 @@ TEST(Peer, DeadlineFromTheCallerAndABoundedBudget) {
   first.join();
   std::cout << "peer: " << slow_calls.load() << " calls reached the slow peer; the bounded call "
             << "ended after " << absl::FormatDuration(took) << "\n";
+}
+
+// A peer that stops answering: after three time-outs its breaker opens and calls fail at once,
+// naming it, without reaching it; after the open period one probe call goes through, and its
+// answer closes the breaker. The breaker runs on an injected clock.
+TEST(Peer, AHungPeerOpensItsBreakerAndOneProbeClosesIt) {
+  std::atomic<bool> hung{true};
+  std::atomic<int> reached{0};
+  Kit peer_kit({.roles = RoleSet::Every()}, [&](CallContext&, const EchoRequest&, EchoResponse*) {
+    ++reached;
+    if (hung) absl::SleepFor(absl::Milliseconds(600));
+    return absl::OkStatus();
+  });
+  FakeClock clock(absl::FromUnixSeconds(1'800'000'000));
+  auto registry = std::make_shared<prometheus::Registry>();
+  PeerOptions o;
+  o.name = "directory";
+  o.address = absl::StrCat("localhost:", peer_kit.host->port());
+  o.tls = TestServers::Get().ServerTls("referrals");
+  o.background_deadline = absl::Milliseconds(200);
+  o.max_attempts = 1;
+  o.breaker = {.failure_threshold = 3, .open_for = absl::Seconds(1)};
+  o.clock = &clock;
+  o.registry = registry.get();
+  auto peer = Peer::Connect(o);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  const auto call_peer = EchoThrough(**peer);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(call_peer().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*peer)->breaker_state(), BreakerState::kOpen);
+  const int before = reached.load();
+  const absl::Time start = absl::Now();
+  absl::Status refused = call_peer();
+  const absl::Duration refused_after = absl::Now() - start;
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(refused.message().find("directory"), std::string::npos) << refused;
+  EXPECT_NE(refused.message().find("circuit breaker"), std::string::npos) << refused;
+  EXPECT_LT(refused_after, absl::Milliseconds(100));  // at once, not the 200 ms time-out
+  hung = false;
+  absl::SleepFor(absl::Milliseconds(700));  // the hung handlers finish
+  EXPECT_EQ(reached.load(), before);        // the refused call never reached the peer
+  clock.Advance(absl::Seconds(1));
+  EXPECT_TRUE(call_peer().ok());  // the probe
+  EXPECT_EQ((*peer)->breaker_state(), BreakerState::kClosed);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(call_peer().ok()) << i;
+  prometheus::TextSerializer text;
+  const std::string metrics = text.Serialize(registry->Collect());
+  EXPECT_NE(metrics.find("safeharbor_dependency_timeouts_total{dependency=\"directory\"} 3"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("safeharbor_dependency_breaker_state{dependency=\"directory\"} 0"),
+            std::string::npos);
+  std::cout << "hung peer: 3 calls timed out after 200 ms, then refused in "
+            << absl::FormatDuration(refused_after) << "; closed by one probe\n";
 }
 
 TEST(PeriodicTask, RunsOnTheIntervalWhenWokenAndStops) {

@@ -91,6 +91,34 @@ TEST_F(ServerTest, HealthServingThenNotServingWhileDraining) {
   }
 }
 
+// Health follows the dependencies' probe (readiness, ""), and says SERVING again without a
+// restart; "liveness" stays SERVING meanwhile, on both the mTLS and the plaintext probe port.
+TEST_F(ServerTest, HealthFollowsTheDependenciesWhileLivenessStaysServing) {
+  auto tls = grpc::health::v1::Health::NewStub(
+      TestServers::Get().Channel(host_->port(), "org-echo", "auditor"));
+  auto plain = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", host_->health_port()), grpc::InsecureChannelCredentials()));
+  auto status = [](grpc::health::v1::Health::Stub* stub, const std::string& service) {
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub->Check(&ctx, req, &resp).ok());
+    return resp.status();
+  };
+  using R = grpc::health::v1::HealthCheckResponse;
+  host_->SetDependenciesHealthy(false, "postgres did not answer the probe in time");
+  for (auto* stub : {tls.get(), plain.get()}) {
+    EXPECT_EQ(status(stub, ""), R::NOT_SERVING);
+    EXPECT_EQ(status(stub, kLivenessService), R::SERVING);
+  }
+  host_->SetDependenciesHealthy(true);
+  for (auto* stub : {tls.get(), plain.get()}) {
+    EXPECT_EQ(status(stub, ""), R::SERVING);
+    EXPECT_EQ(status(stub, kLivenessService), R::SERVING);
+  }
+}
+
 TEST_F(ServerTest, PlaintextHealthPortServesOnlyHealthAndFollowsDraining) {
   auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", host_->health_port()),
                                    grpc::InsecureChannelCredentials());

@@ -89,12 +89,15 @@ void TestServers::StartPostgres() {
   MustRun({Servers(), "pg-start", root_ + "/pg", std::to_string(pg_port_), "fast"});
 }
 void TestServers::StopPostgres() { MustRun({Servers(), "pg-stop", root_ + "/pg"}); }
+void TestServers::FreezePostgres() { MustRun({Servers(), "pg-freeze", root_ + "/pg"}); }
+void TestServers::ThawPostgres() { MustRun({Servers(), "pg-thaw", root_ + "/pg"}); }
 void TestServers::StartRedis() {
   MustRun({Servers(), "redis-start", root_ + "/redis", std::to_string(redis_port_)});
 }
 void TestServers::StopRedis() { MustRun({Servers(), "redis-stop", root_ + "/redis"}); }
 
 void TestServers::StopAll() {
+  (void)Run({Servers(), "pg-thaw", root_ + "/pg"});  // a test that failed while it was frozen
   (void)Run({Servers(), "pg-stop", root_ + "/pg"});
   (void)Run({Servers(), "redis-stop", root_ + "/redis"});
   if (std::getenv("SAFEHARBOR_KEEP_TEST_DIRS") == nullptr) (void)Run({"rm", "-rf", root_});

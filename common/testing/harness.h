@@ -36,6 +36,9 @@ class TestServers {
   void StartRedis();
   void StopPostgres();
   void StartPostgres();
+  // SIGSTOP / SIGCONT of the postmaster and its backends: a server that hangs.
+  void FreezePostgres();
+  void ThawPostgres();
   void StopAll();
 
   const std::string& certs_dir() const { return certs_dir_; }

@@ -6,6 +6,8 @@
 #   servers.sh pg-createdb PORT NAME      create a database if it does not exist
 #   servers.sh redis-start DIR PORT
 #   servers.sh redis-stop DIR
+#   servers.sh pg-freeze DIR | pg-thaw DIR   SIGSTOP / SIGCONT the postmaster and every backend
+#                                         (a hung server: sockets accept, nothing answers)
 # PostgreSQL refuses to run as root: as root it runs as the 'postgres' system user.
 set -euo pipefail
 
@@ -83,6 +85,16 @@ redis_stop() {
   rm -f "$dir/redis.pid"
 }
 
+pg_signal() {
+  local dir=$1 sig=$2 pid
+  dir=$(readlink -f "$dir")
+  pid=$(head -n 1 "$dir/postmaster.pid")
+  # The postmaster first on STOP (it forks no new backend), last on CONT.
+  if [[ $sig == STOP ]]; then kill -STOP "$pid"; fi
+  pgrep -P "$pid" | xargs -r kill -"$sig"
+  if [[ $sig == CONT ]]; then kill -CONT "$pid"; fi
+}
+
 cmd=${1:?usage: servers.sh pg-start|pg-stop|pg-createdb|redis-start|redis-stop ...}
 shift
 case $cmd in
@@ -91,5 +103,7 @@ case $cmd in
   pg-createdb) pg_createdb "$@" ;;
   redis-start) redis_start "$@" ;;
   redis-stop) redis_stop "$@" ;;
+  pg-freeze) pg_signal "$1" STOP ;;
+  pg-thaw) pg_signal "$1" CONT ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

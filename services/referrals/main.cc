@@ -14,6 +14,9 @@ ABSL_FLAG(int, acceptance_deadline_s, 30 * 60, "How long a provider has to accep
 ABSL_FLAG(int, urgent_deadline_s, 15 * 60, "How long a provider has to accept (urgent).");
 ABSL_FLAG(int, emergency_deadline_s, 10 * 60, "How long a provider has to accept (emergency).");
 ABSL_FLAG(int, timer_interval_ms, 1000, "How often deadlines and waiting referrals are checked.");
+ABSL_FLAG(int, organization_cache_s, 300,
+          "How long an organization read from the directory (a child-welfare office's region) "
+          "is kept; 0: read it for every call.");
 
 namespace safeharbor::referrals {
 const std::vector<Migration>& Migrations();
@@ -40,7 +43,10 @@ int main(int argc, char** argv) {
                                                                 : beds.status().message()}});
     return 1;
   }
-  referrals::GrpcNetwork network(*std::move(directory), *std::move(beds), WashingtonCounties());
+  referrals::GrpcNetworkOptions network_options;
+  network_options.organization_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_organization_cache_s));
+  referrals::GrpcNetwork network(*std::move(directory), *std::move(beds), WashingtonCounties(),
+                                 network_options);
   referrals::ReferralOptions options;
   options.deadlines.routine = absl::Seconds(absl::GetFlag(FLAGS_acceptance_deadline_s));
   options.deadlines.urgent = absl::Seconds(absl::GetFlag(FLAGS_urgent_deadline_s));
