@@ -17,24 +17,30 @@ namespace {
 
 // HSDS import replaces organizations and services whole: the facts it changes are recorded as
 // any directory_admin change is.
-absl::Status ImportOrganization(PgTx& tx, const Caller& by, v1::Organization* org) {
-  auto current = DirectoryStore::GetOrganization(tx, org->id(), /*for_update=*/true);
+template <typename T>
+absl::Status ImportRecorded(PgTx& tx, const Caller& by, absl::string_view resource,
+                            const std::string& organization_id, T* item,
+                            absl::StatusOr<T> (*get)(PgTx&, absl::string_view, bool),
+                            absl::Status (*upsert)(PgTx&, T*),
+                            std::vector<FactChange> (*facts)(const T*, const T&)) {
+  auto current = get(tx, item->id(), /*for_update=*/true);
   if (!current.ok() && current.status().code() != absl::StatusCode::kNotFound) {
     return current.status();
   }
-  const auto changes = OrganizationFactChanges(current.ok() ? &*current : nullptr, *org);
-  SH_RETURN_IF_ERROR(DirectoryStore::UpsertOrganization(tx, org));
-  return FactLog::Record(tx, by, org->id(), "organization", org->id(), changes);
+  const auto changes = facts(current.ok() ? &*current : nullptr, *item);
+  SH_RETURN_IF_ERROR(upsert(tx, item));
+  return FactLog::Record(tx, by, organization_id, resource, item->id(), changes);
+}
+
+absl::Status ImportOrganization(PgTx& tx, const Caller& by, v1::Organization* org) {
+  return ImportRecorded(tx, by, "organization", org->id(), org, &DirectoryStore::GetOrganization,
+                        &DirectoryStore::UpsertOrganization, &OrganizationFactChanges);
 }
 
 absl::Status ImportService(PgTx& tx, const Caller& by, v1::Service* service) {
-  auto current = DirectoryStore::GetService(tx, service->id(), /*for_update=*/true);
-  if (!current.ok() && current.status().code() != absl::StatusCode::kNotFound) {
-    return current.status();
-  }
-  const auto changes = ServiceFactChanges(current.ok() ? &*current : nullptr, *service);
-  SH_RETURN_IF_ERROR(DirectoryStore::UpsertService(tx, service));
-  return FactLog::Record(tx, by, service->organization_id(), "service", service->id(), changes);
+  return ImportRecorded(tx, by, "service", service->organization_id(), service,
+                        &DirectoryStore::GetService, &DirectoryStore::UpsertService,
+                        &ServiceFactChanges);
 }
 
 }  // namespace
