@@ -699,6 +699,38 @@ TEST_F(DirectoryTest, OrganizationLocationsInUseCannotBeRemoved) {
 namespace safeharbor::directory {
 namespace {
 
+// Issue 11: an HSDS import changes deciding facts too; they are recorded like any
+// directory_admin change, and an import that changes nothing records nothing.
+TEST_F(DirectoryTest, AnHsdsImportRecordsTheFactsItChanges) {
+  auto sample = ReadFileToString(
+      safeharbor::testing::SourceDir() + "/services/directory/test/data/hsds_sample.json", 1 << 20);
+  ASSERT_TRUE(sample.ok());
+  auto changes = [&] {
+    v1::ListFactChangesRequest req;
+    req.set_page_size(500);
+    v1::ListFactChangesResponse resp;
+    EXPECT_TRUE(admin_->ListFactChanges(Ctx().get(), req, &resp).ok());
+    return resp;
+  };
+  for (const char* rid : {"import-1", "import-again"}) {
+    v1::ImportHsdsRequest imp;
+    imp.set_request_id(rid);
+    imp.set_hsds_json(*sample);
+    v1::ImportHsdsResponse imported;
+    grpc::Status st = admin_->ImportHsds(Ctx().get(), imp, &imported);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  const v1::ListFactChangesResponse got = changes();
+  std::set<std::string> resources;
+  for (const auto& c : got.changes()) {
+    EXPECT_EQ(c.actor_role(), "directory_admin");
+    EXPECT_TRUE(c.old_value().empty()) << c.field() << ": the second import changed nothing";
+    resources.insert(c.resource() + ":" + c.resource_id());
+  }
+  EXPECT_EQ(resources.size(), 4u);  // two organizations and two services, each recorded once
+  EXPECT_EQ(Rows("fact_changes"), got.changes_size());
+}
+
 TEST_F(DirectoryTest, HsdsImportedThenExportedKeepsItsContent) {
   auto sample = ReadFileToString(
       safeharbor::testing::SourceDir() + "/services/directory/test/data/hsds_sample.json", 1 << 20);
