@@ -811,6 +811,19 @@ TEST_F(ReferralTest, TheOfficerLearnsNothingPastConnectedNotEvenFromErrorsOrTime
 
 // Child welfare pages through its region's referrals: every one exactly once (the page token is
 // taken from the last row before the rows move into the answer).
+// Issue 11: beds are held by the referral service for the referral's referrer: the hold counts
+// against the referring agency's cap, not the referral service's.
+TEST_F(ReferralTest, ABedIsHeldForTheReferringAgency) {
+  const std::string id = Create(Request(/*placement=*/true));
+  Timers();
+  ASSERT_FALSE(AsChildWelfare(id).bed_hold_id().empty());
+  auto r = beds_.pg->Query("SELECT for_org, holder_org FROM holds WHERE state = 1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->rows(), 1);
+  EXPECT_EQ(r->String(0, "for_org"), "le-seattle");
+  EXPECT_EQ(r->String(0, "holder_org"), "safeharbor-referrals");
+}
+
 // Issue 11: aggregates over a day or more, with counts below 11 withheld (marked suppressed).
 TEST_F(ReferralTest, StatsCoverADayOrMoreAndSuppressCountsBelowEleven) {
   auto auditor = Stub_("state-auditor", "auditor");
