@@ -139,6 +139,11 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
         ++bed_conflicts;  // Taken since the search: try the next.
         continue;
       }
+      if (hold.status().code() == absl::StatusCode::kResourceExhausted) {
+        // The referring agency holds as many beds as it may: routed again later, not an outage.
+        log::Warn("bed_hold_cap_reached", {{"referral_id", r.id()}});
+        return hold.status();
+      }
       if (!hold.ok()) {
         metrics_->routing_errors.Add({{"dependency", "beds"}}).Increment();
         return hold.status();  // The pending hold is recovered on the next attempt.

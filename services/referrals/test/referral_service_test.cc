@@ -123,6 +123,7 @@ class ReferralTest : public ::testing::Test {
     beds_.Connect("refbeds", beds::Migrations());
     beds::BedsOptions bopts;
     bopts.key_namespace = absl::StrCat("refbeds", counter_, absl::ToUnixNanos(absl::Now()));
+    bopts.max_active_holds_per_org = HoldCap();
     beds_.service = std::make_unique<beds::BedsServiceImpl>(
         beds_.env.get(), beds_.pg.get(), beds_.redis.get(), *beds_.registry, WashingtonCounties(),
         &clock_, nullptr, bopts);
@@ -161,6 +162,9 @@ class ReferralTest : public ::testing::Test {
     beds_.host->Shutdown();
     directory_.host->Shutdown();
   }
+
+  // Active bed holds one agency may have (the beds service's cap).
+  virtual int64_t HoldCap() const { return 25; }
 
   std::unique_ptr<Stub> Stub_(const std::string& org, const std::string& role) {
     return v1::ReferralService::NewStub(
@@ -822,6 +826,33 @@ TEST_F(ReferralTest, ABedIsHeldForTheReferringAgency) {
   ASSERT_EQ(r->rows(), 1);
   EXPECT_EQ(r->String(0, "for_org"), "le-seattle");
   EXPECT_EQ(r->String(0, "holder_org"), "safeharbor-referrals");
+}
+
+// An agency with one bed hold at most: its second placement referral waits for the hold to be
+// freed, and the next agency's referral is routed in the same pass.
+class CappedReferralTest : public ReferralTest {
+ protected:
+  int64_t HoldCap() const override { return 1; }
+};
+
+TEST_F(CappedReferralTest, AnAgencyAtItsHoldCapWaitsAndDoesNotHoldUpOthers) {
+  const std::string first = Create(Request(/*placement=*/true, "cap-1"));
+  clock_.Advance(absl::Seconds(1));
+  const std::string second = Create(Request(/*placement=*/true, "cap-2"));
+  clock_.Advance(absl::Seconds(1));
+  auto tacoma = Stub_("le-tacoma", "law_enforcement");
+  v1::CreateReferralResponse created;
+  ASSERT_TRUE(
+      tacoma->CreateReferral(Ctx().get(), Request(/*placement=*/true, "cap-3"), &created).ok());
+  Timers();
+  EXPECT_FALSE(AsChildWelfare(first).bed_hold_id().empty());
+  const v1::Referral waiting = AsChildWelfare(second);
+  EXPECT_EQ(waiting.status(), v1::REFERRAL_STATUS_REQUESTED) << waiting.routing_explanation();
+  EXPECT_TRUE(waiting.bed_hold_id().empty());
+  const v1::Referral other = AsChildWelfare(created.referral().id());
+  EXPECT_EQ(other.status(), v1::REFERRAL_STATUS_OFFERED) << other.routing_explanation();
+  EXPECT_FALSE(other.bed_hold_id().empty());
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 2);
 }
 
 // Issue 11: aggregates over a day or more, with counts below 11 withheld (marked suppressed).
