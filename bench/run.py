@@ -9,6 +9,7 @@ default 5), BENCH_QUICK=1 (smaller sweep, for a smoke run), BENCH_CORE=1 (baseli
 per-call scenarios only, about 4 minutes: for comparing two builds run after run), BENCH_OUT (JSON
 path).
 """
+import base64
 import csv
 import datetime
 import json
@@ -259,11 +260,14 @@ def run(st, started):
     dbs = {n: st.database(f"bench_{n}") for n in ("directory", "beds", "referrals", "fees")}
     directory = Service(st, "directory", "directory-service", dbs["directory"]).start()
     dir_arg = f"--directory_address=localhost:{directory.port}"
-    beds = Service(st, "beds", "beds-service", dbs["beds"], [dir_arg]).start()
+    # The hold scenarios measure throughput, not the per-organization cap on active holds.
+    beds = Service(st, "beds", "beds-service", dbs["beds"],
+                   [dir_arg, "--max_active_holds_per_organization=100000000"]).start()
     key = subprocess.run(["openssl", "rand", "-base64", "32"], check=True, stdout=subprocess.PIPE,
                          text=True).stdout.strip()
     referrals = Service(st, "referrals", "referral-service", dbs["referrals"], [
-        dir_arg, f"--beds_address=localhost:{beds.port}", f"--youth_data_keys=1:{key}"]).start()
+        dir_arg, f"--beds_address=localhost:{beds.port}", f"--youth_data_keys=1:{key}",
+        f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}"]).start()
     fees = Service(st, "fees", "fee-service", dbs["fees"], [dir_arg]).start()
     services = {"directory": directory, "beds": beds, "referrals": referrals, "fees": fees}
     echo_port = free_port()
@@ -285,6 +289,11 @@ def run(st, started):
         id="demo-cw-king", kind=d_pb2.ORGANIZATION_KIND_CHILD_WELFARE_OFFICE, name="On call", county_fips="53033",
         locations=[d_pb2.Location(id="main", name="main", latitude=47.6, longitude=-122.3, county_fips="53033")])),
         timeout=10)
+    # The fee cases' court (serves King County) and hosting agency.
+    for oid, kind in (("demo-court-king", d_pb2.ORGANIZATION_KIND_COURT),
+                      ("demo-le-seattle-pd", d_pb2.ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY)):
+        admin_dir.CreateOrganization(d_pb2.CreateOrganizationRequest(request_id=oid, organization=d_pb2.Organization(
+            id=oid, kind=kind, name=oid, county_fips="53033")), timeout=10)
     hold_ids = [f"hold-fac-{i:06d}" for i in range(50)]
     load_beds(st, "bench_beds", 0, 50, 2, capacity=1000, prefix="hold-fac")
     load_beds(st, "bench_beds", 0, 1, 3, capacity=5, prefix="race-fac")
@@ -325,9 +334,9 @@ def run(st, started):
     for c in (1, 8, 64):
         sc.append(loadgen(beds.port, "availability", c, cert="client-child_welfare"))
     for c in (1, 8):
-        sc.append(loadgen(beds.port, "hold", c, cert="client-child_welfare", ids=hold_ids))
+        sc.append(loadgen(beds.port, "hold", c, cert="referrals", ids=hold_ids))
     # 64 clients race for 5 beds from the first call (no warm-up: the winners are counted).
-    race = loadgen(beds.port, "hold", 64, cert="client-child_welfare", ids=["race-fac-000000"],
+    race = loadgen(beds.port, "hold", 64, cert="referrals", ids=["race-fac-000000"],
                    warmup=0.0)
     race["scenario"] = "hold_contended"
     got = admin_beds.GetFacility(b_pb2.GetFacilityRequest(id="race-fac-000000"), timeout=10)

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
 #include <memory>
@@ -16,6 +17,11 @@ namespace safeharbor {
 namespace {
 
 constexpr size_t kKeyBytes = 32, kNonceBytes = 12, kTagBytes = 16;
+// HKDF parameters: one salt for the application, one `info` per purpose, so the two keys are
+// independent even if an operator configured related secrets.
+constexpr absl::string_view kSalt = "safeharbor-network";
+constexpr absl::string_view kEncryptionInfo = "youth-data aes-256-gcm v1";
+constexpr absl::string_view kFingerprintInfo = "idempotency fingerprint hmac-sha256 v1";
 using Ctx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
 
 const unsigned char* U(absl::string_view s) {
@@ -24,20 +30,53 @@ const unsigned char* U(absl::string_view s) {
 
 }  // namespace
 
-absl::StatusOr<Sealer> Sealer::Create(std::map<uint8_t, std::string> keys, uint8_t current) {
+absl::StatusOr<std::string> HkdfSha256(absl::string_view secret, absl::string_view salt,
+                                       absl::string_view info, size_t length) {
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr), &EVP_PKEY_CTX_free);
+  std::string out(length, '\0');
+  size_t len = out.size();
+  if (!ctx || length == 0 || length > 255 * 32 || EVP_PKEY_derive_init(ctx.get()) <= 0 ||
+      EVP_PKEY_CTX_set_hkdf_md(ctx.get(), EVP_sha256()) <= 0 ||
+      EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), U(salt), static_cast<int>(salt.size())) <= 0 ||
+      EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), U(secret), static_cast<int>(secret.size())) <= 0 ||
+      EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), U(info), static_cast<int>(info.size())) <= 0 ||
+      EVP_PKEY_derive(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len) <= 0 ||
+      len != length) {
+    return absl::InternalError("HKDF key derivation failed");
+  }
+  return out;
+}
+
+absl::StatusOr<Sealer> Sealer::Create(const std::map<uint8_t, std::string>& keys, uint8_t current,
+                                      absl::string_view fingerprint_secret) {
   if (keys.empty() || !keys.contains(current)) {
     return absl::InvalidArgumentError("the sealing key must be one of the configured keys");
   }
+  if (fingerprint_secret.size() < kKeyBytes) {
+    return absl::InvalidArgumentError("the fingerprint secret must have at least 32 bytes");
+  }
+  std::map<uint8_t, std::string> derived;
   for (const auto& [id, key] : keys) {
     if (id == 0 || key.size() != kKeyBytes) {
       return absl::InvalidArgumentError(
           absl::StrCat("key ", int{id}, " must have an id 1-255 and exactly 32 bytes"));
     }
+    if (key == fingerprint_secret) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the fingerprint secret must not be an encryption key (key ", int{id}, ")"));
+    }
+    auto k = HkdfSha256(key, kSalt, kEncryptionInfo, kKeyBytes);
+    if (!k.ok()) return k.status();
+    derived[id] = *std::move(k);
   }
-  return Sealer(std::move(keys), current);
+  auto fingerprint = HkdfSha256(fingerprint_secret, kSalt, kFingerprintInfo, kKeyBytes);
+  if (!fingerprint.ok()) return fingerprint.status();
+  return Sealer(std::move(derived), current, *std::move(fingerprint));
 }
 
-absl::StatusOr<Sealer> Sealer::FromConfig(absl::string_view config) {
+absl::StatusOr<Sealer> Sealer::FromConfig(absl::string_view config,
+                                          absl::string_view fingerprint_secret_base64) {
   std::map<uint8_t, std::string> keys;
   int first = -1;
   for (absl::string_view entry : absl::StrSplit(config, ',', absl::SkipWhitespace())) {
@@ -49,11 +88,19 @@ absl::StatusOr<Sealer> Sealer::FromConfig(absl::string_view config) {
         !absl::Base64Unescape(absl::StripAsciiWhitespace(kv.second), &key)) {
       return absl::InvalidArgumentError("encryption keys must be 'id:base64key[,id:base64key]'");
     }
+    if (!keys.emplace(static_cast<uint8_t>(id), key).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("encryption key id ", id, " is configured twice; each id names one key"));
+    }
     if (first < 0) first = id;
-    keys[static_cast<uint8_t>(id)] = key;
   }
   if (first < 0) return absl::InvalidArgumentError("no encryption key configured");
-  return Create(std::move(keys), static_cast<uint8_t>(first));
+  std::string fingerprint_secret;
+  if (!absl::Base64Unescape(absl::StripAsciiWhitespace(fingerprint_secret_base64),
+                            &fingerprint_secret)) {
+    return absl::InvalidArgumentError("the fingerprint secret must be base64");
+  }
+  return Create(keys, static_cast<uint8_t>(first), fingerprint_secret);
 }
 
 absl::StatusOr<std::string> Sealer::Seal(absl::string_view plaintext, absl::string_view aad) const {
@@ -104,12 +151,11 @@ absl::StatusOr<std::string> Sealer::Open(absl::string_view sealed, absl::string_
 }
 
 std::string Sealer::Fingerprint(absl::string_view value) const {
-  const std::string& key = keys_.at(current_);
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+  HMAC(EVP_sha256(), fingerprint_key_.data(), static_cast<int>(fingerprint_key_.size()),
        reinterpret_cast<const unsigned char*>(value.data()), value.size(), mac, &len);
-  return absl::StrCat(current_, ":",
+  return absl::StrCat("f1:",
                       absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(mac), len)));
 }
 

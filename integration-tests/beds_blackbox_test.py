@@ -50,7 +50,8 @@ class BedsBlackBox(unittest.TestCase):
     def test_fifty_holds_over_two_processes_for_the_last_bed(self):
         pb2 = self.pb2
         self.facility("bb-last-bed", 4, 3)
-        stubs = [shclient.stub("beds", self.stack.channel(s.port, "client-child_welfare"))[0]
+        # Only the referral service holds beds (its certificate), for the referrals it routes.
+        stubs = [shclient.stub("beds", self.stack.channel(s.port, "referrals"))[0]
                  for s in (self.one, self.two)]
         results = []
         lock = threading.Lock()
@@ -83,7 +84,7 @@ class BedsBlackBox(unittest.TestCase):
         watcher, _ = shclient.stub("beds", self.stack.channel(self.one.port, "client-child_welfare"))
         stream = watcher.WatchAvailability(pb2.WatchAvailabilityRequest(county_fips="53033"), timeout=20)
         time.sleep(0.5)
-        other, _ = shclient.stub("beds", self.stack.channel(self.two.port, "client-law_enforcement"))
+        other, _ = shclient.stub("beds", self.stack.channel(self.two.port, "referrals"))
         other.HoldBed(pb2.HoldBedRequest(request_id="w-1", facility_id="bb-watched",
                                          bed_type=pb2.BED_TYPE_GENERAL, referral_id="ref-w"), timeout=5)
         seen = None

@@ -19,11 +19,14 @@ class FeesBlackBox(unittest.TestCase):
                                 cls.stack.database("bb_fees_directory")).start()
         admin, dpb2 = shclient.stub("directory", cls.stack.channel(cls.directory.port,
                                                                     "client-directory_admin"))
-        for oid in ("bb-provider-1", "bb-provider-2"):
+        # The clerk's court serves King County; the hosting agency is law enforcement.
+        for oid, kind in (("bb-provider-1", dpb2.ORGANIZATION_KIND_SERVICE_PROVIDER),
+                          ("bb-provider-2", dpb2.ORGANIZATION_KIND_SERVICE_PROVIDER),
+                          ("demo-court-king", dpb2.ORGANIZATION_KIND_COURT),
+                          ("demo-le-seattle-pd", dpb2.ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY)):
             admin.CreateOrganization(dpb2.CreateOrganizationRequest(
                 request_id=oid, organization=dpb2.Organization(
-                    id=oid, kind=dpb2.ORGANIZATION_KIND_SERVICE_PROVIDER, name=oid,
-                    county_fips="53033")), timeout=5)
+                    id=oid, kind=kind, name=oid, county_fips="53033")), timeout=5)
         cls.fees = Service(cls.stack, "fees", "fee-service", cls.stack.database("bb_fees"),
                            [f"--directory_address=localhost:{cls.directory.port}"]).start()
         cls.clerk, cls.pb2 = shclient.stub("fees", cls.stack.channel(cls.fees.port, "client-court_clerk"))

@@ -135,7 +135,8 @@ class ImagesBlackBox(unittest.TestCase):
             st, "referrals", st.database("img_referrals"),
             [dir_addr, f"--beds_address=localhost:{cls.beds.port}", "--timer_interval_ms=200"],
             # As the referrals-youth-data-keys Secret provides it.
-            {"SAFEHARBOR_YOUTH_DATA_KEYS": f"1:{key}"}))
+            {"SAFEHARBOR_YOUTH_DATA_KEYS": f"1:{key}",
+             "SAFEHARBOR_FINGERPRINT_SECRET": base64.b64encode(os.urandom(32)).decode()}))
         cls.fees = cls.start(Container(st, "fees", st.database("img_fees"), [dir_addr]))
         print("containers healthy: " + ", ".join(
             f"{c.name} {c.started_in:.1f} s" for c in cls.containers), flush=True)
@@ -186,6 +187,12 @@ class ImagesBlackBox(unittest.TestCase):
                     locations=[d.Location(id="main", name="Main", address_1="1 Main St", city="Seattle",
                                           latitude=lat, longitude=lng, county_fips=KING)],
                     phones=[d.Phone(number="+1 206-555-0100")])))
+        # The fee story's court (serves King County) and hosting agency.
+        for oid, kind in (("demo-court-king", d.ORGANIZATION_KIND_COURT),
+                          ("demo-le-seattle-pd", d.ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY)):
+            call(self.directory, "client-directory_admin", "CreateOrganization", d.CreateOrganizationRequest(
+                request_id=f"org-{oid}", organization=d.Organization(
+                    id=oid, kind=kind, name=f"Org {oid}", county_fips=KING)))
         call(self.beds, "client-directory_admin", "CreateFacility", b.CreateFacilityRequest(
             request_id="fac-img-a", facility=b.Facility(
                 id="fac-img-a", organization_id="img-prov-a", name="Harbor House",

@@ -64,11 +64,14 @@ class NetworkBlackBox(unittest.TestCase):
         cls.addClassCleanup(st.close)
         cls.directory = Pair(st, "directory", "directory-service", st.database("net_directory"))
         dir_addr = f"--directory_address=localhost:{cls.directory.replicas[1].port}"
-        cls.beds = Pair(st, "beds", "beds-service", st.database("net_beds"), [dir_addr])
+        # The kill -9 stories hold 30 beds for one organization: above the default cap (25).
+        cls.beds = Pair(st, "beds", "beds-service", st.database("net_beds"),
+                        [dir_addr, "--max_active_holds_per_organization=100"])
         key = base64.b64encode(os.urandom(32)).decode()
         cls.referrals = Pair(st, "referrals", "referral-service", st.database("net_referrals"), [
             dir_addr, f"--beds_address=localhost:{cls.beds.replicas[1].port}",
-            f"--youth_data_keys=1:{key}", "--timer_interval_ms=200"])
+            f"--youth_data_keys=1:{key}", f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
+            "--timer_interval_ms=200"])
         cls.fees = Pair(st, "fees", "fee-service", st.database("net_fees"), [dir_addr])
         cls.d, cls.b, cls.r, cls.f = (p.pb2() for p in (cls.directory, cls.beds, cls.referrals, cls.fees))
         cls.provider_cert = st.client_cert("client-net-prov-a", "net-prov-a", "provider")
@@ -86,6 +89,12 @@ class NetworkBlackBox(unittest.TestCase):
                     locations=[d.Location(id="main", name="Main", address_1="1 Main St", city="Seattle",
                                           latitude=lat, longitude=lng, county_fips=KING)],
                     phones=[d.Phone(number="+1 206-555-0100")])))
+        # The fee story's court (serves King County) and hosting agency.
+        for oid, kind in (("demo-court-king", d.ORGANIZATION_KIND_COURT),
+                          ("demo-le-seattle-pd", d.ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY)):
+            cls.directory.call("client-directory_admin", "CreateOrganization", d.CreateOrganizationRequest(
+                request_id=f"org-{oid}", organization=d.Organization(
+                    id=oid, kind=kind, name=f"Org {oid}", county_fips=KING)))
         b = cls.b
         cls.beds.call("client-directory_admin", "CreateFacility", b.CreateFacilityRequest(
             request_id="fac-net-a", facility=b.Facility(
@@ -210,7 +219,7 @@ class NetworkBlackBox(unittest.TestCase):
         before = self.facility().held
 
         def step(i):
-            return self.beds.call("client-child_welfare", "HoldBed", b.HoldBedRequest(
+            return self.beds.call("referrals", "HoldBed", b.HoldBedRequest(
                 request_id=f"k-hold-{i}", facility_id="fac-net-a", bed_type=b.BED_TYPE_GENERAL,
                 referral_id=f"k-ref-{i}", ttl_seconds=3600))
         # Each acknowledged hold is there once: a retried one was not held twice.

@@ -42,7 +42,7 @@ class ReferralsBlackBox(unittest.TestCase):
         cls.referrals = Service(st, "referrals", "referral-service", st.database("bb_referrals"), [
             f"--directory_address=localhost:{cls.directory.port}",
             f"--beds_address=localhost:{cls.beds.port}",
-            f"--youth_data_keys=1:{key}",
+            f"--youth_data_keys=1:{key}", f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
             "--timer_interval_ms=200",
             "--emergency_deadline_s=2",
         ]).start()

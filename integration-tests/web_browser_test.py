@@ -108,7 +108,8 @@ def main():
         referrals = Service(st, "referrals", "referral-service", st.database("web_referrals"), [
             f"--directory_address=localhost:{directory.port}",
             f"--beds_address=localhost:{beds.port}",
-            f"--youth_data_keys=1:{key}", "--timer_interval_ms=200"]).start()
+            f"--youth_data_keys=1:{key}", f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
+            "--timer_interval_ms=200"]).start()
         for org in ("web-prov-a", "web-prov-b"):
             st.client_cert(f"client-{org}", org, "provider")
         seed(st, directory, beds)

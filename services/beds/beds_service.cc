@@ -41,6 +41,9 @@ absl::Status ValidateHoldRequest(const v1::HoldBedRequest& req) {
   SH_RETURN_IF_ERROR(ValidateId(req.facility_id(), "facility_id"));
   SH_RETURN_IF_ERROR(ValidateBedType(req.bed_type()));
   SH_RETURN_IF_ERROR(ValidateReferralId(req.referral_id()));
+  if (!req.for_organization_id().empty()) {
+    SH_RETURN_IF_ERROR(ValidateId(req.for_organization_id(), "for_organization_id"));
+  }
   return HoldTtl(req.ttl_seconds()).status();
 }
 
@@ -99,6 +102,12 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                           .Help("HoldBed calls refused because no bed was free or countable.")
                           .Register(registry)
                           .Add({})),
+      hold_cap_refusals_(prometheus::BuildCounter()
+                             .Name("safeharbor_beds_hold_cap_refusals_total")
+                             .Help("HoldBed calls refused: the organization held for was at "
+                                   "its cap of active holds.")
+                             .Register(registry)
+                             .Add({})),
       available_(prometheus::BuildGauge()
                      .Name("safeharbor_beds_available")
                      .Help("Beds available now (fresh census, net of holds) by county and type.")
@@ -169,10 +178,10 @@ void BedsServiceImpl::Methods() {
   SAFEHARBOR_RPC(
       SearchAvailability, snapshot,
       .validate = [this](const auto& r) { return ValidateSearch(r, counties_); });
+  // Only the referral service holds, for the referrals it routes: an officer or intake
+  // worker holds a bed by making a referral, never for a made-up referral id.
   SAFEHARBOR_RPC(
-      HoldBed,
-      (MethodPolicy{.roles = {Role::kChildWelfare, Role::kLawEnforcement, Role::kService},
-                    .idempotency = Idempotency::kRecorded}),
+      HoldBed, (MethodPolicy{.roles = {Role::kService}, .idempotency = Idempotency::kRecorded}),
       .validate = [](const auto& r) { return ValidateHoldRequest(r); });
   SAFEHARBOR_RPC(
       ReleaseHold, (MethodPolicy{.roles = hold_parties, .scope = Scope::kStored}),
@@ -487,13 +496,27 @@ absl::Status BedsServiceImpl::SearchAvailability(CallContext& ctx,
   return absl::OkStatus();
 }
 
+absl::Status BedsServiceImpl::CheckHoldCap(PgTx& tx, const std::string& for_org) const {
+  SH_ASSIGN_OR_RETURN(const int64_t active,
+                      BedsStore::LockActiveHoldsFor(tx, for_org, clock_->Now()));
+  if (active < options_.max_active_holds_per_org) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the organization this bed would be held for already has ", active,
+      " active bed holds, the most one organization may have (", options_.max_active_holds_per_org,
+      "); a hold is freed when its referral is accepted, "
+      "declined or cancelled, or when it expires"));
+}
+
 absl::Status BedsServiceImpl::HoldBed(CallContext& ctx, const v1::HoldBedRequest& req,
                                       v1::HoldBedResponse* resp) {
   const absl::Duration ttl = *HoldTtl(req.ttl_seconds());
   const std::string hold_id = NewId("hold");
+  const std::string& for_org =
+      req.for_organization_id().empty() ? ctx.caller().org_id : req.for_organization_id();
   bool no_bed = false;
   absl::Status st = ctx.Transact([&](PgTx& tx) -> absl::Status {
     no_bed = false;
+    SH_RETURN_IF_ERROR(CheckHoldCap(tx, for_org));
     SH_ASSIGN_OR_RETURN(v1::Facility f, BedsStore::GetFacility(tx, req.facility_id()));
     // The row lock serializes every hold of this bed type, across replicas.
     SH_ASSIGN_OR_RETURN(auto locked, LockedInventory(tx, req.facility_id(), req.bed_type()));
@@ -511,7 +534,7 @@ absl::Status BedsServiceImpl::HoldBed(CallContext& ctx, const v1::HoldBedRequest
     h->set_state(v1::HOLD_STATE_ACTIVE);
     *h->mutable_create_time() = ToProtoTime(now);
     *h->mutable_expire_time() = ToProtoTime(now + ttl);
-    SH_RETURN_IF_ERROR(BedsStore::InsertHold(tx, *h));
+    SH_RETURN_IF_ERROR(BedsStore::InsertHold(tx, *h, for_org));
     inv.held += 1;
     SH_RETURN_IF_ERROR(CheckCapacity(inv));
     return AppendAvailability(tx, f.county_fips(), "hold", req.facility_id(), req.bed_type(), inv,
@@ -519,6 +542,7 @@ absl::Status BedsServiceImpl::HoldBed(CallContext& ctx, const v1::HoldBedRequest
   });
   if (!st.ok()) {
     if (no_bed) hold_conflicts_.Increment();
+    if (st.code() == absl::StatusCode::kResourceExhausted) hold_cap_refusals_.Increment();
     return st;
   }
   if (ctx.replayed()) return absl::OkStatus();

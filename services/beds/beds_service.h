@@ -37,6 +37,9 @@ struct BedsOptions {
   // A watcher further behind than this many events is ended (it resumes with its cursor).
   size_t watch_max_pending = 1000;
   size_t max_watchers = 1000;
+  // Active holds one organization may have (counted for the organization a hold is for):
+  // beyond it HoldBed answers RESOURCE_EXHAUSTED.
+  int64_t max_active_holds_per_org = 25;
 };
 
 // The method table (beds_service.cc, Methods) declares every RPC with its policy.
@@ -97,6 +100,9 @@ class BedsServiceImpl final : public RpcService {
                                   const std::string& facility_id, v1::BedType type,
                                   const Inventory& inv, absl::Time now);
   absl::StatusOr<std::vector<ExpiredHold>> ExpireSome(PgTx& tx);
+  // RESOURCE_EXHAUSTED when `for_org` has max_active_holds_per_org active holds; serializes
+  // the holds of one organization until the transaction ends.
+  absl::Status CheckHoldCap(PgTx& tx, const std::string& for_org) const;
   absl::Status WriteCensus(PgTx& tx, const v1::ReportCensusRequest& req, const std::string& county,
                            absl::Time now, v1::ReportCensusResponse* resp);
   absl::Status ConfirmHold(PgTx& tx, CallContext& ctx, const v1::ConfirmPlacementRequest& req,
@@ -111,6 +117,7 @@ class BedsServiceImpl final : public RpcService {
   VersionedCache search_cache_;
   prometheus::Family<prometheus::Counter>& holds_;
   prometheus::Counter& hold_conflicts_;
+  prometheus::Counter& hold_cap_refusals_;
   prometheus::Family<prometheus::Gauge>& available_;
   prometheus::Family<prometheus::Gauge>& held_;
   prometheus::Gauge& stale_;

@@ -328,15 +328,27 @@ absl::Status BedsStore::AdjustOccupied(PgTx& tx, absl::string_view facility_id, 
       .status();
 }
 
-absl::Status BedsStore::InsertHold(PgTx& tx, const v1::Hold& h) {
+absl::Status BedsStore::InsertHold(PgTx& tx, const v1::Hold& h, absl::string_view for_org) {
   return tx
       .Exec(
           "INSERT INTO holds (id, facility_id, bed_type, referral_id, holder_org, state, "
-          "create_time, expire_time) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+          "create_time, expire_time, for_org) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
           {h.id(), h.facility_id(), int32_t{h.bed_type()}, h.referral_id(),
            h.holder_organization_id(), PgTime(FromProtoTime(h.create_time())),
-           PgTime(FromProtoTime(h.expire_time()))})
+           PgTime(FromProtoTime(h.expire_time())), for_org})
       .status();
+}
+
+absl::StatusOr<int64_t> BedsStore::LockActiveHoldsFor(PgTx& tx, absl::string_view for_org,
+                                                      absl::Time now) {
+  auto lock =
+      tx.Exec("SELECT pg_advisory_xact_lock(hashtextextended('holds_for:' || $1, 0))", {for_org});
+  if (!lock.ok()) return lock.status();
+  auto r = tx.Exec(
+      "SELECT count(*) AS n FROM holds WHERE for_org = $1 AND state = 1 AND expire_time > $2",
+      {for_org, PgTime(now)});
+  if (!r.ok()) return r.status();
+  return r->Int64(0, "n");
 }
 
 absl::StatusOr<v1::Hold> BedsStore::GetHold(PgTx& tx, absl::string_view id, bool for_update) {

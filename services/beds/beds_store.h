@@ -70,7 +70,11 @@ class BedsStore {
   static absl::Status AdjustOccupied(PgTx& tx, absl::string_view facility_id, v1::BedType type,
                                      int32_t delta);
 
-  static absl::Status InsertHold(PgTx& tx, const v1::Hold& hold);
+  static absl::Status InsertHold(PgTx& tx, const v1::Hold& hold, absl::string_view for_org);
+  // Locks `for_org`'s holds until the transaction ends (every HoldBed for it waits here), then
+  // counts its holds still active at `now`.
+  static absl::StatusOr<int64_t> LockActiveHoldsFor(PgTx& tx, absl::string_view for_org,
+                                                    absl::Time now);
   static absl::StatusOr<v1::Hold> GetHold(PgTx& tx, absl::string_view id, bool for_update);
   static absl::Status CloseHold(PgTx& tx, absl::string_view id, v1::HoldState state,
                                 absl::Time now);

@@ -8,6 +8,9 @@ ABSL_FLAG(int, stale_after_s, 12 * 3600,
           "A census older than this many seconds makes availability unknown.");
 ABSL_FLAG(int, search_cache_ttl_s, 5, "Longest a cached availability answer lives.");
 ABSL_FLAG(int, sweep_interval_ms, 1000, "How often expired holds are swept.");
+ABSL_FLAG(int, max_active_holds_per_organization, 25,
+          "Active bed holds one organization may have (held for it by the referral service); "
+          "beyond it HoldBed answers RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, directory_address, safeharbor::DefaultAddress("directory"),
           "directory-service host:port; facility owners are checked against it.");
 
@@ -27,6 +30,7 @@ int main(int argc, char** argv) {
   options.stale_after = absl::Seconds(absl::GetFlag(FLAGS_stale_after_s));
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
   options.sweep_interval = absl::Milliseconds(absl::GetFlag(FLAGS_sweep_interval_ms));
+  options.max_active_holds_per_org = absl::GetFlag(FLAGS_max_active_holds_per_organization);
   auto peer =
       Peer::Connect(PeerFor(*deps, "beds", "directory", absl::GetFlag(FLAGS_directory_address)));
   if (!peer.ok()) {

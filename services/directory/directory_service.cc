@@ -8,10 +8,43 @@
 #include "common/paging.h"
 #include "common/status_macros.h"
 #include "services/directory/directory_store.h"
+#include "services/directory/facts.h"
 #include "services/directory/hsds.h"
 #include "services/directory/validation.h"
 
 namespace safeharbor::directory {
+namespace {
+
+// HSDS import replaces organizations and services whole: the facts it changes are recorded as
+// any directory_admin change is.
+template <typename T>
+absl::Status ImportRecorded(PgTx& tx, const Caller& by, absl::string_view resource,
+                            const std::string& organization_id, T* item,
+                            absl::StatusOr<T> (*get)(PgTx&, absl::string_view, bool),
+                            absl::Status (*upsert)(PgTx&, T*),
+                            std::vector<FactChange> (*facts)(const T*, const T&)) {
+  auto current = get(tx, item->id(), /*for_update=*/true);
+  if (!current.ok() && current.status().code() != absl::StatusCode::kNotFound) {
+    return current.status();
+  }
+  const auto changes = facts(current.ok() ? &*current : nullptr, *item);
+  SH_RETURN_IF_ERROR(upsert(tx, item));
+  return FactLog::Record(tx, by, organization_id, resource, item->id(), changes);
+}
+
+absl::Status ImportOrganization(PgTx& tx, const Caller& by, v1::Organization* org) {
+  return ImportRecorded(tx, by, "organization", org->id(), org, &DirectoryStore::GetOrganization,
+                        &DirectoryStore::UpsertOrganization, &OrganizationFactChanges);
+}
+
+absl::Status ImportService(PgTx& tx, const Caller& by, v1::Service* service) {
+  return ImportRecorded(tx, by, "service", service->organization_id(), service,
+                        &DirectoryStore::GetService, &DirectoryStore::UpsertService,
+                        &ServiceFactChanges);
+}
+
+}  // namespace
+
 DirectoryServiceImpl::DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                                            prometheus::Registry& registry,
                                            const CountyTable& counties, DirectoryOptions options)
@@ -77,6 +110,15 @@ void DirectoryServiceImpl::Methods() {
                                            .isolation = Isolation::kRepeatableRead,
                                            .read_only = true}));
   SAFEHARBOR_RPC(ListCounties, (MethodPolicy{.roles = RoleSet::Every()}));
+  SAFEHARBOR_RPC(
+      ListFactChanges,
+      (MethodPolicy{.roles = {Role::kAuditor, Role::kDirectoryAdmin}, .read_only = true}),
+      .validate = [](const auto& r) -> absl::Status {
+        if (!r.organization_id().empty()) {
+          SH_RETURN_IF_ERROR(ValidateId(r.organization_id(), "organization_id"));
+        }
+        return ValidatePageSize(r.page_size(), 100, 500).status();
+      });
   Seal();
 }
 
@@ -92,7 +134,10 @@ absl::Status DirectoryServiceImpl::CreateOrganization(CallContext& ctx,
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) {
     *resp->mutable_organization() = req.organization();
     if (resp->organization().id().empty()) resp->mutable_organization()->set_id(generated);
-    return DirectoryStore::InsertOrganization(tx, resp->mutable_organization());
+    const v1::Organization& o = resp->organization();
+    SH_RETURN_IF_ERROR(DirectoryStore::InsertOrganization(tx, resp->mutable_organization()));
+    return FactLog::Record(tx, ctx.caller(), o.id(), "organization", o.id(),
+                           OrganizationFactChanges(nullptr, o));
   }));
   Written("organization", "create");
   log::Info("organization_created",
@@ -115,14 +160,12 @@ absl::Status DirectoryServiceImpl::UpdateOrganization(CallContext& ctx,
                                                       v1::UpdateOrganizationResponse* resp) {
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     *resp->mutable_organization() = req.organization();
-    if (ctx.caller().role == Role::kProvider) {
-      SH_ASSIGN_OR_RETURN(v1::Organization current,
-                          DirectoryStore::GetOrganization(tx, req.organization().id()));
-      if (current.kind() != req.organization().kind()) {
-        return absl::PermissionDeniedError("a provider may not change its organization's kind");
-      }
-    }
-    return DirectoryStore::UpdateOrganization(tx, resp->mutable_organization());
+    SH_ASSIGN_OR_RETURN(const v1::Organization current,
+                        DirectoryStore::GetOrganization(tx, req.organization().id(), true));
+    const auto changes = OrganizationFactChanges(&current, req.organization());
+    SH_RETURN_IF_ERROR(MayChangeFacts(ctx.caller(), changes));
+    SH_RETURN_IF_ERROR(DirectoryStore::UpdateOrganization(tx, resp->mutable_organization()));
+    return FactLog::Record(tx, ctx.caller(), current.id(), "organization", current.id(), changes);
   }));
   Written("organization", "update");
   log::Info("organization_updated", {{"id", req.organization().id()}, {"by", ctx.caller().org_id}});
@@ -167,7 +210,15 @@ absl::Status DirectoryServiceImpl::CreateService(CallContext& ctx,
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) {
     *resp->mutable_service() = req.service();
     if (resp->service().id().empty()) resp->mutable_service()->set_id(generated);
-    return DirectoryStore::InsertService(tx, resp->mutable_service());
+    const v1::Service& s = resp->service();
+    if (ctx.caller().role != Role::kDirectoryAdmin) {
+      SH_ASSIGN_OR_RETURN(const v1::Organization org,
+                          DirectoryStore::GetOrganization(tx, s.organization_id()));
+      SH_RETURN_IF_ERROR(ProviderMayServe(org, s));
+    }
+    SH_RETURN_IF_ERROR(DirectoryStore::InsertService(tx, resp->mutable_service()));
+    return FactLog::Record(tx, ctx.caller(), s.organization_id(), "service", s.id(),
+                           ServiceFactChanges(nullptr, s));
   }));
   Written("service", "create");
   log::Info("service_created", {{"id", resp->service().id()},
@@ -187,9 +238,15 @@ absl::Status DirectoryServiceImpl::GetService(CallContext& ctx, const v1::GetSer
 absl::Status DirectoryServiceImpl::UpdateService(CallContext& ctx,
                                                  const v1::UpdateServiceRequest& req,
                                                  v1::UpdateServiceResponse* resp) {
-  SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) {
+  SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     *resp->mutable_service() = req.service();
-    return DirectoryStore::UpdateService(tx, resp->mutable_service());
+    SH_ASSIGN_OR_RETURN(const v1::Service current,
+                        DirectoryStore::GetService(tx, req.service().id(), true));
+    const auto changes = ServiceFactChanges(&current, req.service());
+    SH_RETURN_IF_ERROR(MayChangeFacts(ctx.caller(), changes));
+    SH_RETURN_IF_ERROR(DirectoryStore::UpdateService(tx, resp->mutable_service()));
+    return FactLog::Record(tx, ctx.caller(), current.organization_id(), "service", current.id(),
+                           changes);
   }));
   Written("service", "update");
   log::Info("service_updated", {{"id", req.service().id()}, {"by", ctx.caller().org_id}});
@@ -259,11 +316,11 @@ absl::Status DirectoryServiceImpl::ImportHsds(CallContext& ctx, const v1::Import
   SH_ASSIGN_OR_RETURN(HsdsData data, ParseHsds(req.hsds_json(), counties_));
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     for (auto& org : data.organizations) {
-      SH_RETURN_IF_ERROR(DirectoryStore::UpsertOrganization(tx, &org));
+      SH_RETURN_IF_ERROR(ImportOrganization(tx, ctx.caller(), &org));
       resp->set_locations_imported(resp->locations_imported() + org.locations_size());
     }
     for (auto& service : data.services) {
-      if (auto s = DirectoryStore::UpsertService(tx, &service); !s.ok()) {
+      if (auto s = ImportService(tx, ctx.caller(), &service); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("service '", service.id(), "': ", s.message()));
       }
     }
@@ -323,6 +380,32 @@ absl::Status DirectoryServiceImpl::ListCounties(CallContext&, const v1::ListCoun
     out->mutable_centroid()->set_longitude(c.longitude);
   }
   return absl::OkStatus();
+}
+
+absl::Status DirectoryServiceImpl::ListFactChanges(CallContext& ctx,
+                                                   const v1::ListFactChangesRequest& req,
+                                                   v1::ListFactChangesResponse* resp) {
+  const int size = *ValidatePageSize(req.page_size(), 100, 500);
+  const std::string fp = QueryFingerprint(req);
+  int64_t after = 0;
+  if (!req.page_token().empty()) {
+    SH_ASSIGN_OR_RETURN(auto parts, DecodePageToken(req.page_token(), "facts", fp, 1));
+    if (!absl::SimpleAtoi(parts[0], &after)) {
+      return absl::InvalidArgumentError("page_token is not valid");
+    }
+  }
+  return ctx.Transact([&](PgTx& tx) -> absl::Status {
+    resp->Clear();
+    SH_ASSIGN_OR_RETURN(auto changes, FactLog::List(tx, req.organization_id(), after, size + 1));
+    for (int i = 0; i < static_cast<int>(changes.size()) && i < size; ++i) {
+      *resp->add_changes() = std::move(changes[static_cast<size_t>(i)]);
+    }
+    if (static_cast<int>(changes.size()) > size) {
+      resp->set_next_page_token(
+          EncodePageToken("facts", fp, {absl::StrCat(resp->changes().rbegin()->id())}));
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace safeharbor::directory

@@ -57,6 +57,8 @@ class DirectoryServiceImpl final : public RpcService {
                           v1::ExportHsdsResponse* resp);
   absl::Status ListCounties(CallContext& ctx, const v1::ListCountiesRequest& req,
                             v1::ListCountiesResponse* resp);
+  absl::Status ListFactChanges(CallContext& ctx, const v1::ListFactChangesRequest& req,
+                               v1::ListFactChangesResponse* resp);
 
   // After every committed write that can change a search answer.
   void Written(absl::string_view resource, absl::string_view op);

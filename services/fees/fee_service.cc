@@ -220,7 +220,9 @@ void FeeServiceImpl::Methods() {
   SAFEHARBOR_RPC(ListDisbursementPolicies, read_all);
   SAFEHARBOR_RPC(
       AdoptDisbursementPolicy,
-      (MethodPolicy{.roles = {Role::kFiscal}, .idempotency = Idempotency::kRecorded}),
+      (MethodPolicy{.roles = {Role::kFiscal},
+                    .scope = Scope::kStored,
+                    .idempotency = Idempotency::kRecorded}),
       .validate = [this](const auto& r) { return ValidatePolicyRequest(r); });
   SAFEHARBOR_RPC(
       GetDisbursementReport, report, .validate = [this](const auto& r) -> absl::Status {
@@ -300,6 +302,51 @@ absl::Status FeeServiceImpl::ValidateAssessment(const v1::Assessment& a) const {
   return absl::OkStatus();
 }
 
+absl::Status FeeServiceImpl::CheckCourt(const v1::Assessment& a) const {
+  auto court = recipients_->Organization(a.court_organization_id());
+  if (court.status().code() == absl::StatusCode::kNotFound ||
+      (court.ok() && court->kind != directory::v1::ORGANIZATION_KIND_COURT)) {
+    return absl::PermissionDeniedError(
+        "your organization is not a court in the directory: only a court's clerk records "
+        "assessments");
+  }
+  if (!court.ok()) return court.status();
+  if (court->county_fips != a.jurisdiction_fips()) {
+    return absl::PermissionDeniedError(
+        StrCat("a court clerk records assessments only for its court's jurisdiction (county ",
+               court->county_fips, " in the directory)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FeeServiceImpl::CheckHostingAgency(const v1::Assessment& a) const {
+  if (a.hosting_agency_organization_id().empty()) return absl::OkStatus();  // share to suspense
+  auto agency = recipients_->Organization(a.hosting_agency_organization_id());
+  if (agency.status().code() == absl::StatusCode::kNotFound ||
+      (agency.ok() && agency->kind != directory::v1::ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY)) {
+    return absl::FailedPreconditionError(
+        StrCat("assessment.hosting_agency_organization_id: '", a.hosting_agency_organization_id(),
+               "' is not a law-enforcement agency in the directory"));
+  }
+  return agency.status();
+}
+
+absl::Status FeeServiceImpl::CheckFiscalJurisdiction(const Caller& c,
+                                                     absl::string_view jurisdiction) const {
+  const std::string& state = options_.state_fiscal_organization_id.empty()
+                                 ? options_.commerce_organization_id
+                                 : options_.state_fiscal_organization_id;
+  if (c.org_id == state) return absl::OkStatus();
+  auto office = recipients_->Organization(c.org_id);
+  if (office.status().code() == absl::StatusCode::kNotFound ||
+      (office.ok() && office->county_fips != jurisdiction)) {
+    return absl::PermissionDeniedError(
+        "a fiscal office adopts policies only for its own jurisdiction (its county in the "
+        "directory); the state's fiscal office for any");
+  }
+  return office.status();
+}
+
 absl::Status FeeServiceImpl::RecordAssessment(CallContext& ctx,
                                               const v1::RecordAssessmentRequest& req,
                                               v1::RecordAssessmentResponse* resp) {
@@ -310,9 +357,10 @@ absl::Status FeeServiceImpl::RecordAssessment(CallContext& ctx,
     return ctx.Authorize(
         absl::PermissionDeniedError("a court clerk records assessments only for its own court"));
   }
-  (void)ctx.Authorize(absl::OkStatus());
   if (a.offense_count() == 0) a.set_offense_count(1);
   SH_RETURN_IF_ERROR(ValidateAssessment(a));
+  SH_RETURN_IF_ERROR(ctx.Authorize(CheckCourt(a)));
+  SH_RETURN_IF_ERROR(CheckHostingAgency(a));
   const absl::CivilDay assessed = *ToCivilDay(a.assessed_date(), "assessed_date");
   const std::string generated = NewId("asm");
   std::string fee_type;
@@ -515,6 +563,11 @@ absl::Status FeeServiceImpl::AdoptDisbursementPolicy(CallContext& ctx,
                                                      v1::AdoptDisbursementPolicyResponse* resp) {
   v1::DisbursementPolicy p = req.policy();
   const absl::CivilDay from = *ToCivilDay(p.effective_from(), "policy.effective_from");
+  SH_RETURN_IF_ERROR(ctx.Authorize(CheckFiscalJurisdiction(ctx.caller(), p.jurisdiction_fips())));
+  // Payments already recorded were split under the policy then in effect: never rewritten.
+  if (from < absl::ToCivilDay(ctx.Now(), absl::UTCTimeZone())) {
+    return InvalidArgumentError("policy.effective_from must be today or later (UTC)");
+  }
   p.set_id(StrCat("policy-", p.jurisdiction_fips(), "-", Day(from)));
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) {
     *resp->mutable_policy() = p;

@@ -18,6 +18,9 @@ namespace safeharbor::fees {
 struct FeeOptions {
   // The Department of Commerce's directory id (receives 2% and the state account).
   std::string commerce_organization_id = "demo-state-commerce";
+  // The state's fiscal office: its fiscal callers adopt policies for any jurisdiction (others
+  // only for their organization's county in the directory). Empty: the Commerce organization.
+  std::string state_fiscal_organization_id;
 };
 
 class FeeServiceImpl final : public RpcService {
@@ -60,6 +63,12 @@ class FeeServiceImpl final : public RpcService {
   absl::Status ValidateAssessment(const v1::Assessment& a) const;
   absl::Status ValidatePayment(const v1::RecordPaymentRequest& req) const;
   absl::Status ValidatePolicyRequest(const v1::AdoptDisbursementPolicyRequest& req) const;
+  // The directory's facts: the clerk's court serves the assessment's jurisdiction
+  // (PERMISSION_DENIED), the hosting agency is law enforcement (FAILED_PRECONDITION).
+  absl::Status CheckCourt(const v1::Assessment& a) const;
+  absl::Status CheckHostingAgency(const v1::Assessment& a) const;
+  // A fiscal caller's own jurisdiction, or the state's fiscal office for any.
+  absl::Status CheckFiscalJurisdiction(const Caller& c, absl::string_view jurisdiction) const;
   // The payment's ledger transaction, under the assessment's row lock.
   absl::Status Pay(CallContext& ctx, PgTx& tx, const v1::RecordPaymentRequest& req,
                    const std::vector<std::string>& providers, const std::string& payment_id,

@@ -10,7 +10,13 @@ ABSL_FLAG(std::string, directory_address, safeharbor::DefaultAddress("directory"
           "directory-service host:port: recipients (local providers) are read from it.");
 ABSL_FLAG(std::string, commerce_organization_id, "demo-state-commerce",
           "Directory id of the Department of Commerce (2% and the state account).");
-ABSL_FLAG(int, recipients_cache_s, 60, "How long a jurisdiction's provider list is cached.");
+ABSL_FLAG(std::string, state_fiscal_organization_id, "",
+          "Directory id of the state's fiscal office: its fiscal callers adopt disbursement "
+          "policies for any jurisdiction (others only for their own county). Empty: the "
+          "Commerce organization.");
+ABSL_FLAG(int, recipients_cache_s, 60,
+          "How long a jurisdiction's provider list and an organization's kind and county are "
+          "cached.");
 
 namespace safeharbor::fees {
 const std::vector<Migration>& Migrations();
@@ -34,6 +40,7 @@ int main(int argc, char** argv) {
                                        absl::Seconds(absl::GetFlag(FLAGS_recipients_cache_s)));
   fees::FeeOptions options;
   options.commerce_organization_id = absl::GetFlag(FLAGS_commerce_organization_id);
+  options.state_fiscal_organization_id = absl::GetFlag(FLAGS_state_fiscal_organization_id);
   fees::FeeServiceImpl service(deps->env.get(), deps->pg.get(), &recipients, *deps->registry,
                                WashingtonCounties(), SystemClock::Get(), options);
   // The suspense gauge is recomputed from the ledger every 15 s (one indexed query).

@@ -35,4 +35,24 @@ absl::StatusOr<std::vector<std::string>> DirectoryRecipients::LocalProviders(
   return ids;
 }
 
+absl::StatusOr<OrganizationFacts> DirectoryRecipients::Organization(absl::string_view id) const {
+  const std::string key(id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = facts_.find(key);
+    if (it != facts_.end() && absl::Now() - it->second.first < ttl_) return it->second.second;
+  }
+  directory::v1::GetOrganizationRequest req;
+  req.set_id(key);
+  directory::v1::GetOrganizationResponse resp;
+  absl::Status st = directory_->CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return stub_->GetOrganization(ctx, req, &resp); });
+  if (!st.ok()) return st;
+  const OrganizationFacts facts{resp.organization().kind(), resp.organization().county_fips()};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (facts_.size() > 1024) facts_.clear();
+  facts_[key] = {absl::Now(), facts};
+  return facts;
+}
+
 }  // namespace safeharbor::fees

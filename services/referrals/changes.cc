@@ -10,6 +10,18 @@
 #include "services/referrals/views.h"
 
 namespace safeharbor::referrals {
+namespace {
+
+// A refused change as `actor` is told of it: the officer learns nothing past "connected" from
+// an error either.
+absl::Status Refusal(absl::Status refused, v1::ReferralStatus from, Actor actor) {
+  if (actor != Actor::kReferrer) return refused;
+  return absl::FailedPreconditionError(
+      absl::StrCat("this referral can no longer be changed by you (stage ",
+                   v1::ReferrerView::Stage_Name(ReferrerStage(from)), ")"));
+}
+
+}  // namespace
 
 ReferralChanges::ReferralChanges(PgPool* pg, const Clock* clock, const Sealer* sealer,
                                  Network* network, ReferralMetrics* metrics,
@@ -83,7 +95,8 @@ absl::Status ReferralChanges::Store(PgTx& tx, v1::Referral& r, const v1::Referra
 absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::string_view id,
                                           absl::string_view action,
                                           const std::vector<std::string>& region,
-                                          const Mutation& mutate, Applied& a) {
+                                          const Mutation& mutate, v1::ReferralStatus target,
+                                          Applied& a) {
   a = Applied{};
   SH_ASSIGN_OR_RETURN(v1::Referral r, ReferralStore::Get(tx, id, /*for_update=*/true));
   const Caller& actor_caller = ctx != nullptr ? ctx->caller() : system_;
@@ -94,17 +107,19 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
   }
   const v1::Referral before = r;
   a.from = r.status();
+  if (target != v1::REFERRAL_STATUS_UNSPECIFIED) {
+    if (auto s = CheckTransition(a.from, target, actor); !s.ok()) {
+      metrics_->refused_before_work.Increment();
+      return Refusal(s, a.from, actor);
+    }
+  }
   const absl::Time now = clock_->Now();
   SH_RETURN_IF_ERROR(mutate(tx, r, actor, now, a.change));
   const Change& change = a.change;
   if (change.to != v1::REFERRAL_STATUS_UNSPECIFIED && !change.noop) {
     const Actor checked = change.as_system ? Actor::kSystem : actor;
     if (auto s = CheckTransition(a.from, change.to, checked); !s.ok()) {
-      if (actor != Actor::kReferrer) return s;
-      // The officer learns nothing past "connected" from an error either.
-      return absl::FailedPreconditionError(
-          absl::StrCat("this referral can no longer be changed by you (stage ",
-                       v1::ReferrerView::Stage_Name(ReferrerStage(a.from)), ")"));
+      return Refusal(s, a.from, actor);
     }
     r.set_status(change.to);
   }
@@ -134,14 +149,17 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
 
 absl::StatusOr<v1::Referral> ReferralChanges::Apply(CallContext* ctx, absl::string_view id,
                                                     absl::string_view action,
-                                                    const Mutation& mutate) {
+                                                    const Mutation& mutate,
+                                                    v1::ReferralStatus target) {
   SH_RETURN_IF_ERROR(ValidateId(id, "id"));
   std::vector<std::string> region;
   if (ctx != nullptr) {
     SH_ASSIGN_OR_RETURN(region, RegionOf(ctx->caller()));
   }
   Applied a;
-  const auto locked = [&](PgTx& tx) { return ApplyLocked(tx, ctx, id, action, region, mutate, a); };
+  const auto locked = [&](PgTx& tx) {
+    return ApplyLocked(tx, ctx, id, action, region, mutate, target, a);
+  };
   SH_RETURN_IF_ERROR(ctx != nullptr ? ctx->Transact(locked) : pg_->Transact(locked));
   if (a.change.open_identity) metrics_->audit_reads.Increment();
   if (a.change.noop) return std::move(a.out);

@@ -45,8 +45,11 @@ class ReferralChanges {
 
   // `ctx`: an RPC's context (its caller must be a party, its transaction is used); null: the
   // system (routing, timers). Returns the referral as stored (with the identity when opened).
+  // `target`, when the action's status is known beforehand: the transition is checked before
+  // the mutation runs, so a refusal takes the same path whatever state the referral is in.
   absl::StatusOr<v1::Referral> Apply(CallContext* ctx, absl::string_view id,
-                                     absl::string_view action, const Mutation& mutate);
+                                     absl::string_view action, const Mutation& mutate,
+                                     v1::ReferralStatus target = v1::REFERRAL_STATUS_UNSPECIFIED);
 
   // A child-welfare office's counties (from the directory; empty for other roles). Never called
   // inside a transaction.
@@ -65,7 +68,7 @@ class ReferralChanges {
   };
   absl::Status ApplyLocked(PgTx& tx, CallContext* ctx, absl::string_view id,
                            absl::string_view action, const std::vector<std::string>& region,
-                           const Mutation& mutate, Applied& a);
+                           const Mutation& mutate, v1::ReferralStatus target, Applied& a);
   // Commits the body with its transition (if the status moved) and the watch events of every
   // provider concerned.
   absl::Status Store(PgTx& tx, v1::Referral& r, const v1::Referral& before, const Caller& actor,

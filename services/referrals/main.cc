@@ -9,7 +9,12 @@ ABSL_FLAG(std::string, directory_address, safeharbor::DefaultAddress("directory"
 ABSL_FLAG(std::string, beds_address, safeharbor::DefaultAddress("beds"), "beds-service host:port.");
 ABSL_FLAG(std::string, youth_data_keys, "",
           "Keys that encrypt identifying youth details at rest: \"<id>:<base64 32 bytes>,...\"; "
-          "the first is used for new data, the others still open older data. Required.");
+          "the first is used for new data, the others still open older data; an id given twice "
+          "is refused. Required.");
+ABSL_FLAG(std::string, fingerprint_secret, "",
+          "Base64 of at least 32 random bytes, not one of the youth_data_keys: keys the "
+          "fingerprints of identifying details kept in idempotency records. Kept when the "
+          "encryption keys rotate (retries still match). Required.");
 ABSL_FLAG(int, acceptance_deadline_s, 30 * 60, "How long a provider has to accept (routine).");
 ABSL_FLAG(int, urgent_deadline_s, 15 * 60, "How long a provider has to accept (urgent).");
 ABSL_FLAG(int, emergency_deadline_s, 10 * 60, "How long a provider has to accept (emergency).");
@@ -30,7 +35,8 @@ int main(int argc, char** argv) {
       "Every flag may also be set as SAFEHARBOR_<FLAG>, e.g. SAFEHARBOR_YOUTH_DATA_KEYS.",
       referrals::Migrations());
   if (!deps.ok()) return 1;
-  auto sealer = Sealer::FromConfig(absl::GetFlag(FLAGS_youth_data_keys));
+  auto sealer = Sealer::FromConfig(absl::GetFlag(FLAGS_youth_data_keys),
+                                   absl::GetFlag(FLAGS_fingerprint_secret));
   if (!sealer.ok()) {
     log::Error("youth_data_keys_invalid", {{"error", sealer.status().message()}});
     return 1;

@@ -61,6 +61,10 @@ ReferralMetrics::ReferralMetrics(prometheus::Registry& r)
                   "Hand-offs whose bed hold had lapsed, so the beds service could not record the "
                   "placement: the provider's census must be corrected.")
               .Add({})),
+      refused_before_work(Counter(r, "safeharbor_referrals_changes_refused_early_total",
+                                  "Changes refused by the lifecycle before any work was done "
+                                  "(the same path whatever state the referral is in).")
+                              .Add({})),
       watchers(Gauge(r, "safeharbor_referrals_watchers", "Open WatchReferrals streams.").Add({})) {
   for (const char* u : {"routine", "urgent", "emergency"}) created.Add({{"urgency", u}});
   for (const char* why : {"declined", "deadline"}) reroutes.Add({{"reason", why}});

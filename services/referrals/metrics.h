@@ -31,6 +31,7 @@ struct ReferralMetrics {
   prometheus::Gauge& oldest_unrouted;
   prometheus::Counter& audit_reads;
   prometheus::Counter& placements_unrecorded;
+  prometheus::Counter& refused_before_work;
   prometheus::Gauge& watchers;
 };
 

@@ -191,12 +191,13 @@ absl::StatusOr<std::vector<Option>> GrpcNetwork::FindBeds(const v1::Referral& r)
 absl::StatusOr<std::string> GrpcNetwork::HoldBed(const std::string& request_id,
                                                  const v1::Candidate& candidate,
                                                  const std::string& referral_id,
-                                                 absl::Duration ttl) {
+                                                 const std::string& for_org, absl::Duration ttl) {
   beds::v1::HoldBedRequest req;
   req.set_request_id(request_id);
   req.set_facility_id(candidate.facility_id());
   req.set_bed_type(candidate.bed_type());
   req.set_referral_id(referral_id);
+  req.set_for_organization_id(for_org);
   req.set_ttl_seconds(static_cast<int32_t>(absl::ToInt64Seconds(ttl)));
   beds::v1::HoldBedResponse resp;
   absl::Status st = beds_peer_->CallIdempotent(

@@ -29,11 +29,12 @@ class Network {
                                                            absl::Time now) = 0;
   // Placement options: routable facilities with a free bed, fresh census, of a type that fits.
   virtual absl::StatusOr<std::vector<Option>> FindBeds(const v1::Referral& r) = 0;
-  // The hold id; FAILED_PRECONDITION when the bed is gone. Idempotent on request_id.
+  // The hold id; FAILED_PRECONDITION when the bed is gone, RESOURCE_EXHAUSTED when the
+  // referrer (`for_org`) has as many active holds as it may. Idempotent on request_id.
   virtual absl::StatusOr<std::string> HoldBed(const std::string& request_id,
                                               const v1::Candidate& candidate,
                                               const std::string& referral_id,
-                                              absl::Duration ttl) = 0;
+                                              const std::string& for_org, absl::Duration ttl) = 0;
   virtual absl::Status ReleaseHold(const std::string& hold_id) = 0;
   virtual absl::Status ConfirmPlacement(const std::string& request_id,
                                         const std::string& hold_id) = 0;
@@ -63,7 +64,8 @@ class GrpcNetwork final : public Network {
   absl::StatusOr<std::vector<Option>> FindServices(const v1::Referral& r, absl::Time now) override;
   absl::StatusOr<std::vector<Option>> FindBeds(const v1::Referral& r) override;
   absl::StatusOr<std::string> HoldBed(const std::string& request_id, const v1::Candidate& candidate,
-                                      const std::string& referral_id, absl::Duration ttl) override;
+                                      const std::string& referral_id, const std::string& for_org,
+                                      absl::Duration ttl) override;
   absl::Status ReleaseHold(const std::string& hold_id) override;
   absl::Status ConfirmPlacement(const std::string& request_id, const std::string& hold_id) override;
   absl::StatusOr<v1::Handoff> HandoffFor(const Option& option) override;

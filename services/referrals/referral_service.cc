@@ -435,11 +435,11 @@ absl::Status ReferralServiceImpl::CancelReferral(CallContext& ctx,
   const Mutation cancel = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time, Change& ch) {
     ch.to = v1::REFERRAL_STATUS_CANCELLED;
     ch.reason = req.reason();
-    if (IsTerminal(r.status())) return absl::OkStatus();  // Refused by the check.
     CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &ch.holds_to_release);
     return ReferralStore::SetRouteAfter(tx, r.id(), std::nullopt);
   };
-  return changes_.Apply(&ctx, req.id(), "cancel", cancel).status();
+  // Refused (closed, or in services) before any work: one path, whatever came after hand-off.
+  return changes_.Apply(&ctx, req.id(), "cancel", cancel, v1::REFERRAL_STATUS_CANCELLED).status();
 }
 
 absl::Status ReferralServiceImpl::GetReferralStats(CallContext& ctx,
@@ -450,8 +450,14 @@ absl::Status ReferralServiceImpl::GetReferralStats(CallContext& ctx,
   const absl::Time from =
       req.has_from_time() ? FromProtoTime(req.from_time()) : to - absl::Hours(24 * 30);
   if (from >= to) return absl::InvalidArgumentError("from_time must be before to_time");
+  // Narrow windows single out referrals: at least a day, as small cells are withheld.
+  if (to - from < absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        "the window from from_time to to_time must be at least 1 day");
+  }
   return ctx.Transact([&](PgTx& tx) -> absl::Status {
-    SH_ASSIGN_OR_RETURN(*resp, ReferralStore::Stats(tx, from, to));
+    SH_ASSIGN_OR_RETURN(const StatsCounts counts, ReferralStore::Stats(tx, from, to));
+    *resp = StatsView(counts);
     return absl::OkStatus();
   });
 }

@@ -327,23 +327,23 @@ absl::StatusOr<std::vector<v1::Referral>> ReferralStore::List(PgTx& tx, const Li
   return out;
 }
 
-absl::StatusOr<v1::GetReferralStatsResponse> ReferralStore::Stats(PgTx& tx, absl::Time from,
-                                                                  absl::Time to) {
-  v1::GetReferralStatsResponse out;
+absl::StatusOr<StatsCounts> ReferralStore::Stats(PgTx& tx, absl::Time from, absl::Time to) {
+  StatsCounts out;
   auto by = tx.Exec(
       "SELECT status, count(*) AS n FROM referrals WHERE create_time >= $1 AND create_time < $2 "
       "GROUP BY status ORDER BY status",
       {PgTime(from), PgTime(to)});
   if (!by.ok()) return by.status();
   for (int i = 0; i < by->rows(); ++i) {
-    auto* c = out.add_by_status();
-    c->set_status(static_cast<v1::ReferralStatus>(by->Int32(i, "status")));
-    c->set_count(by->Int64(i, "n"));
+    out.by_status.emplace_back(static_cast<v1::ReferralStatus>(by->Int32(i, "status")),
+                               by->Int64(i, "n"));
   }
   auto agg = tx.Exec(
       "SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM transitions t WHERE "
       "  t.referral_id = r.id AND t.to_status = 10)) AS escalations, "
       "coalesce(sum(reroutes), 0) AS reroutes, "
+      "count(*) FILTER (WHERE reroutes > 0) AS rerouted, "
+      "count(*) FILTER (WHERE accepted_time IS NOT NULL) AS accepted, "
       "count(*) FILTER (WHERE placement_unavailable) AS placement_unavailable, "
       "coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "
       "  accepted_time - create_time)) FILTER (WHERE accepted_time IS NOT NULL), 0) "
@@ -351,10 +351,12 @@ absl::StatusOr<v1::GetReferralStatsResponse> ReferralStore::Stats(PgTx& tx, absl
       "FROM referrals r WHERE create_time >= $1 AND create_time < $2",
       {PgTime(from), PgTime(to)});
   if (!agg.ok()) return agg.status();
-  out.set_escalations(agg->Int64(0, "escalations"));
-  out.set_reroutes(agg->Int64(0, "reroutes"));
-  out.set_placement_unavailable(agg->Int64(0, "placement_unavailable"));
-  out.set_median_minutes_to_acceptance(agg->Double(0, "median_s") / 60.0);
+  out.escalations = agg->Int64(0, "escalations");
+  out.reroutes = agg->Int64(0, "reroutes");
+  out.rerouted_referrals = agg->Int64(0, "rerouted");
+  out.accepted = agg->Int64(0, "accepted");
+  out.placement_unavailable = agg->Int64(0, "placement_unavailable");
+  out.median_minutes_to_acceptance = agg->Double(0, "median_s") / 60.0;
   return out;
 }
 

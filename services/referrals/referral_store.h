@@ -13,6 +13,7 @@
 #include "common/pg.h"
 #include "common/sealer.h"
 #include "safeharbor/referrals/v1/referrals.pb.h"
+#include "services/referrals/views.h"
 
 namespace safeharbor::referrals {
 
@@ -88,8 +89,8 @@ class ReferralStore {
   };
   static absl::StatusOr<std::vector<v1::Referral>> List(PgTx& tx, const ListQuery& q);
 
-  static absl::StatusOr<v1::GetReferralStatsResponse> Stats(PgTx& tx, absl::Time from,
-                                                            absl::Time to);
+  // The counts of referrals created in [from, to) (StatsView suppresses the small ones).
+  static absl::StatusOr<StatsCounts> Stats(PgTx& tx, absl::Time from, absl::Time to);
   // Referrals by status now, for the gauges; and how many offers are past their deadline.
   static absl::StatusOr<std::map<int, int64_t>> CountByStatus(PgTx& tx);
   static absl::StatusOr<int64_t> OverdueOffers(PgTx& tx, absl::Time now, absl::Duration grace);

@@ -134,10 +134,15 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
             absl::StrCat(request_id, "|", c.facility_id(), "|", int{c.bed_type()}, "|",
                          absl::ToInt64Seconds(hold_ttl)));
       }));
-      auto hold = network_->HoldBed(request_id, c, r.id(), hold_ttl);
+      auto hold = network_->HoldBed(request_id, c, r.id(), r.referrer_organization_id(), hold_ttl);
       if (hold.status().code() == absl::StatusCode::kFailedPrecondition) {
         ++bed_conflicts;  // Taken since the search: try the next.
         continue;
+      }
+      if (hold.status().code() == absl::StatusCode::kResourceExhausted) {
+        // The referring agency holds as many beds as it may: routed again later, not an outage.
+        log::Warn("bed_hold_cap_reached", {{"referral_id", r.id()}});
+        return hold.status();
       }
       if (!hold.ok()) {
         metrics_->routing_errors.Add({{"dependency", "beds"}}).Increment();
@@ -154,7 +159,7 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
 absl::StatusOr<bool> Router::Route(const std::string& id) {
   SH_ASSIGN_OR_RETURN(const v1::Referral r, Load(id));
   if (r.status() != v1::REFERRAL_STATUS_REQUESTED) return false;
-  SH_RETURN_IF_ERROR(RecoverPendingHold(id));
+  SH_RETURN_IF_ERROR(RecoverPendingHold(id, r.referrer_organization_id()));
   const bool placement = r.needs().placement_tonight();
   SH_ASSIGN_OR_RETURN(const std::vector<Option> fresh, FreshOptions(r, placement));
   Plan plan;
@@ -225,7 +230,7 @@ absl::StatusOr<bool> Router::Offer(const v1::Referral& r, const Plan& plan) {
   return true;
 }
 
-absl::Status Router::RecoverPendingHold(const std::string& id) {
+absl::Status Router::RecoverPendingHold(const std::string& id, const std::string& for_org) {
   std::optional<std::string> pending;
   SH_RETURN_IF_ERROR(pg_->Transact(
       [&](PgTx& tx) -> absl::Status {
@@ -243,7 +248,7 @@ absl::Status Router::RecoverPendingHold(const std::string& id) {
     v1::Candidate c;
     c.set_facility_id(parts[1]);
     c.set_bed_type(static_cast<beds::v1::BedType>(bed_type));
-    auto hold = network_->HoldBed(parts[0], c, id, absl::Seconds(ttl_s));  // Same request.
+    auto hold = network_->HoldBed(parts[0], c, id, for_org, absl::Seconds(ttl_s));  // Same request.
     if (hold.ok()) {
       if (auto s = network_->ReleaseHold(*hold); !s.ok() && IsOutage(s)) return s;
       log::Warn("orphan_hold_released", {{"referral_id", id}, {"hold_id", *hold}});

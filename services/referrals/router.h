@@ -45,7 +45,7 @@ class Router {
   absl::StatusOr<bool> Escalate(const v1::Referral& r, bool placement_needed,
                                 const std::string& why);
   // A HoldBed recorded as about to be made but never offered (a crash): released.
-  absl::Status RecoverPendingHold(const std::string& id);
+  absl::Status RecoverPendingHold(const std::string& id, const std::string& for_org);
 
   PgPool* pg_;
   const Clock* clock_;

@@ -99,6 +99,8 @@ absl::StatusOr<int> Timers::RouteWaiting() {
       (void)pg_->Transact([&](PgTx& tx) {
         return ReferralStore::SetRouteAfter(tx, id, clock_->Now() + options_.routing_retry);
       });
+      // Exhausted is not down: one agency at its cap of bed holds must not hold up the others.
+      if (done.status().code() == absl::StatusCode::kResourceExhausted) continue;
       break;
     }
     if (auto escalated = router_->GiveUpRouting(id, done.status()); escalated.ok() && *escalated) {

@@ -68,4 +68,26 @@ std::vector<std::string> ProvidersConcerned(const v1::Referral& before, const v1
   return out;
 }
 
+v1::GetReferralStatsResponse StatsView(const StatsCounts& counts) {
+  v1::GetReferralStatsResponse out;
+  const auto small = [](int64_t referrals) { return referrals < kMinimumCell; };
+  for (const auto& [status, n] : counts.by_status) {
+    v1::StatusCount* c = out.add_by_status();
+    c->set_status(status);
+    c->set_suppressed(small(n));
+    c->set_count(small(n) ? 0 : n);
+  }
+  out.set_escalations_suppressed(small(counts.escalations));
+  out.set_escalations(small(counts.escalations) ? 0 : counts.escalations);
+  out.set_reroutes_suppressed(small(counts.rerouted_referrals));
+  out.set_reroutes(small(counts.rerouted_referrals) ? 0 : counts.reroutes);
+  out.set_placement_unavailable_suppressed(small(counts.placement_unavailable));
+  out.set_placement_unavailable(small(counts.placement_unavailable) ? 0
+                                                                    : counts.placement_unavailable);
+  out.set_median_minutes_to_acceptance_suppressed(small(counts.accepted));
+  out.set_median_minutes_to_acceptance(
+      small(counts.accepted) ? 0 : counts.median_minutes_to_acceptance);
+  return out;
+}
+
 }  // namespace safeharbor::referrals

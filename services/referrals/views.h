@@ -24,4 +24,21 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
 // active offer afterwards, and those whose offer changed (a withdrawn offer is news too).
 std::vector<std::string> ProvidersConcerned(const v1::Referral& before, const v1::Referral& after);
 
+// The counts behind an auditor's statistics, as read.
+struct StatsCounts {
+  std::vector<std::pair<v1::ReferralStatus, int64_t>> by_status;
+  int64_t escalations = 0;
+  int64_t reroutes = 0;
+  int64_t rerouted_referrals = 0;  // referrals rerouted at least once
+  int64_t placement_unavailable = 0;
+  int64_t accepted = 0;  // referrals with an acceptance time (the median's sample)
+  double median_minutes_to_acceptance = 0;
+};
+
+// Small cells are withheld: a figure resting on fewer than this many referrals is suppressed.
+inline constexpr int64_t kMinimumCell = 11;
+
+// The auditor's view of the counts, small cells suppressed (marked, and shown as 0).
+v1::GetReferralStatsResponse StatsView(const StatsCounts& counts);
+
 }  // namespace safeharbor::referrals

@@ -5,15 +5,18 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/clock.h"
 #include "common/counties.h"
+#include "common/proto_time.h"
 #include "common/rpc_kit.h"
 #include "common/sealer.h"
 #include "common/service_spec.h"
@@ -45,10 +48,22 @@ namespace {
 using testing::Hosted;
 using testing::TestServers;
 
-class NoRecipients final : public fees::RecipientSource {
+// The directory's facts for the fee service: two courts, an agency, a county fiscal office.
+class FixedRecipients final : public fees::RecipientSource {
  public:
   absl::StatusOr<std::vector<std::string>> LocalProviders(absl::string_view) const override {
     return std::vector<std::string>();
+  }
+  absl::StatusOr<fees::OrganizationFacts> Organization(absl::string_view id) const override {
+    namespace d = directory::v1;
+    static const auto* facts = new std::map<std::string, fees::OrganizationFacts, std::less<>>{
+        {"scope-court-a", {d::ORGANIZATION_KIND_COURT, "53033"}},
+        {"scope-court-b", {d::ORGANIZATION_KIND_COURT, "53053"}},
+        {"scope-le", {d::ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY, "53033"}},
+        {"scope-fiscal-a", {d::ORGANIZATION_KIND_STATE_AGENCY, "53033"}}};
+    auto it = facts->find(id);
+    if (it == facts->end()) return absl::NotFoundError("not in the directory");
+    return it->second;
   }
 };
 
@@ -65,7 +80,8 @@ class NoNetwork final : public referrals::Network {
     return Down();
   }
   absl::StatusOr<std::string> HoldBed(const std::string&, const referrals::v1::Candidate&,
-                                      const std::string&, absl::Duration) override {
+                                      const std::string&, const std::string&,
+                                      absl::Duration) override {
     return Down();
   }
   absl::Status ReleaseHold(const std::string&) override { return Down(); }
@@ -106,6 +122,418 @@ class RawCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::Byt
   grpc::ByteBuffer response_;
   std::promise<grpc::Status> done_;
 };
+
+// Scoping pairs: every RPC that takes the id of an organization's object, called by one
+// organization's certificate once with its own object and once with another organization's.
+// An RPC scoped to its organization (or the object's parties) admits the first and refuses the
+// second with PERMISSION_DENIED; a read open to every organization admits both.
+struct ScopePair {
+  std::string rpc;
+  bool scoped;  // false: open to every organization by design
+  std::function<grpc::Status()> own, other;
+};
+
+std::unique_ptr<grpc::ClientContext> Deadline() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return ctx;
+}
+
+template <typename Stub, typename Req, typename Resp>
+grpc::Status Call(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                  const Req& req, Resp* resp = nullptr) {
+  Resp ignored;
+  return (stub->*method)(Deadline().get(), req, resp != nullptr ? resp : &ignored);
+}
+
+namespace dv1 = directory::v1;
+namespace bv1 = beds::v1;
+namespace fv1 = fees::v1;
+namespace rv1 = referrals::v1;
+
+dv1::Organization ScopeProvider(const std::string& id) {
+  dv1::Organization o;
+  o.set_id(id);
+  o.set_kind(dv1::ORGANIZATION_KIND_SERVICE_PROVIDER);
+  o.set_name(id);
+  o.set_county_fips("53033");
+  auto* l = o.add_locations();
+  l->set_id("main");
+  l->set_latitude(47.6);
+  l->set_longitude(-122.3);
+  l->set_county_fips("53033");
+  return o;
+}
+
+dv1::Service ScopeService(const std::string& id, const std::string& org) {
+  dv1::Service s;
+  s.set_id(id);
+  s.set_organization_id(org);
+  s.set_name(id);
+  s.set_category(dv1::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  s.set_minimum_age(12);
+  s.set_maximum_age(17);
+  s.mutable_schedule()->set_open_24_7(true);
+  s.mutable_schedule()->set_time_zone("America/Los_Angeles");
+  s.add_service_area_county_fips("53033");
+  s.set_status(dv1::SERVICE_STATUS_ACTIVE);
+  s.set_location_id("main");
+  return s;
+}
+
+std::vector<ScopePair> DirectoryPairs(int port) {
+  auto admin = dv1::DirectoryService::NewStub(
+      TestServers::Get().Channel(port, "mt-directory", "directory_admin"));
+  std::map<std::string, dv1::Organization> orgs;
+  std::map<std::string, dv1::Service> services;
+  for (const char* id : {"scope-prov-a", "scope-prov-b"}) {
+    dv1::CreateOrganizationRequest req;
+    req.set_request_id(id);
+    *req.mutable_organization() = ScopeProvider(id);
+    dv1::CreateOrganizationResponse resp;
+    EXPECT_TRUE(
+        Call(admin.get(), &dv1::DirectoryService::Stub::CreateOrganization, req, &resp).ok());
+    orgs[id] = resp.organization();
+    dv1::CreateServiceRequest sreq;
+    sreq.set_request_id(id);
+    *sreq.mutable_service() = ScopeService(absl::StrCat("svc-", id), id);
+    dv1::CreateServiceResponse sresp;
+    EXPECT_TRUE(Call(admin.get(), &dv1::DirectoryService::Stub::CreateService, sreq, &sresp).ok());
+    services[id] = sresp.service();
+  }
+  std::shared_ptr<dv1::DirectoryService::Stub> p(
+      dv1::DirectoryService::NewStub(TestServers::Get().Channel(port, "scope-prov-a", "provider")));
+  using S = dv1::DirectoryService::Stub;
+  auto update_org = [p, orgs](const std::string& id) {
+    dv1::UpdateOrganizationRequest req;
+    *req.mutable_organization() = orgs.at(id);
+    req.mutable_organization()->set_description("edited");
+    return Call(p.get(), &S::UpdateOrganization, req);
+  };
+  auto create_svc = [p](const std::string& org) {
+    dv1::CreateServiceRequest req;
+    req.set_request_id(absl::StrCat("new-", org));
+    *req.mutable_service() = ScopeService(absl::StrCat("svc2-", org), org);
+    return Call(p.get(), &S::CreateService, req);
+  };
+  auto update_svc = [p, services](const std::string& org) {
+    dv1::UpdateServiceRequest req;
+    *req.mutable_service() = services.at(org);
+    req.mutable_service()->set_description("edited");
+    return Call(p.get(), &S::UpdateService, req);
+  };
+  auto get_org = [p](const std::string& id) {
+    dv1::GetOrganizationRequest req;
+    req.set_id(id);
+    return Call(p.get(), &S::GetOrganization, req);
+  };
+  auto get_svc = [p](const std::string& org) {
+    dv1::GetServiceRequest req;
+    req.set_id(absl::StrCat("svc-", org));
+    return Call(p.get(), &S::GetService, req);
+  };
+  auto list_svc = [p](const std::string& org) {
+    dv1::ListServicesRequest req;
+    req.set_organization_id(org);
+    return Call(p.get(), &S::ListServices, req);
+  };
+  std::vector<ScopePair> out;
+  for (auto [rpc, scoped, f] :
+       {std::tuple<std::string, bool, std::function<grpc::Status(const std::string&)>>{
+            "UpdateOrganization", true, update_org},
+        {"CreateService", true, create_svc},
+        {"UpdateService", true, update_svc},
+        {"GetOrganization", false, get_org},
+        {"GetService", false, get_svc},
+        {"ListServices", false, list_svc}}) {
+    out.push_back({"directory." + rpc, scoped, [f] { return f("scope-prov-a"); },
+                   [f] { return f("scope-prov-b"); }});
+  }
+  return out;
+}
+
+bv1::Facility ScopeFacility(const std::string& id, const std::string& org) {
+  bv1::Facility f;
+  f.set_id(id);
+  f.set_organization_id(org);
+  f.set_name(id);
+  f.set_placement_type(bv1::PLACEMENT_TYPE_HOPE_CENTER);
+  f.set_county_fips("53033");
+  f.set_latitude(47.61);
+  f.set_longitude(-122.33);
+  f.set_minimum_age(12);
+  f.set_maximum_age(17);
+  auto* b = f.add_bed_types();
+  b->set_bed_type(bv1::BED_TYPE_GENERAL);
+  b->set_licensed_capacity(10);
+  return f;
+}
+
+// Per organization: its facility (with a fresh census), two holds there, one placement.
+struct BedsObjects {
+  std::map<std::string, bv1::Facility> facility;
+  std::map<std::string, std::vector<std::string>> holds;
+  std::map<std::string, std::string> placement;
+};
+
+BedsObjects MakeBedsObjects(int port) {
+  using S = bv1::BedsService::Stub;
+  auto admin = bv1::BedsService::NewStub(
+      TestServers::Get().Channel(port, "mt-directory", "directory_admin"));
+  auto service = bv1::BedsService::NewStub(
+      TestServers::Get().Channel(port, "safeharbor-referrals", "service"));
+  BedsObjects o;
+  for (const char* org : {"scope-prov-a", "scope-prov-b"}) {
+    const std::string fid = absl::StrCat("fac-", org);
+    bv1::CreateFacilityRequest create;
+    create.set_request_id(fid);
+    *create.mutable_facility() = ScopeFacility(fid, org);
+    bv1::CreateFacilityResponse created;
+    EXPECT_TRUE(Call(admin.get(), &S::CreateFacility, create, &created).ok());
+    o.facility[org] = created.facility();
+    auto owner = bv1::BedsService::NewStub(TestServers::Get().Channel(port, org, "provider"));
+    bv1::ReportCensusRequest census;
+    census.set_request_id(fid);
+    census.set_facility_id(fid);
+    *census.mutable_confirmed_time() = ToProtoTime(absl::Now());
+    census.add_entries()->set_bed_type(bv1::BED_TYPE_GENERAL);
+    EXPECT_TRUE(Call(owner.get(), &S::ReportCensus, census).ok());
+    for (int i = 0; i < 3; ++i) {
+      bv1::HoldBedRequest hold;
+      hold.set_request_id(absl::StrCat(fid, "-", i));
+      hold.set_facility_id(fid);
+      hold.set_bed_type(bv1::BED_TYPE_GENERAL);
+      hold.set_referral_id(absl::StrCat("ref-", fid, "-", i));
+      bv1::HoldBedResponse held;
+      EXPECT_TRUE(Call(service.get(), &S::HoldBed, hold, &held).ok());
+      o.holds[org].push_back(held.hold().id());
+    }
+    bv1::ConfirmPlacementRequest confirm;
+    confirm.set_request_id(absl::StrCat(fid, "-placed"));
+    confirm.set_hold_id(o.holds[org].back());
+    bv1::ConfirmPlacementResponse placed;
+    EXPECT_TRUE(Call(service.get(), &S::ConfirmPlacement, confirm, &placed).ok());
+    o.placement[org] = placed.placement().id();
+  }
+  return o;
+}
+
+std::vector<ScopePair> BedsPairs(int port) {
+  using S = bv1::BedsService::Stub;
+  const BedsObjects o = MakeBedsObjects(port);
+  std::shared_ptr<S> p(
+      bv1::BedsService::NewStub(TestServers::Get().Channel(port, "scope-prov-a", "provider")));
+  std::vector<std::tuple<std::string, bool, std::function<grpc::Status(const std::string&)>>> rpcs;
+  rpcs.emplace_back("UpdateFacility", true, [p, o](const std::string& org) {
+    bv1::UpdateFacilityRequest req;
+    *req.mutable_facility() = o.facility.at(org);
+    req.mutable_facility()->set_name("edited");
+    return Call(p.get(), &S::UpdateFacility, req);
+  });
+  rpcs.emplace_back("CreateFacility", true, [p](const std::string& org) {
+    bv1::CreateFacilityRequest req;
+    req.set_request_id(absl::StrCat("new-", org));
+    *req.mutable_facility() = ScopeFacility(absl::StrCat("fac2-", org), org);
+    return Call(p.get(), &S::CreateFacility, req);
+  });
+  rpcs.emplace_back("ReportCensus", true, [p, o](const std::string& org) {
+    bv1::ReportCensusRequest req;
+    req.set_request_id(absl::StrCat("census2-", org));
+    req.set_facility_id(o.facility.at(org).id());
+    *req.mutable_confirmed_time() = ToProtoTime(absl::Now());
+    req.add_entries()->set_bed_type(bv1::BED_TYPE_GENERAL);
+    return Call(p.get(), &S::ReportCensus, req);
+  });
+  rpcs.emplace_back("ReleaseHold", true, [p, o](const std::string& org) {
+    bv1::ReleaseHoldRequest req;
+    req.set_hold_id(o.holds.at(org)[0]);
+    return Call(p.get(), &S::ReleaseHold, req);
+  });
+  rpcs.emplace_back("ConfirmPlacement", true, [p, o](const std::string& org) {
+    bv1::ConfirmPlacementRequest req;
+    req.set_request_id(absl::StrCat("confirm-", org));
+    req.set_hold_id(o.holds.at(org)[1]);
+    return Call(p.get(), &S::ConfirmPlacement, req);
+  });
+  rpcs.emplace_back("DischargePlacement", true, [p, o](const std::string& org) {
+    bv1::DischargePlacementRequest req;
+    req.set_placement_id(o.placement.at(org));
+    return Call(p.get(), &S::DischargePlacement, req);
+  });
+  rpcs.emplace_back("GetFacility", false, [p, o](const std::string& org) {
+    bv1::GetFacilityRequest req;
+    req.set_id(o.facility.at(org).id());
+    return Call(p.get(), &S::GetFacility, req);
+  });
+  std::vector<ScopePair> out;
+  for (auto& [rpc, scoped, f] : rpcs) {
+    out.push_back({"beds." + rpc, scoped, [f] { return f("scope-prov-a"); },
+                   [f] { return f("scope-prov-b"); }});
+  }
+  return out;
+}
+
+fv1::Date Day(int y, int m, int d) {
+  fv1::Date out;
+  out.set_year(y);
+  out.set_month(m);
+  out.set_day(d);
+  return out;
+}
+
+// Per court: an assessment with one payment.
+struct FeeObjects {
+  std::map<std::string, std::string> assessment, payment;
+};
+
+FeeObjects MakeFeeObjects(int port) {
+  using S = fv1::FeeService::Stub;
+  FeeObjects o;
+  for (auto [court, county] : {std::pair{"scope-court-a", "53033"}, {"scope-court-b", "53053"}}) {
+    auto clerk = fv1::FeeService::NewStub(TestServers::Get().Channel(port, court, "court_clerk"));
+    fv1::RecordAssessmentRequest req;
+    req.set_request_id(court);
+    auto* a = req.mutable_assessment();
+    a->set_case_number("26-1-1");
+    a->set_jurisdiction_fips(county);
+    a->set_statute(fv1::STATUTE_PATRONIZING);
+    a->set_ordered_cents(150000);
+    a->set_hosting_agency_organization_id("scope-le");
+    *a->mutable_offense_date() = Day(2026, 3, 1);
+    *a->mutable_assessed_date() = Day(2026, 4, 1);
+    fv1::RecordAssessmentResponse assessed;
+    grpc::Status st = Call(clerk.get(), &S::RecordAssessment, req, &assessed);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    o.assessment[court] = assessed.assessment().id();
+    fv1::RecordPaymentRequest pay;
+    pay.set_request_id(court);
+    pay.set_assessment_id(o.assessment[court]);
+    pay.set_amount_cents(1000);
+    *pay.mutable_paid_date() = Day(2026, 5, 1);
+    fv1::RecordPaymentResponse paid;
+    EXPECT_TRUE(Call(clerk.get(), &S::RecordPayment, pay, &paid).ok());
+    o.payment[court] = paid.payment().id();
+  }
+  return o;
+}
+
+std::vector<ScopePair> FeePairs(int port) {
+  using S = fv1::FeeService::Stub;
+  const FeeObjects o = MakeFeeObjects(port);
+  std::shared_ptr<S> c(
+      fv1::FeeService::NewStub(TestServers::Get().Channel(port, "scope-court-a", "court_clerk")));
+  std::vector<std::tuple<std::string, bool, std::function<grpc::Status(const std::string&)>>> rpcs;
+  rpcs.emplace_back("RecordAssessment", true, [c](const std::string& court) {
+    fv1::RecordAssessmentRequest req;
+    req.set_request_id(absl::StrCat("again-", court));
+    auto* a = req.mutable_assessment();
+    a->set_court_organization_id(court);
+    a->set_case_number("26-1-2");
+    a->set_jurisdiction_fips("53033");
+    a->set_statute(fv1::STATUTE_PATRONIZING);
+    a->set_ordered_cents(150000);
+    *a->mutable_offense_date() = Day(2026, 3, 1);
+    *a->mutable_assessed_date() = Day(2026, 4, 1);
+    return Call(c.get(), &S::RecordAssessment, req);
+  });
+  rpcs.emplace_back("GetAssessment", true, [c, o](const std::string& court) {
+    fv1::GetAssessmentRequest req;
+    req.set_id(o.assessment.at(court));
+    return Call(c.get(), &S::GetAssessment, req);
+  });
+  rpcs.emplace_back("RecordPayment", true, [c, o](const std::string& court) {
+    fv1::RecordPaymentRequest req;
+    req.set_request_id(absl::StrCat("pay2-", court));
+    req.set_assessment_id(o.assessment.at(court));
+    req.set_amount_cents(500);
+    *req.mutable_paid_date() = Day(2026, 5, 2);
+    return Call(c.get(), &S::RecordPayment, req);
+  });
+  rpcs.emplace_back("ReversePayment", true, [c, o](const std::string& court) {
+    fv1::ReversePaymentRequest req;
+    req.set_request_id(absl::StrCat("rev-", court));
+    req.set_payment_id(o.payment.at(court));
+    *req.mutable_reversed_date() = Day(2026, 5, 3);
+    return Call(c.get(), &S::ReversePayment, req);
+  });
+  std::vector<ScopePair> out;
+  for (auto& [rpc, scoped, f] : rpcs) {
+    out.push_back({"fees." + rpc, scoped, [f] { return f("scope-court-a"); },
+                   [f] { return f("scope-court-b"); }});
+  }
+  // A county's fiscal office, for its county's policy and another county's.
+  std::shared_ptr<S> fiscal(
+      fv1::FeeService::NewStub(TestServers::Get().Channel(port, "scope-fiscal-a", "fiscal")));
+  auto adopt = [fiscal](const std::string& county) {
+    fv1::AdoptDisbursementPolicyRequest req;
+    req.set_request_id(absl::StrCat("policy-", county));
+    auto* p = req.mutable_policy();
+    p->set_fee_type("sex_buyer");
+    p->set_jurisdiction_fips(county);
+    const absl::CivilDay tomorrow = absl::ToCivilDay(absl::Now(), absl::UTCTimeZone()) + 1;
+    *p->mutable_effective_from() =
+        Day(static_cast<int>(tomorrow.year()), tomorrow.month(), tomorrow.day());
+    for (auto [kind, bp] : {std::pair{fv1::RECIPIENT_KIND_LOCAL_PROVIDERS, 5000},
+                            {fv1::RECIPIENT_KIND_HOSTING_AGENCY, 4800},
+                            {fv1::RECIPIENT_KIND_COMMERCE, 200}}) {
+      auto* share = p->add_shares();
+      share->set_recipient_kind(kind);
+      share->set_basis_points(bp);
+    }
+    return Call(fiscal.get(), &S::AdoptDisbursementPolicy, req);
+  };
+  out.push_back({"fees.AdoptDisbursementPolicy", true, [adopt] { return adopt("53033"); },
+                 [adopt] { return adopt("53053"); }});
+  return out;
+}
+
+rv1::CreateReferralRequest ScopeReferral(const std::string& rid) {
+  rv1::CreateReferralRequest req;
+  req.set_request_id(rid);
+  req.mutable_referrer_contact()->set_name("Officer Lee");
+  req.mutable_referrer_contact()->set_phone("+1 206-555-0142");
+  auto* y = req.mutable_youth();
+  y->set_youth_reference(rid);
+  y->set_age(15);
+  y->set_gender(dv1::GENDER_FEMALE);
+  req.set_county_fips("53033");
+  req.mutable_location()->set_latitude(47.6062);
+  req.mutable_location()->set_longitude(-122.3321);
+  req.mutable_needs()->add_service_categories(dv1::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  req.set_urgency(rv1::URGENCY_ROUTINE);
+  return req;
+}
+
+// Per officer's agency: a referral it made (never routed here: the network is down).
+std::vector<ScopePair> ReferralPairs(int port) {
+  using S = rv1::ReferralService::Stub;
+  std::map<std::string, std::string> referral;
+  for (const char* org : {"scope-le-a", "scope-le-b"}) {
+    auto officer =
+        rv1::ReferralService::NewStub(TestServers::Get().Channel(port, org, "law_enforcement"));
+    rv1::CreateReferralResponse created;
+    grpc::Status st = Call(officer.get(), &S::CreateReferral, ScopeReferral(org), &created);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    referral[org] = created.referral().id();
+  }
+  std::shared_ptr<S> officer(rv1::ReferralService::NewStub(
+      TestServers::Get().Channel(port, "scope-le-a", "law_enforcement")));
+  auto get = [officer, referral](const std::string& org) {
+    rv1::GetReferralRequest req;
+    req.set_id(referral.at(org));
+    return Call(officer.get(), &S::GetReferral, req);
+  };
+  auto cancel = [officer, referral](const std::string& org) {
+    rv1::CancelReferralRequest req;
+    req.set_id(referral.at(org));
+    req.set_reason("reunited");
+    return Call(officer.get(), &S::CancelReferral, req);
+  };
+  return {{"referrals.GetReferral", true, [get] { return get("scope-le-a"); },
+           [get] { return get("scope-le-b"); }},
+          {"referrals.CancelReferral", true, [cancel] { return cancel("scope-le-a"); },
+           [cancel] { return cancel("scope-le-b"); }}};
+}
 
 class MethodTableTest : public ::testing::Test {
  protected:
@@ -155,9 +583,10 @@ class MethodTableTest : public ::testing::Test {
   static inline Hosted<beds::BedsServiceImpl> beds_;
   static inline Hosted<fees::FeeServiceImpl> fees_;
   static inline Hosted<referrals::ReferralServiceImpl> referrals_;
-  static inline NoRecipients recipients_;
+  static inline FixedRecipients recipients_;
   static inline NoNetwork network_;
-  static inline absl::StatusOr<Sealer> sealer_ = Sealer::Create({{1, std::string(32, 'k')}}, 1);
+  static inline absl::StatusOr<Sealer> sealer_ =
+      Sealer::Create({{1, std::string(32, 'k')}}, 1, std::string(32, 'f'));
 };
 
 // Every proto file under protos/safeharbor: each service in it is served from a method table
@@ -231,6 +660,39 @@ TEST_F(MethodTableTest, RoleMatrixMatchesTheTables) {
   }
   std::cout << "role matrix: " << pairs << " RPC x role pairs called, " << denied
             << " refused with PERMISSION_DENIED, " << pairs - denied << " admitted\n";
+}
+
+// Issue 11: for every RPC that takes an id, the caller's own object and another organization's.
+TEST_F(MethodTableTest, ScopingPairsAdmitOwnObjectsAndRefuseOthers) {
+  std::vector<ScopePair> pairs;
+  for (auto&& group : {DirectoryPairs(directory_.port()), BedsPairs(beds_.port()),
+                       FeePairs(fees_.port()), ReferralPairs(referrals_.port())}) {
+    pairs.insert(pairs.end(), group.begin(), group.end());
+  }
+  int scoped = 0;
+  for (const ScopePair& p : pairs) {
+    const grpc::Status own = p.own(), other = p.other();
+    EXPECT_TRUE(own.ok()) << p.rpc << " own object: " << own.error_code() << " "
+                          << own.error_message();
+    if (p.scoped) {
+      EXPECT_EQ(other.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+          << p.rpc << " another organization's object: " << other.error_code() << " "
+          << other.error_message();
+    } else {
+      EXPECT_TRUE(other.ok()) << p.rpc
+                              << " (open to every organization): " << other.error_message();
+    }
+    scoped += p.scoped ? 1 : 0;
+    std::cout << absl::StrFormat("%-36s own: %-18s other: %s\n", p.rpc,
+                                 own.ok() ? "OK" : absl::StrCat(own.error_code()),
+                                 other.ok() ? "OK"
+                                 : other.error_code() == grpc::StatusCode::PERMISSION_DENIED
+                                     ? "PERMISSION_DENIED"
+                                     : absl::StrCat(other.error_code()));
+  }
+  std::cout << "scoping pairs: " << pairs.size() << " RPCs called with the caller's own object and "
+            << "another organization's (" << scoped << " scoped, " << pairs.size() - scoped
+            << " open to every organization)\n";
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ using safeharbor::testing::TestServers;
 using Stub = v1::BedsService::Stub;
 
 constexpr char kKing[] = "53033";
+constexpr char kReferralService[] = "safeharbor-referrals";
 
 std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -37,10 +38,11 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
 // One running replica of the service.
 struct Replica : safeharbor::testing::Hosted<BedsServiceImpl> {
   Replica(const std::string& db_url, const std::string& ns, const Clock* clock,
-          const ProviderCheck* providers = nullptr) {
+          const ProviderCheck* providers = nullptr, int64_t max_holds_per_org = 25) {
     Connect("beds", Migrations(), 8, 8, /*with_redis=*/true, db_url);
     BedsOptions options;
     options.key_namespace = ns;
+    options.max_active_holds_per_org = max_holds_per_org;
     options.watch_poll_interval = absl::Milliseconds(200);
     service = std::make_unique<BedsServiceImpl>(env.get(), pg.get(), redis.get(), *registry,
                                                 WashingtonCounties(), clock, providers, options);
@@ -83,7 +85,8 @@ class BedsTest : public ::testing::Test {
     a_ = std::make_unique<Replica>(db_url_, ns_, &clock_);
     admin_ = a_->Stub_("state-directory", "directory_admin");
     provider_ = a_->Stub_("prov-a", "provider");
-    intake_ = a_->Stub_("cw-king", "child_welfare");
+    // Beds are held by the referral service, for the referrals it routes (issue 11).
+    intake_ = a_->Stub_(kReferralService, "service");
   }
   void TearDown() override { a_.reset(); }
 
@@ -198,8 +201,8 @@ TEST_F(BedsTest, FiftyConcurrentHoldsOverTwoReplicasForTheLastBedOneWins) {
                   .ok());
   Replica b(db_url_, ns_, &clock_);
   std::vector<std::unique_ptr<Stub>> stubs;
-  stubs.push_back(a_->Stub_("cw-king", "child_welfare"));
-  stubs.push_back(b.Stub_("le-seattle", "law_enforcement"));
+  stubs.push_back(a_->Stub_(kReferralService, "service"));
+  stubs.push_back(b.Stub_(kReferralService, "service"));
   constexpr int kCallers = 50;
   std::atomic<int> ok{0}, refused{0}, other{0};
   std::vector<std::thread> threads;
@@ -269,7 +272,7 @@ TEST_F(BedsTest, ClockSkewBetweenReplicasNeverOverbooks) {
   // Replica B's clock runs 61 s ahead: by it the first hold has expired and the bed is free.
   FakeClock ahead(clock_.Now() + absl::Seconds(61));
   Replica b(db_url_, ns_, &ahead);
-  auto intake_b = b.Stub_("cw-king", "child_welfare");
+  auto intake_b = b.Stub_(kReferralService, "service");
   v1::HoldBedResponse second;
   ASSERT_TRUE(Hold(intake_b.get(), "fac-skew", "k-2", &second, 600).ok());
   // Replica A still sees its hold as live; confirming it now would put two youths in one bed.
@@ -459,6 +462,62 @@ TEST_F(BedsTest, BadInputIsRefusedAndStoresNothing) {
   EXPECT_EQ(Count("SELECT count(*) AS n FROM bed_inventory WHERE confirmed_at IS NOT NULL"), 0);
 }
 
+// Issue 11: an officer's certificate held every free bed for made-up referral ids. Now only the
+// referral service holds (for the referrals it routes), and each organization held for has a
+// cap on active holds.
+TEST_F(BedsTest, OnlyTheReferralServiceHoldsAndEachOrganizationHasACap) {
+  CreateFacility(Facility("fac-cap", "prov-a", 8));
+  ASSERT_TRUE(Census(provider_.get(), "fac-cap", 0).ok());
+  v1::HoldBedResponse hold;
+  for (auto [org, role] : {std::pair{"le-seattle", "law_enforcement"},
+                           {"cw-king", "child_welfare"},
+                           {"prov-a", "provider"}}) {
+    auto person = a_->Stub_(org, role);
+    EXPECT_EQ(Hold(person.get(), "fac-cap", absl::StrCat("made-up-", role), &hold, 14400,
+                   "made-up-referral")
+                  .error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
+        << role;
+  }
+  EXPECT_EQ(Availability("fac-cap").held(), 0);
+
+  Replica capped(db_url_, ns_, &clock_, nullptr, /*max_holds_per_org=*/3);
+  auto service = capped.Stub_(kReferralService, "service");
+  auto hold_for = [&](const std::string& org, const std::string& rid) {
+    v1::HoldBedRequest req;
+    req.set_request_id(rid);
+    req.set_facility_id("fac-cap");
+    req.set_bed_type(v1::BED_TYPE_GENERAL);
+    req.set_referral_id("ref-" + rid);
+    req.set_for_organization_id(org);
+    v1::HoldBedResponse resp;
+    grpc::Status st = service->HoldBed(Ctx().get(), req, &resp);
+    return std::make_pair(st, resp.hold().id());
+  };
+  std::vector<std::string> seattle;
+  for (int i = 0; i < 3; ++i) {
+    auto [st, id] = hold_for("le-seattle", absl::StrCat("s-", i));
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    seattle.push_back(id);
+  }
+  auto [full, none] = hold_for("le-seattle", "s-3");
+  EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(full.error_message().find("3 active bed holds"), std::string::npos)
+      << full.error_message();
+  EXPECT_TRUE(hold_for("le-seattle", "s-0").first.ok());  // a replay is not a new hold
+  EXPECT_TRUE(hold_for("le-tacoma", "t-0").first.ok());   // another organization's own cap
+  EXPECT_EQ(Availability("fac-cap").held(), 4);
+  EXPECT_EQ(SumCounter(*capped.registry, "safeharbor_beds_hold_cap_refusals_total"), 1);
+  // A released hold frees a place under the cap.
+  v1::ReleaseHoldRequest release;
+  release.set_hold_id(seattle[0]);
+  v1::ReleaseHoldResponse released;
+  ASSERT_TRUE(service->ReleaseHold(Ctx().get(), release, &released).ok());
+  EXPECT_TRUE(hold_for("le-seattle", "s-4").first.ok());
+  EXPECT_EQ(hold_for("le-seattle", "s-5").first.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Availability("fac-cap").held(), 4);
+}
+
 TEST_F(BedsTest, ProvidersManageOnlyTheirOwnFacilities) {
   CreateFacility(Facility("fac-a", "prov-a", 3));
   auto other = a_->Stub_("prov-b", "provider");
@@ -506,7 +565,7 @@ TEST_F(BedsTest, WatchReceivesChangesAndResumesFromItsCursorAfterARestart) {
   a_.reset();
   {
     Replica b(db_url_, ns_, &clock_);
-    auto intake_b = b.Stub_("cw-king", "child_welfare");
+    auto intake_b = b.Stub_(kReferralService, "service");
     v1::HoldBedResponse h2;
     ASSERT_TRUE(Hold(intake_b.get(), "fac-w", "w-2", &h2).ok());
     v1::ReleaseHoldRequest release;
@@ -515,7 +574,7 @@ TEST_F(BedsTest, WatchReceivesChangesAndResumesFromItsCursorAfterARestart) {
     ASSERT_TRUE(intake_b->ReleaseHold(Ctx().get(), release, &released).ok());
   }
   a_ = std::make_unique<Replica>(db_url_, ns_, &clock_);
-  intake_ = a_->Stub_("cw-king", "child_welfare");
+  intake_ = a_->Stub_(kReferralService, "service");
   grpc::ClientContext ctx2;
   ctx2.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   watch.set_cursor(cursor);
@@ -597,7 +656,7 @@ TEST_F(BedsTest, WatchMissesNothingWhileRedisIsDown) {
   absl::SleepFor(absl::Milliseconds(300));
   TestServers::Get().StopRedis();
   // Made on the other replica: no Redis wake-up can reach this one; its poll must.
-  auto intake_b = b.Stub_("cw-king", "child_welfare");
+  auto intake_b = b.Stub_(kReferralService, "service");
   v1::HoldBedResponse h1, h2;
   ASSERT_TRUE(Hold(intake_b.get(), "fac-o", "o-1", &h1).ok());
   ASSERT_TRUE(Hold(intake_b.get(), "fac-o", "o-2", &h2).ok());

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <set>
 
 #include "common/geo.h"
@@ -557,6 +558,115 @@ TEST_F(DirectoryTest, RolesAndOwnershipAreEnforced) {
   EXPECT_EQ(Rows("services"), 1);
 }
 
+// Issue 11: a provider moved itself into the county with the most fees. Kind, county and
+// locations (and a service's area) decide fees and reach: only directory_admin changes them,
+// and every change is recorded for auditors (who, when, old, new).
+TEST_F(DirectoryTest, OnlyDirectoryAdminChangesDecidingFactsAndEveryChangeIsRecorded) {
+  CreateOrg(Provider("prov-a", kSeattle, 47.6, -122.3));
+  auto provider = Stub_("prov-a", "provider");
+  auto own = [&]() {
+    v1::GetOrganizationRequest get;
+    get.set_id("prov-a");
+    v1::GetOrganizationResponse got;
+    EXPECT_TRUE(provider->GetOrganization(Ctx().get(), get, &got).ok());
+    return got.organization();
+  };
+  auto update = [&](Stub* stub, const v1::Organization& o) {
+    v1::UpdateOrganizationRequest req;
+    *req.mutable_organization() = o;
+    v1::UpdateOrganizationResponse resp;
+    return stub->UpdateOrganization(Ctx().get(), req, &resp);
+  };
+  const struct {
+    std::function<void(v1::Organization*)> change;
+    const char* field;
+  } deciding[] = {
+      {[](v1::Organization* o) { o->set_county_fips("53053"); }, "county_fips"},
+      {[](v1::Organization* o) { o->set_kind(v1::ORGANIZATION_KIND_COURT); }, "kind"},
+      {[](v1::Organization* o) { o->mutable_locations(0)->set_latitude(47.2); }, "locations[main]"},
+      {[](v1::Organization* o) { o->mutable_locations(0)->set_county_fips("53053"); },
+       "locations[main]"},
+      {[](v1::Organization* o) {
+         *o->add_locations() = o->locations(0);
+         o->mutable_locations(1)->set_id("second");
+       },
+       "locations[second]"},
+  };
+  for (const auto& c : deciding) {
+    v1::Organization o = own();
+    c.change(&o);
+    grpc::Status st = update(provider.get(), o);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << c.field;
+    EXPECT_NE(st.error_message().find(c.field), std::string::npos) << st.error_message();
+  }
+  EXPECT_EQ(own().county_fips(), kSeattle);
+  // The rest of its own organization a provider still edits.
+  v1::Organization o = own();
+  o.set_name("Harbor Youth Services");
+  o.mutable_locations(0)->set_name("Front door");
+  o.mutable_phones(0)->set_number("+1 206-555-0111");
+  ASSERT_TRUE(update(provider.get(), o).ok());
+  // A service only for the counties its organization serves; its area changed by the admin.
+  v1::CreateServiceRequest create;
+  create.set_request_id("svc-a");
+  *create.mutable_service() = Svc("svc-a", "prov-a", v1::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  create.mutable_service()->add_service_area_county_fips("53053");
+  v1::CreateServiceResponse created;
+  EXPECT_EQ(provider->CreateService(Ctx().get(), create, &created).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  create.mutable_service()->clear_service_area_county_fips();
+  create.mutable_service()->add_service_area_county_fips(kSeattle);
+  create.set_request_id("svc-a-king");
+  ASSERT_TRUE(provider->CreateService(Ctx().get(), create, &created).ok());
+  v1::UpdateServiceRequest widen;
+  *widen.mutable_service() = created.service();
+  widen.mutable_service()->add_service_area_county_fips("53053");
+  v1::UpdateServiceResponse widened;
+  grpc::Status st = provider->UpdateService(Ctx().get(), widen, &widened);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(st.error_message().find("service_area_county_fips"), std::string::npos);
+  ASSERT_TRUE(admin_->UpdateService(Ctx().get(), widen, &widened).ok());
+  // The directory_admin moves the organization: allowed, and recorded.
+  o = own();
+  o.set_county_fips("53053");
+  ASSERT_TRUE(update(admin_.get(), o).ok());
+
+  auto auditor = Stub_("state-auditor", "auditor");
+  std::vector<v1::FactChange> changes;
+  v1::ListFactChangesRequest list;
+  list.set_organization_id("prov-a");
+  list.set_page_size(2);
+  for (int pages = 0; pages < 10; ++pages) {
+    v1::ListFactChangesResponse page;
+    ASSERT_TRUE(auditor->ListFactChanges(Ctx().get(), list, &page).ok());
+    changes.insert(changes.end(), page.changes().begin(), page.changes().end());
+    if (page.next_page_token().empty()) break;
+    list.set_page_token(page.next_page_token());
+  }
+  // Created (kind, county, location), the service's area twice, the move.
+  ASSERT_EQ(changes.size(), 6u);
+  EXPECT_EQ(changes[0].field(), "kind");
+  EXPECT_EQ(changes[0].actor_role(), "directory_admin");
+  EXPECT_EQ(changes[3].field(), "service_area_county_fips");
+  EXPECT_EQ(changes[3].new_value(), kSeattle);
+  EXPECT_EQ(changes[3].actor_organization_id(), "prov-a");
+  EXPECT_EQ(changes[4].old_value(), kSeattle);
+  EXPECT_EQ(changes[4].new_value(), "53033,53053");
+  const v1::FactChange& moved = changes[5];
+  EXPECT_EQ(moved.field(), "county_fips");
+  EXPECT_EQ(moved.old_value(), kSeattle);
+  EXPECT_EQ(moved.new_value(), "53053");
+  EXPECT_EQ(moved.actor_organization_id(), kAdminOrg);
+  EXPECT_EQ(moved.actor_role(), "directory_admin");
+  EXPECT_TRUE(moved.has_change_time());
+  EXPECT_EQ(Rows("fact_changes"), 6);
+  // Auditors and directory_admin read the log; a provider does not.
+  v1::ListFactChangesResponse refused;
+  EXPECT_EQ(
+      provider->ListFactChanges(Ctx().get(), v1::ListFactChangesRequest(), &refused).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+}
+
 TEST_F(DirectoryTest, OrganizationLocationsInUseCannotBeRemoved) {
   CreateOrg(Provider("prov-a", kSeattle, 47.6, -122.3));
   CreateSvc(Svc("svc-a", "prov-a", v1::SERVICE_CATEGORY_CSEC_ADVOCACY));
@@ -588,6 +698,38 @@ TEST_F(DirectoryTest, OrganizationLocationsInUseCannotBeRemoved) {
 
 namespace safeharbor::directory {
 namespace {
+
+// Issue 11: an HSDS import changes deciding facts too; they are recorded like any
+// directory_admin change, and an import that changes nothing records nothing.
+TEST_F(DirectoryTest, AnHsdsImportRecordsTheFactsItChanges) {
+  auto sample = ReadFileToString(
+      safeharbor::testing::SourceDir() + "/services/directory/test/data/hsds_sample.json", 1 << 20);
+  ASSERT_TRUE(sample.ok());
+  auto changes = [&] {
+    v1::ListFactChangesRequest req;
+    req.set_page_size(500);
+    v1::ListFactChangesResponse resp;
+    EXPECT_TRUE(admin_->ListFactChanges(Ctx().get(), req, &resp).ok());
+    return resp;
+  };
+  for (const char* rid : {"import-1", "import-again"}) {
+    v1::ImportHsdsRequest imp;
+    imp.set_request_id(rid);
+    imp.set_hsds_json(*sample);
+    v1::ImportHsdsResponse imported;
+    grpc::Status st = admin_->ImportHsds(Ctx().get(), imp, &imported);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  const v1::ListFactChangesResponse got = changes();
+  std::set<std::string> resources;
+  for (const auto& c : got.changes()) {
+    EXPECT_EQ(c.actor_role(), "directory_admin");
+    EXPECT_TRUE(c.old_value().empty()) << c.field() << ": the second import changed nothing";
+    resources.insert(c.resource() + ":" + c.resource_id());
+  }
+  EXPECT_EQ(resources.size(), 4u);  // two organizations and two services, each recorded once
+  EXPECT_EQ(Rows("fact_changes"), got.changes_size());
+}
 
 TEST_F(DirectoryTest, HsdsImportedThenExportedKeepsItsContent) {
   auto sample = ReadFileToString(

@@ -4,6 +4,7 @@
 #include "common/counties.h"
 #include "common/geo.h"
 #include "common/proto_time.h"
+#include "services/directory/facts.h"
 #include "services/directory/schedule.h"
 #include "services/directory/validation.h"
 
@@ -159,6 +160,44 @@ TEST(Validation, SearchNeedsAnAreaAndSaneFilters) {
   r.set_radius_meters(5000);
   r.set_page_size(1000);
   EXPECT_NE(ValidateSearch(r, WashingtonCounties()).message().find("page_size"), std::string::npos);
+}
+
+TEST(Facts, OnlyKindCountyLocationsAndAreaAreDecidingAndOnlyTheAdminChangesThem) {
+  v1::Organization before;
+  before.set_kind(v1::ORGANIZATION_KIND_SERVICE_PROVIDER);
+  before.set_county_fips("53033");
+  before.set_name("A");
+  auto* l = before.add_locations();
+  l->set_id("main");
+  l->set_latitude(47.6);
+  l->set_county_fips("53033");
+  v1::Organization after = before;
+  after.set_name("B");
+  after.mutable_locations(0)->set_name("Front door");
+  EXPECT_TRUE(OrganizationFactChanges(&before, after).empty());
+  after.set_county_fips("53053");
+  after.mutable_locations(0)->set_latitude(47.7);
+  const auto changes = OrganizationFactChanges(&before, after);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].field, "county_fips");
+  EXPECT_EQ(changes[0].old_value, "53033");
+  EXPECT_EQ(changes[1].field, "locations[main]");
+  EXPECT_EQ(OrganizationFactChanges(nullptr, before).size(), 3u);  // created: every fact
+  const Caller provider{"prov-a", Role::kProvider, ""}, admin{"dir", Role::kDirectoryAdmin, ""};
+  EXPECT_EQ(MayChangeFacts(provider, changes).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(MayChangeFacts(admin, changes).ok());
+  EXPECT_TRUE(MayChangeFacts(provider, {}).ok());
+  v1::Service s;
+  s.add_service_area_county_fips("53033");
+  EXPECT_TRUE(ProviderMayServe(before, s).ok());
+  v1::Service wider = s;
+  wider.add_service_area_county_fips("53053");
+  EXPECT_EQ(ProviderMayServe(before, wider).code(), absl::StatusCode::kPermissionDenied);
+  v1::Service reordered;
+  reordered.add_service_area_county_fips("53053");
+  reordered.add_service_area_county_fips("53033");
+  EXPECT_TRUE(ServiceFactChanges(&wider, reordered).empty());  // the same set of counties
+  EXPECT_EQ(ServiceFactChanges(&s, wider)[0].new_value, "53033,53053");
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/server.h"
@@ -47,14 +49,24 @@ class FeeFixture : public ::testing::Test {
     directory_.Serve("directory");
     auto admin = directory::v1::DirectoryService::NewStub(
         s.Channel(directory_.port(), "state-directory", "directory_admin"));
-    for (const char* id : {"prov-c", "prov-a", "prov-b"}) {
+    // The courts (their county is the jurisdiction they serve) and the hosting agency.
+    using K = directory::v1::OrganizationKind;
+    const std::tuple<const char*, K, const char*> orgs[] = {
+        {"prov-c", directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER, kKing},
+        {"prov-a", directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER, kKing},
+        {"prov-b", directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER, kKing},
+        {"court-king", directory::v1::ORGANIZATION_KIND_COURT, kKing},
+        {"court-pierce", directory::v1::ORGANIZATION_KIND_COURT, kPierce},
+        {"seattle-pd", directory::v1::ORGANIZATION_KIND_LAW_ENFORCEMENT_AGENCY, kKing},
+        {"king-finance", directory::v1::ORGANIZATION_KIND_STATE_AGENCY, kKing}};
+    for (const auto& [id, kind, county] : orgs) {
       directory::v1::CreateOrganizationRequest req;
       req.set_request_id(id);
       auto* o = req.mutable_organization();
       o->set_id(id);
-      o->set_kind(directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER);
+      o->set_kind(kind);
       o->set_name(id);
-      o->set_county_fips(kKing);
+      o->set_county_fips(county);
       directory::v1::CreateOrganizationResponse resp;
       ASSERT_TRUE(admin->CreateOrganization(Ctx().get(), req, &resp).ok());
     }
@@ -76,6 +88,7 @@ class FeeFixture : public ::testing::Test {
     service_ = fees_.service.get();
     registry_ = fees_.registry.get();
     clerk_ = Stub("court-king", "court_clerk");
+    pierce_clerk_ = Stub("court-pierce", "court_clerk");
   }
 
   void TearDown() override {
@@ -148,6 +161,8 @@ class FeeFixture : public ::testing::Test {
   FeeServiceImpl* service_ = nullptr;         // fees_'s
   prometheus::Registry* registry_ = nullptr;  // fees_'s
   std::unique_ptr<v1::FeeService::Stub> clerk_;
+  // King County's court (clerk_) records only King's assessments; Pierce's court, Pierce's.
+  std::unique_ptr<v1::FeeService::Stub> pierce_clerk_;
   std::string db_url_;
 };
 

@@ -131,7 +131,11 @@ TEST_F(FeeTest, ThePolicyInEffectOnThePaymentDateIsUsed) {
     s->set_basis_points(bp);
   }
   v1::AdoptDisbursementPolicyResponse adopted;
+  const absl::Duration back =
+      clock_.Now() - absl::FromCivil(absl::CivilSecond(2026, 7, 1, 0, 0, 0), absl::UTCTimeZone());
+  clock_.Advance(-back);
   ASSERT_TRUE(fiscal->AdoptDisbursementPolicy(Ctx().get(), adopt, &adopted).ok());
+  clock_.Advance(back);
   // Below the statutory floor: refused.
   adopt.set_request_id("adopt-2");
   p->mutable_shares(0)->set_basis_points(4000);
@@ -158,9 +162,12 @@ TEST_F(FeeTest, ThePolicyInEffectOnThePaymentDateIsUsed) {
 
 TEST_F(FeeTest, SharesWithoutRecipientsAreHeldInSuspense) {
   v1::RecordAssessmentResponse a;
-  ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000, kPierce, ""), "a-p", &a).ok());
+  ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000, kPierce, ""), "a-p", &a,
+                     pierce_clerk_.get())
+                  .ok());
   v1::RecordPaymentResponse paid;
-  ASSERT_TRUE(Pay(a.assessment().id(), 150000, D(2026, 5, 1), "p-p", &paid).ok());
+  ASSERT_TRUE(
+      Pay(a.assessment().id(), 150000, D(2026, 5, 1), "p-p", &paid, pierce_clerk_.get()).ok());
   std::map<std::string, int64_t> got;
   for (const auto& d : paid.payment().disbursements()) got[d.account()] = d.amount_cents();
   EXPECT_EQ(got["suspense:local_providers:53053"], 75000);
@@ -181,11 +188,13 @@ std::vector<std::vector<std::string>> ParseCsv(const std::string& csv) {
 TEST_F(FeeTest, ReportsReconcileWithTheLedgerAndExportCsv) {
   v1::RecordAssessmentResponse k, p;
   ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 1, 250000), "a-k", &k).ok());
-  ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000, kPierce, ""), "a-p", &p).ok());
+  ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000, kPierce, ""), "a-p", &p,
+                     pierce_clerk_.get())
+                  .ok());
   v1::RecordPaymentResponse r1, r2, r3;
   ASSERT_TRUE(Pay(k.assessment().id(), 100000, D(2026, 4, 10), "k1", &r1).ok());
   ASSERT_TRUE(Pay(k.assessment().id(), 33333, D(2026, 5, 10), "k2", &r2).ok());
-  ASSERT_TRUE(Pay(p.assessment().id(), 50000, D(2026, 5, 11), "p1", &r3).ok());
+  ASSERT_TRUE(Pay(p.assessment().id(), 50000, D(2026, 5, 11), "p1", &r3, pierce_clerk_.get()).ok());
   v1::ReversePaymentRequest rev;
   rev.set_request_id("rv");
   rev.set_payment_id(r2.payment().id());
@@ -226,7 +235,9 @@ TEST_F(FeeTest, ReportsReconcileWithTheLedgerAndExportCsv) {
   EXPECT_EQ(pierce.collected_cents(), 50000);
   EXPECT_EQ(pierce.suspense_cents(), 49000);
   EXPECT_EQ(pierce.disbursed_cents(), 1000);
-  EXPECT_EQ(by["court:court-king"].collected_cents(), net);
+  EXPECT_EQ(by["court:court-king"].collected_cents() + by["court:court-pierce"].collected_cents(),
+            net);
+  EXPECT_EQ(by["court:court-pierce"].collected_cents(), 50000);
   EXPECT_EQ(ParseCsv(crep.csv()).size(), static_cast<size_t>(crep.rows_size()) + 1);
 
   v1::GetCommerceRemittanceRequest rreq;
@@ -341,6 +352,70 @@ TEST_F(FeeTest, TheApplicationCannotUpdateOrDeleteLedgerRows) {
   });
   EXPECT_FALSE(st.ok());
   EXPECT_EQ(Sql("SELECT count(*) AS n FROM ledger_entries WHERE account = 'org:thief'"), 0);
+}
+
+// Issue 11: the court's jurisdiction and the hosting agency are the directory's facts.
+TEST_F(FeeTest, ClerksAssessOnlyTheirCourtsJurisdictionWithALawEnforcementHost) {
+  v1::RecordAssessmentResponse a;
+  grpc::Status st =
+      Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000, kPierce, "seattle-pd"), "j-1", &a);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("jurisdiction"), std::string::npos) << st.error_message();
+  for (const char* agency : {"prov-a", "court-king", "made-up-pd"}) {
+    st = Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000, kKing, agency),
+                absl::StrCat("h-", agency), &a);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << agency;
+    EXPECT_NE(st.error_message().find("hosting_agency_organization_id"), std::string::npos)
+        << st.error_message();
+  }
+  // A court_clerk certificate of an organization that is not a court in the directory.
+  for (const char* org : {"prov-a", "not-listed"}) {
+    auto clerk = Stub(org, "court_clerk");
+    v1::Assessment forged = Assessment(v1::STATUTE_PATRONIZING, 0, 150000);
+    forged.set_court_organization_id(org);
+    st = Assess(forged, "f-1", &a, clerk.get());
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << org;
+  }
+  EXPECT_EQ(Sql("SELECT count(*) AS n FROM assessments"), 0);
+  ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000), "ok-k", &a).ok());
+  ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000, kPierce, "seattle-pd"), "ok-p",
+                     &a, pierce_clerk_.get())
+                  .ok());
+  EXPECT_EQ(Sql("SELECT count(*) AS n FROM assessments"), 2);
+}
+
+TEST_F(FeeTest, FiscalOfficesAdoptOnlyForTheirJurisdictionAndNeverBeforeToday) {
+  auto adopt = [&](const std::string& org, const std::string& county, v1::Date from) {
+    v1::AdoptDisbursementPolicyRequest req;
+    req.set_request_id(absl::StrCat(org, county, from.year(), from.month(), from.day()));
+    auto* p = req.mutable_policy();
+    p->set_fee_type("sex_buyer");
+    p->set_jurisdiction_fips(county);
+    *p->mutable_effective_from() = from;
+    for (auto [kind, bp] : {std::pair{v1::RECIPIENT_KIND_LOCAL_PROVIDERS, 6000},
+                            {v1::RECIPIENT_KIND_HOSTING_AGENCY, 3800},
+                            {v1::RECIPIENT_KIND_COMMERCE, 200}}) {
+      auto* share = p->add_shares();
+      share->set_recipient_kind(kind);
+      share->set_basis_points(bp);
+    }
+    v1::AdoptDisbursementPolicyResponse resp;
+    return Stub(org, "fiscal")->AdoptDisbursementPolicy(Ctx().get(), req, &resp);
+  };
+  // The clock says 2026-11-22.
+  EXPECT_TRUE(adopt("king-finance", kKing, D(2026, 11, 22)).ok());
+  EXPECT_EQ(adopt("king-finance", kPierce, D(2026, 12, 1)).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(adopt("not-listed", kKing, D(2026, 12, 1)).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(adopt("state-commerce", kPierce, D(2026, 11, 23)).ok());  // the state office
+  for (v1::Date past : {D(2020, 1, 1), D(2026, 11, 21)}) {
+    grpc::Status st = adopt("state-commerce", kKing, past);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << past.year();
+    EXPECT_NE(st.error_message().find("effective_from"), std::string::npos);
+    EXPECT_EQ(adopt("king-finance", kKing, past).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_EQ(Sql("SELECT count(*) AS n FROM disbursement_policies WHERE jurisdiction <> ''"), 2);
 }
 
 TEST_F(FeeTest, ReplaysReturnTheOriginalAndConflictsAreRefused) {

@@ -27,11 +27,13 @@ struct ModelAssessment {
   int64_t ordered;
   int64_t outstanding;
   std::vector<ModelPayment> payments;
+  v1::FeeService::Stub* clerk = nullptr;  // of the assessment's court
 };
 
 struct Replayable {
   v1::RecordPaymentRequest request;
   v1::RecordPaymentResponse response;
+  v1::FeeService::Stub* clerk = nullptr;
 };
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {
@@ -93,22 +95,23 @@ class LedgerFuzz : public FeeFixture {
       if (model->empty() || r < 6) {  // a new assessment
         const int priors = static_cast<int>(rand(0, 3));
         const int64_t scheduled = tiers[std::min(priors, 2)];
-        v1::Assessment a =
-            Assessment(v1::STATUTE_PATRONIZING, priors, scheduled, rand(0, 9) < 3 ? kPierce : kKing,
-                       rand(0, 9) < 2 ? "" : "seattle-pd");
+        const bool pierce = rand(0, 9) < 3;  // a court records only its own jurisdiction's
+        v1::FeeService::Stub* clerk = pierce ? pierce_clerk_.get() : clerk_.get();
+        v1::Assessment a = Assessment(v1::STATUTE_PATRONIZING, priors, scheduled,
+                                      pierce ? kPierce : kKing, rand(0, 9) < 2 ? "" : "seattle-pd");
         if (rand(0, 1) == 1) {
           a.set_inability_to_pay_finding(true);
           a.set_ordered_cents(rand((scheduled + 2) / 3, scheduled));
         }
         v1::RecordAssessmentResponse resp;
-        grpc::Status st = Assess(a, rid, &resp);
+        grpc::Status st = Assess(a, rid, &resp, clerk);
         if (!Check(st.ok(), "assessment failed: " + st.error_message())) return;
         if (!Check(resp.assessment().scheduled_cents() == scheduled &&
                        resp.assessment().outstanding_cents() == a.ordered_cents(),
                    "assessment amounts wrong")) {
           return;
         }
-        model->push_back({resp.assessment().id(), a.ordered_cents(), a.ordered_cents(), {}});
+        model->push_back({resp.assessment().id(), a.ordered_cents(), a.ordered_cents(), {}, clerk});
         n += 1;
       } else if (r < 66) {  // a payment, sometimes more than is owed
         auto& m = (*model)[static_cast<size_t>(rand(0, static_cast<int64_t>(model->size()) - 1))];
@@ -120,7 +123,7 @@ class LedgerFuzz : public FeeFixture {
         req.set_amount_cents(amount);
         *req.mutable_paid_date() = date();
         v1::RecordPaymentResponse resp;
-        grpc::Status st = clerk_->RecordPayment(Ctx().get(), req, &resp);
+        grpc::Status st = m.clerk->RecordPayment(Ctx().get(), req, &resp);
         if (too_much) {
           if (!Check(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION,
                      absl::StrCat("over-payment not refused: ", st.error_message()))) {
@@ -139,7 +142,7 @@ class LedgerFuzz : public FeeFixture {
             return;
           }
           m.payments.push_back({resp.payment().id(), amount});
-          if (replayable.size() < 256) replayable.push_back({req, resp});
+          if (replayable.size() < 256) replayable.push_back({req, resp, m.clerk});
         }
         n += 1;
       } else if (r < 76) {  // a reversal, sometimes of a payment already reversed
@@ -152,7 +155,7 @@ class LedgerFuzz : public FeeFixture {
         req.set_payment_id(p.id);
         *req.mutable_reversed_date() = D(2026, 11, 1);
         v1::ReversePaymentResponse resp;
-        grpc::Status st = clerk_->ReversePayment(Ctx().get(), req, &resp);
+        grpc::Status st = m.clerk->ReversePayment(Ctx().get(), req, &resp);
         if (p.reversed) {
           if (!Check(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION,
                      "a second reversal was not refused")) {
@@ -172,7 +175,7 @@ class LedgerFuzz : public FeeFixture {
         const auto& original =
             replayable[static_cast<size_t>(rand(0, static_cast<int64_t>(replayable.size()) - 1))];
         v1::RecordPaymentResponse resp;
-        grpc::Status st = clerk_->RecordPayment(Ctx().get(), original.request, &resp);
+        grpc::Status st = original.clerk->RecordPayment(Ctx().get(), original.request, &resp);
         if (!Check(st.ok() && resp.SerializeAsString() == original.response.SerializeAsString(),
                    "a replay did not return the original: " + st.error_message())) {
           return;
@@ -180,12 +183,12 @@ class LedgerFuzz : public FeeFixture {
         n += 1;
       } else if (r < 94) {  // the same request_id with other content
         if (replayable.empty()) continue;
-        v1::RecordPaymentRequest req =
-            replayable[static_cast<size_t>(rand(0, static_cast<int64_t>(replayable.size()) - 1))]
-                .request;
+        const auto& original =
+            replayable[static_cast<size_t>(rand(0, static_cast<int64_t>(replayable.size()) - 1))];
+        v1::RecordPaymentRequest req = original.request;
         req.set_amount_cents(req.amount_cents() + 1);
         v1::RecordPaymentResponse resp;
-        grpc::Status st = clerk_->RecordPayment(Ctx().get(), req, &resp);
+        grpc::Status st = original.clerk->RecordPayment(Ctx().get(), req, &resp);
         if (!Check(st.error_code() == grpc::StatusCode::ALREADY_EXISTS,
                    "a conflicting replay was not refused: " + st.error_message())) {
           return;
@@ -208,7 +211,7 @@ class LedgerFuzz : public FeeFixture {
             req.set_amount_cents(amounts[static_cast<size_t>(k)]);
             *req.mutable_paid_date() = D(2026, 6, 1);
             sts[static_cast<size_t>(k)] =
-                clerk_->RecordPayment(Ctx().get(), req, &resps[static_cast<size_t>(k)]);
+                m.clerk->RecordPayment(Ctx().get(), req, &resps[static_cast<size_t>(k)]);
           });
         }
         for (auto& t : threads) t.join();
@@ -229,7 +232,7 @@ class LedgerFuzz : public FeeFixture {
         v1::GetAssessmentRequest get;
         get.set_id(m.id);
         v1::GetAssessmentResponse got;
-        grpc::Status st = clerk_->GetAssessment(Ctx().get(), get, &got);
+        grpc::Status st = m.clerk->GetAssessment(Ctx().get(), get, &got);
         if (!Check(st.ok() && got.assessment().outstanding_cents() == m.outstanding,
                    "outstanding after concurrent payments differs from model")) {
           return;

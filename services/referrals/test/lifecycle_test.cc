@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "services/referrals/views.h"
+
 namespace safeharbor::referrals {
 namespace {
 
@@ -81,6 +83,30 @@ TEST(Deadlines, ShorterWhenUrgent) {
   EXPECT_EQ(AcceptanceWindow(v1::URGENCY_UNSPECIFIED, p), absl::Minutes(30));
   EXPECT_EQ(AcceptanceWindow(v1::URGENCY_URGENT, p), absl::Minutes(15));
   EXPECT_EQ(AcceptanceWindow(v1::URGENCY_EMERGENCY, p), absl::Minutes(10));
+}
+
+TEST(Stats, CountsBelowElevenAreWithheldAndMarked) {
+  StatsCounts c;
+  c.by_status = {{v1::REFERRAL_STATUS_REQUESTED, 11}, {v1::REFERRAL_STATUS_CANCELLED, 10}};
+  c.escalations = 1;
+  c.reroutes = 40;  // from 3 referrals: suppressed by the referrals behind it
+  c.rerouted_referrals = 3;
+  c.placement_unavailable = 12;
+  c.accepted = 10;
+  c.median_minutes_to_acceptance = 7.5;
+  const v1::GetReferralStatsResponse v = StatsView(c);
+  EXPECT_EQ(v.by_status(0).count(), 11);
+  EXPECT_FALSE(v.by_status(0).suppressed());
+  EXPECT_EQ(v.by_status(1).count(), 0);
+  EXPECT_TRUE(v.by_status(1).suppressed());
+  EXPECT_TRUE(v.escalations_suppressed());
+  EXPECT_EQ(v.escalations(), 0);
+  EXPECT_TRUE(v.reroutes_suppressed());
+  EXPECT_EQ(v.reroutes(), 0);
+  EXPECT_FALSE(v.placement_unavailable_suppressed());
+  EXPECT_EQ(v.placement_unavailable(), 12);
+  EXPECT_TRUE(v.median_minutes_to_acceptance_suppressed());
+  EXPECT_EQ(v.median_minutes_to_acceptance(), 0);
 }
 
 }  // namespace

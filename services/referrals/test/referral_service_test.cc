@@ -61,9 +61,10 @@ class SwitchableNetwork final : public Network {
     return found;
   }
   absl::StatusOr<std::string> HoldBed(const std::string& request_id, const v1::Candidate& c,
-                                      const std::string& referral_id, absl::Duration ttl) override {
+                                      const std::string& referral_id, const std::string& for_org,
+                                      absl::Duration ttl) override {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
-    auto hold = real_->HoldBed(request_id, c, referral_id, ttl);
+    auto hold = real_->HoldBed(request_id, c, referral_id, for_org, ttl);
     if (hold.ok() && lose_next_hold.exchange(false)) return absl::UnavailableError("crash (test)");
     return hold;
   }
@@ -122,6 +123,7 @@ class ReferralTest : public ::testing::Test {
     beds_.Connect("refbeds", beds::Migrations());
     beds::BedsOptions bopts;
     bopts.key_namespace = absl::StrCat("refbeds", counter_, absl::ToUnixNanos(absl::Now()));
+    bopts.max_active_holds_per_org = HoldCap();
     beds_.service = std::make_unique<beds::BedsServiceImpl>(
         beds_.env.get(), beds_.pg.get(), beds_.redis.get(), *beds_.registry, WashingtonCounties(),
         &clock_, nullptr, bopts);
@@ -160,6 +162,9 @@ class ReferralTest : public ::testing::Test {
     beds_.host->Shutdown();
     directory_.host->Shutdown();
   }
+
+  // Active bed holds one agency may have (the beds service's cap).
+  virtual int64_t HoldCap() const { return 25; }
 
   std::unique_ptr<Stub> Stub_(const std::string& org, const std::string& role) {
     return v1::ReferralService::NewStub(
@@ -341,7 +346,7 @@ class ReferralTest : public ::testing::Test {
 
   static inline int counter_ = 0;
   FakeClock clock_{absl::FromUnixSeconds(1795000000)};
-  Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1);
+  Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1, std::string(32, 'f'));
   Hosted<directory::DirectoryServiceImpl> directory_;
   Hosted<beds::BedsServiceImpl> beds_;
   Hosted<ReferralServiceImpl> referrals_;
@@ -519,11 +524,16 @@ TEST_F(ReferralTest, MissedDeadlineMovesTheHoldThenEscalatesToChildWelfareNeverD
   grpc::Status st = Stub_("state-auditor", "auditor")
                         ->GetReferralStats(Ctx().get(), v1::GetReferralStatsRequest(), &stats);
   ASSERT_TRUE(st.ok()) << st.error_message();
-  EXPECT_EQ(stats.escalations(), 1);
-  EXPECT_EQ(stats.reroutes(), 2);
-  EXPECT_EQ(stats.placement_unavailable(), 1);
+  // One referral: every figure is a small cell, withheld (issue 11).
+  EXPECT_TRUE(stats.escalations_suppressed());
+  EXPECT_EQ(stats.escalations(), 0);
+  EXPECT_TRUE(stats.reroutes_suppressed());
+  EXPECT_EQ(stats.reroutes(), 0);
+  EXPECT_TRUE(stats.placement_unavailable_suppressed());
+  EXPECT_EQ(stats.placement_unavailable(), 0);
   ASSERT_EQ(stats.by_status_size(), 1);
   EXPECT_EQ(stats.by_status(0).status(), v1::REFERRAL_STATUS_ESCALATED);
+  EXPECT_TRUE(stats.by_status(0).suppressed());
   // The escalation is explained, and the deadline passes are in the history.
   EXPECT_NE(third.routing_explanation().find("escalated to"), std::string::npos);
   int deadlines = 0;
@@ -608,6 +618,38 @@ TEST_F(ReferralTest, ExploiterKnownInTheAreaPlacesOutsideTheCounty) {
   ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
   ASSERT_EQ(r.offers_size(), 2);
   for (const auto& o : r.offers()) EXPECT_NE(o.provider_organization_id(), "prov-a");
+}
+
+// Issue 11: the fingerprints of identifying details in idempotency records are keyed by their
+// own secret, not the encryption key: after the encryption keys rotate, a retry still matches
+// its first call (and a changed name is still told apart).
+TEST_F(ReferralTest, ARetryAfterEncryptionKeyRotationStillMatchesItsFirstCall) {
+  v1::CreateReferralRequest req = Request(false, "before-rotation");
+  const std::string id = Create(req);
+  const Sealer rotated_sealer = *Sealer::Create(
+      {{2, std::string(32, 'n')}, {1, std::string(32, 'k')}}, 2, std::string(32, 'f'));
+  Hosted<ReferralServiceImpl> rotated;
+  rotated.Connect("ref", Migrations(), 4, 8, /*with_redis=*/false, referrals_.db_url);
+  ReferralOptions ropts;
+  ropts.key_namespace = absl::StrCat("rot", ++counter_, absl::ToUnixNanos(absl::Now()));
+  rotated.service = std::make_unique<ReferralServiceImpl>(
+      rotated.env.get(), rotated.pg.get(), nullptr, *rotated.registry, WashingtonCounties(),
+      &clock_, &rotated_sealer, network_, ropts);
+  rotated.service->StartBackground(/*timers=*/false);
+  rotated.Serve("referrals");
+  auto officer = rotated.Stub<v1::ReferralService>("le-seattle", "law_enforcement");
+  v1::CreateReferralResponse again;
+  grpc::Status st = officer->CreateReferral(Ctx().get(), req, &again);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(again.referral().id(), id);
+  req.mutable_youth()->mutable_identifying()->set_name("Jane R");
+  st = officer->CreateReferral(Ctx().get(), req, &again);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(st.error_message().find("identifying"), std::string::npos) << st.error_message();
+  EXPECT_EQ(st.error_message().find("Jane"), std::string::npos) << st.error_message();
+  rotated.service->StopBackground();
+  rotated.Shutdown();
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 1);
 }
 
 TEST_F(ReferralTest, CreateIsIdempotentAndAConflictingReplayNamesTheField) {
@@ -773,6 +815,123 @@ TEST_F(ReferralTest, TheOfficerLearnsNothingPastConnectedNotEvenFromErrorsOrTime
 
 // Child welfare pages through its region's referrals: every one exactly once (the page token is
 // taken from the last row before the rows move into the answer).
+// Issue 11: beds are held by the referral service for the referral's referrer: the hold counts
+// against the referring agency's cap, not the referral service's.
+TEST_F(ReferralTest, ABedIsHeldForTheReferringAgency) {
+  const std::string id = Create(Request(/*placement=*/true));
+  Timers();
+  ASSERT_FALSE(AsChildWelfare(id).bed_hold_id().empty());
+  auto r = beds_.pg->Query("SELECT for_org, holder_org FROM holds WHERE state = 1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->rows(), 1);
+  EXPECT_EQ(r->String(0, "for_org"), "le-seattle");
+  EXPECT_EQ(r->String(0, "holder_org"), "safeharbor-referrals");
+}
+
+// An agency with one bed hold at most: its second placement referral waits for the hold to be
+// freed, and the next agency's referral is routed in the same pass.
+class CappedReferralTest : public ReferralTest {
+ protected:
+  int64_t HoldCap() const override { return 1; }
+};
+
+TEST_F(CappedReferralTest, AnAgencyAtItsHoldCapWaitsAndDoesNotHoldUpOthers) {
+  const std::string first = Create(Request(/*placement=*/true, "cap-1"));
+  clock_.Advance(absl::Seconds(1));
+  const std::string second = Create(Request(/*placement=*/true, "cap-2"));
+  clock_.Advance(absl::Seconds(1));
+  auto tacoma = Stub_("le-tacoma", "law_enforcement");
+  v1::CreateReferralResponse created;
+  ASSERT_TRUE(
+      tacoma->CreateReferral(Ctx().get(), Request(/*placement=*/true, "cap-3"), &created).ok());
+  Timers();
+  EXPECT_FALSE(AsChildWelfare(first).bed_hold_id().empty());
+  const v1::Referral waiting = AsChildWelfare(second);
+  EXPECT_EQ(waiting.status(), v1::REFERRAL_STATUS_REQUESTED) << waiting.routing_explanation();
+  EXPECT_TRUE(waiting.bed_hold_id().empty());
+  const v1::Referral other = AsChildWelfare(created.referral().id());
+  EXPECT_EQ(other.status(), v1::REFERRAL_STATUS_OFFERED) << other.routing_explanation();
+  EXPECT_FALSE(other.bed_hold_id().empty());
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 2);
+}
+
+// Issue 11: aggregates over a day or more, with counts below 11 withheld (marked suppressed).
+TEST_F(ReferralTest, StatsCoverADayOrMoreAndSuppressCountsBelowEleven) {
+  auto auditor = Stub_("state-auditor", "auditor");
+  auto stats = [&](absl::Duration window, v1::GetReferralStatsResponse* out) {
+    v1::GetReferralStatsRequest req;
+    *req.mutable_to_time() = ToProtoTime(clock_.Now() + absl::Seconds(1));
+    *req.mutable_from_time() = ToProtoTime(clock_.Now() + absl::Seconds(1) - window);
+    return auditor->GetReferralStats(Ctx().get(), req, out);
+  };
+  v1::GetReferralStatsResponse got;
+  EXPECT_EQ(stats(absl::Seconds(2), &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stats(absl::Hours(23), &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 11; ++i) ids.push_back(Create(Request(false, absl::StrCat("st-", i))));
+  ASSERT_TRUE(stats(absl::Hours(24), &got).ok());
+  ASSERT_EQ(got.by_status_size(), 1);
+  EXPECT_EQ(got.by_status(0).count(), 11);
+  EXPECT_FALSE(got.by_status(0).suppressed());
+  EXPECT_TRUE(got.escalations_suppressed());  // none: below 11 as well
+  EXPECT_TRUE(got.median_minutes_to_acceptance_suppressed());
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(ids[0]);
+  cancel.set_reason("reunited");
+  v1::CancelReferralResponse cancelled;
+  ASSERT_TRUE(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).ok());
+  ASSERT_TRUE(stats(absl::Hours(24 * 7), &got).ok());
+  ASSERT_EQ(got.by_status_size(), 2);
+  for (const auto& c : got.by_status()) {
+    EXPECT_TRUE(c.suppressed()) << v1::ReferralStatus_Name(c.status());  // 10 and 1
+    EXPECT_EQ(c.count(), 0);
+  }
+}
+
+// Issue 11: an officer could tell "still in services" from "closed" by how long a refused
+// cancel took (the cancel's work ran before the lifecycle refused it). Now the refusal comes
+// first, the same way in both states.
+TEST_F(ReferralTest, ARefusedCancelTakesOnePathInServicesOrClosed) {
+  auto prov = Stub_("prov-a", "provider");
+  std::vector<std::string> ids;
+  for (const char* rid : {"in-services", "closed"}) {
+    const std::string id = Create(Request(/*placement=*/false, rid));
+    Timers();
+    ASSERT_TRUE(Accept("prov-a", id).ok());
+    v1::ConfirmHandoffRequest confirm;
+    confirm.set_id(id);
+    v1::ConfirmHandoffResponse confirmed;
+    ASSERT_TRUE(prov->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+    v1::StartServicesRequest start;
+    start.set_id(id);
+    v1::StartServicesResponse started;
+    ASSERT_TRUE(prov->StartServices(Ctx().get(), start, &started).ok());
+    ids.push_back(id);
+  }
+  v1::RecordOutcomeRequest outcome;
+  outcome.set_id(ids[1]);
+  outcome.set_outcome(v1::REFERRAL_STATUS_COMPLETED);
+  v1::RecordOutcomeResponse recorded;
+  ASSERT_TRUE(prov->RecordOutcome(Ctx().get(), outcome, &recorded).ok());
+  const int64_t transitions = Count(referrals_.pg.get(), "SELECT count(*) AS n FROM transitions");
+  const double early = Metric("safeharbor_referrals_changes_refused_early_total");
+  std::vector<grpc::Status> refused;
+  for (const std::string& id : ids) {
+    v1::CancelReferralRequest cancel;
+    cancel.set_id(id);
+    cancel.set_reason("x");
+    v1::CancelReferralResponse cancelled;
+    refused.push_back(officer_->CancelReferral(Ctx().get(), cancel, &cancelled));
+  }
+  EXPECT_EQ(refused[0].error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(refused[1].error_code(), refused[0].error_code());
+  EXPECT_EQ(refused[1].error_message(), refused[0].error_message());
+  // Both refused by the lifecycle before the cancel's work (offers, routing) was touched.
+  EXPECT_EQ(Metric("safeharbor_referrals_changes_refused_early_total"), early + 2);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM transitions"), transitions);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_releases"), 0);
+}
+
 TEST_F(ReferralTest, ChildWelfarePagesThroughItsRegionEveryReferralOnce) {
   std::set<std::string> created;
   for (int i = 0; i < 5; ++i) created.insert(Create(Request(false, absl::StrCat("page-", i))));

@@ -47,7 +47,7 @@ class StoreTest : public ::testing::Test {
   }
 
   std::unique_ptr<PgPool> pg_;
-  Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1);
+  Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1, std::string(32, 'f'));
   Caller officer_{"seattle-pd", Role::kLawEnforcement, ""};
 };
 
