@@ -72,7 +72,7 @@ absl::StatusOr<Sealer> Sealer::Create(const std::map<uint8_t, std::string>& keys
   }
   auto fingerprint = HkdfSha256(fingerprint_secret, kSalt, kFingerprintInfo, kKeyBytes);
   if (!fingerprint.ok()) return fingerprint.status();
-  return Sealer(std::move(derived), current, *std::move(fingerprint));
+  return Sealer(std::move(derived), keys, current, *std::move(fingerprint));
 }
 
 absl::StatusOr<Sealer> Sealer::FromConfig(absl::string_view config,
@@ -128,8 +128,21 @@ absl::StatusOr<std::string> Sealer::Seal(absl::string_view plaintext, absl::stri
 absl::StatusOr<std::string> Sealer::Open(absl::string_view sealed, absl::string_view aad) const {
   if (sealed.size() < 1 + kNonceBytes + kTagBytes)
     return absl::DataLossError("sealed value is truncated");
-  auto key = keys_.find(static_cast<uint8_t>(sealed[0]));
+  const uint8_t id = static_cast<uint8_t>(sealed[0]);
+  auto key = keys_.find(id);
   if (key == keys_.end()) return absl::DataLossError("sealed with a key that is not configured");
+  absl::StatusOr<std::string> out = OpenWith(key->second, sealed, aad);
+  // Sealed before keys were derived (the configured secret was the AES key itself): still opens,
+  // and is sealed again under the derived key the next time it is written.
+  if (!out.ok()) {
+    absl::StatusOr<std::string> legacy = OpenWith(legacy_keys_.at(id), sealed, aad);
+    if (legacy.ok()) return legacy;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> Sealer::OpenWith(absl::string_view key, absl::string_view sealed,
+                                             absl::string_view aad) {
   const absl::string_view nonce = sealed.substr(1, kNonceBytes);
   const absl::string_view body =
       sealed.substr(1 + kNonceBytes, sealed.size() - 1 - kNonceBytes - kTagBytes);
@@ -137,8 +150,7 @@ absl::StatusOr<std::string> Sealer::Open(absl::string_view sealed, absl::string_
   std::string out(body.size(), '\0');
   Ctx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
   int len = 0;
-  if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key->second), U(nonce)) != 1 ||
+  if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key), U(nonce)) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1 ||
       EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, U(body),
                         static_cast<int>(body.size())) != 1 ||

@@ -35,7 +35,8 @@ class Sealer {
   // key id (1 byte) | nonce (12) | ciphertext | tag (16)
   absl::StatusOr<std::string> Seal(absl::string_view plaintext, absl::string_view aad) const;
   // DATA_LOSS when the value was altered, sealed for other associated data, or with an
-  // unknown key.
+  // unknown key. A value sealed before keys were derived (under the configured secret itself)
+  // still opens.
   absl::StatusOr<std::string> Open(absl::string_view sealed, absl::string_view aad) const;
 
   // A keyed digest ("f1:" and HMAC-SHA256 under the fingerprint key, hex): lets identical values
@@ -44,9 +45,17 @@ class Sealer {
   std::string Fingerprint(absl::string_view value) const;
 
  private:
-  Sealer(std::map<uint8_t, std::string> keys, uint8_t current, std::string fingerprint_key)
-      : keys_(std::move(keys)), current_(current), fingerprint_key_(std::move(fingerprint_key)) {}
-  std::map<uint8_t, std::string> keys_;  // derived encryption keys
+  Sealer(std::map<uint8_t, std::string> keys, std::map<uint8_t, std::string> legacy_keys,
+         uint8_t current, std::string fingerprint_key)
+      : keys_(std::move(keys)),
+        legacy_keys_(std::move(legacy_keys)),
+        current_(current),
+        fingerprint_key_(std::move(fingerprint_key)) {}
+  static absl::StatusOr<std::string> OpenWith(absl::string_view key, absl::string_view sealed,
+                                              absl::string_view aad);
+  std::map<uint8_t, std::string> keys_;         // derived encryption keys
+  std::map<uint8_t, std::string> legacy_keys_;  // the configured secrets, which sealed values
+                                                // before keys were derived (open only)
   uint8_t current_;
   std::string fingerprint_key_;  // derived
 };

@@ -48,6 +48,35 @@ TEST(Sealer, RotatedKeysStillOpenOldValues) {
   EXPECT_EQ(static_cast<uint8_t>((*rotated->Seal("x", "r"))[0]), 2);  // new values: key 2
 }
 
+// A value sealed the way values were before keys were derived: AES-256-GCM under the configured
+// secret itself, in the same layout (key id | nonce | ciphertext | tag).
+std::string SealWithRawKey(const std::string& key, uint8_t id, const std::string& plaintext,
+                           const std::string& aad) {
+  std::string out(1 + 12 + plaintext.size() + 16, '\0');
+  out[0] = static_cast<char>(id);
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  auto* u = [](const std::string& s) { return reinterpret_cast<const unsigned char*>(s.data()); };
+  for (int i = 0; i < 12; ++i) p[1 + i] = static_cast<unsigned char>(i);
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0;
+  EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, u(key), p + 1);
+  EVP_EncryptUpdate(ctx, nullptr, &len, u(aad), static_cast<int>(aad.size()));
+  EVP_EncryptUpdate(ctx, p + 13, &len, u(plaintext), static_cast<int>(plaintext.size()));
+  EVP_EncryptFinal_ex(ctx, p + 13 + len, &len);
+  EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, p + 13 + plaintext.size());
+  EVP_CIPHER_CTX_free(ctx);
+  return out;
+}
+
+TEST(Sealer, ValuesSealedBeforeKeysWereDerivedStillOpen) {
+  auto s = *Sealer::Create({{1, Key('a')}}, 1, kFp);
+  const std::string legacy = SealWithRawKey(Key('a'), 1, "Name: Jane Doe", "ref-1");
+  auto opened = s.Open(legacy, "ref-1");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(*opened, "Name: Jane Doe");
+  EXPECT_EQ(s.Open(legacy, "ref-2").status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(Sealer, BadConfigurationIsRefused) {
   EXPECT_FALSE(Sealer::FromConfig("", kFpConfig).ok());
   EXPECT_FALSE(Sealer::FromConfig("1:c2hvcnQ=", kFpConfig).ok());  // 5 bytes
