@@ -218,7 +218,8 @@ def pgbench(db, clients):
 
 
 def redis_bench(clients):
-    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(STACK.redis_port), "-t", "get",
+    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(STACK.redis_port),
+                          "-a", STACK.redis_password, "-t", "get",
                           "-n", "50000" if not QUICK else "5000", "-c", str(clients), "-P", "1", "--csv"],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     rows = list(csv.reader(out.strip().splitlines()))

@@ -37,6 +37,9 @@ struct BedsOptions {
   // A watcher further behind than this many events is ended (it resumes with its cursor).
   size_t watch_max_pending = 1000;
   size_t max_watchers = 1000;
+  // How far back a cursor resumes (older events pruned); how long one stream stays open.
+  absl::Duration watch_replay_horizon = absl::Hours(24 * 7);
+  absl::Duration watch_max_stream_age = absl::Hours(1);
 };
 
 // The method table (beds_service.cc, Methods) declares every RPC with its policy.
@@ -49,6 +52,9 @@ class BedsServiceImpl final : public RpcService {
                   BedsOptions options = {});
   ~BedsServiceImpl() override;
 
+  // One pass pruning watch events older than the replay horizon (tests; StartBackground runs
+  // it periodically).
+  absl::Status PruneWatchEvents() { return hub_->PruneOnce(); }
   // Starts the background sweeper, gauge refresher and watch hub. Tests with an injected clock
   // may instead call SweepExpiredHolds and RefreshGauges directly.
   void StartBackground();
