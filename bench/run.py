@@ -218,8 +218,15 @@ def pgbench(db, clients):
     return {"clients": clients, "tps": tps, "latency_ms": lat}
 
 
+def redis_auth():
+    """redis-benchmark's password option (a revision run by scripts/bench-ab may have none)."""
+    password = getattr(STACK, "redis_password", "")
+    return ["-a", password] if password else []
+
+
 def redis_bench(clients):
-    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(STACK.redis_port), "-t", "get",
+    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(STACK.redis_port),
+                          *redis_auth(), "-t", "get",
                           "-n", "50000" if not QUICK else "5000", "-c", str(clients), "-P", "1", "--csv"],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     rows = list(csv.reader(out.strip().splitlines()))

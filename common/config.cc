@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, listen_host, "127.0.0.1",
           "Address the gRPC and metrics servers bind to (0.0.0.0 in a container).");
@@ -33,6 +34,12 @@ ABSL_FLAG(int, postgres_statement_timeout_ms, 5000, "Statement timeout in millis
 ABSL_FLAG(int, postgres_startup_wait_s, 30,
           "How long to wait for PostgreSQL at start-up before exiting.");
 ABSL_FLAG(std::string, redis_url, "redis://127.0.0.1:63790", "Redis URL (cache and fan-out).");
+ABSL_FLAG(std::string, redis_password, "",
+          "Redis password (AUTH), e.g. from SAFEHARBOR_REDIS_PASSWORD; empty only for a Redis "
+          "that nobody else can reach.");
+ABSL_FLAG(std::string, cache_hmac_key, "",
+          "Key (32+ characters, e.g. from SAFEHARBOR_CACHE_HMAC_KEY) authenticating every value "
+          "cached in Redis; a value that fails the check is ignored. Empty: no caching.");
 ABSL_FLAG(int, redis_timeout_ms, 200, "Redis connect and command timeout in milliseconds.");
 ABSL_FLAG(int, worker_threads, 8, "Threads running blocking RPC work (database, cache).");
 ABSL_FLAG(int, max_queued_requests, 256,
@@ -50,6 +57,21 @@ ABSL_FLAG(int, health_probe_interval_ms, 500,
           "How often PostgreSQL is probed; health is NOT_SERVING while it does not answer.");
 ABSL_FLAG(int, health_probe_timeout_ms, 1000,
           "How long the probe waits for PostgreSQL; no answer also opens its breaker.");
+ABSL_FLAG(int, org_max_concurrent_calls, 96,
+          "Calls one organization may have queued or running at once (below "
+          "--max_queued_requests, so that no organization fills the queue); 0: no limit.");
+ABSL_FLAG(double, org_calls_per_second, 20000,
+          "Sustained calls per second one organization may make; 0: no limit.");
+ABSL_FLAG(double, org_call_burst, 20000,
+          "Calls one organization may make at once above its sustained rate.");
+ABSL_FLAG(int, org_max_open_streams, 64,
+          "Server streams (watches) one organization may hold open at once; 0: no limit.");
+ABSL_FLAG(int, watch_replay_horizon_h, 24 * 7,
+          "Hours of events a watch cursor can resume from; older events are pruned and an older "
+          "cursor is refused (FAILED_PRECONDITION: resync, then watch).");
+ABSL_FLAG(int, watch_max_stream_age_s, 3600,
+          "Seconds a watch stream stays open; then it ends (UNAVAILABLE) and the client resumes "
+          "with its cursor.");
 ABSL_FLAG(int, drain_ms, 0, "On SIGTERM, report NOT_SERVING this long before refusing calls.");
 ABSL_FLAG(int, shutdown_grace_ms, 10000, "On SIGTERM, time in-flight calls get to finish.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
@@ -103,6 +125,29 @@ absl::StatusOr<CommonConfig> DependencyFlags(CommonConfig& c) {
   return std::move(c);
 }
 
+absl::StatusOr<CommonConfig> QuotasFromFlags(CommonConfig c) {
+  QuotaLimits& q = c.quotas;
+  q.max_concurrent_calls = absl::GetFlag(FLAGS_org_max_concurrent_calls);
+  q.calls_per_second = absl::GetFlag(FLAGS_org_calls_per_second);
+  q.burst = absl::GetFlag(FLAGS_org_call_burst);
+  q.max_open_streams = absl::GetFlag(FLAGS_org_max_open_streams);
+  c.watch_replay_horizon = absl::Hours(absl::GetFlag(FLAGS_watch_replay_horizon_h));
+  c.watch_max_stream_age = absl::Seconds(absl::GetFlag(FLAGS_watch_max_stream_age_s));
+  if (c.watch_replay_horizon < absl::Hours(1) || c.watch_max_stream_age < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        "watch_replay_horizon_h must be at least 1 and watch_max_stream_age_s at least 1");
+  }
+  if (q.max_concurrent_calls >= c.max_queued_requests) {
+    return absl::InvalidArgumentError(
+        "org_max_concurrent_calls must be below max_queued_requests: one organization must not "
+        "be able to fill the shared request queue");
+  }
+  if (q.calls_per_second > 0 && q.burst < 1) {
+    return absl::InvalidArgumentError("org_call_burst must be at least 1");
+  }
+  return c;
+}
+
 }  // namespace
 
 absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_name,
@@ -145,6 +190,14 @@ absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_nam
   c.redis = *redis;
   c.redis.connect_timeout = c.redis.command_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_redis_timeout_ms));
+  c.redis.password = absl::GetFlag(FLAGS_redis_password);
+  c.redis.cache_key = absl::GetFlag(FLAGS_cache_hmac_key);
+  if (!c.redis.cache_key.empty() && c.redis.cache_key.size() < 32) {
+    return absl::InvalidArgumentError("cache_hmac_key must be at least 32 characters");
+  }
+  if (c.redis.password.empty()) {
+    log::Warn("redis_without_password", {{"message", "set --redis_password (requirepass)"}});
+  }
 
   c.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   c.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
@@ -153,7 +206,8 @@ absl::StatusOr<CommonConfig> CommonConfigFromFlags(absl::string_view service_nam
     return absl::InvalidArgumentError(
         "worker_threads (1-256), max_queued_requests and postgres_pool_size must be positive");
   }
-  return DependencyFlags(c);
+  SH_ASSIGN_OR_RETURN(CommonConfig with_quotas, QuotasFromFlags(std::move(c)));
+  return DependencyFlags(with_quotas);
 }
 
 }  // namespace safeharbor

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/pg.h"
+#include "common/quota.h"
 #include "common/redis.h"
 #include "common/server.h"
 
@@ -19,6 +20,11 @@ struct CommonConfig {
   RedisOptions redis;
   int worker_threads = 8;
   int max_queued_requests = 256;
+  QuotaLimits quotas;  // per calling organization
+  // Watch streams: how far back a cursor resumes (older events are pruned), and how long one
+  // stream stays open before the client resumes with its cursor.
+  absl::Duration watch_replay_horizon = absl::Hours(24 * 7);
+  absl::Duration watch_max_stream_age = absl::Hours(1);
   absl::Duration postgres_startup_wait = absl::Seconds(30);
   // Dependencies that hang: each peer may hold at most this many worker threads at once
   // (well below worker_threads), breakers open after consecutive time-outs, and the health

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 namespace safeharbor {
 namespace {
@@ -57,6 +58,18 @@ absl::StatusOr<RedisOptions> ParseRedisUrl(absl::string_view url) {
     return absl::InvalidArgumentError(absl::StrCat("redis url has a bad port: '", url, "'"));
   }
   return o;
+}
+
+absl::Status RedisAuthenticate(redisContext* c, const std::string& password) {
+  if (password.empty()) return absl::OkStatus();
+  auto* r = static_cast<redisReply*>(redisCommand(c, "AUTH %b", password.data(), password.size()));
+  if (r == nullptr) return absl::UnavailableError(absl::StrCat("redis AUTH: ", c->errstr));
+  std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(r, &freeReplyObject);
+  if (r->type == REDIS_REPLY_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("redis refused the password: ", std::string(r->str, r->len).substr(0, 80)));
+  }
+  return absl::OkStatus();
 }
 
 RedisClient::RedisClient(const RedisOptions& options, prometheus::Registry* registry)
@@ -127,19 +140,27 @@ absl::StatusOr<RedisClient::Context> RedisClient::Acquire() {
     }
     ++open_;
   }
-  const timeval tv = absl::ToTimeval(options_.connect_timeout);
-  Context c(redisConnectWithTimeout(options_.host.c_str(), options_.port, tv));
-  if (!c || c->err) {
-    std::string err = c ? c->errstr : "cannot allocate redis context";
+  auto c = Connect();
+  if (!c.ok()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       --open_;
     }
     cv_.notify_one();
+  }
+  return c;
+}
+
+absl::StatusOr<RedisClient::Context> RedisClient::Connect() const {
+  const timeval tv = absl::ToTimeval(options_.connect_timeout);
+  Context c(redisConnectWithTimeout(options_.host.c_str(), options_.port, tv));
+  if (!c || c->err) {
+    std::string err = c ? c->errstr : "cannot allocate redis context";
     return absl::UnavailableError(absl::StrCat("redis connect: ", err));
   }
   const timeval ctv = absl::ToTimeval(options_.command_timeout);
   redisSetTimeout(c.get(), ctv);
+  SH_RETURN_IF_ERROR(RedisAuthenticate(c.get(), options_.password));
   return c;
 }
 

@@ -30,6 +30,11 @@ namespace safeharbor {
 struct RedisOptions {
   std::string host = "127.0.0.1";
   int port = 6379;
+  // AUTH on every connection when not empty (Redis' requirepass).
+  std::string password;
+  // HMAC-SHA256 key authenticating cached values (VersionedCache): a value that fails the check
+  // is ignored, counted and treated as a miss. Empty: nothing is cached.
+  std::string cache_key;
   int pool_size = 4;
   absl::Duration connect_timeout = absl::Milliseconds(200);
   absl::Duration command_timeout = absl::Milliseconds(200);
@@ -38,6 +43,10 @@ struct RedisOptions {
 
 // Parses "redis://host:port" (or "host:port").
 absl::StatusOr<RedisOptions> ParseRedisUrl(absl::string_view url);
+
+// Sends AUTH on a fresh connection when `password` is not empty. UNAVAILABLE naming the cause
+// (never the password) when Redis refuses it.
+absl::Status RedisAuthenticate(redisContext* c, const std::string& password);
 
 struct RedisReply {
   enum class Type { kNil, kString, kInteger, kArray, kStatus };
@@ -71,6 +80,7 @@ class RedisClient {
   using Context = std::unique_ptr<redisContext, ContextDeleter>;
 
   absl::StatusOr<Context> Acquire();
+  absl::StatusOr<Context> Connect() const;  // connected, with its timeout, authenticated
   void Release(Context ctx);
   bool Admit();  // whether a call may go to Redis now (one probe at the end of a window)
   void MarkDown(absl::string_view op, absl::string_view error);

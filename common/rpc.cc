@@ -1,9 +1,14 @@
 #include "common/rpc.h"
 
-namespace safeharbor {
+#include "absl/strings/str_cat.h"
+#include "common/service_spec.h"
+#include "common/status_macros.h"
 
-absl::StatusOr<Caller> RpcEnv::Identify(const grpc::ServerContextBase& ctx) const {
-  if (insecure_dev_mode_) {
+namespace safeharbor {
+namespace {
+
+absl::StatusOr<Caller> Claimed(const grpc::ServerContextBase& ctx, bool insecure_dev_mode) {
+  if (insecure_dev_mode) {
     const auto& md = ctx.client_metadata();
     auto it = md.find(std::string(kDevIdentityHeader));
     if (it == md.end()) {
@@ -16,6 +21,19 @@ absl::StatusOr<Caller> RpcEnv::Identify(const grpc::ServerContextBase& ctx) cons
   auto auth = ctx.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("no TLS peer");
   return CallerFromAuthContext(*auth);
+}
+
+}  // namespace
+
+absl::StatusOr<Caller> RpcEnv::Identify(const grpc::ServerContextBase& ctx) const {
+  SH_ASSIGN_OR_RETURN(Caller caller, Claimed(ctx, insecure_dev_mode_));
+  if (caller.role == Role::kService && !IsServiceIdentity(caller.spiffe_id)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("role 'service' is only for the SafeHarbor services' own identities "
+                     "(spiffe://safeharbor/org/safeharbor-<service>/role/service); organization '",
+                     caller.org_id, "' is not one"));
+  }
+  return caller;
 }
 
 grpc::Status RpcEnv::BusyStatus() {

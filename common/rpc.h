@@ -5,10 +5,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <memory>
 #include <utility>
 
 #include "common/auth.h"
+#include "common/clock.h"
 #include "common/executor.h"
+#include "common/quota.h"
 #include "common/status.h"
 
 namespace safeharbor {
@@ -20,8 +23,15 @@ class RpcEnv {
       : executor_(worker_threads, max_queued), insecure_dev_mode_(insecure_dev_mode) {}
 
   Executor& executor() { return executor_; }
+  // Per-organization limits (the QuotaLimits defaults until set, before serving).
+  OrgQuotas& quotas() { return *quotas_; }
+  void SetQuotaLimits(const QuotaLimits& limits) {
+    quotas_ = std::make_unique<OrgQuotas>(limits, SystemClock::Get());
+  }
   bool insecure_dev_mode() const { return insecure_dev_mode_; }
 
+  // The caller's identity; role "service" only for the known services' own SPIFFE ids
+  // (PERMISSION_DENIED for any other certificate claiming it).
   absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& ctx) const;
 
   static grpc::Status BusyStatus();
@@ -29,6 +39,8 @@ class RpcEnv {
  private:
   Executor executor_;
   const bool insecure_dev_mode_;
+  std::unique_ptr<OrgQuotas> quotas_ =
+      std::make_unique<OrgQuotas>(QuotaLimits{}, SystemClock::Get());
 };
 
 }  // namespace safeharbor

@@ -3,6 +3,9 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/idempotency.h"
@@ -125,6 +128,12 @@ RpcService::RpcService(absl::string_view full_name, KitDeps deps)
                   .Name("safeharbor_rpc_refused_total")
                   .Help("Calls refused by the method table's policy, by method and reason.")
                   .Register(*deps_.registry);
+  quota_refused_ = &prometheus::BuildCounter()
+                        .Name("safeharbor_quota_refused_total")
+                        .Help(
+                            "Calls and streams refused with RESOURCE_EXHAUSTED by a "
+                            "per-organization limit, by limit and caller role.")
+                        .Register(*deps_.registry);
 }
 
 RpcService::~RpcService() = default;
@@ -177,6 +186,11 @@ absl::Status RpcService::Admit(const grpc::CallbackServerContext& ctx, const Met
                                                     info.name, " (it is for: ", p.roles.ToString(),
                                                     ")"));
   }
+  SH_RETURN_IF_ERROR(TakeQuota(info, call));
+  if (const size_t size = req.ByteSizeLong(); size > p.max_request_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("request is ", size, " bytes; ", info.name,
+                                                   " accepts at most ", p.max_request_bytes));
+  }
   if (p.idempotency != Idempotency::kNone) {
     call->request_id_ = RequestIdOf(req);
     call->idem_request_ = &req;
@@ -189,6 +203,42 @@ absl::Status RpcService::Admit(const grpc::CallbackServerContext& ctx, const Met
   }
   call->authorized_ = p.scope != Scope::kStored;
   return absl::OkStatus();
+}
+
+absl::Status RpcService::TakeQuota(const MethodInfo& info, CallContext* call) const {
+  OrgQuotas& quotas = deps_.env->quotas();
+  const std::string& org = call->caller_.org_id;
+  const std::optional<QuotaLimit> refused =
+      info.server_streaming ? quotas.OpenStream(org) : quotas.BeginCall(org);
+  if (refused.has_value()) {
+    if (quota_refused_ != nullptr) {
+      quota_refused_
+          ->Add({{"limit", std::string(QuotaLimitName(*refused))},
+                 {"caller_role", std::string(RoleName(call->caller_.role))}})
+          .Increment();
+    }
+    return quotas.Refusal(*refused);
+  }
+  QuotaSlot slot(&quotas, org,
+                 info.server_streaming ? QuotaSlot::Kind::kStream : QuotaSlot::Kind::kCall);
+  (info.server_streaming ? call->stream_slot_ : call->call_slot_) = std::move(slot);
+  return absl::OkStatus();
+}
+
+size_t RpcService::MaxRequestBytes() const {
+  size_t max = 0;
+  for (const MethodInfo& m : table_) max = std::max(max, m.policy.max_request_bytes);
+  return max;
+}
+
+int MaxReceiveBytes(const std::vector<grpc::Service*>& services, int otherwise) {
+  size_t max = 0;
+  for (grpc::Service* s : services) {
+    if (const auto* kit = dynamic_cast<const RpcService*>(s); kit != nullptr) {
+      max = std::max(max, kit->MaxRequestBytes());
+    }
+  }
+  return max == 0 ? otherwise : static_cast<int>(max);
 }
 
 absl::Status RpcService::Conclude(const CallContext& call, const MethodInfo& info,

@@ -1,7 +1,8 @@
 // Every RPC declared once. A service's method table says, for each RPC of its proto: the handler,
 // the roles and the organization scope that may call it, idempotency on request_id, transaction
 // isolation, read-only or not. RpcService runs, for every entry:
-//   identify → authorize (role) → validate (pure, on the reactor thread) → organization scope
+//   identify → authorize (role) → per-organization quota → request size → validate (pure, on
+//   the reactor thread) → organization scope
 //   → hand-off to the bounded executor → handler (with a CallContext) → transaction with
 //   idempotency (ctx.Transact) → after-commit work → invariant metrics and log.
 // An RPC of the proto without an entry cannot be served: Seal() refuses to start the service.
@@ -29,6 +30,7 @@
 #include "common/deadline.h"  // CurrentCallDeadline: what outgoing calls derive theirs from
 #include "common/pg.h"
 #include "common/prometheus_fwd.h"
+#include "common/quota.h"
 #include "common/rpc.h"
 #include "common/status.h"
 
@@ -66,6 +68,11 @@ enum class Idempotency {
               // first call did
 };
 
+// A request larger than its method's max_request_bytes is refused (INVALID_ARGUMENT) before
+// validation. The server's gRPC receive limit is the largest of its table (a larger message is
+// refused by gRPC itself, RESOURCE_EXHAUSTED).
+inline constexpr size_t kDefaultMaxRequestBytes = 64 << 10;
+
 struct MethodPolicy {
   RoleSet roles;
   Scope scope = Scope::kAnyOrganization;
@@ -73,6 +80,7 @@ struct MethodPolicy {
   Idempotency idempotency = Idempotency::kNone;
   Isolation isolation = Isolation::kReadCommitted;
   bool read_only = false;
+  size_t max_request_bytes = kDefaultMaxRequestBytes;
 };
 
 // One entry of a method table, without its types: what tests enumerate.
@@ -111,6 +119,11 @@ class CallContext {
   // Scope::kStored: the handler's decision on stored data. Returns `decision`.
   absl::Status Authorize(absl::Status decision);
 
+  // A server stream: the caller's organization's open-stream slot, taken by the kit before the
+  // handler ran. Keep it for as long as the stream is open (the watch hub does); dropped, the
+  // stream no longer counts against the organization's limit.
+  QuotaSlot TakeStreamSlot() { return std::move(stream_slot_); }
+
  private:
   friend class RpcService;
   CallContext() = default;
@@ -127,6 +140,8 @@ class CallContext {
   bool authorized_ = false;
   bool in_tx_ = false;
   std::vector<std::function<void()>> after_commit_;
+  QuotaSlot call_slot_;    // unary calls: given back when the call's context is destroyed
+  QuotaSlot stream_slot_;  // streams: until the handler takes it
 };
 
 struct KitDeps {
@@ -167,6 +182,8 @@ class RpcService : public grpc::Service {
 
   const std::string& full_name() const { return full_name_; }
   const std::vector<MethodInfo>& method_table() const { return table_; }
+  // The largest max_request_bytes of the table: the server's gRPC receive limit.
+  size_t MaxRequestBytes() const;
   RpcEnv* env() const { return deps_.env; }
 
  protected:
@@ -201,6 +218,8 @@ class RpcService : public grpc::Service {
                      const google::protobuf::Message& req,
                      const std::function<absl::Status()>& validate,
                      const std::function<std::string()>& organization, CallContext* call) const;
+  // The caller's organization's slot (a call or a stream), or RESOURCE_EXHAUSTED (counted).
+  absl::Status TakeQuota(const MethodInfo& info, CallContext* call) const;
   // The answer, after the kit's own checks; counts and logs what an operator needs.
   absl::Status Conclude(const CallContext& call, const MethodInfo& info, absl::Status status) const;
   template <typename Req>
@@ -222,6 +241,7 @@ class RpcService : public grpc::Service {
   std::vector<bool> declared_;
   prometheus::Family<prometheus::Counter>* violations_ = nullptr;
   prometheus::Family<prometheus::Counter>* refused_ = nullptr;
+  prometheus::Family<prometheus::Counter>* quota_refused_ = nullptr;
 };
 
 template <typename Req, typename Resp>
@@ -274,6 +294,12 @@ void RpcService::ServerStream(absl::string_view name, MethodPolicy policy,
           }));
 }
 
+}  // namespace safeharbor
+
+namespace safeharbor {
+// The gRPC receive limit for a server of `services`: the largest max_request_bytes of their
+// method tables (`otherwise` when none is an RpcService).
+int MaxReceiveBytes(const std::vector<grpc::Service*>& services, int otherwise);
 }  // namespace safeharbor
 
 // In the method table of an RpcService subclass whose protos are in namespace `v1`: declares

@@ -4,10 +4,46 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <vector>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 namespace safeharbor {
+
+bool IsLoopbackListenAddress(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  absl::string_view host = colon == absl::string_view::npos ? address : address.substr(0, colon);
+  if (host == "localhost" || host == "[::1]") return true;
+  std::vector<absl::string_view> octets = absl::StrSplit(host, '.');
+  if (octets.size() != 4 || octets[0] != "127") return false;
+  for (absl::string_view o : octets) {
+    int v = 0;
+    if (!absl::SimpleAtoi(o, &v) || v < 0 || v > 255) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Development mode serves without TLS and takes identity from a header: loopback only.
+absl::Status LoopbackOnly(const ServerOptions& options) {
+  for (const std::string& a :
+       {options.listen_address, options.metrics_address, options.health_address}) {
+    if (!a.empty() && !IsLoopbackListenAddress(a)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "insecure_dev_mode serves without TLS and takes identity from a header: it listens "
+          "only on loopback (--listen_host=127.0.0.1), not on ",
+          a));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
@@ -17,6 +53,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
 
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (options.insecure_dev_mode) {
+    SH_RETURN_IF_ERROR(LoopbackOnly(options));
     log::Warn("insecure_dev_mode",
               {{"message",
                 "TLS IS OFF: development mode, plaintext, identity taken from a header. "

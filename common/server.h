@@ -35,9 +35,14 @@ struct ServerOptions {
 // PostgreSQL does not answer.
 inline constexpr char kLivenessService[] = "liveness";
 
+// Pure: whether a "host:port" listen address binds only the loopback interface (127.0.0.0/8,
+// [::1], localhost). Development mode (no TLS) serves nothing else.
+bool IsLoopbackListenAddress(absl::string_view address);
+
 class ServiceHost {
  public:
-  // Builds and starts the server. `services` must outlive the host.
+  // Builds and starts the server. `services` must outlive the host. In insecure_dev_mode every
+  // address must be loopback (FAILED_PRECONDITION otherwise).
   static absl::StatusOr<std::unique_ptr<ServiceHost>> Start(
       const ServerOptions& options, const std::vector<grpc::Service*>& services,
       std::shared_ptr<prometheus::Registry> registry);

@@ -4,6 +4,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
 #include "common/periodic.h"
+#include "common/rpc_kit.h"
 
 namespace safeharbor {
 
@@ -42,6 +43,7 @@ absl::StatusOr<ServiceDeps> PrepareService(int argc, char** argv, absl::string_v
   deps.env = std::make_unique<RpcEnv>(static_cast<size_t>(deps.config.worker_threads),
                                       static_cast<size_t>(deps.config.max_queued_requests),
                                       deps.config.server.insecure_dev_mode);
+  deps.env->SetQuotaLimits(deps.config.quotas);
   return deps;
 }
 
@@ -52,7 +54,7 @@ PeerOptions PeerFor(const ServiceDeps& deps, absl::string_view self, absl::strin
   o.address = address;
   o.tls = deps.config.server.tls;
   o.insecure_dev_mode = deps.config.server.insecure_dev_mode;
-  o.dev_identity = absl::StrCat("spiffe://safeharbor/org/safeharbor-", self, "/role/service");
+  o.dev_identity = ServiceIdentity(self);
   o.max_in_flight = deps.config.peer_max_in_flight;
   o.breaker = deps.config.breaker;
   o.registry = deps.registry.get();
@@ -61,6 +63,9 @@ PeerOptions PeerFor(const ServiceDeps& deps, absl::string_view self, absl::strin
 
 int ServeUntilSignal(ServiceDeps& deps, const std::vector<grpc::Service*>& services,
                      const std::function<void()>& before_shutdown) {
+  // gRPC refuses what no method of the tables would accept (each method has its own limit).
+  deps.config.server.max_receive_message_bytes =
+      MaxReceiveBytes(services, deps.config.server.max_receive_message_bytes);
   auto host = ServiceHost::Start(deps.config.server, services, deps.registry);
   if (!host.ok()) {
     log::Error("start_failed", {{"error", host.status().message()}});

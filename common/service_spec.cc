@@ -51,4 +51,15 @@ std::string DefaultAddress(absl::string_view name) {
   return absl::StrCat("localhost:", SpecOf(name).grpc_port);
 }
 
+std::string ServiceIdentity(absl::string_view name) {
+  return absl::StrCat("spiffe://safeharbor/org/safeharbor-", name, "/role/service");
+}
+
+bool IsServiceIdentity(absl::string_view spiffe_id) {
+  for (const ServiceSpec& s : ServiceSpecs()) {
+    if (spiffe_id == ServiceIdentity(s.name)) return true;
+  }
+  return false;
+}
+
 }  // namespace safeharbor

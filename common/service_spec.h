@@ -24,5 +24,11 @@ const std::vector<ServiceSpec>& ServiceSpecs();
 const ServiceSpec& SpecOf(absl::string_view name);
 // "localhost:<grpc_port>" of the service named `name`: a peer's default address.
 std::string DefaultAddress(absl::string_view name);
+// The SPIFFE id a service presents to its peers:
+// spiffe://safeharbor/org/safeharbor-<name>/role/service.
+std::string ServiceIdentity(absl::string_view name);
+// True only for the identity of a service in the table: the one kind of caller trusted with
+// role "service".
+bool IsServiceIdentity(absl::string_view spiffe_id);
 
 }  // namespace safeharbor

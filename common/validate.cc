@@ -1,5 +1,7 @@
 #include "common/validate.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
@@ -42,6 +44,15 @@ absl::Status ValidateLatLng(double latitude, double longitude, absl::string_view
   if (latitude == 0 && longitude == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "latitude and ", prefix, "longitude are required"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCursor(absl::string_view cursor) {
+  if (cursor.size() > 20 || !std::all_of(cursor.begin(), cursor.end(), [](char ch) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(ch));
+      })) {
+    return absl::InvalidArgumentError("cursor is malformed");
   }
   return absl::OkStatus();
 }

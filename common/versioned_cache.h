@@ -4,6 +4,10 @@
 // Fail-open: when Redis is down lookups miss (counted) and the caller reads PostgreSQL. A
 // replica whose bump failed does not trust the cache again until a bump succeeds; other
 // replicas are bounded by the TTL.
+// Every stored answer carries an HMAC-SHA256 (key from configuration, RedisOptions::cache_key)
+// over its full key and value: an answer written by anyone who reached Redis without the key
+// fails the check, is counted (result "rejected") and treated as a miss. Without a key nothing
+// is cached.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -35,7 +39,12 @@ class VersionedCache {
   void Invalidate();
 
  private:
+  // The stored form: the answer behind its MAC; the answer, or nullopt when the MAC fails.
+  std::string Seal(absl::string_view full_key, absl::string_view value) const;
+  std::optional<std::string> Open(absl::string_view full_key, absl::string_view stored) const;
+
   RedisClient* redis_;
+  const std::string mac_key_;
   const std::string name_;
   const std::string generation_key_;
   const std::string value_prefix_;

@@ -1,6 +1,7 @@
 """Black-box harness: private PostgreSQL and Redis on free ports, development certificates, and
 the built service binaries started as real processes. Used by the integration tests."""
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -53,9 +54,20 @@ class Stack:
         subprocess.run([os.path.join(ROOT, "scripts", "gen-certs"), self.certs], check=True)
         subprocess.run([SERVERS, "pg-start", os.path.join(self.dir, "pg"), str(self.pg_port)] +
                        (["fast"] if fast else []), check=True)
-        subprocess.run([SERVERS, "redis-start", os.path.join(self.dir, "redis"), str(self.redis_port)],
-                       check=True)
+        # Redis requires a password; cached values are authenticated with a key (both random).
+        self.redis_password = secrets.token_hex(16)
+        self.cache_key = secrets.token_hex(32)
+        self.start_redis()
         self.procs = []
+
+    def start_redis(self):
+        subprocess.run([SERVERS, "redis-start", os.path.join(self.dir, "redis"), str(self.redis_port),
+                        self.redis_password], check=True)
+
+    def redis_env(self):
+        """What every service needs to use this Redis (environment, not arguments: not in ps)."""
+        return {"SAFEHARBOR_REDIS_PASSWORD": self.redis_password,
+                "SAFEHARBOR_CACHE_HMAC_KEY": self.cache_key}
 
     def database(self, name):
         subprocess.run([SERVERS, "pg-createdb", str(self.pg_port), name], check=True)
@@ -98,7 +110,8 @@ class Service:
                 f"--certs_dir={self.stack.certs}", f"--postgres_url={self.db_url}",
                 f"--redis_url=redis://127.0.0.1:{self.stack.redis_port}"] + self.extra
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        env = {**os.environ, **self.stack.redis_env()}
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
         self.stack.procs.append(self.proc)
         deadline = time.time() + timeout
         while time.time() < deadline:

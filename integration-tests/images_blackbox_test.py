@@ -65,7 +65,8 @@ class Container:
         t0 = time.time()
         env = {"SAFEHARBOR_LISTEN_HOST": "127.0.0.1",  # host network: loopback only
                "SAFEHARBOR_POSTGRES_URL": self.db_url,
-               "SAFEHARBOR_REDIS_URL": f"redis://127.0.0.1:{self.stack.redis_port}", **self.env}
+               "SAFEHARBOR_REDIS_URL": f"redis://127.0.0.1:{self.stack.redis_port}",
+               **self.stack.redis_env(), **self.env}
         run = ["run", "--detach", "--name", self.container, "--network", "host",
                "--read-only", "--read-only-tmpfs=false", "--cap-drop", "ALL",
                "--security-opt", "no-new-privileges",

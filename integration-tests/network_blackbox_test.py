@@ -287,8 +287,7 @@ class NetworkBlackBox(unittest.TestCase):
             made = self.story_calls("noredis")
             print(f"\nRedis stopped: {made} calls made, 0 lost", flush=True)
         finally:
-            subprocess.run([SERVERS, "redis-start", os.path.join(self.stack.dir, "redis"),
-                            str(self.stack.redis_port)], check=True)
+            self.stack.start_redis()
 
     def test_7_postgres_restart_unavailable_then_recovery(self):
         pg_dir = os.path.join(self.stack.dir, "pg")

@@ -55,5 +55,26 @@ TEST(RedisClient, OutageFailsFastIsCountedAndHeals) {
   EXPECT_EQ(SumCounter(registry, "safeharbor_redis_up"), 1);
 }
 
+TEST(RedisClient, TheTestRedisNeedsItsPassword) {
+  auto& s = TestServers::Get();
+  RedisOptions none = s.redis_options();
+  none.password.clear();
+  RedisClient anonymous(none, nullptr);
+  auto refused = anonymous.Get("k");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("NOAUTH"), std::string::npos) << refused.status();
+  RedisOptions wrong = s.redis_options();
+  wrong.password = "not-the-password";
+  prometheus::Registry registry;
+  RedisClient bad(wrong, &registry);
+  auto down = bad.Get("k");
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(down.status().message().find("refused the password"), std::string::npos);
+  EXPECT_EQ(down.status().message().find("not-the-password"), std::string::npos);
+  EXPECT_EQ(SumCounter(registry, "safeharbor_redis_up"), 0);
+  RedisClient good(s.redis_options(), nullptr);
+  EXPECT_TRUE(good.Get("k").ok());
+}
+
 }  // namespace
 }  // namespace safeharbor

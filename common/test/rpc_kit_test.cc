@@ -14,6 +14,7 @@
 #include "common/periodic.h"
 #include "common/server.h"
 #include "common/service_client.h"
+#include "common/service_spec.h"
 #include "common/test/echo_service.h"
 #include "common/testing/harness.h"
 
@@ -45,7 +46,9 @@ struct Kit {
   std::unique_ptr<EchoServiceImpl> echo;
   std::unique_ptr<ServiceHost> host;
 
-  explicit Kit(MethodPolicy policy, EchoServiceImpl::Handler handler = {}) {
+  explicit Kit(MethodPolicy policy, EchoServiceImpl::Handler handler = {},
+               const QuotaLimits& quotas = {}) {
+    env.SetQuotaLimits(quotas);
     echo = std::make_unique<EchoServiceImpl>(&env, policy, std::move(handler), registry.get());
     ServerOptions opts;
     opts.service_name = "directory";
@@ -147,6 +150,93 @@ TEST(RpcKit, TheCallersDeadlineReachesTheHandlerThread) {
   EXPECT_GT(seen, before + absl::Seconds(6));
   EXPECT_LT(seen, before + absl::Seconds(8));
   EXPECT_EQ(CurrentCallDeadline(), absl::InfiniteFuture());  // Outside a call.
+}
+
+// Per-organization limits in the kit. 30 calls of one organization against 2 workers and a queue
+// of 16: without a limit they fill the queue and every other caller is told "server busy"; with
+// 4 calls in flight per organization the rest of the flood is refused and another organization's
+// call is queued and answered.
+TEST(RpcKit, OneOrganizationsFloodDoesNotFillTheSharedQueue) {
+  std::atomic<bool> release{false};
+  Kit kit({.roles = RoleSet::Every()},
+          [&](CallContext&, const EchoRequest& r, EchoResponse*) {
+            for (int i = 0; r.message() == "hold" && !release.load() && i < 20000; ++i) {
+              absl::SleepFor(absl::Milliseconds(1));
+            }
+            return absl::OkStatus();
+          },
+          {.max_concurrent_calls = 4, .calls_per_second = 0});
+  std::atomic<int> ok{0}, exhausted{0};
+  std::vector<std::thread> flood;
+  for (int i = 0; i < 30; ++i) {
+    flood.emplace_back([&] {
+      const grpc::Status st = kit.Call("org-flood", "law_enforcement", "hold");
+      if (st.ok()) ++ok;
+      if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+          st.error_message().find("calls in progress") != std::string::npos) {
+        ++exhausted;
+      }
+    });
+  }
+  for (int i = 0; i < 2000 && exhausted.load() < 26; ++i) absl::SleepFor(absl::Milliseconds(10));
+  grpc::Status other;
+  std::thread other_call([&] { other = kit.Call("org-other", "child_welfare", "hi"); });
+  absl::SleepFor(absl::Milliseconds(200));  // queued behind the flood's four
+  release = true;
+  other_call.join();
+  for (auto& t : flood) t.join();
+  std::cout << "flood: " << ok.load() << " admitted, " << exhausted.load()
+            << " refused; other organization: " << other.error_code() << "\n";
+  EXPECT_EQ(ok.load(), 4);
+  EXPECT_EQ(exhausted.load(), 26);
+  EXPECT_TRUE(other.ok()) << other.error_message();
+  EXPECT_EQ(kit.Metric("safeharbor_quota_refused_total{caller_role=\"law_enforcement\","
+                       "limit=\"concurrent_calls\"} "),
+            26);
+  EXPECT_TRUE(kit.Call("org-flood", "law_enforcement", "hi").ok());  // slots given back
+}
+
+TEST(RpcKit, CallRatePerOrganization) {
+  Kit kit({.roles = RoleSet::Every()}, {},
+          {.max_concurrent_calls = 0, .calls_per_second = 0.01, .burst = 3});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(kit.Call("org-a", "auditor", "hi").ok()) << i;
+  const grpc::Status st = kit.Call("org-a", "auditor", "hi");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(st.error_message().find("call rate"), std::string::npos) << st.error_message();
+  EXPECT_TRUE(kit.Call("org-b", "auditor", "hi").ok());
+  EXPECT_EQ(kit.Metric("safeharbor_quota_refused_total{caller_role=\"auditor\","
+                       "limit=\"call_rate\"} "),
+            1);
+}
+
+TEST(RpcKit, RequestsOverTheMethodsSizeAreRefusedBeforeValidation) {
+  std::atomic<int> ran{0};
+  Kit kit({.roles = RoleSet::Every(), .max_request_bytes = 100},
+          [&](CallContext&, const EchoRequest&, EchoResponse*) {
+            ++ran;
+            return absl::OkStatus();
+          });
+  EXPECT_TRUE(kit.Call("org-a", "auditor", std::string(90, 'x')).ok());
+  const grpc::Status st = kit.Call("org-a", "auditor", std::string(200, 'x'));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("Echo accepts at most 100"), std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_EQ(MaxReceiveBytes({kit.echo.get()}, 7), 100);
+  EXPECT_EQ(MaxReceiveBytes({}, 7), 7);
+}
+
+TEST(RpcKit, RoleServiceOnlyForTheKnownServices) {
+  Kit kit({.roles = {Role::kService}});
+  EXPECT_TRUE(kit.Call("safeharbor-beds", "service", "hi").ok());
+  EXPECT_TRUE(kit.Call("safeharbor-referrals", "service", "hi").ok());
+  const grpc::Status st = kit.Call("org-a", "service", "hi");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(st.error_message().find("own identities"), std::string::npos) << st.error_message();
+  EXPECT_EQ(kit.Call("safeharbor-unknown", "service", "hi").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(IsServiceIdentity("spiffe://safeharbor/org/safeharbor-fees/role/service"));
+  EXPECT_FALSE(IsServiceIdentity("spiffe://safeharbor/org/safeharbor-fees/role/auditor"));
 }
 
 // A slow peer behind a fast caller: the outgoing call gets what the incoming call has left, not

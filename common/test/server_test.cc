@@ -178,5 +178,37 @@ TEST_F(ServerTest, GrpcMetricsCountHandledCallsByCode) {
   EXPECT_GT(host_->metrics_port(), 0);
 }
 
+// Development mode (no TLS, identity from a header) serves only on loopback.
+TEST(DevMode, RefusesToListenOnAnythingButLoopback) {
+  EXPECT_TRUE(IsLoopbackListenAddress("127.0.0.1:50051"));
+  EXPECT_TRUE(IsLoopbackListenAddress("127.10.0.3:0"));
+  EXPECT_TRUE(IsLoopbackListenAddress("localhost:9461"));
+  EXPECT_TRUE(IsLoopbackListenAddress("[::1]:50051"));
+  EXPECT_FALSE(IsLoopbackListenAddress("0.0.0.0:50051"));
+  EXPECT_FALSE(IsLoopbackListenAddress("[::]:50051"));
+  EXPECT_FALSE(IsLoopbackListenAddress("10.0.0.7:50051"));
+  EXPECT_FALSE(IsLoopbackListenAddress("127.0.0.1.example.org:50051"));
+  EXPECT_FALSE(IsLoopbackListenAddress("127.0.0.300:1"));
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  RpcEnv env(1, 4, true);
+  testing::EchoServiceImpl echo(&env);
+  ServerOptions opts;
+  opts.service_name = "directory";
+  opts.insecure_dev_mode = true;
+  opts.listen_address = "0.0.0.0:0";
+  auto refused = ServiceHost::Start(opts, {&echo}, registry);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("only on loopback"), std::string::npos);
+  opts.listen_address = "127.0.0.1:0";
+  opts.metrics_address = "0.0.0.0:0";  // every address it would serve on
+  EXPECT_FALSE(ServiceHost::Start(opts, {&echo}, registry).ok());
+  opts.metrics_address = "";
+  auto host = ServiceHost::Start(opts, {&echo}, registry);
+  ASSERT_TRUE(host.ok()) << host.status();
+  (*host)->Shutdown();
+}
+
 }  // namespace
 }  // namespace safeharbor

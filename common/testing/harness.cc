@@ -92,7 +92,8 @@ void TestServers::StopPostgres() { MustRun({Servers(), "pg-stop", root_ + "/pg"}
 void TestServers::FreezePostgres() { MustRun({Servers(), "pg-freeze", root_ + "/pg"}); }
 void TestServers::ThawPostgres() { MustRun({Servers(), "pg-thaw", root_ + "/pg"}); }
 void TestServers::StartRedis() {
-  MustRun({Servers(), "redis-start", root_ + "/redis", std::to_string(redis_port_)});
+  MustRun({Servers(), "redis-start", root_ + "/redis", std::to_string(redis_port_),
+           std::string(kRedisPassword)});
 }
 void TestServers::StopRedis() { MustRun({Servers(), "redis-stop", root_ + "/redis"}); }
 
@@ -125,6 +126,8 @@ PgOptions TestServers::PgOptionsFor(const std::string& url) const {
 RedisOptions TestServers::redis_options() const {
   RedisOptions o;
   o.port = redis_port_;
+  o.password = std::string(kRedisPassword);
+  o.cache_key = std::string(kCacheKey);
   o.retry_after = absl::Milliseconds(100);
   return o;
 }

@@ -20,6 +20,10 @@ int FreePort();
 // Runs a command (argv) and returns OK when it exits 0.
 absl::Status Run(const std::vector<std::string>& argv);
 
+// The test Redis requires this password; cached values are authenticated with this key.
+inline constexpr absl::string_view kRedisPassword = "test-redis-password-3f9a1c";
+inline constexpr absl::string_view kCacheKey = "test-cache-hmac-key-0123456789abcdef";
+
 class TestServers {
  public:
   static TestServers& Get();

@@ -19,6 +19,7 @@
 #include "common/pg.h"
 #include "common/redis.h"
 #include "common/rpc.h"
+#include "common/rpc_kit.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
 
@@ -56,6 +57,7 @@ struct Hosted {
     ServerOptions o;
     o.service_name = name;
     o.tls = TestServers::Get().ServerTls(name);
+    o.max_receive_message_bytes = MaxReceiveBytes({service.get()}, o.max_receive_message_bytes);
     auto h = ServiceHost::Start(o, {service.get()}, registry);
     ASSERT_TRUE(h.ok()) << h.status();
     host = *std::move(h);

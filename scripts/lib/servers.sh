@@ -4,7 +4,7 @@
 #   servers.sh pg-start DIR PORT [fast]   initdb if needed, start (fast: fsync off, for tests)
 #   servers.sh pg-stop DIR
 #   servers.sh pg-createdb PORT NAME      create a database if it does not exist
-#   servers.sh redis-start DIR PORT
+#   servers.sh redis-start DIR PORT [PASSWORD]   (requirepass; also set on a running one)
 #   servers.sh redis-stop DIR
 #   servers.sh pg-freeze DIR | pg-thaw DIR   SIGSTOP / SIGCONT the postmaster and every backend
 #                                         (a hung server: sockets accept, nothing answers)
@@ -64,13 +64,23 @@ pg_createdb() {
 }
 
 redis_start() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 password=${3:-}
+  local cli=(redis-cli -h 127.0.0.1 -p "$port")
+  [[ -n $password ]] && cli+=(--no-auth-warning -a "$password")
   mkdir -p "$dir"
-  if [[ -f $dir/redis.pid ]] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then return 0; fi
-  redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --pidfile "$dir/redis.pid" \
-    --dir "$dir" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
+  if [[ -f $dir/redis.pid ]] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
+    # Started before it had a password: give it one (refused if it already has another).
+    if [[ -n $password ]] && redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
+      redis-cli -h 127.0.0.1 -p "$port" config set requirepass "$password" >/dev/null
+    fi
+    return 0
+  fi
+  local args=(--port "$port" --bind 127.0.0.1 --daemonize yes --pidfile "$dir/redis.pid"
+    --dir "$dir" --logfile "$dir/redis.log" --save '' --appendonly no)
+  [[ -n $password ]] && args+=(--requirepass "$password")
+  redis-server "${args[@]}" >/dev/null
   for _ in $(seq 1 100); do
-    redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+    "${cli[@]}" ping 2>/dev/null | grep -q PONG && return 0
     sleep 0.05
   done
   echo "redis did not start on port $port" >&2; exit 1

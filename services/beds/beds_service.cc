@@ -75,6 +75,7 @@ WatchSource<v1::WatchAvailabilityResponse> AvailabilityEvents() {
     }
     return out;
   };
+  PruneEventsTable(source, "availability_events");
   return source;
 }
 
@@ -139,9 +140,11 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
   watch.poll_interval = options_.watch_poll_interval;
   watch.max_pending = options_.watch_max_pending;
   watch.max_watchers = options_.max_watchers;
+  watch.replay_horizon = options_.watch_replay_horizon;
+  watch.max_stream_age = options_.watch_max_stream_age;
   hub_ = std::make_unique<WatchHub<v1::WatchAvailabilityResponse>>(
       pg_, redis_ ? &redis_->options() : nullptr, absl::StrCat(options_.key_namespace, ":events"),
-      AvailabilityEvents(), watch, &watchers);
+      AvailabilityEvents(), watch, &watchers, clock_);
 }
 
 BedsServiceImpl::~BedsServiceImpl() { StopBackground(); }
@@ -202,7 +205,7 @@ void BedsServiceImpl::Methods() {
         if (!r.county_fips().empty() && counties_.Find(r.county_fips()) == nullptr) {
           return absl::InvalidArgumentError("county_fips must be a known county FIPS code");
         }
-        return absl::OkStatus();
+        return ValidateCursor(r.cursor());
       });
   Seal();
 }
@@ -683,8 +686,8 @@ absl::Status BedsServiceImpl::DischargePlacement(CallContext& ctx,
 }
 
 grpc::ServerWriteReactor<v1::WatchAvailabilityResponse>* BedsServiceImpl::WatchAvailability(
-    CallContext&, const v1::WatchAvailabilityRequest& req) {
-  return hub_->NewWatcher(req.county_fips(), req.cursor());
+    CallContext& ctx, const v1::WatchAvailabilityRequest& req) {
+  return hub_->NewWatcher(req.county_fips(), req.cursor(), ctx.TakeStreamSlot());
 }
 
 }  // namespace safeharbor::beds

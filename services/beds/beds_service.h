@@ -40,6 +40,9 @@ struct BedsOptions {
   // Active holds one organization may have (counted for the organization a hold is for):
   // beyond it HoldBed answers RESOURCE_EXHAUSTED.
   int64_t max_active_holds_per_org = 25;
+  // How far back a cursor resumes (older events pruned); how long one stream stays open.
+  absl::Duration watch_replay_horizon = absl::Hours(24 * 7);
+  absl::Duration watch_max_stream_age = absl::Hours(1);
 };
 
 // The method table (beds_service.cc, Methods) declares every RPC with its policy.
@@ -52,6 +55,9 @@ class BedsServiceImpl final : public RpcService {
                   BedsOptions options = {});
   ~BedsServiceImpl() override;
 
+  // One pass pruning watch events older than the replay horizon (tests; StartBackground runs
+  // it periodically).
+  absl::Status PruneWatchEvents() { return hub_->PruneOnce(); }
   // Starts the background sweeper, gauge refresher and watch hub. Tests with an injected clock
   // may instead call SweepExpiredHolds and RefreshGauges directly.
   void StartBackground();

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
   options.sweep_interval = absl::Milliseconds(absl::GetFlag(FLAGS_sweep_interval_ms));
   options.max_active_holds_per_org = absl::GetFlag(FLAGS_max_active_holds_per_organization);
+  options.watch_replay_horizon = deps->config.watch_replay_horizon;
+  options.watch_max_stream_age = deps->config.watch_max_stream_age;
   auto peer =
       Peer::Connect(PeerFor(*deps, "beds", "directory", absl::GetFlag(FLAGS_directory_address)));
   if (!peer.ok()) {

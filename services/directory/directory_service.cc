@@ -43,6 +43,41 @@ absl::Status ImportService(PgTx& tx, const Caller& by, v1::Service* service) {
                         &ServiceFactChanges);
 }
 
+// One page of the HSDS export: organizations after `after` (by id) with all their services.
+struct ExportPage {
+  std::vector<v1::Organization> organizations;
+  std::vector<v1::Service> services;
+  bool more = false;
+};
+
+absl::StatusOr<ExportPage> ReadExportPage(PgTx& tx, const std::string& after, int size) {
+  constexpr int kBatch = 500;
+  constexpr size_t kMaxServicesPerPage = 20000;  // bounds one page's memory
+  ExportPage page;
+  SH_ASSIGN_OR_RETURN(page.organizations,
+                      DirectoryStore::ListOrganizations(tx, v1::ORGANIZATION_KIND_UNSPECIFIED, "",
+                                                        after, size + 1));
+  if (static_cast<int>(page.organizations.size()) > size) {
+    page.organizations.pop_back();
+    page.more = true;
+  }
+  for (const v1::Organization& o : page.organizations) {
+    for (std::string from;;) {
+      SH_ASSIGN_OR_RETURN(auto batch, DirectoryStore::ListServices(tx, o.id(), from, kBatch));
+      for (auto& s : batch) page.services.push_back(std::move(s));
+      if (page.services.size() > kMaxServicesPerPage) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("more than ", kMaxServicesPerPage,
+                         " services in one export page: ask for a smaller "
+                         "page_size"));
+      }
+      if (static_cast<int>(batch.size()) < kBatch) break;
+      from = page.services.back().id();
+    }
+  }
+  return page;
+}
+
 }  // namespace
 
 DirectoryServiceImpl::DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
@@ -97,8 +132,12 @@ void DirectoryServiceImpl::Methods() {
   SAFEHARBOR_RPC(
       SearchServices, read,
       .validate = [this](const auto& r) { return ValidateSearch(r, counties_); });
+  // The one large request: an HSDS document, plus room for its request_id.
   SAFEHARBOR_RPC(
-      ImportHsds, (MethodPolicy{.roles = admin, .idempotency = Idempotency::kRecorded}),
+      ImportHsds,
+      (MethodPolicy{.roles = admin,
+                    .idempotency = Idempotency::kRecorded,
+                    .max_request_bytes = options_.max_hsds_bytes + 4096}),
       .validate = [this](const auto& r) -> absl::Status {
         if (r.hsds_json().size() > options_.max_hsds_bytes) {
           return absl::InvalidArgumentError(
@@ -106,7 +145,7 @@ void DirectoryServiceImpl::Methods() {
         }
         return absl::OkStatus();
       });
-  SAFEHARBOR_RPC(ExportHsds, (MethodPolicy{.roles = RoleSet::Every(),
+  SAFEHARBOR_RPC(ExportHsds, (MethodPolicy{.roles = {Role::kDirectoryAdmin, Role::kAuditor},
                                            .isolation = Isolation::kRepeatableRead,
                                            .read_only = true}));
   SAFEHARBOR_RPC(ListCounties, (MethodPolicy{.roles = RoleSet::Every()}));
@@ -335,38 +374,26 @@ absl::Status DirectoryServiceImpl::ImportHsds(CallContext& ctx, const v1::Import
   return absl::OkStatus();
 }
 
-absl::Status DirectoryServiceImpl::ExportHsds(CallContext& ctx, const v1::ExportHsdsRequest&,
+absl::Status DirectoryServiceImpl::ExportHsds(CallContext& ctx, const v1::ExportHsdsRequest& req,
                                               v1::ExportHsdsResponse* resp) {
-  constexpr int kBatch = 500;
-  constexpr size_t kMaxRecords = 200000;  // Bounds the export's memory.
-  std::vector<v1::Organization> orgs;
-  std::vector<v1::Service> services;
+  SH_ASSIGN_OR_RETURN(const int size, ValidatePageSize(req.page_size(), 100, 500));
+  const std::string fp = QueryFingerprint(req);
+  std::string after;
+  if (!req.page_token().empty()) {
+    SH_ASSIGN_OR_RETURN(auto parts, DecodePageToken(req.page_token(), "hsds", fp, 1));
+    after = parts[0];
+  }
+  ExportPage page;
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
-    orgs.clear();
-    services.clear();
-    for (std::string after;;) {
-      SH_ASSIGN_OR_RETURN(
-          auto batch, DirectoryStore::ListOrganizations(tx, v1::ORGANIZATION_KIND_UNSPECIFIED, "",
-                                                        after, kBatch));
-      for (auto& o : batch) orgs.push_back(std::move(o));
-      if (static_cast<int>(batch.size()) < kBatch) break;
-      if (orgs.size() > kMaxRecords) return absl::ResourceExhaustedError("directory too large");
-      after = orgs.back().id();
-    }
-    for (std::string after;;) {
-      SH_ASSIGN_OR_RETURN(auto batch, DirectoryStore::ListServices(tx, "", after, kBatch));
-      for (auto& s : batch) services.push_back(std::move(s));
-      if (static_cast<int>(batch.size()) < kBatch) break;
-      if (services.size() > kMaxRecords) {
-        return absl::ResourceExhaustedError("directory too large to export in one call");
-      }
-      after = services.back().id();
-    }
+    SH_ASSIGN_OR_RETURN(page, ReadExportPage(tx, after, size));
     return absl::OkStatus();
   }));
-  resp->set_hsds_json(WriteHsds(orgs, services, counties_));
-  resp->set_organizations_exported(static_cast<int32_t>(orgs.size()));
-  resp->set_services_exported(static_cast<int32_t>(services.size()));
+  resp->set_hsds_json(WriteHsds(page.organizations, page.services, counties_));
+  resp->set_organizations_exported(static_cast<int32_t>(page.organizations.size()));
+  resp->set_services_exported(static_cast<int32_t>(page.services.size()));
+  if (page.more) {
+    resp->set_next_page_token(EncodePageToken("hsds", fp, {page.organizations.back().id()}));
+  }
   return absl::OkStatus();
 }
 

@@ -20,9 +20,6 @@ int main(int argc, char** argv) {
   if (!deps.ok()) return 1;
   directory::DirectoryOptions options;
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
-  // HSDS imports may be large: allow them through the transport.
-  deps->config.server.max_receive_message_bytes =
-      static_cast<int>(options.max_hsds_bytes) + (1 << 20);
   directory::DirectoryServiceImpl service(deps->env.get(), deps->pg.get(), deps->redis.get(),
                                           *deps->registry, WashingtonCounties(), options);
   return ServeUntilSignal(*deps, {&service});

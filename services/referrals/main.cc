@@ -58,6 +58,8 @@ int main(int argc, char** argv) {
   options.deadlines.urgent = absl::Seconds(absl::GetFlag(FLAGS_urgent_deadline_s));
   options.deadlines.emergency = absl::Seconds(absl::GetFlag(FLAGS_emergency_deadline_s));
   options.tick = absl::Milliseconds(absl::GetFlag(FLAGS_timer_interval_ms));
+  options.watch.replay_horizon = deps->config.watch_replay_horizon;
+  options.watch.max_stream_age = deps->config.watch_max_stream_age;
   referrals::ReferralServiceImpl service(deps->env.get(), deps->pg.get(), deps->redis.get(),
                                          *deps->registry, WashingtonCounties(), SystemClock::Get(),
                                          &*sealer, &network, options);

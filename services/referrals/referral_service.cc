@@ -32,6 +32,7 @@ WatchSource<v1::WatchReferralsResponse> WatchEvents() {
     }
     return out;
   };
+  PruneEventsTable(source, "referral_events");
   return source;
 }
 
@@ -53,15 +54,6 @@ v1::Urgency UrgencyOf(const v1::CreateReferralRequest& req) {
   return req.urgency() == v1::URGENCY_UNSPECIFIED ? v1::URGENCY_ROUTINE : req.urgency();
 }
 
-absl::Status ValidateCursor(absl::string_view cursor) {
-  if (cursor.size() > 20 || !std::all_of(cursor.begin(), cursor.end(), [](char ch) {
-        return absl::ascii_isdigit(static_cast<unsigned char>(ch));
-      })) {
-    return absl::InvalidArgumentError("cursor is malformed");
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
@@ -80,7 +72,7 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
       hub_(std::make_unique<WatchHub<v1::WatchReferralsResponse>>(
           pg_, redis_ ? &redis_->options() : nullptr,
           absl::StrCat(options_.key_namespace, ":events"), WatchEvents(), options_.watch,
-          &metrics_.watchers)),
+          &metrics_.watchers, clock)),
       changes_(
           pg, clock, sealer, network, &metrics_, [this] { Committed(); },
           [this] { timers_.Wake(); }),
@@ -464,22 +456,30 @@ absl::Status ReferralServiceImpl::GetReferralStats(CallContext& ctx,
 
 grpc::ServerWriteReactor<v1::WatchReferralsResponse>* ReferralServiceImpl::WatchReferrals(
     CallContext& ctx, const v1::WatchReferralsRequest& req) {
-  // Every stream can replay profiles from its cursor: who opened it, from where, is audited
-  // (on the executor: never a database write on this reactor thread).
+  // The request was validated before this runs. Every stream can replay profiles from its
+  // cursor: who opened it, from where, is audited, and the stream delivers nothing until that
+  // audit row committed (it ends if the write failed). The write runs on the executor: never a
+  // database write on this reactor thread.
   const Caller c = ctx.caller();
-  const bool queued = env()->executor().TrySubmit([this, c, cursor = req.cursor()] {
+  uint64_t id = 0;
+  auto* stream = hub_->NewWatcher(c.org_id, req.cursor(), ctx.TakeStreamSlot(), &id);
+  if (id == 0) return stream;  // refused: nothing registered, nothing to audit
+  const bool queued = env()->executor().TrySubmit([this, c, id, cursor = req.cursor()] {
     absl::Status s = pg_->Transact([&](PgTx& tx) {
       return ReferralStore::Audit(tx, c, "watch_opened", "*",
                                   absl::StrCat("cursor=", cursor.empty() ? "now" : cursor),
                                   clock_->Now());
     });
     if (!s.ok()) log::Error("audit_failed", {{"action", "watch_opened"}, {"error", s.message()}});
+    hub_->Activate(id, s.ok() ? grpc::Status::OK
+                              : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                             "the watch could not be audited; retry"));
   });
   if (!queued) {
-    return Refuse<v1::WatchReferralsResponse>(
-        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server busy; retry the watch"));
+    hub_->Activate(
+        id, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server busy; retry the watch"));
   }
-  return hub_->NewWatcher(c.org_id, req.cursor());
+  return stream;
 }
 
 }  // namespace safeharbor::referrals

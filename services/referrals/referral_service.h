@@ -43,6 +43,9 @@ class ReferralServiceImpl final : public RpcService {
   // confirm pending placements. Returns how many referrals it routed or escalated.
   absl::StatusOr<int> RunTimers() { return timers_.RunOnce(); }
   absl::Status RefreshGauges() { return timers_.RefreshGauges(); }
+  // One pass pruning watch events older than the replay horizon (StartBackground runs it
+  // periodically).
+  absl::Status PruneWatchEvents() { return hub_->PruneOnce(); }
 
  private:
   void Methods();

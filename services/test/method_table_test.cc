@@ -638,8 +638,11 @@ TEST_F(MethodTableTest, RoleMatrixMatchesTheTables) {
     std::map<Role, std::unique_ptr<grpc::GenericStub>> stubs;
     for (Role r : AllRoles()) {
       const std::string role(RoleName(r));
-      stubs[r] = std::make_unique<grpc::GenericStub>(TestServers::Get().Channel(
-          s.port, absl::StrCat("matrix-org-", static_cast<int>(r)), role));
+      // Role "service" is trusted only under a known service's own identity.
+      const std::string org = r == Role::kService
+                                  ? "safeharbor-referrals"
+                                  : absl::StrCat("matrix-org-", static_cast<int>(r));
+      stubs[r] = std::make_unique<grpc::GenericStub>(TestServers::Get().Channel(s.port, org, role));
     }
     for (const MethodInfo& m : s.service->method_table()) {
       const std::string path = absl::StrCat("/", s.service->full_name(), "/", m.name);

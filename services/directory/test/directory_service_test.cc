@@ -6,7 +6,9 @@
 
 #include <functional>
 #include <set>
+#include <iostream>
 
+#include "absl/strings/match.h"
 #include "common/geo.h"
 #include "common/metrics.h"
 #include "common/proto_time.h"
@@ -396,6 +398,34 @@ TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
   EXPECT_EQ(Cache("miss"), misses + 1);
 }
 
+// Cached answers carry a MAC under a key from configuration: whoever reaches Redis (even with
+// its password) cannot steer searches by writing answers of their own.
+TEST_F(SearchTest, ACachedAnswerThatFailsItsCheckIsIgnoredCountedAndReplaced) {
+  auto r = NearSeattle();
+  EXPECT_EQ(SearchIds(r).size(), 3u);  // cached now
+  RedisClient raw(TestServers::Get().redis_options(), nullptr);
+  auto keys = raw.Command({"KEYS", cache_namespace_ + ":directory_search:*"});
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  v1::SearchServicesResponse forged;
+  forged.add_matches()->mutable_service()->set_id("forged-service");
+  int written = 0;
+  for (const auto& k : keys->elements) {
+    if (absl::EndsWith(k.str, ":gen")) continue;
+    const std::string value = written % 2 == 0 ? std::string(32, '\0') + forged.SerializeAsString()
+                                               : std::string("short");
+    ASSERT_TRUE(raw.SetWithTtl(k.str, value, absl::Minutes(1)).ok());
+    ++written;
+  }
+  ASSERT_GE(written, 1);
+  const double rejected = Cache("rejected"), hits = Cache("hit");
+  EXPECT_EQ(SearchIds(r).size(), 3u);
+  EXPECT_EQ(Cache("rejected"), rejected + 1);
+  EXPECT_EQ(SearchIds(r).size(), 3u);  // the answer was stored again, authenticated
+  EXPECT_EQ(Cache("hit"), hits + 1);
+  std::cout << "forged cache values: " << written << " written, " << Cache("rejected") - rejected
+            << " rejected, 0 served\n";
+}
+
 TEST_F(SearchTest, WithRedisStoppedSearchesStillSucceedAndTheOutageIsCounted) {
   auto r = NearSeattle();
   EXPECT_EQ(SearchIds(r).size(), 3u);
@@ -729,6 +759,52 @@ TEST_F(DirectoryTest, AnHsdsImportRecordsTheFactsItChanges) {
   }
   EXPECT_EQ(resources.size(), 4u);  // two organizations and two services, each recorded once
   EXPECT_EQ(Rows("fact_changes"), got.changes_size());
+}
+
+// The export is for directory_admin and auditor, in pages of organizations (each page an HSDS
+// document with the organizations' services), so that no call holds the whole directory.
+TEST_F(DirectoryTest, HsdsExportIsPagedAndOnlyForAdminAndAuditor) {
+  for (int i = 0; i < 5; ++i) {
+    const std::string org = absl::StrCat("export-org-", i);
+    CreateOrg(Provider(org, kSeattle, 47.61, -122.33));
+    CreateSvc(Svc(absl::StrCat("export-svc-", i), org, v1::SERVICE_CATEGORY_CSEC_ADVOCACY));
+  }
+  for (const char* role : {"provider", "law_enforcement", "child_welfare", "fiscal"}) {
+    v1::ExportHsdsResponse r;
+    EXPECT_EQ(Stub_("some-org", role)->ExportHsds(Ctx().get(), {}, &r).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
+        << role;
+  }
+  auto auditor = Stub_("state-auditor", "auditor");
+  v1::ExportHsdsRequest req;
+  req.set_page_size(2);
+  std::set<std::string> orgs, services;
+  int pages = 0;
+  do {
+    v1::ExportHsdsResponse page;
+    grpc::Status st = auditor->ExportHsds(Ctx().get(), req, &page);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ++pages;
+    EXPECT_LE(page.organizations_exported(), 2);
+    auto parsed = ParseHsds(page.hsds_json(), WashingtonCounties());
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    for (const auto& o : parsed->organizations) EXPECT_TRUE(orgs.insert(o.id()).second) << o.id();
+    for (const auto& sv : parsed->services) {
+      EXPECT_TRUE(services.insert(sv.id()).second) << sv.id();
+      EXPECT_TRUE(orgs.count(sv.organization_id()) > 0);  // with its organization's page
+    }
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(orgs.size(), 5u);
+  EXPECT_EQ(services.size(), 5u);
+  // A token belongs to its query; a bad one is refused naming the field.
+  v1::ExportHsdsResponse r;
+  req.set_page_size(3);
+  req.set_page_token("garbage");
+  grpc::Status st = admin_->ExportHsds(Ctx().get(), req, &r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("page_token"), std::string::npos) << st.error_message();
 }
 
 TEST_F(DirectoryTest, HsdsImportedThenExportedKeepsItsContent) {

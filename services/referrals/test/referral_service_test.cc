@@ -1039,5 +1039,80 @@ TEST_F(ReferralTest, AHoldTakenJustBeforeACrashIsFoundAndTheBedOfferedAgain) {
             0);
 }
 
+// WatchReferrals (issue 11): the request is validated before anything is written or registered;
+// the stream delivers nothing unless its audit row committed; a cursor from before the pruned
+// range (the replay horizon) is refused with a message telling the client to resync.
+TEST_F(ReferralTest, WatchValidatesFirstAuditsBeforeDeliveringAndResumesOnlyWithinTheHorizon) {
+  const std::string id = Create(Request(/*placement=*/false));
+  ASSERT_EQ(Timers(), 1);
+  const v1::Referral routed = AsChildWelfare(id);
+  ASSERT_GE(routed.offers_size(), 1);
+  const std::string prov = routed.offers(0).provider_organization_id();
+  auto provider = Stub_(prov, "provider");
+  struct Watched {
+    grpc::Status status;
+    std::vector<std::string> cursors;
+  };
+  auto watch = [&](const std::string& cursor, size_t want) {
+    Watched out;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::WatchReferralsRequest req;
+    req.set_cursor(cursor);
+    auto stream = provider->WatchReferrals(&ctx, req);
+    v1::WatchReferralsResponse ev;
+    while (out.cursors.size() < want && stream->Read(&ev)) out.cursors.push_back(ev.cursor());
+    if (out.cursors.size() == want) ctx.TryCancel();
+    out.status = stream->Finish();
+    return out;
+  };
+  const std::string opened = "SELECT count(*) AS n FROM audit_log WHERE action = 'watch_opened'";
+  // Refused before any audit row or registration: a 200 kB cursor (over the server's receive
+  // limit), one over the method's size limit, malformed ones.
+  EXPECT_EQ(watch(std::string(200000, '7'), 1).status.error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const Watched oversized = watch(std::string(60000, '7'), 1);
+  EXPECT_EQ(oversized.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(watch("12ab", 1).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(watch(std::string(21, '1'), 1).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Count(referrals_.pg.get(), opened), 0);
+  EXPECT_EQ(Metric("safeharbor_referrals_watchers"), 0);  // never registered, not even briefly
+
+  // The audit write fails: the stream ends without delivering the event waiting for it.
+  ASSERT_TRUE(referrals_.pg->Query("ALTER TABLE audit_log RENAME TO audit_log_away").ok());
+  const Watched unaudited = watch("0", 1);
+  ASSERT_TRUE(referrals_.pg->Query("ALTER TABLE audit_log_away RENAME TO audit_log").ok());
+  EXPECT_EQ(unaudited.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(unaudited.status.error_message().find("audited"), std::string::npos);
+  EXPECT_TRUE(unaudited.cursors.empty());
+  const Watched audited = watch("0", 1);
+  ASSERT_EQ(audited.cursors.size(), 1u) << audited.status.error_message();
+  EXPECT_EQ(Count(referrals_.pg.get(), opened), 1);
+
+  // Eight days later one more event; pruning removes everything older than seven days but it.
+  clock_.Advance(absl::Hours(24 * 8));
+  int64_t newest = 0;
+  ASSERT_TRUE(referrals_.pg
+                  ->Transact([&](PgTx& tx) -> absl::Status {
+                    v1::Referral view;
+                    view.set_id(id);
+                    auto seq = ReferralStore::AppendEvent(tx, prov, view, clock_.Now());
+                    if (seq.ok()) newest = *seq;
+                    return seq.status();
+                  })
+                  .ok());
+  ASSERT_TRUE(referrals_.service->PruneWatchEvents().ok());
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referral_events"), 1);
+  const Watched stale = watch("0", 1);
+  EXPECT_EQ(stale.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(stale.status.error_message().find("replay horizon"), std::string::npos)
+      << stale.status.error_message();
+  EXPECT_NE(stale.status.error_message().find("Resync"), std::string::npos);
+  // From the last pruned event on, the stream resumes.
+  const Watched fresh = watch(absl::StrCat(newest - 1), 1);
+  ASSERT_EQ(fresh.cursors.size(), 1u) << fresh.status.error_message();
+  EXPECT_EQ(fresh.cursors[0], absl::StrCat(newest));
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals

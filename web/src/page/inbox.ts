@@ -114,8 +114,10 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
       } catch (e) {
         ctl.abort();
         const err = ConnectError.from(e);
-        if (err.code === Code.InvalidArgument && cursor) {
-          cursor = ""; // a cursor this service does not know: start over from the current state
+        // A cursor this service does not know, or one older than its replay horizon: start over
+        // from the current state.
+        if ((err.code === Code.InvalidArgument || err.code === Code.FailedPrecondition) && cursor) {
+          cursor = "";
           sessionStorage.removeItem(cursorKey);
         }
         const wait = backoff;
