@@ -411,8 +411,9 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire(absl::Time call_de
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Open(absl::Time call_deadline) {
   const int64_t epoch = loss_epoch_.load();
-  const absl::Time deadline =
-      std::min(call_deadline, absl::Now() + absl::Seconds(options_.connect_timeout_s));
+  const absl::Duration cap = absl::Seconds(options_.connect_timeout_s);
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = std::min(call_deadline, start + cap);
   std::string error;
   bool timed_out = false;
   auto conn = PgConnection::Connect(
@@ -420,7 +421,7 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Open(absl::Time call_deadl
       &error, &timed_out);
   if (conn == nullptr) {
     CountError("unavailable");
-    if (timed_out) {
+    if (timed_out && TimeoutIsTheDependencys(deadline - start, cap)) {
       breaker_.Failed();
       metrics_.TimedOut();
     }
@@ -447,9 +448,10 @@ void PgPool::Release(std::unique_ptr<PgConnection> conn) {
   cv_.notify_one();
 }
 
-void PgPool::Answered(const PgConnection& conn) {
+void PgPool::Answered(const PgConnection& conn, bool given_its_cap) {
   if (conn.gave_up) return;  // the breaker is open already
   if (conn.no_answer) {
+    if (!given_its_cap) return;  // the caller left too little time: not the server's fault
     breaker_.Failed();
     metrics_.TimedOut();
   } else if (!conn.broken) {
@@ -461,11 +463,12 @@ absl::StatusOr<PgResult> PgTx::Run(const std::string& sql, const std::vector<con
   if (conn_->broken) {
     return absl::UnavailableError("database connection lost earlier in this transaction");
   }
-  const absl::Time deadline = std::min(deadline_, absl::Now() + cap_);
+  const absl::Time now = absl::Now();
+  const absl::Time deadline = std::min(deadline_, now + cap_);
   Breaker& breaker = pool_->breaker_;
   PGresult* res = conn_->Exec(sql, params, deadline,
                               [&breaker] { return breaker.state() == BreakerState::kOpen; });
-  pool_->Answered(*conn_);
+  pool_->Answered(*conn_, TimeoutIsTheDependencys(deadline - now, cap_));
   if (res == nullptr && conn_->no_answer) {
     return conn_->gave_up ? breaker.Refusal()
                           : absl::UnavailableError(

@@ -161,8 +161,9 @@ class PgPool {
   void Release(std::unique_ptr<PgConnection> conn);  // a broken or timed-out one is discarded
   bool Usable(const PgConnection& conn) const;
   void CountError(absl::string_view kind);
-  // After a statement: the server answered, or did not (time-out or given up).
-  void Answered(const PgConnection& conn);
+  // After a statement: the server answered, or did not (time-out or given up). A time-out counts
+  // against the server only when the statement was `given_its_cap` (TimeoutIsTheDependencys).
+  void Answered(const PgConnection& conn, bool given_its_cap);
 
   PgOptions options_;
   DependencyMetrics metrics_;
