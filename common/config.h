@@ -17,7 +17,7 @@ struct CommonConfig {
   ServerOptions server;
   PgOptions postgres;
   RedisOptions redis;
-  int worker_threads = 8;
+  int worker_threads = 12;  // above postgres.max_in_flight: a bulkhead for PostgreSQL
   int max_queued_requests = 256;
   absl::Duration postgres_startup_wait = absl::Seconds(30);
   // Dependencies that hang: each peer may hold at most this many worker threads at once

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -493,6 +494,14 @@ absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgP
 
 absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isolation isolation,
                               bool read_only) {
+  // The bulkhead: a database that hangs holds at most max_in_flight callers' threads.
+  const int before = in_flight_.fetch_add(1);
+  const absl::Cleanup done = [this] { in_flight_.fetch_sub(1); };
+  if (options_.max_in_flight > 0 && before >= options_.max_in_flight) {
+    CountError("unavailable");
+    return absl::UnavailableError(absl::StrCat("database busy: ", options_.max_in_flight,
+                                               " calls in flight; retry with backoff"));
+  }
   return TransactWithin(fn, isolation, read_only, options_.call_timeout);
 }
 

@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "common/deadline.h"
 #include "common/metrics.h"
+#include "common/status_macros.h"
 #include "common/testing/harness.h"
 
 namespace safeharbor {
@@ -198,6 +201,52 @@ TEST(PgPool, AHungServerCostsACallItsDeadlineAtMostThenIsRefusedAtOnce) {
   std::cout << "hung PostgreSQL: " << got.size() << " calls, all UNAVAILABLE, in";
   for (absl::Duration d : took) std::cout << " " << absl::FormatDuration(d);
   std::cout << "; served again after SIGCONT\n";
+}
+
+// The bulkhead: at most max_in_flight calls use the database at once; one more fails at once with
+// UNAVAILABLE instead of holding its thread, so the service's other workers stay free.
+TEST(PgPool, CallsOverTheInFlightBudgetFailAtOnce) {
+  auto& s = TestServers::Get();
+  PgOptions o = s.PgOptionsFor(s.NewDatabase("pg"));
+  o.max_in_flight = 2;
+  auto pool = PgPool::Connect(o, nullptr);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  PgPool& pg = **pool;
+  std::mutex mu;
+  std::condition_variable cv;
+  int inside = 0;
+  bool release = false;
+  const auto hold = [&](PgTx& tx) -> absl::Status {
+    SH_RETURN_IF_ERROR(tx.Exec("SELECT 1").status());
+    std::unique_lock<std::mutex> lock(mu);
+    ++inside;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    return absl::OkStatus();
+  };
+  std::vector<absl::Status> held(2);
+  std::vector<std::thread> holders;
+  for (int i = 0; i < 2; ++i) holders.emplace_back([&, i] { held[i] = pg.Transact(hold); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return inside == 2; }));
+  }
+  const absl::Time start = absl::Now();
+  const absl::Status over = pg.Query("SELECT 1").status();
+  const absl::Duration over_took = absl::Now() - start;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (auto& t : holders) t.join();
+  EXPECT_EQ(over.code(), absl::StatusCode::kUnavailable) << over;
+  EXPECT_NE(over.message().find("busy"), std::string::npos) << over;
+  EXPECT_LT(over_took, absl::Milliseconds(500)) << "at once";
+  for (const absl::Status& st : held) EXPECT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(pg.Query("SELECT 1").ok()) << "the budget is given back";
+  std::cout << "postgres budget 2: 2 calls held, the third refused in "
+            << absl::FormatDuration(over_took) << "\n";
 }
 
 }  // namespace
