@@ -91,6 +91,8 @@ void Breaker::Set(BreakerState s) {
   if (on_change_) on_change_(s);
 }
 
+bool TimeoutIsTheDependencys(absl::Duration given, absl::Duration cap) { return given >= cap / 2; }
+
 DependencyMetrics::DependencyMetrics(prometheus::Registry* registry,
                                      const std::string& dependency) {
   if (registry == nullptr) return;
@@ -103,7 +105,9 @@ DependencyMetrics::DependencyMetrics(prometheus::Registry* registry,
                 .Add({{"dependency", dependency}});
   timeouts_ = &prometheus::BuildCounter()
                    .Name("safeharbor_dependency_timeouts_total")
-                   .Help("Calls to a dependency that did not answer within their deadline.")
+                   .Help(
+                       "Calls to a dependency that did not answer in time, when given at least "
+                       "half their cap (a caller's own short deadline is not counted).")
                    .Register(*registry)
                    .Add({{"dependency", dependency}});
 }

@@ -60,6 +60,11 @@ class Breaker {
   absl::Time since_ ABSL_GUARDED_BY(mu_);  // opened, or the probe let through
 };
 
+// Whether a call to a dependency that timed out counts as the dependency's failure (toward its
+// breaker and its time-out metric): only when the call was given at least half its cap. A caller
+// that left too little time timed out by its own deadline; that is not the dependency's fault.
+bool TimeoutIsTheDependencys(absl::Duration given, absl::Duration cap);
+
 // Metrics of one dependency, labelled by its name (a fixed, small set: "directory", "beds",
 // "postgres"): safeharbor_dependency_breaker_state (0 closed, 1 half-open, 2 open) and
 // safeharbor_dependency_timeouts_total. `registry` may be null (then both do nothing).

@@ -41,12 +41,18 @@ ABSL_FLAG(std::string, cache_hmac_key, "",
           "Key (32+ characters, e.g. from SAFEHARBOR_CACHE_HMAC_KEY) authenticating every value "
           "cached in Redis; a value that fails the check is ignored. Empty: no caching.");
 ABSL_FLAG(int, redis_timeout_ms, 200, "Redis connect and command timeout in milliseconds.");
-ABSL_FLAG(int, worker_threads, 8, "Threads running blocking RPC work (database, cache).");
+ABSL_FLAG(int, worker_threads, 12,
+          "Threads running blocking RPC work (database, cache); more than "
+          "--postgres_max_in_flight, so a database that hangs cannot hold them all.");
 ABSL_FLAG(int, max_queued_requests, 256,
           "Requests waiting for a worker before new ones get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, postgres_call_timeout_ms, 6000,
           "Longest the service waits for one PostgreSQL statement's answer (the caller's "
           "deadline may end it sooner); a connection that did not answer is discarded.");
+ABSL_FLAG(int, postgres_max_in_flight, 8,
+          "Calls using PostgreSQL at once (holding or waiting for a connection; each holds a "
+          "worker thread); more fail at once with UNAVAILABLE. Must be below --worker_threads: "
+          "the workers left over serve calls that do not need PostgreSQL while it hangs.");
 ABSL_FLAG(int, peer_max_in_flight, 3,
           "Calls to one peer service at once (each holds a worker thread); more fail at once.");
 ABSL_FLAG(int, breaker_failures, 3,
@@ -112,6 +118,10 @@ absl::StatusOr<CommonConfig> DependencyFlags(CommonConfig& c) {
   c.breaker.open_for = absl::Milliseconds(absl::GetFlag(FLAGS_breaker_open_ms));
   c.postgres.breaker = c.breaker;
   c.peer_max_in_flight = absl::GetFlag(FLAGS_peer_max_in_flight);
+  c.postgres.max_in_flight = absl::GetFlag(FLAGS_postgres_max_in_flight);
+  if (c.postgres.max_in_flight < 1 || c.postgres.max_in_flight >= c.worker_threads) {
+    return absl::InvalidArgumentError("postgres_max_in_flight must be 1 to worker_threads - 1");
+  }
   c.health_probe_interval = absl::Milliseconds(absl::GetFlag(FLAGS_health_probe_interval_ms));
   c.health_probe_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_health_probe_timeout_ms));
   if (c.peer_max_in_flight < 1 || c.breaker.failure_threshold < 1 ||

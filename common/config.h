@@ -18,7 +18,7 @@ struct CommonConfig {
   ServerOptions server;
   PgOptions postgres;
   RedisOptions redis;
-  int worker_threads = 8;
+  int worker_threads = 12;  // above postgres.max_in_flight: a bulkhead for PostgreSQL
   int max_queued_requests = 256;
   QuotaLimits quotas;  // per calling organization
   // Watch streams: how far back a cursor resumes (older events are pruned), and how long one

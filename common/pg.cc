@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -411,8 +412,9 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire(absl::Time call_de
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Open(absl::Time call_deadline) {
   const int64_t epoch = loss_epoch_.load();
-  const absl::Time deadline =
-      std::min(call_deadline, absl::Now() + absl::Seconds(options_.connect_timeout_s));
+  const absl::Duration cap = absl::Seconds(options_.connect_timeout_s);
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = std::min(call_deadline, start + cap);
   std::string error;
   bool timed_out = false;
   auto conn = PgConnection::Connect(
@@ -420,7 +422,7 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Open(absl::Time call_deadl
       &error, &timed_out);
   if (conn == nullptr) {
     CountError("unavailable");
-    if (timed_out) {
+    if (timed_out && TimeoutIsTheDependencys(deadline - start, cap)) {
       breaker_.Failed();
       metrics_.TimedOut();
     }
@@ -447,9 +449,10 @@ void PgPool::Release(std::unique_ptr<PgConnection> conn) {
   cv_.notify_one();
 }
 
-void PgPool::Answered(const PgConnection& conn) {
+void PgPool::Answered(const PgConnection& conn, bool given_its_cap) {
   if (conn.gave_up) return;  // the breaker is open already
   if (conn.no_answer) {
+    if (!given_its_cap) return;  // the caller left too little time: not the server's fault
     breaker_.Failed();
     metrics_.TimedOut();
   } else if (!conn.broken) {
@@ -461,11 +464,12 @@ absl::StatusOr<PgResult> PgTx::Run(const std::string& sql, const std::vector<con
   if (conn_->broken) {
     return absl::UnavailableError("database connection lost earlier in this transaction");
   }
-  const absl::Time deadline = std::min(deadline_, absl::Now() + cap_);
+  const absl::Time now = absl::Now();
+  const absl::Time deadline = std::min(deadline_, now + cap_);
   Breaker& breaker = pool_->breaker_;
   PGresult* res = conn_->Exec(sql, params, deadline,
                               [&breaker] { return breaker.state() == BreakerState::kOpen; });
-  pool_->Answered(*conn_);
+  pool_->Answered(*conn_, TimeoutIsTheDependencys(deadline - now, cap_));
   if (res == nullptr && conn_->no_answer) {
     return conn_->gave_up ? breaker.Refusal()
                           : absl::UnavailableError(
@@ -490,6 +494,14 @@ absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgP
 
 absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isolation isolation,
                               bool read_only) {
+  // The bulkhead: a database that hangs holds at most max_in_flight callers' threads.
+  const int before = in_flight_.fetch_add(1);
+  const absl::Cleanup done = [this] { in_flight_.fetch_sub(1); };
+  if (options_.max_in_flight > 0 && before >= options_.max_in_flight) {
+    CountError("unavailable");
+    return absl::UnavailableError(absl::StrCat("database busy: ", options_.max_in_flight,
+                                               " calls in flight; retry with backoff"));
+  }
   return TransactWithin(fn, isolation, read_only, options_.call_timeout);
 }
 

@@ -116,6 +116,10 @@ struct PgOptions {
   // sooner): the server's own statement_timeout plus a margin.
   absl::Duration call_timeout = absl::Seconds(6);
   BreakerOptions breaker;
+  // Calls in Transact / Query at once (holding or waiting for a connection); more fail at once
+  // with UNAVAILABLE. 0: no bound. Kept below the service's worker threads (a bulkhead), so a
+  // database that hangs cannot hold every worker while calls that do not need it wait.
+  int max_in_flight = 0;
 };
 
 class PgPool {
@@ -132,8 +136,9 @@ class PgPool {
   // Runs fn in a transaction and commits when it returns OK. fn may run more than once
   // (retries on serialization failure, deadlock or a connection lost before commit), so it
   // must reset anything it writes outside the database. Errors:
-  // UNAVAILABLE (database unreachable / pool exhausted), ABORTED (conflict after retries),
-  // ALREADY_EXISTS (unique violation), FAILED_PRECONDITION (foreign key / check), others.
+  // UNAVAILABLE (database unreachable / pool exhausted / max_in_flight calls in it already),
+  // ABORTED (conflict after retries), ALREADY_EXISTS (unique violation), FAILED_PRECONDITION
+  // (foreign key / check), others.
   absl::Status Transact(const std::function<absl::Status(PgTx&)>& fn,
                         Isolation isolation = Isolation::kReadCommitted, bool read_only = false);
 
@@ -161,8 +166,9 @@ class PgPool {
   void Release(std::unique_ptr<PgConnection> conn);  // a broken or timed-out one is discarded
   bool Usable(const PgConnection& conn) const;
   void CountError(absl::string_view kind);
-  // After a statement: the server answered, or did not (time-out or given up).
-  void Answered(const PgConnection& conn);
+  // After a statement: the server answered, or did not (time-out or given up). A time-out counts
+  // against the server only when the statement was `given_its_cap` (TimeoutIsTheDependencys).
+  void Answered(const PgConnection& conn, bool given_its_cap);
 
   PgOptions options_;
   DependencyMetrics metrics_;
@@ -175,6 +181,7 @@ class PgPool {
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> loss_epoch_{0};
+  std::atomic<int> in_flight_{0};  // calls in Transact (max_in_flight)
 };
 
 // Maps a failed PGresult/connection to a status (exposed for tests). The SQLSTATE is attached as

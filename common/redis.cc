@@ -4,10 +4,14 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/breaker.h"
+#include "common/deadline.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
@@ -179,6 +183,13 @@ void RedisClient::Release(Context ctx) {
 absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& argv) {
   const std::string op = argv.empty() ? "" : argv.front();
   const bool probe = was_down_.load();  // while down, only the probe is admitted
+  // A command waits at most its cap (the probe's, or command_timeout), never past what the
+  // incoming call has left.
+  const absl::Duration cap = probe ? kProbeTimeout : options_.command_timeout;
+  const absl::Duration wait = std::min(cap, CurrentCallDeadline() - absl::Now());
+  if (wait <= absl::ZeroDuration()) {
+    return absl::UnavailableError("redis not called: the caller's deadline has passed");
+  }
   if (!Admit()) return absl::UnavailableError("redis unavailable (retrying shortly)");
   auto ctx = Acquire();
   if (!ctx.ok()) {
@@ -195,16 +206,18 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
     lens.push_back(a.size());
   }
   // The probe of a Redis that was down waits only briefly: the caller it rides on pays little.
-  if (probe) redisSetTimeout(ctx->get(), absl::ToTimeval(kProbeTimeout));
+  const bool shortened = wait < options_.command_timeout;
+  if (shortened) redisSetTimeout(ctx->get(), absl::ToTimeval(wait));
   auto* raw = static_cast<redisReply*>(
       redisCommandArgv(ctx->get(), static_cast<int>(args.size()), args.data(), lens.data()));
   if (raw == nullptr) {
     std::string err = (*ctx)->errstr;
     Release(nullptr);  // The connection is unusable after an I/O error: drop it.
-    MarkDown(op, err);
+    // Timed out by a caller that left too little time: not Redis's fault.
+    if (TimeoutIsTheDependencys(wait, cap)) MarkDown(op, err);
     return absl::UnavailableError(absl::StrCat("redis ", op, ": ", err));
   }
-  if (probe) redisSetTimeout(ctx->get(), absl::ToTimeval(options_.command_timeout));
+  if (shortened) redisSetTimeout(ctx->get(), absl::ToTimeval(options_.command_timeout));
   std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(raw, &freeReplyObject);
   Release(*std::move(ctx));
   if (reply->type == REDIS_REPLY_ERROR) {

@@ -84,6 +84,13 @@ absl::Status Peer::CallIdempotent(
     breaker_->Succeeded();  // it answered, perhaps with an error of its own
     return st.ok() ? absl::OkStatus() : FromGrpcStatus(st);
   }
+  if (code == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      !TimeoutIsTheDependencys(deadline - now, cap)) {
+    // The caller left too little time: not the peer's failure (nor its success).
+    return absl::UnavailableError(absl::StrCat(
+        options_.name,
+        " service did not answer within what the caller had left: ", st.error_message()));
+  }
   breaker_->Failed();
   if (code == grpc::StatusCode::DEADLINE_EXCEEDED) metrics_.TimedOut();
   return absl::UnavailableError(

@@ -80,5 +80,16 @@ TEST_F(BreakerTest, TripOpensAtOnceAndAnAnswerClosesIt) {
   EXPECT_EQ(breaker_.state(), BreakerState::kClosed);
 }
 
+// A time-out is the dependency's failure only when the call was given at least half its cap; a
+// caller that left too little time timed out by its own deadline.
+TEST(TimeoutIsTheDependencys, OnlyWhenTheCallHadAtLeastHalfItsCap) {
+  const absl::Duration cap = absl::Milliseconds(1500);
+  EXPECT_TRUE(TimeoutIsTheDependencys(cap, cap));
+  EXPECT_TRUE(TimeoutIsTheDependencys(absl::Milliseconds(750), cap));
+  EXPECT_FALSE(TimeoutIsTheDependencys(absl::Milliseconds(749), cap));
+  EXPECT_FALSE(TimeoutIsTheDependencys(absl::Milliseconds(50), cap));
+  EXPECT_FALSE(TimeoutIsTheDependencys(absl::ZeroDuration(), cap));
+}
+
 }  // namespace
 }  // namespace safeharbor

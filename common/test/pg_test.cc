@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "common/deadline.h"
 #include "common/metrics.h"
+#include "common/status_macros.h"
 #include "common/testing/harness.h"
 
 namespace safeharbor {
@@ -167,6 +170,8 @@ TEST(PgPool, AHungServerCostsACallItsDeadlineAtMostThenIsRefusedAtOnce) {
     got.push_back(pg.Query("SELECT 1").status());
     took.push_back(absl::Now() - start);
   }
+  // The caller's own 300 ms (under half the 800 ms cap) is not the server's fault.
+  const BreakerState after_short_caller = pg.breaker_state();
   for (int i = 0; i < 4; ++i) {
     const absl::Time start = absl::Now();
     got.push_back(pg.Query("SELECT 1").status());
@@ -177,11 +182,15 @@ TEST(PgPool, AHungServerCostsACallItsDeadlineAtMostThenIsRefusedAtOnce) {
   for (const absl::Status& st : got) EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
   EXPECT_LT(took[0], absl::Milliseconds(700)) << "the caller's 300 ms, not the 800 ms cap";
   EXPECT_LT(took[1], absl::Seconds(2)) << "the 800 ms cap";
+  EXPECT_EQ(after_short_caller, BreakerState::kClosed);
+  EXPECT_EQ(got[3].message().find("circuit breaker"), std::string::npos)
+      << "the third call given the cap still waited: the short caller's time-out did not count";
   EXPECT_EQ(pg.breaker_state(), BreakerState::kOpen);
-  EXPECT_NE(got[3].message().find("postgres"), std::string::npos) << got[3];
-  EXPECT_LT(took[3], absl::Milliseconds(100)) << "refused at once";
+  EXPECT_NE(got[4].message().find("postgres"), std::string::npos) << got[4];
+  EXPECT_LT(took[4], absl::Milliseconds(100)) << "refused at once";
   EXPECT_FALSE(probe.ok());
-  EXPECT_EQ(SumCounter(registry, "safeharbor_dependency_timeouts_total"), 4);  // 3 calls, probe
+  // 3 calls given the cap, and the probe; not the short caller's.
+  EXPECT_EQ(SumCounter(registry, "safeharbor_dependency_timeouts_total"), 4);
   ASSERT_TRUE(pg.Probe(absl::Seconds(5)).ok());
   EXPECT_EQ(pg.breaker_state(), BreakerState::kClosed);
   for (int32_t i = 0; i < 10; ++i) {
@@ -192,6 +201,52 @@ TEST(PgPool, AHungServerCostsACallItsDeadlineAtMostThenIsRefusedAtOnce) {
   std::cout << "hung PostgreSQL: " << got.size() << " calls, all UNAVAILABLE, in";
   for (absl::Duration d : took) std::cout << " " << absl::FormatDuration(d);
   std::cout << "; served again after SIGCONT\n";
+}
+
+// The bulkhead: at most max_in_flight calls use the database at once; one more fails at once with
+// UNAVAILABLE instead of holding its thread, so the service's other workers stay free.
+TEST(PgPool, CallsOverTheInFlightBudgetFailAtOnce) {
+  auto& s = TestServers::Get();
+  PgOptions o = s.PgOptionsFor(s.NewDatabase("pg"));
+  o.max_in_flight = 2;
+  auto pool = PgPool::Connect(o, nullptr);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  PgPool& pg = **pool;
+  std::mutex mu;
+  std::condition_variable cv;
+  int inside = 0;
+  bool release = false;
+  const auto hold = [&](PgTx& tx) -> absl::Status {
+    SH_RETURN_IF_ERROR(tx.Exec("SELECT 1").status());
+    std::unique_lock<std::mutex> lock(mu);
+    ++inside;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    return absl::OkStatus();
+  };
+  std::vector<absl::Status> held(2);
+  std::vector<std::thread> holders;
+  for (int i = 0; i < 2; ++i) holders.emplace_back([&, i] { held[i] = pg.Transact(hold); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return inside == 2; }));
+  }
+  const absl::Time start = absl::Now();
+  const absl::Status over = pg.Query("SELECT 1").status();
+  const absl::Duration over_took = absl::Now() - start;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (auto& t : holders) t.join();
+  EXPECT_EQ(over.code(), absl::StatusCode::kUnavailable) << over;
+  EXPECT_NE(over.message().find("busy"), std::string::npos) << over;
+  EXPECT_LT(over_took, absl::Milliseconds(500)) << "at once";
+  for (const absl::Status& st : held) EXPECT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(pg.Query("SELECT 1").ok()) << "the budget is given back";
+  std::cout << "postgres budget 2: 2 calls held, the third refused in "
+            << absl::FormatDuration(over_took) << "\n";
 }
 
 }  // namespace

@@ -1,8 +1,14 @@
 #include "common/redis.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <prometheus/registry.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <iostream>
+
+#include "common/deadline.h"
 #include "common/metrics.h"
 #include "common/testing/harness.h"
 
@@ -74,6 +80,54 @@ TEST(RedisClient, TheTestRedisNeedsItsPassword) {
   EXPECT_EQ(SumCounter(registry, "safeharbor_redis_up"), 0);
   RedisClient good(s.redis_options(), nullptr);
   EXPECT_TRUE(good.Get("k").ok());
+}
+
+// A Redis that hangs: a socket that completes the TCP handshake (the kernel's backlog) and never
+// answers. Each command waits what the incoming call has left, capped by command_timeout; a
+// caller's own short deadline does not mark Redis down, a command given its cap does.
+TEST(RedisClient, ACommandWaitsNoLongerThanTheCallerHasLeft) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  RedisOptions o;
+  o.port = ntohs(addr.sin_port);
+  o.command_timeout = absl::Seconds(2);
+  o.retry_after = absl::Seconds(30);
+  RedisClient redis(o, nullptr);
+  absl::Status gone, short_caller;
+  absl::Duration short_took;
+  {
+    DeadlineScope caller(absl::Now() - absl::Milliseconds(1));  // nothing left
+    gone = redis.Get("k").status();
+  }
+  {
+    DeadlineScope caller(absl::Now() + absl::Milliseconds(100));
+    const absl::Time start = absl::Now();
+    short_caller = redis.Get("k").status();
+    short_took = absl::Now() - start;
+  }
+  const bool available_after_short = redis.available();
+  const absl::Time start = absl::Now();
+  const absl::Status capped = redis.Get("k").status();  // outside a call: the 2 s cap
+  const absl::Duration capped_took = absl::Now() - start;
+  close(fd);
+  EXPECT_EQ(gone.code(), absl::StatusCode::kUnavailable) << gone;
+  EXPECT_NE(gone.message().find("deadline"), std::string::npos) << gone;
+  EXPECT_EQ(short_caller.code(), absl::StatusCode::kUnavailable) << short_caller;
+  EXPECT_LT(short_took, absl::Seconds(1)) << "the caller's 100 ms, not the 2 s cap";
+  EXPECT_TRUE(available_after_short) << "a caller's short deadline is not Redis's fault";
+  EXPECT_EQ(capped.code(), absl::StatusCode::kUnavailable) << capped;
+  EXPECT_GE(capped_took, absl::Seconds(1)) << "given its cap";
+  EXPECT_FALSE(redis.available());
+  std::cout << "hung redis: a caller with 100 ms left waited " << absl::FormatDuration(short_took)
+            << "; a command given the 2 s cap waited " << absl::FormatDuration(capped_took)
+            << " and marked Redis down\n";
 }
 
 }  // namespace

@@ -10,7 +10,9 @@
 #include <iostream>
 #include <thread>
 
+#include "common/deadline.h"
 #include "common/invariant.h"
+#include "common/metrics.h"
 #include "common/periodic.h"
 #include "common/server.h"
 #include "common/service_client.h"
@@ -342,6 +344,46 @@ TEST(Peer, AHungPeerOpensItsBreakerAndOneProbeClosesIt) {
             std::string::npos);
   std::cout << "hung peer: 3 calls timed out after 200 ms, then refused in "
             << absl::FormatDuration(refused_after) << "; closed by one probe\n";
+}
+
+// A caller that leaves too little time is not the peer's failure: its calls time out by their own
+// deadline, the breaker stays closed and no time-out is counted; calls given the peer's cap open
+// it.
+TEST(Peer, ACallersShortDeadlineDoesNotOpenThePeersBreaker) {
+  Kit peer_kit({.roles = RoleSet::Every()}, [&](CallContext&, const EchoRequest&, EchoResponse*) {
+    absl::SleepFor(absl::Milliseconds(600));
+    return absl::OkStatus();
+  });
+  auto registry = std::make_shared<prometheus::Registry>();
+  PeerOptions o;
+  o.name = "directory";
+  o.address = absl::StrCat("localhost:", peer_kit.host->port());
+  o.tls = TestServers::Get().ServerTls("referrals");
+  o.deadline = o.background_deadline = absl::Milliseconds(400);
+  o.max_attempts = 1;
+  o.breaker = {.failure_threshold = 3, .open_for = absl::Seconds(30)};
+  o.registry = registry.get();
+  auto peer = Peer::Connect(o);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  const auto call_peer = EchoThrough(**peer);
+  const auto timeouts = [&] {
+    return SumCounter(*registry, "safeharbor_dependency_timeouts_total",
+                      {{"dependency", "directory"}});
+  };
+  for (int i = 0; i < 5; ++i) {
+    DeadlineScope caller(absl::Now() + absl::Milliseconds(100));  // under half the 400 ms cap
+    EXPECT_EQ(call_peer().code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_EQ((*peer)->breaker_state(), BreakerState::kClosed);
+  EXPECT_EQ(timeouts(), 0);
+  for (int i = 0; i < 3; ++i) {
+    DeadlineScope caller(absl::Now() + absl::Seconds(20));  // the peer's whole cap
+    EXPECT_EQ(call_peer().code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_EQ((*peer)->breaker_state(), BreakerState::kOpen);
+  EXPECT_EQ(timeouts(), 3);
+  std::cout << "slow peer: 5 calls timed out by their callers' 100 ms, breaker closed; 3 given "
+            << "the 400 ms cap opened it\n";
 }
 
 TEST(PeriodicTask, RunsOnTheIntervalWhenWokenAndStops) {
