@@ -55,7 +55,7 @@ std::string SealWithRawKey(const std::string& key, uint8_t id, const std::string
   std::string out(1 + 12 + plaintext.size() + 16, '\0');
   out[0] = static_cast<char>(id);
   auto* p = reinterpret_cast<unsigned char*>(out.data());
-  auto* u = [](const std::string& s) { return reinterpret_cast<const unsigned char*>(s.data()); };
+  auto u = [](const std::string& s) { return reinterpret_cast<const unsigned char*>(s.data()); };
   for (int i = 0; i < 12; ++i) p[1 + i] = static_cast<unsigned char>(i);
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   int len = 0;

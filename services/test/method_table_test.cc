@@ -12,6 +12,7 @@
 #include <set>
 #include <tuple>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/clock.h"
@@ -67,14 +68,26 @@ class FixedRecipients final : public fees::RecipientSource {
   }
 };
 
-// A network that is never reached: the matrix sends only empty requests.
-class NoNetwork final : public referrals::Network {
+// The network of the matrix: the referrals of agency "scope-le-X" are offered to provider
+// "scope-prov-X" alone (for the scoping pairs); everything else finds it down (the matrix's own
+// empty requests never reach routing).
+class ScopeNetwork final : public referrals::Network {
   absl::Status Down() const { return absl::UnavailableError("no network in this test"); }
 
  public:
-  absl::StatusOr<std::vector<referrals::Option>> FindServices(const referrals::v1::Referral&,
+  absl::StatusOr<std::vector<referrals::Option>> FindServices(const referrals::v1::Referral& r,
                                                               absl::Time) override {
-    return Down();
+    constexpr absl::string_view kAgency = "scope-le-";
+    if (!absl::StartsWith(r.referrer_organization_id(), kAgency)) return Down();
+    referrals::Option o;
+    o.provider_organization_id =
+        absl::StrCat("scope-prov-", r.referrer_organization_id().substr(kAgency.size()));
+    o.service_id = absl::StrCat("svc-", o.provider_organization_id);
+    o.location_id = "main";
+    o.name = "Scope advocacy";
+    o.category = directory::v1::SERVICE_CATEGORY_CSEC_ADVOCACY;
+    o.county_fips = "53033";
+    return std::vector<referrals::Option>{o};
   }
   absl::StatusOr<std::vector<referrals::Option>> FindBeds(const referrals::v1::Referral&) override {
     return Down();
@@ -86,8 +99,13 @@ class NoNetwork final : public referrals::Network {
   }
   absl::Status ReleaseHold(const std::string&) override { return Down(); }
   absl::Status ConfirmPlacement(const std::string&, const std::string&) override { return Down(); }
-  absl::StatusOr<referrals::v1::Handoff> HandoffFor(const referrals::Option&) override {
-    return Down();
+  absl::StatusOr<referrals::v1::Handoff> HandoffFor(const referrals::Option& o) override {
+    referrals::v1::Handoff h;
+    h.set_provider_organization_id(o.provider_organization_id);
+    h.set_provider_name(o.name);
+    h.set_place("Main office");
+    h.set_contact_phone("+1 206-555-0100");
+    return h;
   }
   absl::StatusOr<referrals::v1::Handoff> OnCallOffice(const std::string&) override {
     return Down();
@@ -535,6 +553,64 @@ std::vector<ScopePair> ReferralPairs(int port) {
            [cancel] { return cancel("scope-le-b"); }}};
 }
 
+// Provider "scope-prov-a" carries a referral offered to it through its lifecycle, and tries each
+// step on the referral offered to "scope-prov-b"; a second referral offered to it is declined.
+std::vector<ScopePair> ProviderPairs(int port, const std::function<void()>& route) {
+  using S = rv1::ReferralService::Stub;
+  std::map<std::string, std::string> id;  // "a", "a-decline", "b"
+  for (const auto& [key, org] : std::vector<std::pair<std::string, std::string>>{
+           {"a", "scope-le-a"}, {"a-decline", "scope-le-a"}, {"b", "scope-le-b"}}) {
+    auto officer =
+        rv1::ReferralService::NewStub(TestServers::Get().Channel(port, org, "law_enforcement"));
+    rv1::CreateReferralResponse created;
+    grpc::Status st =
+        Call(officer.get(), &S::CreateReferral, ScopeReferral("provider-" + key), &created);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    id[key] = created.referral().id();
+  }
+  route();  // offered: "a" and "a-decline" to scope-prov-a, "b" to scope-prov-b
+  std::shared_ptr<S> prov(
+      rv1::ReferralService::NewStub(TestServers::Get().Channel(port, "scope-prov-a", "provider")));
+  auto step = [prov, id](const std::string& rpc, const std::string& key) -> grpc::Status {
+    const std::string& rid = id.at(key);
+    if (rpc == "AcceptReferral") {
+      rv1::AcceptReferralRequest r;
+      r.set_id(rid);
+      r.set_request_id("accept-" + key);
+      return Call(prov.get(), &S::AcceptReferral, r);
+    }
+    if (rpc == "DeclineReferral") {
+      rv1::DeclineReferralRequest r;
+      r.set_id(rid);
+      r.set_reason("at capacity");
+      return Call(prov.get(), &S::DeclineReferral, r);
+    }
+    if (rpc == "ConfirmHandoff") {
+      rv1::ConfirmHandoffRequest r;
+      r.set_id(rid);
+      return Call(prov.get(), &S::ConfirmHandoff, r);
+    }
+    if (rpc == "StartServices") {
+      rv1::StartServicesRequest r;
+      r.set_id(rid);
+      return Call(prov.get(), &S::StartServices, r);
+    }
+    rv1::RecordOutcomeRequest r;
+    r.set_id(rid);
+    r.set_outcome(rv1::REFERRAL_STATUS_COMPLETED);
+    return Call(prov.get(), &S::RecordOutcome, r);
+  };
+  std::vector<ScopePair> pairs;
+  for (const char* rpc : {"AcceptReferral", "ConfirmHandoff", "StartServices", "RecordOutcome"}) {
+    pairs.push_back({absl::StrCat("referrals.", rpc), true, [step, rpc] { return step(rpc, "a"); },
+                     [step, rpc] { return step(rpc, "b"); }});
+  }
+  pairs.push_back({"referrals.DeclineReferral", true,
+                   [step] { return step("DeclineReferral", "a-decline"); },
+                   [step] { return step("DeclineReferral", "b"); }});
+  return pairs;
+}
+
 class MethodTableTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -584,7 +660,7 @@ class MethodTableTest : public ::testing::Test {
   static inline Hosted<fees::FeeServiceImpl> fees_;
   static inline Hosted<referrals::ReferralServiceImpl> referrals_;
   static inline FixedRecipients recipients_;
-  static inline NoNetwork network_;
+  static inline ScopeNetwork network_;
   static inline absl::StatusOr<Sealer> sealer_ =
       Sealer::Create({{1, std::string(32, 'k')}}, 1, std::string(32, 'f'));
 };
@@ -668,8 +744,12 @@ TEST_F(MethodTableTest, RoleMatrixMatchesTheTables) {
 // Issue 11: for every RPC that takes an id, the caller's own object and another organization's.
 TEST_F(MethodTableTest, ScopingPairsAdmitOwnObjectsAndRefuseOthers) {
   std::vector<ScopePair> pairs;
-  for (auto&& group : {DirectoryPairs(directory_.port()), BedsPairs(beds_.port()),
-                       FeePairs(fees_.port()), ReferralPairs(referrals_.port())}) {
+  for (auto&& group :
+       {DirectoryPairs(directory_.port()), BedsPairs(beds_.port()), FeePairs(fees_.port()),
+        ReferralPairs(referrals_.port()), ProviderPairs(referrals_.port(), [] {
+          auto routed = referrals_.service->RunTimers();
+          EXPECT_TRUE(routed.ok()) << routed.status();
+        })}) {
     pairs.insert(pairs.end(), group.begin(), group.end());
   }
   int scoped = 0;
