@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <functional>
-#include <set>
 #include <iostream>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "common/geo.h"
