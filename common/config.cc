@@ -51,7 +51,8 @@ ABSL_FLAG(int, postgres_call_timeout_ms, 6000,
           "deadline may end it sooner); a connection that did not answer is discarded.");
 ABSL_FLAG(int, postgres_max_in_flight, 8,
           "Calls using PostgreSQL at once (holding or waiting for a connection; each holds a "
-          "worker thread); more fail at once with UNAVAILABLE. Must be below --worker_threads: "
+          "worker thread); more wait while the database answers and fail at once with "
+          "UNAVAILABLE when it has not answered for a second. Must be below --worker_threads: "
           "the workers left over serve calls that do not need PostgreSQL while it hangs.");
 ABSL_FLAG(int, peer_max_in_flight, 3,
           "Calls to one peer service at once (each holds a worker thread); more fail at once.");

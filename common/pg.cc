@@ -457,6 +457,7 @@ void PgPool::Answered(const PgConnection& conn, bool given_its_cap) {
     metrics_.TimedOut();
   } else if (!conn.broken) {
     breaker_.Succeeded();
+    last_answer_us_.store(absl::ToUnixMicros(absl::Now()));
   }
 }
 
@@ -494,15 +495,44 @@ absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgP
 
 absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isolation isolation,
                               bool read_only) {
-  // The bulkhead: a database that hangs holds at most max_in_flight callers' threads.
-  const int before = in_flight_.fetch_add(1);
-  const absl::Cleanup done = [this] { in_flight_.fetch_sub(1); };
-  if (options_.max_in_flight > 0 && before >= options_.max_in_flight) {
-    CountError("unavailable");
-    return absl::UnavailableError(absl::StrCat("database busy: ", options_.max_in_flight,
-                                               " calls in flight; retry with backoff"));
-  }
+  SH_RETURN_IF_ERROR(EnterBudget());
+  const absl::Cleanup done = [this] { LeaveBudget(); };
   return TransactWithin(fn, isolation, read_only, options_.call_timeout);
+}
+
+// The bulkhead: at most max_in_flight calls use the database at once. One more waits for a slot
+// (as long as the pool would wait for a connection, within the caller's deadline) while the
+// database answers; when nothing has answered for kAnsweringWindow (the health probe answers
+// every 500 ms when all is well) or its breaker is open, it is refused at once, so a database
+// that hangs holds at most max_in_flight callers' threads.
+absl::Status PgPool::EnterBudget() {
+  constexpr absl::Duration kAnsweringWindow = absl::Seconds(1);
+  std::unique_lock<std::mutex> lock(budget_mu_);
+  const absl::Time give_up =
+      std::min(CurrentCallDeadline(), absl::Now() + options_.acquire_timeout);
+  while (options_.max_in_flight > 0 && in_flight_ >= options_.max_in_flight) {
+    const absl::Time now = absl::Now();
+    const bool answering = now - absl::FromUnixMicros(last_answer_us_.load()) < kAnsweringWindow &&
+                           breaker_.state() != BreakerState::kOpen;
+    if (!answering || now >= give_up) {
+      CountError("unavailable");
+      return absl::UnavailableError(absl::StrCat(
+          "database busy: ", options_.max_in_flight, " calls in flight",
+          answering ? "" : " and it has not answered for a second", "; retry with backoff"));
+    }
+    budget_cv_.wait_for(
+        lock, absl::ToChronoMilliseconds(std::min(give_up - now, absl::Milliseconds(50))));
+  }
+  ++in_flight_;
+  return absl::OkStatus();
+}
+
+void PgPool::LeaveBudget() {
+  {
+    std::lock_guard<std::mutex> lock(budget_mu_);
+    --in_flight_;
+  }
+  budget_cv_.notify_one();
 }
 
 absl::Status PgPool::TransactWithin(const std::function<absl::Status(PgTx&)>& fn,
@@ -624,6 +654,7 @@ absl::Status PgPool::Probe(absl::Duration timeout) {
   PQclear(res);
   if (st.ok()) {
     breaker_.Succeeded();
+    last_answer_us_.store(absl::ToUnixMicros(absl::Now()));
     return st;
   }
   if (no_answer) {

@@ -136,7 +136,8 @@ class PgPool {
   // Runs fn in a transaction and commits when it returns OK. fn may run more than once
   // (retries on serialization failure, deadlock or a connection lost before commit), so it
   // must reset anything it writes outside the database. Errors:
-  // UNAVAILABLE (database unreachable / pool exhausted / max_in_flight calls in it already),
+  // UNAVAILABLE (database unreachable / pool exhausted / max_in_flight calls in it already and
+  // it is not answering),
   // ABORTED (conflict after retries), ALREADY_EXISTS (unique violation), FAILED_PRECONDITION
   // (foreign key / check), others.
   absl::Status Transact(const std::function<absl::Status(PgTx&)>& fn,
@@ -181,7 +182,14 @@ class PgPool {
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> loss_epoch_{0};
-  std::atomic<int> in_flight_{0};  // calls in Transact (max_in_flight)
+  absl::Status EnterBudget();  // max_in_flight
+  void LeaveBudget();
+  std::mutex budget_mu_;
+  std::condition_variable budget_cv_;
+  int in_flight_ ABSL_GUARDED_BY(budget_mu_) = 0;  // calls in Transact
+  // When the server last answered a statement or the probe (Unix µs): a call over the budget
+  // waits for a slot only while the server answers.
+  std::atomic<int64_t> last_answer_us_{0};
 };
 
 // Maps a failed PGresult/connection to a status (exposed for tests). The SQLSTATE is attached as

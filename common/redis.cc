@@ -162,9 +162,12 @@ absl::StatusOr<RedisClient::Context> RedisClient::Connect() const {
     std::string err = c ? c->errstr : "cannot allocate redis context";
     return absl::UnavailableError(absl::StrCat("redis connect: ", err));
   }
-  const timeval ctv = absl::ToTimeval(options_.command_timeout);
-  redisSetTimeout(c.get(), ctv);
+  // While Redis is down, the connection is the probe's: its AUTH waits only as long as the probe
+  // (a hung Redis accepts connections and never answers).
+  redisSetTimeout(c.get(),
+                  absl::ToTimeval(was_down_.load() ? kProbeTimeout : options_.command_timeout));
   SH_RETURN_IF_ERROR(RedisAuthenticate(c.get(), options_.password));
+  redisSetTimeout(c.get(), absl::ToTimeval(options_.command_timeout));
   return c;
 }
 

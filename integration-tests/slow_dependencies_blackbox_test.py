@@ -83,12 +83,16 @@ class SlowDependencies(unittest.TestCase):
         cls.addClassCleanup(st.close)
         cls.directory = Service(st, "directory", "directory-service", st.database("slow_dir")).start()
         dir_addr = f"--directory_address=localhost:{cls.directory.port}"
-        cls.beds = Service(st, "beds", "beds-service", st.database("slow_beds"), [dir_addr]).start()
+        # Every placement referral of the test is one agency's: its cap on active holds is not
+        # what this test is about.
+        cls.beds = Service(st, "beds", "beds-service", st.database("slow_beds"),
+                           [dir_addr, "--max_active_holds_per_organization=100000"]).start()
         key = base64.b64encode(os.urandom(32)).decode()
         ref_db = st.database("slow_ref")
         # Every child-welfare read looks its region up in the directory (no organization cache):
         # those are the calls that need the directory.
         ref_args = [dir_addr, f"--beds_address=localhost:{cls.beds.port}", f"--youth_data_keys=1:{key}",
+                    f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
                     "--timer_interval_ms=200", "--organization_cache_s=0"]
         cls.referrals = [Service(st, "referrals", "referral-service", ref_db, ref_args).start()
                          for _ in range(2)]

@@ -203,9 +203,10 @@ TEST(PgPool, AHungServerCostsACallItsDeadlineAtMostThenIsRefusedAtOnce) {
   std::cout << "; served again after SIGCONT\n";
 }
 
-// The bulkhead: at most max_in_flight calls use the database at once; one more fails at once with
-// UNAVAILABLE instead of holding its thread, so the service's other workers stay free.
-TEST(PgPool, CallsOverTheInFlightBudgetFailAtOnce) {
+// The bulkhead: at most max_in_flight calls use the database at once. One more waits for a slot
+// while the database answers, and is refused at once when nothing has answered for a second (the
+// slots' holders are stuck), instead of holding its thread.
+TEST(PgPool, CallsOverTheInFlightBudgetWaitWhileItAnswersAndAreRefusedWhenItDoesNot) {
   auto& s = TestServers::Get();
   PgOptions o = s.PgOptionsFor(s.NewDatabase("pg"));
   o.max_in_flight = 2;
@@ -224,28 +225,55 @@ TEST(PgPool, CallsOverTheInFlightBudgetFailAtOnce) {
     cv.wait(lock, [&] { return release; });
     return absl::OkStatus();
   };
+  auto hold_two = [&](std::vector<absl::Status>* held, std::vector<std::thread>* holders) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      inside = 0;
+      release = false;
+    }
+    for (int i = 0; i < 2; ++i) {
+      holders->emplace_back([&, held, i] { (*held)[i] = pg.Transact(hold); });
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return inside == 2; });
+  };
+  auto let_go = [&](std::vector<std::thread>* holders) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+    for (auto& t : *holders) t.join();
+    holders->clear();
+  };
   std::vector<absl::Status> held(2);
   std::vector<std::thread> holders;
-  for (int i = 0; i < 2; ++i) holders.emplace_back([&, i] { held[i] = pg.Transact(hold); });
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return inside == 2; }));
-  }
-  const absl::Time start = absl::Now();
+  // The database answers (the holders are let go 200 ms later): the third call waits and is served.
+  ASSERT_TRUE(hold_two(&held, &holders));
+  std::thread later([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    let_go(&holders);
+  });
+  absl::Time start = absl::Now();
+  const absl::Status waited = pg.Query("SELECT 1").status();
+  const absl::Duration waited_took = absl::Now() - start;
+  later.join();
+  EXPECT_TRUE(waited.ok()) << waited;
+  EXPECT_GE(waited_took, absl::Milliseconds(150)) << "it waited for a slot";
+  // Nothing answers for more than a second while both slots are held: refused at once.
+  ASSERT_TRUE(hold_two(&held, &holders));
+  absl::SleepFor(absl::Milliseconds(1100));
+  start = absl::Now();
   const absl::Status over = pg.Query("SELECT 1").status();
   const absl::Duration over_took = absl::Now() - start;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    release = true;
-  }
-  cv.notify_all();
-  for (auto& t : holders) t.join();
+  let_go(&holders);
   EXPECT_EQ(over.code(), absl::StatusCode::kUnavailable) << over;
   EXPECT_NE(over.message().find("busy"), std::string::npos) << over;
   EXPECT_LT(over_took, absl::Milliseconds(500)) << "at once";
   for (const absl::Status& st : held) EXPECT_TRUE(st.ok()) << st;
   EXPECT_TRUE(pg.Query("SELECT 1").ok()) << "the budget is given back";
-  std::cout << "postgres budget 2: 2 calls held, the third refused in "
+  std::cout << "postgres budget 2: a third call waited " << absl::FormatDuration(waited_took)
+            << " while the database answered; with nothing answering for 1.1 s it was refused in "
             << absl::FormatDuration(over_took) << "\n";
 }
 
