@@ -126,18 +126,16 @@ std::pair<double, double> RandomPoint(std::mt19937_64& rng) {
   return {lat(rng), lon(rng)};
 }
 
-Starter MakeScenario(const std::string& name, const std::shared_ptr<grpc::Channel>& channel,
+namespace dir = safeharbor::directory::v1;
+namespace beds = safeharbor::beds::v1;
+namespace fees = safeharbor::fees::v1;
+namespace ref = safeharbor::referrals::v1;
+
+// The scenarios that read: echo, searches, availability (null for another name).
+Starter ReadScenario(const std::string& name, const std::shared_ptr<grpc::Channel>& channel,
                      int concurrency) {
-  namespace dir = safeharbor::directory::v1;
-  namespace beds = safeharbor::beds::v1;
-  namespace fees = safeharbor::fees::v1;
-  namespace ref = safeharbor::referrals::v1;
-  const std::string run = absl::GetFlag(FLAGS_run_id);
-  const std::vector<std::string> ids =
-      absl::StrSplit(absl::GetFlag(FLAGS_ids), ',', absl::SkipEmpty());
   auto rngs = std::make_shared<std::vector<std::mt19937_64>>();
   for (int i = 0; i < concurrency; ++i) rngs->emplace_back(absl::GetFlag(FLAGS_seed) + i);
-
   if (name == "echo") {
     std::shared_ptr<safeharbor::testing::v1::EchoService::Stub> stub =
         safeharbor::testing::v1::EchoService::NewStub(channel);
@@ -180,6 +178,14 @@ Starter MakeScenario(const std::string& name, const std::shared_ptr<grpc::Channe
           stub->async()->SearchAvailability(c, q, p, cb);
         });
   }
+  return nullptr;
+}
+
+// The scenarios that write (and the report over what they wrote); null for another name.
+Starter WriteScenario(const std::string& name, const std::shared_ptr<grpc::Channel>& channel) {
+  const std::string run = absl::GetFlag(FLAGS_run_id);
+  const std::vector<std::string> ids =
+      absl::StrSplit(absl::GetFlag(FLAGS_ids), ',', absl::SkipEmpty());
   if (name == "hold") {
     std::shared_ptr<beds::BedsService::Stub> stub = beds::BedsService::NewStub(channel);
     return Unary<beds::HoldBedRequest, beds::HoldBedResponse>(
@@ -244,16 +250,20 @@ Starter MakeScenario(const std::string& name, const std::shared_ptr<grpc::Channe
   return nullptr;
 }
 
+Starter MakeScenario(const std::string& name, const std::shared_ptr<grpc::Channel>& channel,
+                     int concurrency) {
+  Starter read = ReadScenario(name, channel, concurrency);
+  return read ? read : WriteScenario(name, channel);
+}
+
 struct Slot {
   Histogram hist;
   std::map<std::string, int64_t> codes;
   uint64_t seq = 0;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+// One mTLS channel to --target with --cert, connected; null (after saying why) when it cannot be.
+std::shared_ptr<grpc::Channel> Connect() {
   const std::string dir = absl::GetFlag(FLAGS_certs_dir);
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = ReadFile(dir + "/ca.crt");
@@ -261,13 +271,55 @@ int main(int argc, char** argv) {
   tls.pem_cert_chain = ReadFile(dir + "/" + absl::GetFlag(FLAGS_cert) + ".crt");
   if (tls.pem_root_certs.empty() || tls.pem_private_key.empty()) {
     std::fprintf(stderr, "certificates not found under %s\n", dir.c_str());
-    return 2;
+    return nullptr;
   }
   auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::SslCredentials(tls));
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
     std::fprintf(stderr, "cannot connect to %s\n", absl::GetFlag(FLAGS_target).c_str());
-    return 2;
+    return nullptr;
   }
+  return channel;
+}
+
+// The measured window's calls, outcomes and latency quantiles, as one JSON object on stdout.
+void PrintResult(const std::vector<Slot>& slots, int concurrency, double seconds) {
+  Histogram all;
+  std::map<std::string, int64_t> codes;
+  for (const Slot& s : slots) {
+    all.Merge(s.hist);
+    for (const auto& [k, v] : s.codes) codes[k] += v;
+  }
+  static const std::map<std::string, std::string> kNames = {
+      {"9", "FAILED_PRECONDITION"}, {"14", "UNAVAILABLE"},   {"8", "RESOURCE_EXHAUSTED"},
+      {"4", "DEADLINE_EXCEEDED"},   {"10", "ABORTED"},       {"13", "INTERNAL"},
+      {"3", "INVALID_ARGUMENT"},    {"6", "ALREADY_EXISTS"}, {"7", "PERMISSION_DENIED"}};
+  nlohmann::json out;
+  nlohmann::json code_json = nlohmann::json::object();
+  for (const auto& [k, v] : codes) {
+    auto it = kNames.find(k);
+    code_json[it == kNames.end() ? k : it->second] = v;
+  }
+  out["scenario"] = absl::GetFlag(FLAGS_scenario);
+  out["concurrency"] = concurrency;
+  out["seconds"] = seconds;
+  out["calls"] = all.n();
+  out["codes"] = code_json;
+  out["throughput_per_s"] = static_cast<double>(all.n()) / seconds;
+  out["mean_us"] = all.mean();
+  out["p50_us"] = all.Quantile(0.50);
+  out["p90_us"] = all.Quantile(0.90);
+  out["p99_us"] = all.Quantile(0.99);
+  out["p999_us"] = all.Quantile(0.999);
+  std::printf("%s\n", out.dump().c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  auto channel = Connect();
+  if (!channel) return 2;
   const int concurrency = std::max(1, absl::GetFlag(FLAGS_concurrency));
   Starter start = MakeScenario(absl::GetFlag(FLAGS_scenario), channel, concurrency);
   if (!start) {
@@ -323,36 +375,7 @@ int main(int argc, char** argv) {
     std::unique_lock<std::mutex> lock(mu);
     cv.wait_for(lock, std::chrono::seconds(40), [&] { return active.load() == 0; });
   }
-  Histogram all;
-  std::map<std::string, int64_t> codes;
-  for (const Slot& s : slots) {
-    all.Merge(s.hist);
-    for (const auto& [k, v] : s.codes) codes[k] += v;
-  }
-  static const std::map<std::string, std::string> kNames = {
-      {"9", "FAILED_PRECONDITION"}, {"14", "UNAVAILABLE"},   {"8", "RESOURCE_EXHAUSTED"},
-      {"4", "DEADLINE_EXCEEDED"},   {"10", "ABORTED"},       {"13", "INTERNAL"},
-      {"3", "INVALID_ARGUMENT"},    {"6", "ALREADY_EXISTS"}, {"7", "PERMISSION_DENIED"}};
-  nlohmann::json out;
-  nlohmann::json code_json = nlohmann::json::object();
-  for (const auto& [k, v] : codes) {
-    auto it = kNames.find(k);
-    code_json[it == kNames.end() ? k : it->second] = v;
-  }
-  const double seconds = static_cast<double>(to - from) / 1e9;
-  out["scenario"] = absl::GetFlag(FLAGS_scenario);
-  out["concurrency"] = concurrency;
-  out["seconds"] = seconds;
-  out["calls"] = all.n();
-  out["codes"] = code_json;
-  out["throughput_per_s"] = static_cast<double>(all.n()) / seconds;
-  out["mean_us"] = all.mean();
-  out["p50_us"] = all.Quantile(0.50);
-  out["p90_us"] = all.Quantile(0.90);
-  out["p99_us"] = all.Quantile(0.99);
-  out["p999_us"] = all.Quantile(0.999);
-  std::printf("%s\n", out.dump().c_str());
-  std::fflush(stdout);
+  PrintResult(slots, concurrency, static_cast<double>(to - from) / 1e9);
   // The last completion callback may still be unwinding on a gRPC thread (it holds its call's
   // ClientContext); returning from main would destroy the channel and the slots under it.
   std::_Exit(active.load() == 0 ? 0 : 3);
