@@ -9,7 +9,6 @@ default 5), BENCH_QUICK=1 (smaller sweep, for a smoke run), BENCH_CORE=1 (baseli
 per-call scenarios only, about 4 minutes: for comparing two builds run after run), BENCH_OUT (JSON
 path).
 """
-import base64
 import csv
 import datetime
 import json
@@ -24,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "integration-tests"))
-from harness import Service, Stack, free_port, shclient  # noqa: E402
+from harness import Service, Stack, free_port, referral_secrets, shclient  # noqa: E402
 
 BUILD_DIR = shclient.BUILD_DIR
 LOADGEN = os.path.join(BUILD_DIR, "bench", "safeharbor-loadgen")
@@ -270,11 +269,8 @@ def run(st, started):
     # The hold scenarios measure throughput, not the per-organization cap on active holds.
     beds = Service(st, "beds", "beds-service", dbs["beds"],
                    [dir_arg, "--max_active_holds_per_organization=100000000"]).start()
-    key = subprocess.run(["openssl", "rand", "-base64", "32"], check=True, stdout=subprocess.PIPE,
-                         text=True).stdout.strip()
     referrals = Service(st, "referrals", "referral-service", dbs["referrals"], [
-        dir_arg, f"--beds_address=localhost:{beds.port}", f"--youth_data_keys=1:{key}",
-        f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}"]).start()
+        dir_arg, f"--beds_address=localhost:{beds.port}", *referral_secrets()]).start()
     fees = Service(st, "fees", "fee-service", dbs["fees"], [dir_arg]).start()
     services = {"directory": directory, "beds": beds, "referrals": referrals, "fees": fees}
     echo_port = free_port()

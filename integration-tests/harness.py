@@ -1,5 +1,6 @@
 """Black-box harness: private PostgreSQL and Redis on free ports, development certificates, and
 the built service binaries started as real processes. Used by the integration tests."""
+import base64
 import os
 import secrets
 import signal
@@ -33,6 +34,14 @@ def wait_for(predicate, timeout=30.0, what="condition"):
             return last
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what} (last: {last})")
+
+
+def referral_secrets():
+    """A referral service's secrets for one test stack: an encryption key for identifying youth
+    details and the separate fingerprint secret (both random, base64 of 32 bytes)."""
+    def random_key():
+        return base64.b64encode(os.urandom(32)).decode()
+    return [f"--youth_data_keys=1:{random_key()}", f"--fingerprint_secret={random_key()}"]
 
 
 def free_port():

@@ -9,7 +9,6 @@ Clients fail over between the two replicas of a service with the same request_id
 client behind a load balancer would. The services reach their dependencies through replica 2 (in
 Kubernetes: through the Service), so killing replica 1 of a dependency is a fault for clients only.
 """
-import base64
 import os
 import subprocess
 import threading
@@ -19,7 +18,7 @@ import unittest
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import SERVERS, Service, Stack, shclient, wait_for
+from harness import SERVERS, Service, Stack, shclient, wait_for, referral_secrets
 
 KING = "53033"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -67,10 +66,9 @@ class NetworkBlackBox(unittest.TestCase):
         # The kill -9 stories hold 30 beds for one organization: above the default cap (25).
         cls.beds = Pair(st, "beds", "beds-service", st.database("net_beds"),
                         [dir_addr, "--max_active_holds_per_organization=100"])
-        key = base64.b64encode(os.urandom(32)).decode()
         cls.referrals = Pair(st, "referrals", "referral-service", st.database("net_referrals"), [
             dir_addr, f"--beds_address=localhost:{cls.beds.replicas[1].port}",
-            f"--youth_data_keys=1:{key}", f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
+            *referral_secrets(),
             "--timer_interval_ms=200"])
         cls.fees = Pair(st, "fees", "fee-service", st.database("net_fees"), [dir_addr])
         cls.d, cls.b, cls.r, cls.f = (p.pb2() for p in (cls.directory, cls.beds, cls.referrals, cls.fees))

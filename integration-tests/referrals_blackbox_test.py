@@ -2,8 +2,6 @@
 """Black-box tests of referral-service across real directory, beds and referral processes over
 mTLS: an officer's referral to a hand-off, deadlines that move the bed hold and escalate to child
 welfare, and intake while the beds service is down."""
-import base64
-import os
 import queue
 import threading
 import time
@@ -12,7 +10,7 @@ import unittest
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import Service, Stack, shclient
+from harness import Service, Stack, shclient, referral_secrets
 
 KING, SNOHOMISH = "53033", "53061"
 
@@ -38,11 +36,10 @@ class ReferralsBlackBox(unittest.TestCase):
                                 st.database("bb_ref_directory")).start()
         cls.beds = Service(st, "beds", "beds-service", st.database("bb_ref_beds"),
                            [f"--directory_address=localhost:{cls.directory.port}"]).start()
-        key = base64.b64encode(os.urandom(32)).decode()
         cls.referrals = Service(st, "referrals", "referral-service", st.database("bb_referrals"), [
             f"--directory_address=localhost:{cls.directory.port}",
             f"--beds_address=localhost:{cls.beds.port}",
-            f"--youth_data_keys=1:{key}", f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
+            *referral_secrets(),
             "--timer_interval_ms=200",
             "--emergency_deadline_s=2",
         ]).start()

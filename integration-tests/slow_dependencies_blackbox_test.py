@@ -10,7 +10,6 @@ calls that need the hung dependency and of those that do not. It asserts outcome
 timings: calls that do not need it never fail; calls that need it fail UNAVAILABLE, long before
 the client's own deadline; after SIGCONT they succeed again within 5 s, and no process restarted.
 """
-import base64
 import os
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import urllib.request
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import SERVERS, Service, Stack, shclient, wait_for
+from harness import SERVERS, Service, Stack, shclient, wait_for, referral_secrets
 
 KING = "53033"
 HANG_S = 6.0
@@ -87,12 +86,10 @@ class SlowDependencies(unittest.TestCase):
         # what this test is about.
         cls.beds = Service(st, "beds", "beds-service", st.database("slow_beds"),
                            [dir_addr, "--max_active_holds_per_organization=100000"]).start()
-        key = base64.b64encode(os.urandom(32)).decode()
         ref_db = st.database("slow_ref")
         # Every child-welfare read looks its region up in the directory (no organization cache):
         # those are the calls that need the directory.
-        ref_args = [dir_addr, f"--beds_address=localhost:{cls.beds.port}", f"--youth_data_keys=1:{key}",
-                    f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
+        ref_args = [dir_addr, f"--beds_address=localhost:{cls.beds.port}", *referral_secrets(),
                     "--timer_interval_ms=200", "--organization_cache_s=0"]
         cls.referrals = [Service(st, "referrals", "referral-service", ref_db, ref_args).start()
                          for _ in range(2)]

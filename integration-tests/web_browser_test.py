@@ -4,7 +4,6 @@ PostgreSQL and Redis, one gateway per organization (an officer, a county child-w
 providers, and one whose referral service is unreachable), and Debian's Chromium driven by
 playwright-core (web/test/browser.test.mjs) through the whole story. Screenshots and the axe-core
 reports go to WEB_TEST_OUTPUT (default <build>/web-test-output)."""
-import base64
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ import urllib.request
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import BUILD_DIR, ROOT, Service, Stack, free_port, shclient
+from harness import BUILD_DIR, ROOT, Service, Stack, free_port, shclient, referral_secrets
 
 # Provider B is far enough (about 77 km) that a second referral still goes to A first, and near
 # enough to be its next candidate.
@@ -104,11 +103,10 @@ def main():
         directory = Service(st, "directory", "directory-service", st.database("web_directory")).start()
         beds = Service(st, "beds", "beds-service", st.database("web_beds"),
                        [f"--directory_address=localhost:{directory.port}"]).start()
-        key = base64.b64encode(os.urandom(32)).decode()
         referrals = Service(st, "referrals", "referral-service", st.database("web_referrals"), [
             f"--directory_address=localhost:{directory.port}",
             f"--beds_address=localhost:{beds.port}",
-            f"--youth_data_keys=1:{key}", f"--fingerprint_secret={base64.b64encode(os.urandom(32)).decode()}",
+            *referral_secrets(),
             "--timer_interval_ms=200"]).start()
         for org in ("web-prov-a", "web-prov-b"):
             st.client_cert(f"client-{org}", org, "provider")
