@@ -3,12 +3,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "common/invariant.h"
 #include "common/log.h"
 #include "common/paging.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/validate.h"
 #include "services/referrals/access.h"
+#include "services/referrals/fhir.h"
 #include "services/referrals/referral_store.h"
 #include "services/referrals/requests.h"
 #include "services/referrals/views.h"
@@ -96,6 +98,10 @@ void ReferralServiceImpl::Methods() {
       .validate = [this](const auto& r) { return ValidateCreate(r, counties_); });
   SAFEHARBOR_RPC(
       GetReferral, (MethodPolicy{.roles = parties, .scope = Scope::kStored}),
+      .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
+  SAFEHARBOR_RPC(
+      GetReferralFhir,
+      (MethodPolicy{.roles = {Role::kChildWelfare, Role::kProvider}, .scope = Scope::kStored}),
       .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
   SAFEHARBOR_RPC(ListReferrals, (MethodPolicy{.roles = parties}));
   SAFEHARBOR_RPC(AcceptReferral, (MethodPolicy{.roles = {Role::kProvider},
@@ -224,6 +230,19 @@ absl::Status ReferralServiceImpl::GetReferral(CallContext& ctx, const v1::GetRef
     return ReadAs(tx, ctx.caller(), std::move(r), resp);
   }));
   if (resp->has_referral()) metrics_.audit_reads.Increment();
+  return absl::OkStatus();
+}
+
+absl::Status ReferralServiceImpl::GetReferralFhir(CallContext& ctx,
+                                                  const v1::GetReferralFhirRequest& req,
+                                                  v1::GetReferralFhirResponse* resp) {
+  v1::GetReferralRequest read;
+  read.set_id(req.id());
+  v1::GetReferralResponse view;
+  SH_RETURN_IF_ERROR(GetReferral(ctx, read, &view));
+  // The method's roles leave out law enforcement, whose view is never more than the hand-off.
+  SH_RELEASE_ASSERT(view.has_referral(), "a FHIR view only of a full referral view");
+  SH_ASSIGN_OR_RETURN(*resp->mutable_bundle_json(), ReferralFhirBundle(view.referral(), ctx.Now()));
   return absl::OkStatus();
 }
 

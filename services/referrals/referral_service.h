@@ -51,6 +51,8 @@ class ReferralServiceImpl final : public RpcService {
   void Methods();
   absl::Status CreateReferral(CallContext& ctx, const v1::CreateReferralRequest& req,
                               v1::CreateReferralResponse* resp);
+  absl::Status GetReferralFhir(CallContext& ctx, const v1::GetReferralFhirRequest& req,
+                               v1::GetReferralFhirResponse* resp);
   absl::Status GetReferral(CallContext& ctx, const v1::GetReferralRequest& req,
                            v1::GetReferralResponse* resp);
   absl::Status ListReferrals(CallContext& ctx, const v1::ListReferralsRequest& req,

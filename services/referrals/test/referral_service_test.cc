@@ -4,8 +4,11 @@
 #include "services/referrals/referral_service.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <set>
 
 #include "common/idempotency.h"
@@ -1112,6 +1115,143 @@ TEST_F(ReferralTest, WatchValidatesFirstAuditsBeforeDeliveringAndResumesOnlyWith
   const Watched fresh = watch(absl::StrCat(newest - 1), 1);
   ASSERT_EQ(fresh.cursors.size(), 1u) << fresh.status.error_message();
   EXPECT_EQ(fresh.cursors[0], absl::StrCat(newest));
+}
+
+// Issue 15: the FHIR R4 view. Bundles of referrals in every status, as child welfare and the
+// providers see them, validate against the R4 JSON schema (tools/fhir-validate.mjs); the
+// identity is in the accepting provider's bundle only; law enforcement has no FHIR view.
+class FhirViewTest : public ReferralTest {
+ protected:
+  // The bundle `org` (as `role`) gets, after checking the call's code.
+  std::string Fhir(const std::string& org, const std::string& role, const std::string& id,
+                   grpc::StatusCode want = grpc::StatusCode::OK) {
+    v1::GetReferralFhirRequest req;
+    req.set_id(id);
+    v1::GetReferralFhirResponse resp;
+    const grpc::Status st = Stub_(org, role)->GetReferralFhir(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), want) << st.error_message();
+    return resp.bundle_json();
+  }
+  void Keep(const std::string& name, const std::string& json) {
+    ASSERT_FALSE(json.empty()) << name;
+    bundles_.emplace_back(name, json);
+  }
+  template <typename Req, typename Resp>
+  void AsProvider(const std::string& org, const std::string& id,
+                  grpc::Status (Stub::*call)(grpc::ClientContext*, const Req&, Resp*)) {
+    Req req;
+    req.set_id(id);
+    Resp resp;
+    const grpc::Status st = (Stub_(org, "provider").get()->*call)(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  void Outcome(const std::string& org, const std::string& id, v1::ReferralStatus outcome) {
+    v1::RecordOutcomeRequest req;
+    req.set_id(id);
+    req.set_outcome(outcome);
+    v1::RecordOutcomeResponse resp;
+    ASSERT_TRUE(Stub_(org, "provider")->RecordOutcome(Ctx().get(), req, &resp).ok());
+  }
+  // A services referral accepted by prov-b and handed off.
+  std::string HandedOff(const std::string& rid) {
+    const std::string id = Create(Request(/*placement=*/false, rid));
+    Timers();
+    EXPECT_TRUE(Accept("prov-b", id).ok());
+    AsProvider("prov-b", id, &Stub::ConfirmHandoff);
+    return id;
+  }
+  // Every kept bundle through the validator; its output on failure.
+  void ExpectAllValid() {
+    const std::string dir = absl::StrCat(::testing::TempDir(), "/fhir-", getpid());
+    ASSERT_EQ(std::system(absl::StrCat("mkdir -p '", dir, "'").c_str()), 0);
+    std::string files;
+    for (const auto& [name, json] : bundles_) {
+      const std::string path = absl::StrCat(dir, "/", name, ".json");
+      std::ofstream(path) << json;
+      absl::StrAppend(&files, " '", path, "'");
+    }
+    const std::string cmd =
+        absl::StrCat("node '", testing::SourceDir(), "/tools/fhir-validate.mjs'", files, " > '",
+                     dir, "/report.txt' 2>&1");
+    const int rc = std::system(cmd.c_str());
+    std::ifstream report(dir + "/report.txt");
+    const std::string text((std::istreambuf_iterator<char>(report)), {});
+    std::printf("%s", text.c_str());
+    EXPECT_EQ(rc, 0) << text;
+    EXPECT_NE(text.find(absl::StrCat(bundles_.size(), " of ", bundles_.size(), " valid")),
+              std::string::npos);
+  }
+  std::vector<std::pair<std::string, std::string>> bundles_;
+};
+
+TEST_F(FhirViewTest, BundlesInEveryStatusValidateAndOnlyTheAcceptingProviderSeesTheIdentity) {
+  network_->beds_down = true;
+  const std::string requested = Create(Request(/*placement=*/true, "fhir-requested"));
+  Timers();
+  Keep("requested", Fhir("cw-king", "child_welfare", requested));
+  network_->beds_down = false;
+
+  const std::string id = Create(Request(/*placement=*/false, "fhir-main"));
+  Timers();
+  const std::string offered = Fhir("prov-a", "provider", id);
+  Keep("offered-provider", offered);
+  Keep("offered-cw", Fhir("cw-king", "child_welfare", id));
+  EXPECT_EQ(offered.find("Jane Q"), std::string::npos);
+  EXPECT_NE(offered.find("\"status\":\"requested\""), std::string::npos) << offered;
+  EXPECT_NE(offered.find("SPD-2026-0042"), std::string::npos);  // the opaque reference only
+  Fhir("le-seattle", "law_enforcement", id, grpc::StatusCode::PERMISSION_DENIED);
+  Fhir("prov-z", "provider", id, grpc::StatusCode::PERMISSION_DENIED);  // never offered it
+
+  v1::DeclineReferralRequest decline;
+  decline.set_id(id);
+  decline.set_reason("at capacity");
+  v1::DeclineReferralResponse declined;
+  ASSERT_TRUE(Stub_("prov-a", "provider")->DeclineReferral(Ctx().get(), decline, &declined).ok());
+  ASSERT_TRUE(Accept("prov-b", id).ok());
+  const std::string accepted = Fhir("prov-b", "provider", id);
+  Keep("accepted-provider", accepted);
+  EXPECT_NE(accepted.find("Jane Q"), std::string::npos);
+  EXPECT_NE(accepted.find("\"status\":\"accepted\""), std::string::npos) << accepted;
+  const std::string cw = Fhir("cw-king", "child_welfare", id);
+  Keep("accepted-cw", cw);
+  EXPECT_EQ(cw.find("Jane Q"), std::string::npos);
+  EXPECT_NE(cw.find("\"status\":\"rejected\""), std::string::npos) << cw;
+  EXPECT_NE(cw.find("at capacity"), std::string::npos);
+
+  AsProvider("prov-b", id, &Stub::ConfirmHandoff);
+  Keep("handed-off", Fhir("prov-b", "provider", id));
+  AsProvider("prov-b", id, &Stub::StartServices);
+  Keep("in-progress", Fhir("prov-b", "provider", id));
+  Outcome("prov-b", id, v1::REFERRAL_STATUS_COMPLETED);
+  const std::string completed = Fhir("cw-king", "child_welfare", id);
+  Keep("completed", completed);
+  EXPECT_NE(completed.find("\"status\":\"completed\""), std::string::npos) << completed;
+
+  const std::string declined_id = HandedOff("fhir-declined");
+  Outcome("prov-b", declined_id, v1::REFERRAL_STATUS_YOUTH_DECLINED);
+  Keep("youth-declined", Fhir("prov-b", "provider", declined_id));
+  const std::string lost_id = HandedOff("fhir-lost");
+  Outcome("prov-b", lost_id, v1::REFERRAL_STATUS_COULD_NOT_CONTACT);
+  Keep("could-not-contact", Fhir("cw-king", "child_welfare", lost_id));
+
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(requested);
+  cancel.set_reason("found family");
+  v1::CancelReferralResponse cancelled;
+  ASSERT_TRUE(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).ok());
+  const std::string revoked = Fhir("cw-king", "child_welfare", requested);
+  Keep("cancelled", revoked);
+  EXPECT_NE(revoked.find("\"status\":\"revoked\""), std::string::npos) << revoked;
+
+  // No answer from anyone, twice over: to the county's on-call office.
+  const std::string esc = Create(Request(/*placement=*/false, "fhir-escalated"));
+  for (int i = 0; i < 6 && AsChildWelfare(esc).status() != v1::REFERRAL_STATUS_ESCALATED; ++i) {
+    Timers();
+    clock_.Advance(absl::Minutes(31));
+  }
+  ASSERT_EQ(AsChildWelfare(esc).status(), v1::REFERRAL_STATUS_ESCALATED);
+  Keep("escalated", Fhir("cw-king", "child_welfare", esc));
+  ExpectAllValid();
 }
 
 }  // namespace

@@ -1,0 +1,263 @@
+#include "services/referrals/fhir.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+
+namespace safeharbor::referrals {
+namespace {
+
+using google::protobuf::Value;
+using Fields = std::vector<std::pair<const char*, Value>>;
+
+// Code systems of this network's own codes (FHIR allows any URI as a system).
+constexpr char kReferralIds[] = "urn:safeharbor:referral";
+constexpr char kOrganizationIds[] = "urn:safeharbor:organization";
+constexpr char kYouthReferences[] = "urn:safeharbor:youth-reference";
+constexpr char kNeeds[] = "urn:safeharbor:need";
+constexpr char kAgeExtension[] = "urn:safeharbor:fhir:youth-age-years";
+
+Value Str(absl::string_view s) {
+  Value v;
+  v.set_string_value(std::string(s));
+  return v;
+}
+
+Value Num(int64_t n) {
+  Value v;
+  v.set_number_value(static_cast<double>(n));
+  return v;
+}
+
+Value Obj(Fields fields) {
+  Value v;
+  auto* m = v.mutable_struct_value()->mutable_fields();
+  for (auto& [name, value] : fields) (*m)[name] = std::move(value);
+  return v;
+}
+
+Value List(std::vector<Value> items) {
+  Value v;
+  for (Value& item : items) *v.mutable_list_value()->add_values() = std::move(item);
+  return v;
+}
+
+Value Text(absl::string_view text) { return Obj({{"text", Str(text)}}); }
+
+Value Identifier(const char* system, absl::string_view value) {
+  return Obj({{"system", Str(system)}, {"value", Str(value)}});
+}
+
+Value OrganizationRef(absl::string_view org_id) {
+  return Obj({{"type", Str("Organization")}, {"identifier", Identifier(kOrganizationIds, org_id)}});
+}
+
+std::string Instant(const google::protobuf::Timestamp& ts) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProtoTime(ts), absl::UTCTimeZone());
+}
+
+const char* Priority(v1::Urgency u) {
+  switch (u) {
+    case v1::URGENCY_EMERGENCY:
+      return "stat";
+    case v1::URGENCY_URGENT:
+      return "urgent";
+    default:
+      return "routine";
+  }
+}
+
+const char* Gender(safeharbor::directory::v1::Gender g) {
+  switch (g) {
+    case safeharbor::directory::v1::GENDER_FEMALE:
+      return "female";
+    case safeharbor::directory::v1::GENDER_MALE:
+      return "male";
+    case safeharbor::directory::v1::GENDER_NONBINARY:
+      return "other";
+    default:
+      return "unknown";
+  }
+}
+
+// "SERVICE_CATEGORY_CSEC_ADVOCACY" -> "csec-advocacy".
+std::string NeedCode(absl::string_view enum_name, absl::string_view prefix) {
+  std::string code = absl::AsciiStrToLower(enum_name.substr(prefix.size()));
+  for (char& ch : code) ch = ch == '_' ? '-' : ch;
+  return code;
+}
+
+Value NeedsCode(const v1::Needs& needs) {
+  std::vector<Value> codings;
+  if (needs.placement_tonight()) {
+    codings.push_back(Obj({{"system", Str(kNeeds)}, {"code", Str("placement-tonight")}}));
+  }
+  for (int c : needs.service_categories()) {
+    const auto category = static_cast<safeharbor::directory::v1::ServiceCategory>(c);
+    codings.push_back(
+        Obj({{"system", Str(kNeeds)},
+             {"code", Str(NeedCode(safeharbor::directory::v1::ServiceCategory_Name(category),
+                                   "SERVICE_CATEGORY_"))}}));
+  }
+  Fields f = {{"text", Str("CSEC referral")}};
+  if (!codings.empty()) f.emplace_back("coding", List(std::move(codings)));  // never an empty array
+  return Obj(std::move(f));
+}
+
+std::string PatientId(const v1::Referral& r) { return absl::StrCat(r.id(), "-youth"); }
+
+Value Entry(Value resource) { return Obj({{"resource", std::move(resource)}}); }
+
+}  // namespace
+
+const char* FhirRequestStatus(v1::ReferralStatus status) {
+  switch (status) {
+    case v1::REFERRAL_STATUS_COMPLETED:
+    case v1::REFERRAL_STATUS_YOUTH_DECLINED:
+    case v1::REFERRAL_STATUS_COULD_NOT_CONTACT:
+      return "completed";
+    case v1::REFERRAL_STATUS_CANCELLED:
+      return "revoked";
+    case v1::REFERRAL_STATUS_UNSPECIFIED:
+      return "unknown";
+    default:
+      return "active";
+  }
+}
+
+FhirTaskStatus FhirTaskStatusOf(const v1::Offer& offer, v1::ReferralStatus status) {
+  switch (offer.state()) {
+    case v1::OFFER_STATE_PENDING:
+      return {"requested", "offered"};
+    case v1::OFFER_STATE_DECLINED:
+      return {"rejected", "declined"};
+    case v1::OFFER_STATE_EXPIRED:
+      return {"cancelled", "no answer by the deadline"};
+    case v1::OFFER_STATE_WITHDRAWN:
+      return {"cancelled", "withdrawn"};
+    case v1::OFFER_STATE_ACCEPTED:
+      break;
+    default:
+      return {"draft", "unknown"};
+  }
+  switch (status) {
+    case v1::REFERRAL_STATUS_HANDED_OFF:
+      return {"in-progress", "handed off"};
+    case v1::REFERRAL_STATUS_IN_PROGRESS:
+      return {"in-progress", "services started"};
+    case v1::REFERRAL_STATUS_COMPLETED:
+      return {"completed", "completed"};
+    case v1::REFERRAL_STATUS_YOUTH_DECLINED:
+      return {"failed", "youth declined"};
+    case v1::REFERRAL_STATUS_COULD_NOT_CONTACT:
+      return {"failed", "could not contact"};
+    case v1::REFERRAL_STATUS_CANCELLED:
+      return {"cancelled", "referral cancelled"};
+    default:
+      return {"accepted", "accepted: awaiting hand-off"};
+  }
+}
+
+namespace {
+
+Value PatientOf(const v1::Referral& r) {
+  const v1::YouthProfile& y = r.youth();
+  Fields f = {
+      {"resourceType", Str("Patient")},
+      {"id", Str(PatientId(r))},
+      {"identifier", List({Obj({{"system", Str(kYouthReferences)},
+                                {"value", Str(y.youth_reference())},
+                                {"assigner", OrganizationRef(r.referrer_organization_id())}})})},
+      {"gender", Str(Gender(y.gender()))},
+      {"extension", List({Obj({{"url", Str(kAgeExtension)}, {"valueInteger", Num(y.age())}})})},
+  };
+  std::vector<Value> languages;
+  for (const std::string& l : y.languages()) {
+    languages.push_back(
+        Obj({{"language", Obj({{"coding", List({Obj({{"system", Str("urn:ietf:bcp:47")},
+                                                     {"code", Str(l)}})})}})}}));
+  }
+  if (!languages.empty()) f.emplace_back("communication", List(std::move(languages)));
+  if (y.has_identifying()) {  // only in the accepting provider's view
+    if (!y.identifying().name().empty()) {
+      f.emplace_back("name", List({Text(y.identifying().name())}));
+    }
+    if (!y.identifying().contact().empty()) {
+      f.emplace_back(
+          "telecom",
+          List({Obj({{"system", Str("other")}, {"value", Str(y.identifying().contact())}})}));
+    }
+  }
+  return Obj(std::move(f));
+}
+
+Value ServiceRequestOf(const v1::Referral& r) {
+  Fields f = {
+      {"resourceType", Str("ServiceRequest")},
+      {"id", Str(r.id())},
+      {"identifier", List({Identifier(kReferralIds, r.id())})},
+      {"status", Str(FhirRequestStatus(r.status()))},
+      {"intent", Str("order")},
+      {"priority", Str(Priority(r.urgency()))},
+      {"code", NeedsCode(r.needs())},
+      {"subject", Obj({{"reference", Str(absl::StrCat("Patient/", PatientId(r)))}})},
+      {"authoredOn", Str(Instant(r.create_time()))},
+      {"requester", OrganizationRef(r.referrer_organization_id())},
+  };
+  if (!r.handoff().provider_organization_id().empty()) {
+    f.emplace_back("performer", List({OrganizationRef(r.handoff().provider_organization_id())}));
+  }
+  if (r.youth().has_identifying() && !r.youth().identifying().notes().empty()) {
+    f.emplace_back("note", List({Text(r.youth().identifying().notes())}));
+  }
+  return Obj(std::move(f));
+}
+
+Value TaskOf(const v1::Referral& r, const v1::Offer& offer, int index) {
+  const FhirTaskStatus s = FhirTaskStatusOf(offer, r.status());
+  Fields f = {
+      {"resourceType", Str("Task")},
+      {"id", Str(absl::StrCat(r.id(), "-offer-", index + 1))},
+      {"status", Str(s.status)},
+      {"businessStatus", Text(s.business_status)},
+      {"intent", Str("order")},
+      {"focus", Obj({{"reference", Str(absl::StrCat("ServiceRequest/", r.id()))}})},
+      {"for", Obj({{"reference", Str(absl::StrCat("Patient/", PatientId(r)))}})},
+      {"authoredOn", Str(Instant(offer.offered_time()))},
+      {"requester", OrganizationRef(r.referrer_organization_id())},
+      {"owner", OrganizationRef(offer.provider_organization_id())},
+  };
+  if (offer.has_respond_by()) {
+    f.emplace_back("restriction",
+                   Obj({{"period", Obj({{"end", Str(Instant(offer.respond_by()))}})}}));
+  }
+  if (!offer.decline_reason().empty()) f.emplace_back("statusReason", Text(offer.decline_reason()));
+  return Obj(std::move(f));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReferralFhirBundle(const v1::Referral& view, absl::Time now) {
+  std::vector<Value> entries;
+  entries.push_back(Entry(ServiceRequestOf(view)));
+  for (int i = 0; i < view.offers_size(); ++i)
+    entries.push_back(Entry(TaskOf(view, view.offers(i), i)));
+  entries.push_back(Entry(PatientOf(view)));
+  const Value bundle =
+      Obj({{"resourceType", Str("Bundle")},
+           {"type", Str("collection")},
+           {"timestamp", Str(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone()))},
+           {"entry", List(std::move(entries))}});
+  std::string json;
+  const auto status = google::protobuf::util::MessageToJsonString(bundle.struct_value(), &json);
+  if (!status.ok()) return absl::InternalError("the FHIR bundle could not be written as JSON");
+  return json;
+}
+
+}  // namespace safeharbor::referrals
