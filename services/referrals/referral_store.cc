@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "common/stored_resource.h"
 
 namespace safeharbor::referrals {
@@ -357,7 +358,81 @@ absl::StatusOr<StatsCounts> ReferralStore::Stats(PgTx& tx, absl::Time from, absl
   out.accepted = agg->Int64(0, "accepted");
   out.placement_unavailable = agg->Int64(0, "placement_unavailable");
   out.median_minutes_to_acceptance = agg->Double(0, "median_s") / 60.0;
+  SH_RETURN_IF_ERROR(OutcomeStats(tx, from, to, &out));
   return out;
+}
+
+namespace {
+
+// Median and 90th percentile of `seconds_sql` (a query returning one column `s` per referral,
+// over referrals created in [$1, $2)).
+absl::StatusOr<StatsCounts::Durations> DurationStats(PgTx& tx, absl::string_view seconds_sql,
+                                                     absl::Time from, absl::Time to) {
+  auto r =
+      tx.Exec(absl::StrCat("SELECT count(*) AS n, "
+                           "coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY s), 0) AS p50, "
+                           "coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY s), 0) AS p90 "
+                           "FROM (",
+                           seconds_sql, ") d"),
+              {PgTime(from), PgTime(to)});
+  if (!r.ok()) return r.status();
+  return StatsCounts::Durations{r->Int64(0, "n"), r->Double(0, "p50"), r->Double(0, "p90")};
+}
+
+// Closed referrals (completed, youth declined, could not contact, cancelled) by `column` and
+// outcome.
+absl::StatusOr<std::vector<StatsCounts::OutcomeCell>> OutcomeCells(PgTx& tx,
+                                                                   absl::string_view column,
+                                                                   absl::Time from, absl::Time to) {
+  auto r = tx.Exec(absl::StrCat("SELECT ", column,
+                                " AS who, status, count(*) AS n FROM referrals "
+                                "WHERE create_time >= $1 AND create_time < $2 AND status IN "
+                                "(6, 7, 8, 9) AND ",
+                                column, " IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"),
+                   {PgTime(from), PgTime(to)});
+  if (!r.ok()) return r.status();
+  std::vector<StatsCounts::OutcomeCell> cells;
+  const bool county = column == "county_fips";
+  for (int i = 0; i < r->rows(); ++i) {
+    StatsCounts::OutcomeCell c;
+    (county ? c.county_fips : c.provider_org) = r->String(i, "who");
+    c.outcome = static_cast<v1::ReferralStatus>(r->Int32(i, "status"));
+    c.count = r->Int64(i, "n");
+    cells.push_back(std::move(c));
+  }
+  return cells;
+}
+
+}  // namespace
+
+absl::Status ReferralStore::OutcomeStats(PgTx& tx, absl::Time from, absl::Time to,
+                                         StatsCounts* out) {
+  SH_ASSIGN_OR_RETURN(out->outcomes_by_county, OutcomeCells(tx, "county_fips", from, to));
+  SH_ASSIGN_OR_RETURN(out->outcomes_by_provider, OutcomeCells(tx, "accepted_provider", from, to));
+  SH_ASSIGN_OR_RETURN(
+      out->to_acceptance,
+      DurationStats(tx,
+                    "SELECT extract(epoch FROM accepted_time - create_time) AS s FROM referrals "
+                    "WHERE create_time >= $1 AND create_time < $2 AND accepted_time IS NOT NULL",
+                    from, to));
+  SH_ASSIGN_OR_RETURN(
+      out->to_handoff,
+      DurationStats(tx,
+                    "SELECT extract(epoch FROM min(t.at) - r.create_time) AS s FROM referrals r "
+                    "JOIN transitions t ON t.referral_id = r.id AND t.to_status = 4 "
+                    "WHERE r.create_time >= $1 AND r.create_time < $2 GROUP BY r.id",
+                    from, to));
+  auto months = tx.Exec(
+      "SELECT to_char(create_time AT TIME ZONE 'America/Los_Angeles', 'YYYY-MM') AS month, "
+      "count(*) AS n FROM referrals WHERE create_time >= $1 AND create_time < $2 "
+      "AND placement_unavailable GROUP BY 1 ORDER BY 1",
+      {PgTime(from), PgTime(to)});
+  if (!months.ok()) return months.status();
+  for (int i = 0; i < months->rows(); ++i) {
+    out->placement_unavailable_by_month.emplace_back(months->String(i, "month"),
+                                                     months->Int64(i, "n"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::map<int, int64_t>> ReferralStore::CountByStatus(PgTx& tx) {

@@ -91,6 +91,9 @@ class ReferralStore {
 
   // The counts of referrals created in [from, to) (StatsView suppresses the small ones).
   static absl::StatusOr<StatsCounts> Stats(PgTx& tx, absl::Time from, absl::Time to);
+  // Outcomes by county and provider, times to acceptance and hand-off, placement unavailable
+  // per month, for referrals created in [from, to).
+  static absl::Status OutcomeStats(PgTx& tx, absl::Time from, absl::Time to, StatsCounts* out);
   // Referrals by status now, for the gauges; and how many offers are past their deadline.
   static absl::StatusOr<std::map<int, int64_t>> CountByStatus(PgTx& tx);
   static absl::StatusOr<int64_t> OverdueOffers(PgTx& tx, absl::Time now, absl::Duration grace);

@@ -1,6 +1,8 @@
 #include "services/referrals/views.h"
 
 #include <algorithm>
+#include <map>
+#include <optional>
 
 #include "services/referrals/lifecycle.h"
 
@@ -68,6 +70,42 @@ std::vector<std::string> ProvidersConcerned(const v1::Referral& before, const v1
   return out;
 }
 
+namespace {
+
+// Outcome cells grouped by outcome (each group adds up to a published status count), each group
+// suppressed on its own.
+void AddOutcomes(const std::vector<StatsCounts::OutcomeCell>& cells,
+                 google::protobuf::RepeatedPtrField<v1::OutcomeCount>* out) {
+  std::map<v1::ReferralStatus, std::vector<size_t>> groups;
+  for (size_t i = 0; i < cells.size(); ++i) groups[cells[i].outcome].push_back(i);
+  for (const auto& [outcome, members] : groups) {
+    std::vector<int64_t> counts;
+    for (size_t i : members) counts.push_back(cells[i].count);
+    const std::vector<bool> hidden = SuppressedCells(counts);
+    for (size_t k = 0; k < members.size(); ++k) {
+      const StatsCounts::OutcomeCell& cell = cells[members[k]];
+      v1::OutcomeCount* c = out->Add();
+      c->set_county_fips(cell.county_fips);
+      c->set_provider_organization_id(cell.provider_org);
+      c->set_outcome(cell.outcome);
+      c->set_suppressed(hidden[k]);
+      c->set_count(hidden[k] ? 0 : cell.count);
+    }
+  }
+}
+
+v1::DurationSummary DurationView(const StatsCounts::Durations& d) {
+  v1::DurationSummary out;
+  out.set_suppressed(d.referrals < kMinimumCell);
+  if (out.suppressed()) return out;
+  out.set_referrals(d.referrals);
+  out.set_median_minutes(d.median_s / 60.0);
+  out.set_p90_minutes(d.p90_s / 60.0);
+  return out;
+}
+
+}  // namespace
+
 v1::GetReferralStatsResponse StatsView(const StatsCounts& counts) {
   v1::GetReferralStatsResponse out;
   const auto small = [](int64_t referrals) { return referrals < kMinimumCell; };
@@ -87,7 +125,36 @@ v1::GetReferralStatsResponse StatsView(const StatsCounts& counts) {
   out.set_median_minutes_to_acceptance_suppressed(small(counts.accepted));
   out.set_median_minutes_to_acceptance(
       small(counts.accepted) ? 0 : counts.median_minutes_to_acceptance);
+  AddOutcomes(counts.outcomes_by_county, out.mutable_outcomes_by_county());
+  AddOutcomes(counts.outcomes_by_provider, out.mutable_outcomes_by_provider());
+  *out.mutable_time_to_acceptance() = DurationView(counts.to_acceptance);
+  *out.mutable_time_to_handoff() = DurationView(counts.to_handoff);
+  std::vector<int64_t> months;
+  for (const auto& [month, n] : counts.placement_unavailable_by_month) months.push_back(n);
+  const std::vector<bool> hidden = SuppressedCells(months);
+  for (size_t i = 0; i < months.size(); ++i) {
+    v1::MonthCount* m = out.add_placement_unavailable_by_month();
+    m->set_month(counts.placement_unavailable_by_month[i].first);
+    m->set_suppressed(hidden[i]);
+    m->set_count(hidden[i] ? 0 : months[i]);
+  }
   return out;
+}
+
+std::vector<bool> SuppressedCells(const std::vector<int64_t>& counts) {
+  std::vector<bool> hidden(counts.size(), false);
+  int withheld = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    hidden[i] = counts[i] < kMinimumCell;
+    withheld += hidden[i] ? 1 : 0;
+  }
+  if (withheld != 1) return hidden;
+  std::optional<size_t> smallest;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (!hidden[i] && (!smallest || counts[i] < counts[*smallest])) smallest = i;
+  }
+  if (smallest) hidden[*smallest] = true;
+  return hidden;
 }
 
 }  // namespace safeharbor::referrals

@@ -33,6 +33,23 @@ struct StatsCounts {
   int64_t placement_unavailable = 0;
   int64_t accepted = 0;  // referrals with an acceptance time (the median's sample)
   double median_minutes_to_acceptance = 0;
+  // Closed referrals by outcome: per county (provider empty) and per accepting provider.
+  struct OutcomeCell {
+    std::string county_fips;
+    std::string provider_org;
+    v1::ReferralStatus outcome = v1::REFERRAL_STATUS_UNSPECIFIED;
+    int64_t count = 0;
+  };
+  std::vector<OutcomeCell> outcomes_by_county;
+  std::vector<OutcomeCell> outcomes_by_provider;
+  struct Durations {
+    int64_t referrals = 0;
+    double median_s = 0;
+    double p90_s = 0;
+  };
+  Durations to_acceptance;
+  Durations to_handoff;
+  std::vector<std::pair<std::string, int64_t>> placement_unavailable_by_month;  // "2026-11"
 };
 
 // Small cells are withheld: a figure resting on fewer than this many referrals is suppressed.
@@ -40,5 +57,10 @@ inline constexpr int64_t kMinimumCell = 11;
 
 // The auditor's view of the counts, small cells suppressed (marked, and shown as 0).
 v1::GetReferralStatsResponse StatsView(const StatsCounts& counts);
+
+// Which cells of one group (cells that add up to a published total) are withheld: those below
+// kMinimumCell, and when that is a single cell, the smallest other one too (complementary
+// suppression: one withheld cell could otherwise be worked out from the total).
+std::vector<bool> SuppressedCells(const std::vector<int64_t>& counts);
 
 }  // namespace safeharbor::referrals

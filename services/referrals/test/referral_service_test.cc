@@ -1254,5 +1254,55 @@ TEST_F(FhirViewTest, BundlesInEveryStatusValidateAndOnlyTheAcceptingProviderSees
   ExpectAllValid();
 }
 
+// Issue 14: reports an auditor can use, non-identifying, small cells withheld.
+TEST_F(ReferralTest, AuditorsSeeOutcomesByCountyAndProviderAndTimesToAcceptanceAndHandoff) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(Create(Request(false, absl::StrCat("out-", i))));
+  while (Timers() > 0) {
+  }
+  for (const std::string& id : ids) {  // accepted 1, 2, ..., 12 minutes after creation
+    clock_.Advance(absl::Minutes(1));
+    ASSERT_TRUE(Accept("prov-b", id).ok());
+  }
+  clock_.Advance(absl::Minutes(1));  // every hand-off 13 minutes after creation
+  auto prov = Stub_("prov-b", "provider");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    v1::ConfirmHandoffRequest confirm;
+    confirm.set_id(ids[i]);
+    v1::ConfirmHandoffResponse confirmed;
+    ASSERT_TRUE(prov->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+    v1::RecordOutcomeRequest outcome;
+    outcome.set_id(ids[i]);
+    outcome.set_outcome(i == 0 ? v1::REFERRAL_STATUS_YOUTH_DECLINED
+                               : v1::REFERRAL_STATUS_COMPLETED);
+    v1::RecordOutcomeResponse recorded;
+    ASSERT_TRUE(prov->RecordOutcome(Ctx().get(), outcome, &recorded).ok());
+  }
+  v1::GetReferralStatsRequest req;
+  *req.mutable_to_time() = ToProtoTime(clock_.Now() + absl::Seconds(1));
+  v1::GetReferralStatsResponse got;
+  const grpc::Status st =
+      Stub_("state-auditor", "auditor")->GetReferralStats(Ctx().get(), req, &got);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(got.outcomes_by_county_size(), 2) << got.DebugString();
+  EXPECT_EQ(got.outcomes_by_county(0).county_fips(), kKing);
+  EXPECT_EQ(got.outcomes_by_county(0).outcome(), v1::REFERRAL_STATUS_COMPLETED);
+  EXPECT_EQ(got.outcomes_by_county(0).count(), 11);
+  EXPECT_FALSE(got.outcomes_by_county(0).suppressed());
+  EXPECT_EQ(got.outcomes_by_county(1).outcome(), v1::REFERRAL_STATUS_YOUTH_DECLINED);
+  EXPECT_TRUE(got.outcomes_by_county(1).suppressed());  // one youth: withheld
+  EXPECT_EQ(got.outcomes_by_county(1).count(), 0);
+  ASSERT_EQ(got.outcomes_by_provider_size(), 2);
+  EXPECT_EQ(got.outcomes_by_provider(0).provider_organization_id(), "prov-b");
+  EXPECT_TRUE(got.outcomes_by_provider(0).county_fips().empty());
+  EXPECT_EQ(got.outcomes_by_provider(0).count(), 11);
+  EXPECT_EQ(got.time_to_acceptance().referrals(), 12);
+  EXPECT_DOUBLE_EQ(got.time_to_acceptance().median_minutes(), 6.5);
+  EXPECT_NEAR(got.time_to_acceptance().p90_minutes(), 10.9, 1e-9);
+  EXPECT_EQ(got.time_to_handoff().referrals(), 12);
+  EXPECT_DOUBLE_EQ(got.time_to_handoff().median_minutes(), 13);
+  EXPECT_EQ(got.placement_unavailable_by_month_size(), 0);
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals
