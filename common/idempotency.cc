@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/paging.h"
+#include "common/status_macros.h"
 
 namespace safeharbor {
 namespace {
@@ -74,50 +75,76 @@ std::vector<std::string> DifferingFields(const std::map<std::string, std::string
   return diff;
 }
 
-absl::Status RunIdempotent(PgTx& tx, absl::string_view method, const Caller& caller,
-                           absl::string_view request_id, const Message& request, Message* response,
-                           const std::function<absl::Status()>& create) {
-  if (absl::Status st = ValidateRequestId(request_id); !st.ok()) return st;
-  const auto digests = FieldDigests(request, request_id);
-  const std::string digests_json = nlohmann::json(digests).dump();
-  auto claimed = tx.Exec(
-      "INSERT INTO idempotency_keys (method, caller_org, request_id, field_digests) "
-      "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING RETURNING 1",
-      {std::string(method), caller.org_id, std::string(request_id), digests_json});
-  if (!claimed.ok()) return claimed.status();
-  if (claimed->rows() == 0) {
-    auto prior = tx.Exec(
-        "SELECT field_digests::text AS d, response FROM idempotency_keys "
-        "WHERE method = $1 AND caller_org = $2 AND request_id = $3",
-        {std::string(method), caller.org_id, std::string(request_id)});
-    if (!prior.ok()) return prior.status();
-    if (prior->rows() != 1) return absl::AbortedError("request_id claim vanished; retry");
-    std::map<std::string, std::string> stored;
-    try {
-      stored = nlohmann::json::parse(prior->Text(0, "d")).get<std::map<std::string, std::string>>();
-    } catch (const std::exception&) {
-      return absl::InternalError("stored request digest is unreadable");
-    }
-    auto diff = DifferingFields(digests, stored);
-    if (!diff.empty()) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "request_id '", request_id,
-          "' was already used with different content: ", absl::StrJoin(diff, ", "), " differ"));
-    }
-    if (!response->ParseFromString(prior->Bytea(0, "response"))) {
-      return absl::InternalError("stored response is unreadable");
-    }
-    return absl::OkStatus();
-  }
-  if (absl::Status st = create(); !st.ok()) return st;
+IdempotencyRecord::IdempotencyRecord(absl::string_view method, const Caller& caller,
+                                     absl::string_view request_id, const Message& request)
+    : method_(method),
+      caller_org_(caller.org_id),
+      request_id_(request_id),
+      digests_(FieldDigests(request, request_id)) {}
+
+void IdempotencyRecord::Claim(PgTx& tx) {
+  claim_.emplace(
+      tx.Send("INSERT INTO idempotency_keys (method, caller_org, request_id, field_digests) "
+              "VALUES ($1, $2, $3, $4::jsonb)",
+              {method_, caller_org_, request_id_, nlohmann::json(digests_).dump()}));
+}
+
+void IdempotencyRecord::Record(PgTx& tx, const Message& response) {
   std::string bytes;
-  response->SerializeToString(&bytes);
-  return tx
-      .Exec(
-          "UPDATE idempotency_keys SET response = $4 "
-          "WHERE method = $1 AND caller_org = $2 AND request_id = $3",
-          {std::string(method), caller.org_id, std::string(request_id), PgParam::Bytea(bytes)})
-      .status();
+  response.SerializeToString(&bytes);
+  (void)tx.Send(
+      "UPDATE idempotency_keys SET response = $4 "
+      "WHERE method = $1 AND caller_org = $2 AND request_id = $3",
+      {method_, caller_org_, request_id_, PgParam::Bytea(bytes)});
+}
+
+bool IdempotencyRecord::Replayed() const {
+  // The claim's own failure (a statement skipped after another's failure does not count).
+  return claim_.has_value() && claim_->answered() && !claim_->skipped() &&
+         SqlStateOf(claim_->status()) == "23505";
+}
+
+absl::Status IdempotencyRecord::Answer(PgPool& pool, Message* response) const {
+  SH_ASSIGN_OR_RETURN(PgResult prior,
+                      pool.Query("SELECT field_digests::text AS d, response FROM idempotency_keys "
+                                 "WHERE method = $1 AND caller_org = $2 AND request_id = $3",
+                                 {method_, caller_org_, request_id_}));
+  if (prior.rows() != 1 || prior.IsNull(0, "response")) {
+    return absl::AbortedError("request_id record vanished; retry");
+  }
+  std::map<std::string, std::string> stored;
+  try {
+    stored = nlohmann::json::parse(prior.Text(0, "d")).get<std::map<std::string, std::string>>();
+  } catch (const std::exception&) {
+    return absl::InternalError("stored request digest is unreadable");
+  }
+  auto diff = DifferingFields(digests_, stored);
+  if (!diff.empty()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "request_id '", request_id_,
+        "' was already used with different content: ", absl::StrJoin(diff, ", "), " differ"));
+  }
+  if (!response->ParseFromString(prior.Bytea(0, "response"))) {
+    return absl::InternalError("stored response is unreadable");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunIdempotent(PgPool& pool, absl::string_view method, const Caller& caller,
+                           absl::string_view request_id, const Message& request, Message* response,
+                           const std::function<absl::Status(PgTx&)>& create, bool* replayed) {
+  SH_RETURN_IF_ERROR(ValidateRequestId(request_id));
+  IdempotencyRecord record(method, caller, request_id, request);
+  absl::Status st = pool.Transact([&](PgTx& tx) -> absl::Status {
+    response->Clear();
+    record.Claim(tx);
+    SH_RETURN_IF_ERROR(create(tx));
+    record.Record(tx, *response);
+    return absl::OkStatus();
+  });
+  const bool again = !st.ok() && record.Replayed();
+  if (replayed != nullptr) *replayed = again;
+  return again ? record.Answer(pool, response) : st;
 }
 
 }  // namespace safeharbor

@@ -184,25 +184,50 @@ void SplitGrpcMethod(const std::string& full, std::string* service, std::string*
   *method = full.substr(slash + 1);
 }
 
+namespace {
+
+bool HasLabels(const prometheus::ClientMetric& m,
+               const std::map<std::string, std::string>& labels) {
+  for (const auto& [k, v] : labels) {
+    bool found = false;
+    for (const auto& l : m.label) {
+      if (l.name == k && l.value == v) found = true;
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 double SumCounter(prometheus::Registry& registry, const std::string& name,
                   const std::map<std::string, std::string>& labels) {
   double sum = 0;
   for (const auto& family : registry.Collect()) {
     if (family.name != name) continue;
     for (const auto& m : family.metric) {
-      bool match = true;
-      for (const auto& [k, v] : labels) {
-        bool found = false;
-        for (const auto& l : m.label) {
-          if (l.name == k && l.value == v) found = true;
-        }
-        match = match && found;
-      }
-      if (!match) continue;
+      if (!HasLabels(m, labels)) continue;
       sum += family.type == prometheus::MetricType::Gauge ? m.gauge.value : m.counter.value;
     }
   }
   return sum;
+}
+
+HistogramTotals SumHistogram(prometheus::Registry& registry, const std::string& name,
+                             const std::map<std::string, std::string>& labels, double bound) {
+  HistogramTotals out;
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) {
+      if (!HasLabels(m, labels)) continue;
+      out.count += m.histogram.sample_count;
+      out.sum += m.histogram.sample_sum;
+      for (const auto& b : m.histogram.bucket) {
+        if (b.upper_bound == bound) out.at_most += b.cumulative_count;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace safeharbor

@@ -69,5 +69,14 @@ void SplitGrpcMethod(const std::string& full, std::string* service, std::string*
 // diagnostics; reads the registry as a scrape would).
 double SumCounter(prometheus::Registry& registry, const std::string& name,
                   const std::map<std::string, std::string>& labels = {});
+// A histogram family's series whose labels include `labels`, summed: how many observations,
+// their sum, and how many were at most `bound` (one of its bucket boundaries).
+struct HistogramTotals {
+  uint64_t count = 0;
+  double sum = 0;
+  uint64_t at_most = 0;
+};
+HistogramTotals SumHistogram(prometheus::Registry& registry, const std::string& name,
+                             const std::map<std::string, std::string>& labels, double bound);
 
 }  // namespace safeharbor

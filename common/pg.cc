@@ -24,6 +24,12 @@
 
 namespace safeharbor {
 
+// One statement of a pipeline: its text and parameters (null: SQL NULL).
+struct PgStatement {
+  const char* sql;
+  std::vector<const char*> values;
+};
+
 // One libpq connection in nonblocking mode. Not thread-safe: used by one thread at a time via
 // the pool. Every wait on the server is bounded.
 class PgConnection {
@@ -37,6 +43,14 @@ class PgConnection {
   // error one if any), or null when the connection failed or did not answer (no_answer).
   PGresult* Exec(const std::string& sql, const std::vector<const char*>* params,
                  absl::Time deadline, const std::function<bool()>& give_up);
+  // Sends `statements` in pipeline mode with one Sync and collects each one's result (its first
+  // error, else its last; PGRES_PIPELINE_ABORTED when an earlier one failed) into *results, by
+  // `deadline`. False when the connection failed or did not answer: *results holds what came.
+  bool Pipeline(const std::vector<PgStatement>& statements, std::vector<PGresult*>* results,
+                absl::Time deadline, const std::function<bool()>& give_up);
+  // An idle connection the server has not closed (a restart closes every one): whatever the
+  // server sent meanwhile is read without waiting.
+  bool Alive();
   // Connects without waiting past `deadline`. Null, with *error (and *timed_out), on failure.
   static std::unique_ptr<PgConnection> Connect(const std::string& conninfo, absl::Time deadline,
                                                const std::function<bool()>& give_up,
@@ -51,6 +65,9 @@ class PgConnection {
   bool Await(short events, absl::Time deadline, const std::function<bool()>& give_up);
   PGresult* Send(const std::string& sql, const std::vector<const char*>* params,
                  absl::Time deadline, const std::function<bool()>& give_up);
+  bool FlushOutput(absl::Time deadline, const std::function<bool()>& give_up);
+  // Reads one statement's results up to libpq's end marker: the first error, else the last.
+  bool Collect(absl::Time deadline, const std::function<bool()>& give_up, PGresult** out);
   PGconn* conn_;
 };
 
@@ -95,22 +112,32 @@ PGresult* PgConnection::Send(const std::string& sql, const std::vector<const cha
                        ? PQsendQuery(conn_, sql.c_str())
                        : PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(params->size()),
                                            nullptr, params->data(), nullptr, nullptr, 0);
-  if (sent != 1) return nullptr;
+  if (sent != 1 || !FlushOutput(deadline, give_up)) return nullptr;
+  PGresult* res = nullptr;
+  return Collect(deadline, give_up, &res) ? res : nullptr;
+}
+
+bool PgConnection::FlushOutput(absl::Time deadline, const std::function<bool()>& give_up) {
   for (int f = PQflush(conn_); f != 0; f = PQflush(conn_)) {
     if (f < 0 || !Await(POLLIN | POLLOUT, deadline, give_up) || !PQconsumeInput(conn_)) {
-      return nullptr;
+      return false;
     }
   }
+  return true;
+}
+
+bool PgConnection::Collect(absl::Time deadline, const std::function<bool()>& give_up,
+                           PGresult** out) {
   PGresult* kept = nullptr;
   for (;;) {
     while (PQisBusy(conn_)) {
       if (!Await(POLLIN, deadline, give_up) || !PQconsumeInput(conn_)) {
         PQclear(kept);
-        return nullptr;
+        return false;
       }
     }
     PGresult* r = PQgetResult(conn_);
-    if (r == nullptr) return kept;
+    if (r == nullptr) break;
     if (kept != nullptr && PQresultStatus(kept) == PGRES_FATAL_ERROR) {
       PQclear(r);  // the first error is the answer
     } else {
@@ -118,6 +145,45 @@ PGresult* PgConnection::Send(const std::string& sql, const std::vector<const cha
       kept = r;
     }
   }
+  *out = kept;
+  return kept != nullptr;
+}
+
+bool PgConnection::Pipeline(const std::vector<PgStatement>& statements,
+                            std::vector<PGresult*>* results, absl::Time deadline,
+                            const std::function<bool()>& give_up) {
+  const auto failed = [this] {
+    broken = true;  // lost, or no answer: never reused
+    return false;
+  };
+  if (PQenterPipelineMode(conn_) != 1) return failed();
+  for (const PgStatement& st : statements) {
+    if (PQsendQueryParams(conn_, st.sql, static_cast<int>(st.values.size()), nullptr,
+                          st.values.data(), nullptr, nullptr, 0) != 1) {
+      return failed();
+    }
+  }
+  if (PQpipelineSync(conn_) != 1 || !FlushOutput(deadline, give_up)) return failed();
+  for (size_t i = 0; i < statements.size(); ++i) {
+    PGresult* res = nullptr;
+    const bool got = Collect(deadline, give_up, &res);
+    if (res != nullptr) results->push_back(res);
+    if (!got || PQstatus(conn_) != CONNECTION_OK) return failed();
+  }
+  while (PQisBusy(conn_)) {
+    if (!Await(POLLIN, deadline, give_up) || !PQconsumeInput(conn_)) return failed();
+  }
+  PGresult* sync = PQgetResult(conn_);
+  const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  if (!synced || PQexitPipelineMode(conn_) != 1) return failed();
+  return true;
+}
+
+bool PgConnection::Alive() {
+  pollfd p{PQsocket(conn_), POLLIN, 0};
+  if (poll(&p, 1, 0) == 0) return true;  // nothing came: still open
+  return PQconsumeInput(conn_) == 1 && healthy();
 }
 
 std::unique_ptr<PgConnection> PgConnection::Connect(const std::string& conninfo,
@@ -331,6 +397,14 @@ PgPool::PgPool(const PgOptions& options, prometheus::Registry* registry)
     for (const char* kind : {"unavailable", "conflict", "statement"}) {
       errors_->Add({{"kind", kind}});
     }
+    round_trips_ = &prometheus::BuildCounter()
+                        .Name("safeharbor_postgres_round_trips_total")
+                        .Help(
+                            "Round trips to PostgreSQL made by transactions: one per batch of "
+                            "statements sent together (BEGIN with the first, COMMIT with the "
+                            "last).")
+                        .Register(*registry)
+                        .Add({});
   }
 }
 
@@ -362,9 +436,9 @@ absl::StatusOr<std::unique_ptr<PgPool>> PgPool::ConnectWithRetry(const PgOptions
   }
 }
 
-bool PgPool::Usable(const PgConnection& conn) const {
+bool PgPool::Usable(PgConnection& conn) const {
   // After a restart every pooled connection is stale: replace them all, not one per call.
-  return conn.healthy() && !conn.broken && conn.epoch >= loss_epoch_.load();
+  return conn.healthy() && !conn.broken && conn.epoch >= loss_epoch_.load() && conn.Alive();
 }
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Acquire(absl::Time call_deadline) {
@@ -430,6 +504,7 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgPool::Open(absl::Time call_deadl
   }
   conn->epoch = epoch;
   PgTx session(conn.get(), this, deadline, options_.call_timeout);
+  session.counted_ = false;
   const std::string setup =
       absl::StrFormat("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET statement_timeout = %d",
                       options_.statement_timeout_ms);
@@ -461,36 +536,135 @@ void PgPool::Answered(const PgConnection& conn, bool given_its_cap) {
   }
 }
 
+namespace {
+thread_local PgRoundTripScope* current_round_trips = nullptr;
+}  // namespace
+
+PgRoundTripScope::PgRoundTripScope() : saved_(current_round_trips) { current_round_trips = this; }
+PgRoundTripScope::~PgRoundTripScope() { current_round_trips = saved_; }
+
+void PgTx::Count() {
+  ++round_trips_;
+  if (!counted_) return;
+  if (pool_->round_trips_ != nullptr) pool_->round_trips_->Increment();
+  if (current_round_trips != nullptr) ++current_round_trips->count_;
+}
+
+PgTx::~PgTx() {
+  for (Queued& q : queued_) {
+    q.slot->answer = absl::FailedPreconditionError("statement never sent: its transaction ended");
+    q.slot->skipped = true;
+  }
+}
+
+PgPending PgTx::Send(absl::string_view sql, const std::vector<PgParam>& params) {
+  Queued q{std::string(sql), {}, std::make_shared<PgPending::Slot>()};
+  q.params.reserve(params.size());
+  for (const auto& p : params) q.params.push_back(p.value());
+  queued_.push_back(std::move(q));
+  return PgPending(this, queued_.back().slot);
+}
+
+absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgParam>& params) {
+  return Send(sql, params).Get();
+}
+
+absl::StatusOr<PgResult> PgPending::Get() {
+  if (!answered()) tx_->Flush();
+  SH_RELEASE_ASSERT(answered() && !slot_->taken, "PgPending::Get: answered once");
+  slot_->taken = true;
+  return *std::move(slot_->answer);
+}
+
+void PgTx::Answer(Queued& q, PGresult* res) {
+  if (res != nullptr && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+    PQclear(res);
+    q.slot->skipped = true;
+    q.slot->answer = failure_.ok() ? absl::InternalError("statement skipped") : failure_;
+    return;
+  }
+  absl::Status st = ResultStatus(conn_->get(), res);
+  if (st.ok()) {
+    q.slot->answer = PgResult(res);
+    return;
+  }
+  if (IsConnectionLoss(conn_->get(), res)) conn_->broken = true;
+  PQclear(res);
+  if (failure_.ok()) failure_ = st;
+  q.slot->answer = std::move(st);
+}
+
+void PgTx::Flush() {
+  std::vector<Queued> batch;
+  batch.swap(queued_);
+  if (batch.empty()) return;
+  if (failure_.ok() && conn_->broken) {
+    failure_ = absl::UnavailableError("database connection lost earlier in this transaction");
+  }
+  if (!failure_.ok()) {  // the transaction has failed: nothing more is sent
+    for (Queued& q : batch) {
+      q.slot->answer = failure_;
+      q.slot->skipped = true;
+    }
+    return;
+  }
+  std::vector<PgStatement> statements;
+  statements.reserve(batch.size());
+  for (const Queued& q : batch) {
+    PgStatement st{q.sql.c_str(), {}};
+    for (const auto& v : q.params) st.values.push_back(v ? v->c_str() : nullptr);
+    statements.push_back(std::move(st));
+  }
+  const absl::Time now = absl::Now();
+  const absl::Time deadline = std::min(deadline_, now + cap_);
+  Breaker& breaker = pool_->breaker_;
+  std::vector<PGresult*> results;
+  Count();
+  const bool whole = conn_->Pipeline(statements, &results, deadline,
+                                     [&breaker] { return breaker.state() == BreakerState::kOpen; });
+  pool_->Answered(*conn_, TimeoutIsTheDependencys(deadline - now, cap_));
+  for (size_t i = 0; i < results.size(); ++i) Answer(batch[i], results[i]);
+  if (whole) return;
+  if (failure_.ok()) {
+    failure_ = conn_->no_answer
+                   ? (conn_->gave_up ? breaker.Refusal()
+                                     : absl::UnavailableError(
+                                           "database did not answer before the call's deadline; "
+                                           "connection discarded, retry with backoff"))
+                   : absl::UnavailableError(
+                         absl::StrCat("database unavailable: ", PQerrorMessage(conn_->get())));
+  }
+  for (size_t i = results.size(); i < batch.size(); ++i) batch[i].slot->answer = failure_;
+}
+
 absl::StatusOr<PgResult> PgTx::Run(const std::string& sql, const std::vector<const char*>* params) {
+  Flush();  // what is queued goes first
+  if (!failure_.ok()) return failure_;
   if (conn_->broken) {
     return absl::UnavailableError("database connection lost earlier in this transaction");
   }
   const absl::Time now = absl::Now();
   const absl::Time deadline = std::min(deadline_, now + cap_);
   Breaker& breaker = pool_->breaker_;
+  Count();
   PGresult* res = conn_->Exec(sql, params, deadline,
                               [&breaker] { return breaker.state() == BreakerState::kOpen; });
   pool_->Answered(*conn_, TimeoutIsTheDependencys(deadline - now, cap_));
   if (res == nullptr && conn_->no_answer) {
-    return conn_->gave_up ? breaker.Refusal()
-                          : absl::UnavailableError(
-                                "database did not answer before the call's deadline; "
-                                "connection discarded, retry with backoff");
+    failure_ = conn_->gave_up ? breaker.Refusal()
+                              : absl::UnavailableError(
+                                    "database did not answer before the call's deadline; "
+                                    "connection discarded, retry with backoff");
+    return failure_;
   }
   absl::Status st = ResultStatus(conn_->get(), res);
   if (!st.ok()) {
     if (IsConnectionLoss(conn_->get(), res)) conn_->broken = true;
     PQclear(res);
+    failure_ = st;
     return st;
   }
   return PgResult(res);
-}
-
-absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgParam>& params) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
-  return Run(std::string(sql), &values);
 }
 
 absl::Status PgPool::Transact(const std::function<absl::Status(PgTx&)>& fn, Isolation isolation,
@@ -535,6 +709,38 @@ void PgPool::LeaveBudget() {
   budget_cv_.notify_one();
 }
 
+// One attempt of a transaction: BEGIN goes out with fn's first statement, COMMIT with its last.
+PgPool::Attempt PgPool::TryOnce(const std::function<absl::Status(PgTx&)>& fn,
+                                const std::string& begin, absl::Time deadline, absl::Duration cap) {
+  Attempt out;
+  auto conn = Acquire(deadline);
+  if (!conn.ok()) {
+    out.status = conn.status();
+    out.acquired = false;
+    return out;
+  }
+  {
+    PgTx tx(conn->get(), this, deadline, cap);
+    (void)tx.Send(begin);
+    out.status = fn(tx);
+    if (out.status.ok() && !tx.failure().ok()) out.status = tx.failure();  // an unread failure
+    if (out.status.ok()) {
+      out.committing = true;
+      out.status = tx.Exec("COMMIT").status();
+    }
+    out.sqlstate = SqlStateOf(tx.failure().ok() ? out.status : tx.failure());
+    out.sent = tx.round_trips() > 0;
+  }
+  if (!out.status.ok() && out.sent && !(*conn)->broken) {
+    PgTx rollback(conn->get(), this, absl::InfiniteFuture(), absl::Seconds(1));
+    (void)rollback.Exec("ROLLBACK");
+  }
+  out.lost = (*conn)->broken;
+  out.no_answer = (*conn)->no_answer;
+  Release(*std::move(conn));
+  return out;
+}
+
 absl::Status PgPool::TransactWithin(const std::function<absl::Status(PgTx&)>& fn,
                                     Isolation isolation, bool read_only, absl::Duration cap) {
   std::string begin = "BEGIN ISOLATION LEVEL ";
@@ -548,61 +754,43 @@ absl::Status PgPool::TransactWithin(const std::function<absl::Status(PgTx&)>& fn
     if (deadline <= absl::Now()) {
       return absl::UnavailableError("database not called: the caller's deadline has passed");
     }
-    auto conn = Acquire(deadline);
-    if (!conn.ok()) return conn.status();
-    PgTx tx(conn->get(), this, deadline, cap);
-    bool committing = false;
-    absl::Status st = tx.Exec(begin).status();
-    if (st.ok()) st = fn(tx);
-    if (st.ok()) {
-      committing = true;
-      st = tx.Exec("COMMIT").status();
-    }
-    if (!st.ok() && !(*conn)->broken) {
-      PgTx rollback(conn->get(), this, absl::InfiniteFuture(), absl::Seconds(1));
-      (void)rollback.Exec("ROLLBACK");
-    }
-    const bool lost = (*conn)->broken;
-    const bool no_answer = (*conn)->no_answer;
-    Release(*std::move(conn));
-    if (st.ok()) return st;
-    last = st;
-    if (lost) {
-      if (!no_answer) loss_epoch_.fetch_add(1);
+    Attempt a = TryOnce(fn, begin, deadline, cap);
+    if (!a.acquired || a.status.ok()) return a.status;
+    last = a.status;
+    if (a.lost) {
+      if (!a.no_answer) loss_epoch_.fetch_add(1);
       CountError("unavailable");
-      // A connection lost during COMMIT leaves the outcome unknown: never replay it here.
-      if (committing) {
+      // A connection lost once COMMIT was sent leaves the outcome unknown: never replay it here.
+      if (a.committing) {
         return absl::UnavailableError(
             "database connection lost during commit; outcome unknown, retry with the same "
             "request_id");
       }
-      if (no_answer) return st;  // a server that did not answer is not asked again now
-      continue;                  // Nothing was committed: replay on a fresh connection.
+      if (a.no_answer) return a.status;  // a server that did not answer is not asked again now
+      continue;                          // Nothing was committed: replay on a fresh connection.
     }
-    const std::string sqlstate = SqlStateOf(st);
-    if (sqlstate == "40001" || sqlstate == "40P01") {  // serialization failure, deadlock
+    if (a.sqlstate == "40001" || a.sqlstate == "40P01") {  // serialization failure, deadlock
       CountError("conflict");
       absl::SleepFor(absl::Milliseconds(2 * attempt + (std::rand() % 5)));
       continue;
     }
-    if (!sqlstate.empty()) CountError("statement");
-    return st;
+    if (!a.sqlstate.empty()) CountError("statement");
+    return a.status;
   }
   if (last.code() == absl::StatusCode::kUnavailable) return last;
   return absl::AbortedError(absl::StrCat("transaction conflicted ", options_.max_tx_attempts,
                                          " times; retry: ", last.message()));
 }
 
+// One round trip: BEGIN, the statement and COMMIT go out together.
 absl::StatusOr<PgResult> PgPool::Query(absl::string_view sql, const std::vector<PgParam>& params) {
-  std::optional<PgResult> out;
+  std::optional<PgPending> answer;
   absl::Status st = Transact([&](PgTx& tx) -> absl::Status {
-    auto r = tx.Exec(sql, params);
-    if (!r.ok()) return r.status();
-    out.emplace(*std::move(r));
+    answer.emplace(tx.Send(sql, params));
     return absl::OkStatus();
   });
   if (!st.ok()) return st;
-  return *std::move(out);
+  return answer->Get();
 }
 
 absl::Status PgPool::Migrate(const std::vector<Migration>& migrations) {

@@ -85,22 +85,119 @@ PgParam PgTextArray(const std::vector<std::string>& values);
 
 class PgConnection;
 class PgPool;
+class PgTx;
 
-// A transaction in progress; valid only inside PgPool::Transact's callback.
+// A statement sent without waiting for its answer (PgTx::Send). Every statement queued goes out
+// with the next wait — PgPending::Get, PgTx::Exec or the commit — in one round trip (libpq's
+// pipeline mode, one Sync).
+class PgPending {
+ public:
+  // The statement's answer, waiting for it (and sending what is queued) if it has not come. A
+  // statement that did not run because an earlier one of its transaction failed answers that
+  // failure. Once per statement: the answer is moved out. Valid until the transaction ends; its
+  // answer stays readable after the commit.
+  absl::StatusOr<PgResult> Get();
+  // Whether the answer came (without waiting), and whether the statement was skipped because an
+  // earlier one failed; status() is the answer's (OK until it came).
+  bool answered() const { return slot_->answer.has_value(); }
+  bool skipped() const { return slot_->skipped; }
+  absl::Status status() const { return answered() ? slot_->answer->status() : absl::OkStatus(); }
+
+ private:
+  friend class PgTx;
+  struct Slot {
+    std::optional<absl::StatusOr<PgResult>> answer;
+    bool skipped = false;
+    bool taken = false;
+  };
+  PgPending(PgTx* tx, std::shared_ptr<Slot> slot) : tx_(tx), slot_(std::move(slot)) {}
+  PgTx* tx_;
+  std::shared_ptr<Slot> slot_;
+};
+
+// Sent statements whose answers are read into a T when they come (a store's Send functions).
+template <typename T>
+class PgPendingAs {
+ public:
+  using Reader = std::function<absl::StatusOr<T>(const PgResult&)>;
+  using Readers = std::function<absl::StatusOr<T>(const std::vector<PgResult>&)>;
+  PgPendingAs(PgPending pending, Reader read)
+      : pending_{std::move(pending)},
+        read_([read = std::move(read)](const std::vector<PgResult>& r) { return read(r[0]); }) {}
+  PgPendingAs(std::vector<PgPending> pending, Readers read)
+      : pending_(std::move(pending)), read_(std::move(read)) {}
+  absl::StatusOr<T> Get() {
+    std::vector<PgResult> results;
+    for (PgPending& p : pending_) {
+      absl::StatusOr<PgResult> r = p.Get();
+      if (!r.ok()) return r.status();
+      results.push_back(*std::move(r));
+    }
+    return read_(results);
+  }
+
+ private:
+  std::vector<PgPending> pending_;
+  Readers read_;
+};
+
+// A transaction in progress; valid only inside PgPool::Transact's callback. BEGIN goes out with
+// the first statement, COMMIT with the last ones: a transaction whose statements are all sent
+// with Send costs one round trip, and one more for each wait in between. After a statement
+// fails, the transaction has failed: later statements are not sent and answer that failure.
 class PgTx {
  public:
+  // Queues a statement; it is sent with the next wait.
+  PgPending Send(absl::string_view sql, const std::vector<PgParam>& params = {});
+  // Send, then wait for it (with everything queued before it).
   absl::StatusOr<PgResult> Exec(absl::string_view sql, const std::vector<PgParam>& params = {});
+  // The first statement failure of this transaction (OK when none).
+  const absl::Status& failure() const { return failure_; }
+  int round_trips() const { return round_trips_; }
 
  private:
   friend class PgPool;
+  friend class PgPending;
+  struct Queued {
+    std::string sql;
+    std::vector<std::optional<std::string>> params;
+    std::shared_ptr<PgPending::Slot> slot;
+  };
   PgTx(PgConnection* conn, PgPool* pool, absl::Time deadline, absl::Duration cap)
       : conn_(conn), pool_(pool), deadline_(deadline), cap_(cap) {}
-  // `params` null: the simple query protocol (several statements, no parameters).
+  ~PgTx();  // answers what was never sent: the transaction ended without it
+  // Sends every queued statement in one pipeline and fills their answers.
+  void Flush();
+  // `params` null: the simple query protocol (several statements, no parameters), alone.
   absl::StatusOr<PgResult> Run(const std::string& sql, const std::vector<const char*>* params);
+  // The answer of a statement that ran: its result, or its failure (the transaction's first).
+  void Answer(Queued& q, PGresult* res);
+  void Count();  // one round trip
   PgConnection* conn_;
   PgPool* pool_;
   absl::Time deadline_;  // the call's
-  absl::Duration cap_;   // per statement
+  absl::Duration cap_;   // per round trip
+  std::vector<Queued> queued_;
+  absl::Status failure_;
+  int round_trips_ = 0;
+  bool counted_ = true;  // false for a connection's session set-up
+};
+
+// Counts the round trips to PostgreSQL that transactions on this thread make while it lives
+// (the service kit counts each call's: safeharbor_rpc_postgres_round_trips). Opening a
+// connection is not counted.
+class PgRoundTripScope {
+ public:
+  PgRoundTripScope();
+  ~PgRoundTripScope();
+  PgRoundTripScope(const PgRoundTripScope&) = delete;
+  PgRoundTripScope& operator=(const PgRoundTripScope&) = delete;
+  int64_t count() const { return count_; }
+
+ private:
+  friend class PgTx;
+  int64_t count_ = 0;
+  PgRoundTripScope* saved_;
 };
 
 enum class Isolation { kReadCommitted, kRepeatableRead, kSerializable };
@@ -143,7 +240,7 @@ class PgPool {
   absl::Status Transact(const std::function<absl::Status(PgTx&)>& fn,
                         Isolation isolation = Isolation::kReadCommitted, bool read_only = false);
 
-  // One statement outside an explicit transaction.
+  // One statement in a transaction of its own: one round trip.
   absl::StatusOr<PgResult> Query(absl::string_view sql, const std::vector<PgParam>& params = {});
 
   // Applies the migrations not yet applied, in version order, under an advisory lock so
@@ -161,11 +258,22 @@ class PgPool {
   explicit PgPool(const PgOptions& options, prometheus::Registry* registry);
   absl::Status TransactWithin(const std::function<absl::Status(PgTx&)>& fn, Isolation isolation,
                               bool read_only, absl::Duration cap);
+  struct Attempt {
+    absl::Status status;
+    bool acquired = true;     // false: no connection (status says why)
+    bool committing = false;  // COMMIT was sent
+    bool lost = false;        // the connection was lost or did not answer
+    bool no_answer = false;
+    std::string sqlstate;  // of the transaction's first failure
+    bool sent = false;     // anything reached the server (else there is nothing to roll back)
+  };
+  Attempt TryOnce(const std::function<absl::Status(PgTx&)>& fn, const std::string& begin,
+                  absl::Time deadline, absl::Duration cap);
   absl::StatusOr<std::unique_ptr<PgConnection>> Acquire(absl::Time call_deadline);
   // A new connection, its session set up, by `deadline` (connect_timeout at most).
   absl::StatusOr<std::unique_ptr<PgConnection>> Open(absl::Time deadline);
   void Release(std::unique_ptr<PgConnection> conn);  // a broken or timed-out one is discarded
-  bool Usable(const PgConnection& conn) const;
+  bool Usable(PgConnection& conn) const;             // reads what the server sent meanwhile
   void CountError(absl::string_view kind);
   // After a statement: the server answered, or did not (time-out or given up). A time-out counts
   // against the server only when the statement was `given_its_cap` (TimeoutIsTheDependencys).
@@ -175,6 +283,7 @@ class PgPool {
   DependencyMetrics metrics_;
   Breaker breaker_;
   prometheus::Family<prometheus::Counter>* errors_ = nullptr;
+  prometheus::Counter* round_trips_ = nullptr;
   std::mutex probe_mu_;
   std::unique_ptr<PgConnection> probe_ ABSL_GUARDED_BY(probe_mu_);
   std::mutex mu_;

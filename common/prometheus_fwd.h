@@ -7,4 +7,5 @@ template <typename T>
 class Family;
 class Counter;
 class Gauge;
+class Histogram;
 }  // namespace prometheus

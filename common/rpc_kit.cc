@@ -1,6 +1,7 @@
 #include "common/rpc_kit.h"
 
 #include <prometheus/counter.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -53,35 +54,47 @@ const std::vector<Role>& AllRoles() {
   return roles;
 }
 
+// A kRecorded call's record costs no round trip of its own: its claim goes out with the
+// handler's first statements and its response with the commit (IdempotencyRecord). On a replay
+// the claim fails the transaction, so the handler stops at its first wait and nothing of it
+// commits; the answer is then read from the record.
 absl::Status CallContext::Transact(const std::function<absl::Status(PgTx&)>& fn,
                                    const std::function<absl::Status(PgTx&)>& before_record) {
   SH_RELEASE_ASSERT(pg_ != nullptr && !in_tx_, method_->name);
   const MethodPolicy& p = method_->policy;
+  std::optional<IdempotencyRecord> record;
+  if (p.idempotency == Idempotency::kRecorded) {
+    record.emplace(method_->name, caller_, request_id_, *idem_request_);
+  }
+  size_t checked_callbacks = 0;  // AfterCommit work of before_record: kept on a replay
   in_tx_ = true;
+  replayed_ = false;
   absl::Status st = pg_->Transact(
       [&](PgTx& tx) -> absl::Status {
         after_commit_.clear();
         if (before_record) SH_RETURN_IF_ERROR(before_record(tx));
-        if (p.idempotency != Idempotency::kRecorded) {
-          SH_RETURN_IF_ERROR(fn(tx));
-        } else {
-          replayed_ = true;
+        checked_callbacks = after_commit_.size();
+        if (record) {
           response_->Clear();
-          SH_RETURN_IF_ERROR(RunIdempotent(tx, method_->name, caller_, request_id_, *idem_request_,
-                                           response_, [&] {
-                                             replayed_ = false;
-                                             return fn(tx);
-                                           }));
+          record->Claim(tx);
         }
-        // Never commit a change whose scope nobody decided (a replay's was, when recorded).
-        if (!authorized_ && !replayed_) {
+        SH_RETURN_IF_ERROR(fn(tx));
+        // Never commit a change whose scope nobody decided.
+        if (!authorized_) {
           return InvariantViolation("rpc.scope_decided",
                                     absl::StrCat(method_->name, " never decided scope"));
         }
+        if (record) record->Record(tx, *response_);
         return absl::OkStatus();
       },
       p.isolation, p.read_only);
   in_tx_ = false;
+  if (!st.ok() && record && record->Replayed()) {
+    replayed_ = true;
+    after_commit_.resize(checked_callbacks);
+    response_->Clear();
+    st = record->Answer(*pg_, response_);
+  }
   std::vector<std::function<void()>> after;
   after.swap(after_commit_);
   if (!st.ok()) return st;
@@ -134,6 +147,12 @@ RpcService::RpcService(absl::string_view full_name, KitDeps deps)
                             "Calls and streams refused with RESOURCE_EXHAUSTED by a "
                             "per-organization limit, by limit and caller role.")
                         .Register(*deps_.registry);
+  round_trips_ = &prometheus::BuildHistogram()
+                      .Name("safeharbor_rpc_postgres_round_trips")
+                      .Help(
+                          "Round trips to PostgreSQL per call that reached its handler, by "
+                          "method (statements sent together count once).")
+                      .Register(*deps_.registry);
 }
 
 RpcService::~RpcService() = default;
@@ -273,7 +292,14 @@ void RpcService::Run(CallContext* call, const std::function<absl::Status(CallCon
       return;
     }
     DeadlineScope scope(call->deadline_);
+    PgRoundTripScope trips;
     absl::Status st = body(*call);
+    if (round_trips_ != nullptr) {
+      static const auto* buckets =
+          new prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8, 12, 16, 32};
+      round_trips_->Add({{"grpc_method", call->method_->name}}, *buckets)
+          .Observe(static_cast<double>(trips.count()));
+    }
     reactor->Finish(ToGrpcStatus(Conclude(*call, *call->method_, std::move(st))));
   });
   if (!queued) {

@@ -242,6 +242,7 @@ class RpcService : public grpc::Service {
   prometheus::Family<prometheus::Counter>* violations_ = nullptr;
   prometheus::Family<prometheus::Counter>* refused_ = nullptr;
   prometheus::Family<prometheus::Counter>* quota_refused_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* round_trips_ = nullptr;  // per call, by method
 };
 
 template <typename Req, typename Resp>

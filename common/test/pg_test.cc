@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/deadline.h"
@@ -117,6 +118,101 @@ TEST(PgPool, SerializableConflictsAreRetriedUntilEveryIncrementLands) {
   auto r = pool->Query("SELECT n FROM items WHERE id = 'seed'");
   // Every transaction either committed its increment or reported failure: none was lost.
   EXPECT_EQ(r->Int64(0, "n") + failures.load(), kThreads * kEach);
+}
+
+// Pipelines (issue 13): statements sent together cost one round trip, BEGIN going out with the
+// first and COMMIT with the last; each wait in between costs one more.
+TEST(PgPool, StatementsSentTogetherTakeOneRoundTripWithBeginAndCommit) {
+  auto pool = NewPool();
+  std::optional<PgPending> read;
+  PgRoundTripScope trips;
+  ASSERT_TRUE(pool->Transact([&](PgTx& tx) -> absl::Status {
+                    (void)tx.Send("INSERT INTO items (id, n) VALUES ($1, $2)", {"p1", int64_t{1}});
+                    (void)tx.Send("INSERT INTO items (id, n) VALUES ($1, $2)", {"p2", int64_t{2}});
+                    read.emplace(tx.Send("SELECT sum(n) AS s FROM items WHERE id LIKE 'p%'"));
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(trips.count(), 1);
+  auto sum = read->Get();  // answered with the commit, readable after it
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->Int64(0, "s"), 3);
+
+  PgRoundTripScope waits;
+  ASSERT_TRUE(pool->Transact([&](PgTx& tx) -> absl::Status {
+                    (void)tx.Send("UPDATE items SET n = n + 1 WHERE id = 'p1'");
+                    SH_ASSIGN_OR_RETURN(PgResult r, tx.Exec("SELECT n FROM items WHERE id = 'p1'"));
+                    EXPECT_EQ(r.Int64(0, "n"), 2);  // its own earlier statement, already run
+                    (void)tx.Send("UPDATE items SET n = n + 1 WHERE id = 'p2'");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(waits.count(), 2) << "one wait in the middle, then the rest with COMMIT";
+  PgRoundTripScope query;
+  auto q = pool->Query("SELECT n FROM items WHERE id = 'p2'");
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->Int64(0, "n"), 3);
+  EXPECT_EQ(query.count(), 1);
+}
+
+// A failure in the middle of a pipeline: the statement's own error (mapped as ever), every later
+// one skipped with that error, nothing of the transaction committed, and nothing sent after it.
+TEST(PgPool, AFailureInsideAPipelineRollsBackEverythingWithItsOwnCode) {
+  auto pool = NewPool();
+  std::optional<PgPending> first, dup, after;
+  int trips_in_tx = 0;
+  PgRoundTripScope trips;
+  absl::Status st = pool->Transact([&](PgTx& tx) -> absl::Status {
+    first.emplace(tx.Send("INSERT INTO items (id) VALUES ('f1')"));
+    dup.emplace(tx.Send("INSERT INTO items (id) VALUES ('seed')"));  // a unique violation
+    after.emplace(tx.Send("INSERT INTO items (id) VALUES ('f2')"));
+    return absl::OkStatus();  // never reads them: the commit finds the failure
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+  EXPECT_EQ(SqlStateOf(st), "23505");
+  EXPECT_TRUE(first->status().ok());
+  EXPECT_FALSE(dup->skipped());
+  EXPECT_EQ(dup->status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(after->skipped());
+  EXPECT_EQ(after->status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(trips.count(), 2) << "the pipeline, then ROLLBACK";
+  EXPECT_EQ(pool->Query("SELECT count(*) AS n FROM items WHERE id LIKE 'f%'")->Int64(0, "n"), 0);
+
+  // A failure read in the middle: what the transaction sends after it is answered at once.
+  PgRoundTripScope stopped;
+  st = pool->Transact([&](PgTx& tx) -> absl::Status {
+    (void)tx.Exec("SELECT $1::int", {"not a number"});
+    auto later = tx.Exec("INSERT INTO items (id) VALUES ('f3')");
+    EXPECT_EQ(later.status().code(), absl::StatusCode::kInvalidArgument) << later.status();
+    trips_in_tx = tx.round_trips();
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(trips_in_tx, 1);
+  EXPECT_EQ(stopped.count(), 2) << "the failed statement, then ROLLBACK";
+  EXPECT_EQ(pool->Query("SELECT count(*) AS n FROM items WHERE id = 'f3'")->Int64(0, "n"), 0);
+}
+
+// A serialization failure found only when the pipeline with COMMIT runs: the whole transaction
+// runs again and its change lands once.
+TEST(PgPool, ASerializationFailureInsideAPipelineIsRetried) {
+  auto pool = NewPool();
+  int attempts = 0;
+  absl::Status st = pool->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        ++attempts;
+        SH_ASSIGN_OR_RETURN(PgResult r, tx.Exec("SELECT n FROM items WHERE id = 'seed'"));
+        if (attempts == 1) {  // another transaction changes the row after this one's snapshot
+          EXPECT_TRUE(pool->Query("UPDATE items SET n = n + 100 WHERE id = 'seed'").ok());
+        }
+        (void)tx.Send("UPDATE items SET n = $1 WHERE id = 'seed'", {r.Int64(0, "n") + 1});
+        return absl::OkStatus();
+      },
+      Isolation::kRepeatableRead);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(pool->Query("SELECT n FROM items WHERE id = 'seed'")->Int64(0, "n"), 101);
+  std::cout << "serialization failure in a pipeline: " << attempts << " attempts\n";
 }
 
 TEST(PgPool, DatabaseRestartGivesUnavailableThenRecoversWithoutANewPool) {

@@ -250,19 +250,19 @@ absl::Status BedsServiceImpl::CanActOnHold(const Caller& c, const v1::Hold& hold
 
 absl::StatusOr<std::pair<Inventory, absl::Time>> BedsServiceImpl::LockedInventory(
     PgTx& tx, absl::string_view facility_id, v1::BedType type) {
-  SH_RETURN_IF_ERROR(BedsStore::LockInventory(tx, facility_id, type));
-  const absl::Time now = clock_->Now();
-  SH_ASSIGN_OR_RETURN(Inventory inv, BedsStore::GetInventory(tx, facility_id, type, now));
-  return std::make_pair(std::move(inv), now);
+  auto locked = BedsStore::SendLockedInventory(tx, facility_id, type, clock_->Now());
+  SH_ASSIGN_OR_RETURN(LockedBeds beds, locked.Get());
+  const absl::Time now = clock_->Now();  // the lock is held
+  return std::make_pair(beds.At(now), now);
 }
 
 absl::Status BedsServiceImpl::AppendAvailability(PgTx& tx, const std::string& county,
                                                  const char* reason, const std::string& facility_id,
                                                  v1::BedType type, const Inventory& inv,
                                                  absl::Time now) {
-  return BedsStore::AppendEvent(tx, county, reason,
-                                ToProto(facility_id, type, inv, now, options_.stale_after), now)
-      .status();
+  BedsStore::AppendEvent(tx, county, reason,
+                         ToProto(facility_id, type, inv, now, options_.stale_after), now);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<ExpiredHold>> BedsServiceImpl::ExpireSome(PgTx& tx) {
@@ -499,9 +499,7 @@ absl::Status BedsServiceImpl::SearchAvailability(CallContext& ctx,
   return absl::OkStatus();
 }
 
-absl::Status BedsServiceImpl::CheckHoldCap(PgTx& tx, const std::string& for_org) const {
-  SH_ASSIGN_OR_RETURN(const int64_t active,
-                      BedsStore::LockActiveHoldsFor(tx, for_org, clock_->Now()));
+absl::Status BedsServiceImpl::CheckHoldCap(int64_t active) const {
   if (active < options_.max_active_holds_per_org) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
       "the organization this bed would be held for already has ", active,
@@ -519,11 +517,17 @@ absl::Status BedsServiceImpl::HoldBed(CallContext& ctx, const v1::HoldBedRequest
   bool no_bed = false;
   absl::Status st = ctx.Transact([&](PgTx& tx) -> absl::Status {
     no_bed = false;
-    SH_RETURN_IF_ERROR(CheckHoldCap(tx, for_org));
-    SH_ASSIGN_OR_RETURN(v1::Facility f, BedsStore::GetFacility(tx, req.facility_id()));
-    // The row lock serializes every hold of this bed type, across replicas.
-    SH_ASSIGN_OR_RETURN(auto locked, LockedInventory(tx, req.facility_id(), req.bed_type()));
-    auto& [inv, now] = locked;
+    // One round trip (with BEGIN and the request_id claim): the cap, the facility, and the bed
+    // type locked and counted. The row lock serializes every hold of this bed type, across
+    // replicas.
+    auto active = BedsStore::SendActiveHoldsFor(tx, for_org, clock_->Now());
+    auto facility = BedsStore::SendGetFacility(tx, req.facility_id());
+    auto locked = LockedInventory(tx, req.facility_id(), req.bed_type());
+    SH_ASSIGN_OR_RETURN(const int64_t holds_for_org, active.Get());
+    SH_RETURN_IF_ERROR(CheckHoldCap(holds_for_org));
+    SH_ASSIGN_OR_RETURN(v1::Facility f, facility.Get());
+    if (!locked.ok()) return locked.status();
+    auto& [inv, now] = *locked;
     if (auto s = CanHold(inv, f.routable(), now, options_.stale_after); !s.ok()) {
       no_bed = true;
       return s;
@@ -537,7 +541,8 @@ absl::Status BedsServiceImpl::HoldBed(CallContext& ctx, const v1::HoldBedRequest
     h->set_state(v1::HOLD_STATE_ACTIVE);
     *h->mutable_create_time() = ToProtoTime(now);
     *h->mutable_expire_time() = ToProtoTime(now + ttl);
-    SH_RETURN_IF_ERROR(BedsStore::InsertHold(tx, *h, for_org));
+    // Sent with the commit, in one round trip.
+    BedsStore::InsertHold(tx, *h, for_org);
     inv.held += 1;
     SH_RETURN_IF_ERROR(CheckCapacity(inv));
     return AppendAvailability(tx, f.county_fips(), "hold", req.facility_id(), req.bed_type(), inv,

@@ -101,14 +101,15 @@ class BedsServiceImpl final : public RpcService {
   absl::StatusOr<std::pair<Inventory, absl::Time>> LockedInventory(PgTx& tx,
                                                                    absl::string_view facility_id,
                                                                    v1::BedType type);
-  // Appends the availability event of one bed type (always a change's last lock).
+  // Appends the availability event of one bed type (always a change's last lock); sent with the
+  // next wait or the commit.
   absl::Status AppendAvailability(PgTx& tx, const std::string& county, const char* reason,
                                   const std::string& facility_id, v1::BedType type,
                                   const Inventory& inv, absl::Time now);
   absl::StatusOr<std::vector<ExpiredHold>> ExpireSome(PgTx& tx);
-  // RESOURCE_EXHAUSTED when `for_org` has max_active_holds_per_org active holds; serializes
-  // the holds of one organization until the transaction ends.
-  absl::Status CheckHoldCap(PgTx& tx, const std::string& for_org) const;
+  // RESOURCE_EXHAUSTED when the organization held for has `active` holds, its cap
+  // (max_active_holds_per_org); BedsStore::SendActiveHoldsFor counts them.
+  absl::Status CheckHoldCap(int64_t active) const;
   absl::Status WriteCensus(PgTx& tx, const v1::ReportCensusRequest& req, const std::string& county,
                            absl::Time now, v1::ReportCensusResponse* resp);
   absl::Status ConfirmHold(PgTx& tx, CallContext& ctx, const v1::ConfirmPlacementRequest& req,

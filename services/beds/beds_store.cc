@@ -168,15 +168,23 @@ absl::Status BedsStore::InsertFacility(PgTx& tx, v1::Facility* f, absl::Time now
 
 absl::StatusOr<v1::Facility> BedsStore::GetFacility(PgTx& tx, absl::string_view id,
                                                     bool for_update) {
-  auto r = tx.Exec(absl::StrCat("SELECT body, revision, create_time, update_time FROM facilities "
-                                "WHERE id = $1",
-                                for_update ? " FOR UPDATE" : ""),
-                   {id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("facility '", id, "' not found"));
-  v1::Facility f;
-  SH_RETURN_IF_ERROR(FillStored(*r, 0, &f));
-  return f;
+  return SendGetFacility(tx, id, for_update).Get();
+}
+
+PgPendingAs<v1::Facility> BedsStore::SendGetFacility(PgTx& tx, absl::string_view id,
+                                                     bool for_update) {
+  return {tx.Send(absl::StrCat("SELECT body, revision, create_time, update_time FROM facilities "
+                               "WHERE id = $1",
+                               for_update ? " FOR UPDATE" : ""),
+                  {id}),
+          [id = std::string(id)](const PgResult& r) -> absl::StatusOr<v1::Facility> {
+            if (r.rows() == 0) {
+              return absl::NotFoundError(absl::StrCat("facility '", id, "' not found"));
+            }
+            v1::Facility f;
+            SH_RETURN_IF_ERROR(FillStored(r, 0, &f));
+            return f;
+          }};
 }
 
 absl::Status BedsStore::UpdateFacility(PgTx& tx, v1::Facility* f, absl::Time now) {
@@ -299,6 +307,38 @@ absl::StatusOr<Inventory> BedsStore::GetInventory(PgTx& tx, absl::string_view fa
   return inv;
 }
 
+Inventory LockedBeds::At(absl::Time now) const {
+  Inventory inv = inventory;
+  inv.held = 0;
+  for (absl::Time t : hold_expiry) inv.held += t > now ? 1 : 0;
+  return inv;
+}
+
+PgPendingAs<LockedBeds> BedsStore::SendLockedInventory(PgTx& tx, absl::string_view facility_id,
+                                                       v1::BedType type, absl::Time since) {
+  (void)tx.Send("SELECT 1 FROM bed_inventory WHERE facility_id = $1 AND bed_type = $2 FOR UPDATE",
+                {facility_id, int32_t{type}});
+  // Holds of a bed type are only created under its row lock, so once the lock is held its
+  // active holds cannot change until the caller's transaction ends. One row per active hold.
+  return {tx.Send("SELECT b.licensed_capacity, b.occupied, b.out_of_service, b.confirmed_at, "
+                  "0 AS held, h.expire_time FROM bed_inventory b LEFT JOIN holds h "
+                  "ON h.facility_id = b.facility_id AND h.bed_type = b.bed_type AND h.state = 1 "
+                  "AND h.expire_time > $3 WHERE b.facility_id = $1 AND b.bed_type = $2",
+                  {facility_id, int32_t{type}, PgTime(since)}),
+          [facility_id = std::string(facility_id),
+           type](const PgResult& r) -> absl::StatusOr<LockedBeds> {
+            if (r.rows() == 0) {
+              return absl::NotFoundError(absl::StrCat("facility '", facility_id, "' has no ",
+                                                      v1::BedType_Name(type), " beds"));
+            }
+            LockedBeds out{InventoryFromRow(r, 0), {}};
+            for (int i = 0; i < r.rows(); ++i) {
+              if (!r.IsNull(i, "expire_time")) out.hold_expiry.push_back(r.Time(i, "expire_time"));
+            }
+            return out;
+          }};
+}
+
 absl::StatusOr<std::vector<BedRow>> BedsStore::FacilityInventory(PgTx& tx,
                                                                  absl::string_view facility_id,
                                                                  absl::Time now) {
@@ -328,27 +368,21 @@ absl::Status BedsStore::AdjustOccupied(PgTx& tx, absl::string_view facility_id, 
       .status();
 }
 
-absl::Status BedsStore::InsertHold(PgTx& tx, const v1::Hold& h, absl::string_view for_org) {
-  return tx
-      .Exec(
-          "INSERT INTO holds (id, facility_id, bed_type, referral_id, holder_org, state, "
-          "create_time, expire_time, for_org) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
-          {h.id(), h.facility_id(), int32_t{h.bed_type()}, h.referral_id(),
-           h.holder_organization_id(), PgTime(FromProtoTime(h.create_time())),
-           PgTime(FromProtoTime(h.expire_time())), for_org})
-      .status();
+void BedsStore::InsertHold(PgTx& tx, const v1::Hold& h, absl::string_view for_org) {
+  (void)tx.Send(
+      "INSERT INTO holds (id, facility_id, bed_type, referral_id, holder_org, state, "
+      "create_time, expire_time, for_org) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
+      {h.id(), h.facility_id(), int32_t{h.bed_type()}, h.referral_id(), h.holder_organization_id(),
+       PgTime(FromProtoTime(h.create_time())), PgTime(FromProtoTime(h.expire_time())), for_org});
 }
 
-absl::StatusOr<int64_t> BedsStore::LockActiveHoldsFor(PgTx& tx, absl::string_view for_org,
-                                                      absl::Time now) {
-  auto lock =
-      tx.Exec("SELECT pg_advisory_xact_lock(hashtextextended('holds_for:' || $1, 0))", {for_org});
-  if (!lock.ok()) return lock.status();
-  auto r = tx.Exec(
-      "SELECT count(*) AS n FROM holds WHERE for_org = $1 AND state = 1 AND expire_time > $2",
-      {for_org, PgTime(now)});
-  if (!r.ok()) return r.status();
-  return r->Int64(0, "n");
+PgPendingAs<int64_t> BedsStore::SendActiveHoldsFor(PgTx& tx, absl::string_view for_org,
+                                                   absl::Time now) {
+  (void)tx.Send("SELECT pg_advisory_xact_lock(hashtextextended('holds_for:' || $1, 0))", {for_org});
+  return {tx.Send("SELECT count(*) AS n FROM holds WHERE for_org = $1 AND state = 1 "
+                  "AND expire_time > $2",
+                  {for_org, PgTime(now)}),
+          [](const PgResult& r) -> absl::StatusOr<int64_t> { return r.Int64(0, "n"); }};
 }
 
 absl::StatusOr<v1::Hold> BedsStore::GetHold(PgTx& tx, absl::string_view id, bool for_update) {
@@ -421,21 +455,17 @@ absl::Status BedsStore::SetDischarged(PgTx& tx, absl::string_view id, absl::Time
       .status();
 }
 
-absl::StatusOr<int64_t> BedsStore::AppendEvent(PgTx& tx, absl::string_view county_fips,
-                                               absl::string_view reason,
-                                               const v1::BedAvailability& availability,
-                                               absl::Time now) {
+void BedsStore::AppendEvent(PgTx& tx, absl::string_view county_fips, absl::string_view reason,
+                            const v1::BedAvailability& availability, absl::Time now) {
   // Event sequence numbers must commit in order, or a watcher that has seen seq N could miss a
   // seq below N that commits later. Every change takes this lock as its last lock (re-entrant
   // within the transaction), so appends are serialized until commit.
-  if (auto l = tx.Exec("SELECT pg_advisory_xact_lock(7411230002)"); !l.ok()) return l.status();
-  auto r = tx.Exec(
+  (void)tx.Send("SELECT pg_advisory_xact_lock(7411230002)");
+  (void)tx.Send(
       "INSERT INTO availability_events (facility_id, county_fips, reason, payload, at) "
-      "VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+      "VALUES ($1, $2, $3, $4, $5)",
       {availability.facility_id(), county_fips, reason,
        PgParam::Bytea(availability.SerializeAsString()), PgTime(now)});
-  if (!r.ok()) return r.status();
-  return r->Int64(0, "seq");
 }
 
 absl::StatusOr<std::vector<StoredEvent>> BedsStore::EventsAfter(PgTx& tx, int64_t after_seq,

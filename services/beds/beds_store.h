@@ -20,6 +20,14 @@ struct BedRow {
   Inventory inventory;
 };
 
+// A bed type's counts read under its row lock, and its active holds' expiry times.
+struct LockedBeds {
+  Inventory inventory;  // held: 0
+  std::vector<absl::Time> hold_expiry;
+  // The counts with the holds still active at `now`.
+  Inventory At(absl::Time now) const;
+};
+
 struct AvailabilityQuery {
   const v1::SearchAvailabilityRequest* request;
   double origin_latitude;
@@ -48,6 +56,9 @@ class BedsStore {
   static absl::Status InsertFacility(PgTx& tx, v1::Facility* f, absl::Time now);
   static absl::StatusOr<v1::Facility> GetFacility(PgTx& tx, absl::string_view id,
                                                   bool for_update = false);
+  // GetFacility sent without waiting (its answer comes with the next wait).
+  static PgPendingAs<v1::Facility> SendGetFacility(PgTx& tx, absl::string_view id,
+                                                   bool for_update = false);
   static absl::Status UpdateFacility(PgTx& tx, v1::Facility* f, absl::Time now);
   static absl::StatusOr<std::vector<v1::Facility>> ListFacilities(PgTx& tx,
                                                                   absl::string_view org_id,
@@ -62,6 +73,12 @@ class BedsStore {
   // Call LockInventory first when the answer decides a change.
   static absl::StatusOr<Inventory> GetInventory(PgTx& tx, absl::string_view facility_id,
                                                 v1::BedType type, absl::Time now);
+  // LockInventory then the counts, sent without waiting: read once the row is locked (a
+  // statement of its own, so it sees every hold committed before the lock came), with the
+  // expiry of every hold active after `since`; LockedBeds::At counts those active at a time read
+  // once the answer came.
+  static PgPendingAs<LockedBeds> SendLockedInventory(PgTx& tx, absl::string_view facility_id,
+                                                     v1::BedType type, absl::Time since);
   static absl::StatusOr<std::vector<BedRow>> FacilityInventory(PgTx& tx,
                                                                absl::string_view facility_id,
                                                                absl::Time now);
@@ -70,11 +87,12 @@ class BedsStore {
   static absl::Status AdjustOccupied(PgTx& tx, absl::string_view facility_id, v1::BedType type,
                                      int32_t delta);
 
-  static absl::Status InsertHold(PgTx& tx, const v1::Hold& hold, absl::string_view for_org);
+  // Sent without waiting: a failure fails the transaction (at the latest, its commit).
+  static void InsertHold(PgTx& tx, const v1::Hold& hold, absl::string_view for_org);
   // Locks `for_org`'s holds until the transaction ends (every HoldBed for it waits here), then
-  // counts its holds still active at `now`.
-  static absl::StatusOr<int64_t> LockActiveHoldsFor(PgTx& tx, absl::string_view for_org,
-                                                    absl::Time now);
+  // counts its holds still active at `now`; sent without waiting.
+  static PgPendingAs<int64_t> SendActiveHoldsFor(PgTx& tx, absl::string_view for_org,
+                                                 absl::Time now);
   static absl::StatusOr<v1::Hold> GetHold(PgTx& tx, absl::string_view id, bool for_update);
   static absl::Status CloseHold(PgTx& tx, absl::string_view id, v1::HoldState state,
                                 absl::Time now);
@@ -87,10 +105,9 @@ class BedsStore {
                                                     bool for_update);
   static absl::Status SetDischarged(PgTx& tx, absl::string_view id, absl::Time now);
 
-  static absl::StatusOr<int64_t> AppendEvent(PgTx& tx, absl::string_view county_fips,
-                                             absl::string_view reason,
-                                             const v1::BedAvailability& availability,
-                                             absl::Time now);
+  // Sent without waiting, the transaction's last lock: a failure fails the transaction.
+  static void AppendEvent(PgTx& tx, absl::string_view county_fips, absl::string_view reason,
+                          const v1::BedAvailability& availability, absl::Time now);
   static absl::StatusOr<std::vector<StoredEvent>> EventsAfter(PgTx& tx, int64_t after_seq,
                                                               int limit);
   static absl::StatusOr<int64_t> LastEventSeq(PgTx& tx);

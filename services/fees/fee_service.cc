@@ -418,9 +418,11 @@ absl::Status FeeServiceImpl::Pay(CallContext& ctx, PgTx& tx, const v1::RecordPay
                                  const std::vector<std::string>& providers,
                                  const std::string& payment_id, v1::RecordPaymentResponse* resp) {
   const absl::CivilDay paid = *ToCivilDay(req.paid_date(), "paid_date");
-  // The row lock serializes payments on one assessment: never over-collected.
-  SH_ASSIGN_OR_RETURN(auto a,
-                      FeeStore::GetAssessment(tx, req.assessment_id(), /*for_update=*/true));
+  // One round trip (with BEGIN and the request_id claim): the assessment, locked (the row lock
+  // serializes payments on one assessment: never over-collected), its balance, and the policy.
+  auto assessment = FeeStore::SendGetAssessment(tx, req.assessment_id(), /*for_update=*/true);
+  auto policy_for = FeeStore::SendPolicyFor(tx, req.assessment_id(), paid);
+  SH_ASSIGN_OR_RETURN(auto a, assessment.Get());
   if (a.assessment.court_organization_id() != ctx.caller().org_id) {
     return ctx.Authorize(
         absl::PermissionDeniedError("a court clerk records payments only for its own court"));
@@ -434,17 +436,17 @@ absl::Status FeeServiceImpl::Pay(CallContext& ctx, PgTx& tx, const v1::RecordPay
                                                 " exceeds the outstanding balance of ",
                                                 FormatCents(a.assessment.outstanding_cents())));
   }
-  const std::string& jurisdiction = a.assessment.jurisdiction_fips();
-  SH_ASSIGN_OR_RETURN(auto policy, FeeStore::Policy(tx, a.fee_type, jurisdiction, paid));
+  SH_ASSIGN_OR_RETURN(auto policy, policy_for.Get());
   Recipients r{providers, a.assessment.hosting_agency_organization_id(),
                options_.commerce_organization_id, a.assessment.court_organization_id(),
-               jurisdiction};
+               a.assessment.jurisdiction_fips()};
   const auto parts = Split(req.amount_cents(), policy.shares, r);
   int64_t sum = 0;
   for (const auto& d : parts) sum += d.amount_cents();
   SH_INVARIANT(sum == req.amount_cents(), "fees.split_sums_to_payment");
-  SH_ASSIGN_OR_RETURN(const int64_t txn, FeeStore::InsertMoneyTxn(tx, "payment", a, payment_id,
-                                                                  paid, req.amount_cents(), parts));
+  // The ledger transaction and the payment go out with the commit, in one round trip.
+  SH_RETURN_IF_ERROR(
+      FeeStore::InsertMoneyTxn(tx, "payment", a, payment_id, paid, req.amount_cents(), parts));
   v1::Payment* p = resp->mutable_payment();
   p->set_id(payment_id);
   p->set_assessment_id(req.assessment_id());
@@ -452,7 +454,7 @@ absl::Status FeeServiceImpl::Pay(CallContext& ctx, PgTx& tx, const v1::RecordPay
   *p->mutable_paid_date() = req.paid_date();
   p->set_policy_id(policy.id);
   for (const auto& d : parts) *p->add_disbursements() = d;
-  SH_RETURN_IF_ERROR(FeeStore::InsertPayment(tx, *p, txn));
+  SH_RETURN_IF_ERROR(FeeStore::InsertPayment(tx, *p));
   resp->set_outstanding_cents(a.assessment.outstanding_cents() - req.amount_cents());
   return absl::OkStatus();
 }
@@ -469,15 +471,16 @@ void FeeServiceImpl::CountPayment(const v1::Payment& p) {
 absl::Status FeeServiceImpl::RecordPayment(CallContext& ctx, const v1::RecordPaymentRequest& req,
                                            v1::RecordPaymentResponse* resp) {
   // Recipients are looked up before the transaction: no connection is held during the call.
-  std::string jurisdiction;
+  // One round trip: the statement goes out with BEGIN and COMMIT, its answer read after.
+  std::optional<PgPendingAs<std::string>> jurisdiction;
   SH_RETURN_IF_ERROR(pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        SH_ASSIGN_OR_RETURN(auto a, FeeStore::GetAssessment(tx, req.assessment_id(), false));
-        jurisdiction = a.assessment.jurisdiction_fips();
+      [&](PgTx& tx) {
+        jurisdiction.emplace(FeeStore::SendJurisdiction(tx, req.assessment_id()));
         return absl::OkStatus();
       },
       Isolation::kReadCommitted, true));
-  SH_ASSIGN_OR_RETURN(const auto providers, recipients_->LocalProviders(jurisdiction));
+  SH_ASSIGN_OR_RETURN(const std::string where, jurisdiction->Get());
+  SH_ASSIGN_OR_RETURN(const auto providers, recipients_->LocalProviders(where));
   const std::string payment_id = NewId("pay");
   SH_RETURN_IF_ERROR(
       ctx.Transact([&](PgTx& tx) { return Pay(ctx, tx, req, providers, payment_id, resp); }));
@@ -503,9 +506,9 @@ absl::Status FeeServiceImpl::Reverse(CallContext& ctx, PgTx& tx,
     return InvalidArgumentError("reversed_date is before the payment");
   }
   std::vector<v1::Disbursement> parts(p.disbursements().begin(), p.disbursements().end());
-  SH_ASSIGN_OR_RETURN(const int64_t txn, FeeStore::InsertMoneyTxn(tx, "reversal", a, p.id(), day,
-                                                                  p.amount_cents(), parts));
-  SH_RETURN_IF_ERROR(FeeStore::InsertReversal(tx, p.id(), day, txn));
+  SH_RETURN_IF_ERROR(
+      FeeStore::InsertMoneyTxn(tx, "reversal", a, p.id(), day, p.amount_cents(), parts));
+  SH_RETURN_IF_ERROR(FeeStore::InsertReversal(tx, p.id(), day));
   p.set_reversed(true);
   *resp->mutable_payment() = std::move(p);
   resp->set_outstanding_cents(a.assessment.outstanding_cents() + resp->payment().amount_cents());

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/invariant.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 
 namespace safeharbor::fees {
 namespace {
@@ -43,6 +44,27 @@ constexpr char kAssessmentColumns[] =
     "a.offense_count, a.scheduled_cents, a.ordered_cents, a.finding, a.hosting_agency, "
     "a.offense_date::text AS offense_date, a.assessed_date::text AS assessed_date, a.created_at";
 
+StoredAssessment AssessmentFromRow(const PgResult& r) {
+  StoredAssessment out;
+  v1::Assessment& a = out.assessment;
+  a.set_id(r.String(0, "id"));
+  a.set_court_organization_id(r.String(0, "court_org"));
+  a.set_case_number(r.String(0, "case_number"));
+  a.set_jurisdiction_fips(r.String(0, "jurisdiction"));
+  a.set_statute(static_cast<v1::Statute>(r.Int32(0, "statute")));
+  a.set_priors(r.Int32(0, "priors"));
+  a.set_offense_count(r.Int32(0, "offense_count"));
+  a.set_scheduled_cents(r.Int64(0, "scheduled_cents"));
+  a.set_ordered_cents(r.Int64(0, "ordered_cents"));
+  a.set_inability_to_pay_finding(r.Bool(0, "finding"));
+  a.set_hosting_agency_organization_id(r.String(0, "hosting_agency"));
+  *a.mutable_offense_date() = ToDate(ParseDay(r.Text(0, "offense_date")));
+  *a.mutable_assessed_date() = ToDate(ParseDay(r.Text(0, "assessed_date")));
+  *a.mutable_create_time() = ToProtoTime(r.Time(0, "created_at"));
+  out.fee_type = r.String(0, "fee_type");
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<ScheduleRow> FeeStore::Schedule(PgTx& tx, v1::Statute statute, absl::CivilDay on) {
@@ -62,19 +84,23 @@ absl::StatusOr<ScheduleRow> FeeStore::Schedule(PgTx& tx, v1::Statute statute, ab
       {r->Int64(0, "tier0_cents"), r->Int64(0, "tier1_cents"), r->Int64(0, "tier2_cents")}};
 }
 
-absl::StatusOr<PolicyRow> FeeStore::Policy(PgTx& tx, absl::string_view fee_type,
-                                           absl::string_view jurisdiction, absl::CivilDay on) {
-  auto r = tx.Exec(
-      "SELECT id, shares::text AS shares FROM disbursement_policies WHERE fee_type = $1 "
-      "AND jurisdiction IN ($2, '') AND effective_from <= $3::date "
-      "ORDER BY (jurisdiction = '') ASC, effective_from DESC LIMIT 1",
-      {fee_type, jurisdiction, Day(on)});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no disbursement policy for ", fee_type, " fees in effect on ", Day(on)));
-  }
-  return PolicyRow{r->String(0, "id"), ParseShares(r->Text(0, "shares"))};
+PgPendingAs<PolicyRow> FeeStore::SendPolicyFor(PgTx& tx, absl::string_view assessment_id,
+                                               absl::CivilDay on) {
+  return {tx.Send("SELECT a.fee_type, p.id, p.shares::text AS shares FROM assessments a "
+                  "LEFT JOIN LATERAL (SELECT id, shares FROM disbursement_policies "
+                  "WHERE fee_type = a.fee_type AND jurisdiction IN (a.jurisdiction, '') "
+                  "AND effective_from <= $2::date "
+                  "ORDER BY (jurisdiction = '') ASC, effective_from DESC LIMIT 1) p ON true "
+                  "WHERE a.id = $1",
+                  {assessment_id, Day(on)}),
+          [on](const PgResult& r) -> absl::StatusOr<PolicyRow> {
+            if (r.rows() == 0 || r.IsNull(0, "id")) {
+              return absl::FailedPreconditionError(absl::StrCat(
+                  "no disbursement policy for ", r.rows() == 0 ? "" : r.Text(0, "fee_type"),
+                  " fees in effect on ", Day(on)));
+            }
+            return PolicyRow{r.String(0, "id"), ParseShares(r.Text(0, "shares"))};
+          }};
 }
 
 absl::StatusOr<std::vector<v1::FeeSchedule>> FeeStore::Schedules(PgTx& tx) {
@@ -166,80 +192,80 @@ absl::Status FeeStore::InsertAssessment(PgTx& tx, const v1::Assessment& a,
 
 absl::StatusOr<StoredAssessment> FeeStore::GetAssessment(PgTx& tx, absl::string_view id,
                                                          bool for_update) {
-  auto r =
-      tx.Exec(absl::StrCat("SELECT ", kAssessmentColumns, " FROM assessments a WHERE a.id = $1",
-                           for_update ? " FOR UPDATE" : ""),
-              {id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) return absl::NotFoundError(absl::StrCat("assessment '", id, "' not found"));
-  StoredAssessment out;
-  v1::Assessment& a = out.assessment;
-  a.set_id(r->String(0, "id"));
-  a.set_court_organization_id(r->String(0, "court_org"));
-  a.set_case_number(r->String(0, "case_number"));
-  a.set_jurisdiction_fips(r->String(0, "jurisdiction"));
-  a.set_statute(static_cast<v1::Statute>(r->Int32(0, "statute")));
-  a.set_priors(r->Int32(0, "priors"));
-  a.set_offense_count(r->Int32(0, "offense_count"));
-  a.set_scheduled_cents(r->Int64(0, "scheduled_cents"));
-  a.set_ordered_cents(r->Int64(0, "ordered_cents"));
-  a.set_inability_to_pay_finding(r->Bool(0, "finding"));
-  a.set_hosting_agency_organization_id(r->String(0, "hosting_agency"));
-  *a.mutable_offense_date() = ToDate(ParseDay(r->Text(0, "offense_date")));
-  *a.mutable_assessed_date() = ToDate(ParseDay(r->Text(0, "assessed_date")));
-  *a.mutable_create_time() = ToProtoTime(r->Time(0, "created_at"));
-  out.fee_type = r->String(0, "fee_type");
-  auto bal = tx.Exec(
-      "SELECT coalesce(sum(amount_cents), 0) AS s FROM ledger_entries "
-      "WHERE account = $1",
-      {absl::StrCat("receivable:", a.id())});
-  if (!bal.ok()) return bal.status();
-  a.set_outstanding_cents(bal->Int64(0, "s"));
-  a.set_collected_cents(a.ordered_cents() - a.outstanding_cents());
-  return out;
+  return SendGetAssessment(tx, id, for_update).Get();
 }
 
-absl::StatusOr<int64_t> FeeStore::InsertMoneyTxn(PgTx& tx, absl::string_view kind,
-                                                 const StoredAssessment& a,
-                                                 absl::string_view payment_id, absl::CivilDay date,
-                                                 int64_t amount,
-                                                 const std::vector<v1::Disbursement>& parts) {
+PgPendingAs<StoredAssessment> FeeStore::SendGetAssessment(PgTx& tx, absl::string_view id,
+                                                          bool for_update) {
+  std::vector<PgPending> sent;
+  sent.push_back(
+      tx.Send(absl::StrCat("SELECT ", kAssessmentColumns, " FROM assessments a WHERE a.id = $1",
+                           for_update ? " FOR UPDATE" : ""),
+              {id}));
+  sent.push_back(
+      tx.Send("SELECT coalesce(sum(amount_cents), 0) AS s FROM ledger_entries WHERE account = $1",
+              {absl::StrCat("receivable:", id)}));
+  return {
+      std::move(sent),
+      [id = std::string(id)](const std::vector<PgResult>& r) -> absl::StatusOr<StoredAssessment> {
+        if (r[0].rows() == 0) {
+          return absl::NotFoundError(absl::StrCat("assessment '", id, "' not found"));
+        }
+        StoredAssessment out = AssessmentFromRow(r[0]);
+        v1::Assessment& a = out.assessment;
+        a.set_outstanding_cents(r[1].Int64(0, "s"));
+        a.set_collected_cents(a.ordered_cents() - a.outstanding_cents());
+        return out;
+      }};
+}
+
+PgPendingAs<std::string> FeeStore::SendJurisdiction(PgTx& tx, absl::string_view id) {
+  return {tx.Send("SELECT jurisdiction FROM assessments WHERE id = $1", {id}),
+          [id = std::string(id)](const PgResult& r) -> absl::StatusOr<std::string> {
+            if (r.rows() == 0) {
+              return absl::NotFoundError(absl::StrCat("assessment '", id, "' not found"));
+            }
+            return r.String(0, "jurisdiction");
+          }};
+}
+
+absl::Status FeeStore::InsertMoneyTxn(PgTx& tx, absl::string_view kind, const StoredAssessment& a,
+                                      absl::string_view payment_id, absl::CivilDay date,
+                                      int64_t amount, const std::vector<v1::Disbursement>& parts) {
   const int sign = kind == "reversal" ? -1 : 1;
   int64_t parts_sum = 0;
   for (const auto& d : parts) parts_sum += d.amount_cents();
   // The receivable entry (-amount) and the parts balance: a ledger transaction sums to zero.
   SH_INVARIANT(parts_sum == amount, "fees.ledger_txn_balances");
-  auto txn = tx.Exec(
-      "INSERT INTO ledger_txns (kind, assessment_id, payment_id, jurisdiction, court_org, "
-      "effective_date) VALUES ($1, $2, $3, $4, $5, $6::date) RETURNING id",
-      {kind, a.assessment.id(), payment_id, a.assessment.jurisdiction_fips(),
-       a.assessment.court_organization_id(), Day(date)});
-  if (!txn.ok()) return txn.status();
-  const int64_t txn_id = txn->Int64(0, "id");
-  auto e = tx.Exec(
-      "INSERT INTO ledger_entries (txn_id, account, recipient_kind, amount_cents) "
-      "VALUES ($1, $2, 0, $3)",
-      {txn_id, absl::StrCat("receivable:", a.assessment.id()), -sign * amount});
-  if (!e.ok()) return e.status();
+  std::vector<std::string> accounts = {absl::StrCat("receivable:", a.assessment.id())};
+  std::vector<std::string> kinds = {"0"};
+  std::vector<std::string> amounts = {absl::StrCat(-sign * amount)};
   for (const auto& d : parts) {
-    auto p = tx.Exec(
-        "INSERT INTO ledger_entries (txn_id, account, recipient_kind, amount_cents) "
-        "VALUES ($1, $2, $3, $4)",
-        {txn_id, d.account(), int32_t{d.recipient_kind()}, sign * d.amount_cents()});
-    if (!p.ok()) return p.status();
+    accounts.push_back(d.account());
+    kinds.push_back(absl::StrCat(int{d.recipient_kind()}));
+    amounts.push_back(absl::StrCat(sign * d.amount_cents()));
   }
-  return txn_id;
+  // The entries in order (the receivable first), after their transaction.
+  (void)tx.Send(
+      "WITH txn AS (INSERT INTO ledger_txns (kind, assessment_id, payment_id, jurisdiction, "
+      "court_org, effective_date) VALUES ($1, $2, $3, $4, $5, $6::date) RETURNING id) "
+      "INSERT INTO ledger_entries (txn_id, account, recipient_kind, amount_cents) "
+      "SELECT txn.id, e.account, e.kind, e.amount FROM txn, "
+      "unnest($7::text[], $8::smallint[], $9::bigint[]) WITH ORDINALITY AS e(account, kind, "
+      "amount, n) ORDER BY e.n",
+      {kind, a.assessment.id(), payment_id, a.assessment.jurisdiction_fips(),
+       a.assessment.court_organization_id(), Day(date), PgTextArray(accounts), PgTextArray(kinds),
+       PgTextArray(amounts)});
+  return absl::OkStatus();
 }
 
-absl::Status FeeStore::InsertPayment(PgTx& tx, const v1::Payment& p, int64_t txn_id) {
-  auto day = ToCivilDay(p.paid_date(), "paid_date");
-  if (!day.ok()) return day.status();
-  return tx
-      .Exec(
-          "INSERT INTO payments (id, assessment_id, amount_cents, paid_date, policy_id, txn_id) "
-          "VALUES ($1, $2, $3, $4::date, $5, $6)",
-          {p.id(), p.assessment_id(), p.amount_cents(), Day(*day), p.policy_id(), txn_id})
-      .status();
+absl::Status FeeStore::InsertPayment(PgTx& tx, const v1::Payment& p) {
+  SH_ASSIGN_OR_RETURN(const absl::CivilDay day, ToCivilDay(p.paid_date(), "paid_date"));
+  (void)tx.Send(
+      "INSERT INTO payments (id, assessment_id, amount_cents, paid_date, policy_id, txn_id) "
+      "VALUES ($1, $2, $3, $4::date, $5, currval(pg_get_serial_sequence('ledger_txns', 'id')))",
+      {p.id(), p.assessment_id(), p.amount_cents(), Day(day), p.policy_id()});
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Payment> FeeStore::GetPayment(PgTx& tx, absl::string_view id) {
@@ -287,11 +313,11 @@ absl::StatusOr<std::vector<v1::Payment>> FeeStore::PaymentsOf(PgTx& tx,
   return out;
 }
 
-absl::Status FeeStore::InsertReversal(PgTx& tx, absl::string_view payment_id, absl::CivilDay date,
-                                      int64_t txn_id) {
-  auto r =
-      tx.Exec("INSERT INTO reversals (payment_id, reversed_date, txn_id) VALUES ($1, $2::date, $3)",
-              {payment_id, Day(date), txn_id});
+absl::Status FeeStore::InsertReversal(PgTx& tx, absl::string_view payment_id, absl::CivilDay date) {
+  auto r = tx.Exec(
+      "INSERT INTO reversals (payment_id, reversed_date, txn_id) "
+      "VALUES ($1, $2::date, currval(pg_get_serial_sequence('ledger_txns', 'id')))",
+      {payment_id, Day(date)});
   if (r.status().code() == absl::StatusCode::kAlreadyExists) {
     return absl::FailedPreconditionError(
         absl::StrCat("payment '", payment_id, "' was already reversed"));

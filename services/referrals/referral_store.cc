@@ -18,7 +18,7 @@ absl::Status ReferralStore::Insert(PgTx& tx, const v1::Referral& referral, const
     sealed = PgParam::Bytea(*s);
     body.mutable_youth()->clear_identifying();
   }
-  auto r = tx.Exec(
+  (void)tx.Send(
       "INSERT INTO referrals (id, referrer_org, referrer_role, county_fips, status, urgency, "
       "needs_placement, acceptance_deadline, body, identity_sealed, create_time, update_time, "
       "route_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, "
@@ -29,7 +29,7 @@ absl::Status ReferralStore::Insert(PgTx& tx, const v1::Referral& referral, const
        referral.has_acceptance_deadline() ? PgTime(FromProtoTime(referral.acceptance_deadline()))
                                           : PgParam(nullptr),
        PgParam::Bytea(body.SerializeAsString()), sealed, PgTime(now)});
-  return r.status();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Referral> ReferralStore::Get(PgTx& tx, absl::string_view id, bool for_update) {
@@ -120,25 +120,32 @@ absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
 
 absl::Status ReferralStore::AppendTransition(PgTx& tx, absl::string_view referral_id,
                                              const v1::Transition& t) {
-  return tx
-      .Exec(
-          "INSERT INTO transitions (referral_id, from_status, to_status, actor_org, actor_role, "
-          "at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-          {referral_id, int32_t{t.from_status()}, int32_t{t.to_status()}, t.actor_organization_id(),
-           t.actor_role(), PgTime(FromProtoTime(t.time())), t.reason()})
-      .status();
+  return SendTransition(tx, referral_id, t).Get().status();
+}
+
+PgPending ReferralStore::SendTransition(PgTx& tx, absl::string_view referral_id,
+                                        const v1::Transition& t) {
+  return tx.Send(
+      "INSERT INTO transitions (referral_id, from_status, to_status, actor_org, actor_role, "
+      "at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+      {referral_id, int32_t{t.from_status()}, int32_t{t.to_status()}, t.actor_organization_id(),
+       t.actor_role(), PgTime(FromProtoTime(t.time())), t.reason()});
 }
 
 absl::Status ReferralStore::Audit(PgTx& tx, const Caller& caller, absl::string_view action,
                                   absl::string_view referral_id, absl::string_view detail,
                                   absl::Time now) {
-  return tx
-      .Exec(
-          "INSERT INTO audit_log (at, actor_org, actor_role, action, referral_id, detail) "
-          "VALUES ($1, $2, $3, $4, $5, $6)",
-          {PgTime(now), caller.org_id, std::string(RoleName(caller.role)), action, referral_id,
-           detail})
-      .status();
+  return SendAudit(tx, caller, action, referral_id, detail, now).Get().status();
+}
+
+PgPending ReferralStore::SendAudit(PgTx& tx, const Caller& caller, absl::string_view action,
+                                   absl::string_view referral_id, absl::string_view detail,
+                                   absl::Time now) {
+  return tx.Send(
+      "INSERT INTO audit_log (at, actor_org, actor_role, action, referral_id, detail) "
+      "VALUES ($1, $2, $3, $4, $5, $6)",
+      {PgTime(now), caller.org_id, std::string(RoleName(caller.role)), action, referral_id,
+       detail});
 }
 
 absl::StatusOr<std::vector<std::string>> ReferralStore::DueOffers(PgTx& tx, absl::Time now,

@@ -20,6 +20,8 @@ namespace safeharbor::referrals {
 class ReferralStore {
  public:
   // Stores the referral; its youth.identifying (if any) is sealed and removed from the body.
+  // Sent without waiting (with the commit, at the latest): an insert that fails fails the
+  // transaction.
   static absl::Status Insert(PgTx& tx, const v1::Referral& referral, const Caller& referrer,
                              const Sealer& sealer, absl::Time now);
   // The stored referral without identifying details; FOR UPDATE when for_update.
@@ -29,6 +31,12 @@ class ReferralStore {
                                                              const Sealer& sealer);
   static absl::Status AppendTransition(PgTx& tx, absl::string_view referral_id,
                                        const v1::Transition& transition);
+  // AppendTransition and Audit sent without waiting (CreateReferral's, with its commit).
+  static PgPending SendTransition(PgTx& tx, absl::string_view referral_id,
+                                  const v1::Transition& transition);
+  static PgPending SendAudit(PgTx& tx, const Caller& caller, absl::string_view action,
+                             absl::string_view referral_id, absl::string_view detail,
+                             absl::Time now);
   // Writes the new state (body without identity) and appends the transition, if any.
   static absl::Status Update(PgTx& tx, v1::Referral* referral, const v1::Transition* transition,
                              absl::Time now);

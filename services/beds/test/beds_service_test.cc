@@ -6,6 +6,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <iostream>
 #include <thread>
 
 #include "common/invariant.h"
@@ -367,6 +368,35 @@ TEST_F(BedsTest, HoldBedIsIdempotentOnRequestId) {
   grpc::Status st = Hold(intake_.get(), "fac-i", "same", &b, 900);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_NE(st.error_message().find("ttl_seconds"), std::string::npos) << st.error_message();
+}
+
+// Issue 13: a HoldBed's transaction makes two round trips to PostgreSQL — BEGIN, the request_id
+// claim, the organization's cap, the facility and the bed type locked and counted together; then
+// the hold, its event, the stored response and COMMIT — and its answers stay right: a replay
+// returns the first hold, a hold with no bed left is refused.
+TEST_F(BedsTest, AHoldMakesTwoRoundTripsToPostgres) {
+  CreateFacility(Facility("fac-rt", "prov-a", 2));
+  ASSERT_TRUE(Census(provider_.get(), "fac-rt", 0).ok());
+  const auto trips = [&] {
+    return SumHistogram(*a_->registry, "safeharbor_rpc_postgres_round_trips",
+                        {{"grpc_method", "HoldBed"}}, 2);
+  };
+  v1::HoldBedResponse first, second, again, none;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-rt", "rt-1", &first).ok());
+  ASSERT_TRUE(Hold(intake_.get(), "fac-rt", "rt-2", &second).ok());
+  const HistogramTotals held = trips();
+  EXPECT_EQ(held.count, 2u);
+  EXPECT_EQ(held.at_most, 2u) << "every hold within 2 round trips";
+  EXPECT_EQ(held.sum, 4);
+  ASSERT_TRUE(Hold(intake_.get(), "fac-rt", "rt-1", &again).ok());
+  EXPECT_EQ(again.hold().id(), first.hold().id());
+  EXPECT_EQ(Hold(intake_.get(), "fac-rt", "rt-3", &none).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Count("SELECT count(*) AS n FROM holds"), 2);
+  EXPECT_EQ(Availability("fac-rt").held(), 2);
+  const HistogramTotals all = trips();
+  std::cout << "HoldBed round trips to PostgreSQL: " << held.sum / held.count
+            << " per hold; a replay and a refusal took " << all.sum - held.sum << " together\n";
 }
 
 // Release build included (scripts/build ships RelWithDebInfo with NDEBUG): a hold that would

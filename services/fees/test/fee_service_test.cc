@@ -1,6 +1,8 @@
 // The fee service through real gRPC over mTLS against real PostgreSQL and a real directory.
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include "absl/strings/str_split.h"
 #include "services/fees/test/fee_fixture.h"
 
@@ -416,6 +418,32 @@ TEST_F(FeeTest, FiscalOfficesAdoptOnlyForTheirJurisdictionAndNeverBeforeToday) {
     EXPECT_EQ(adopt("king-finance", kKing, past).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   EXPECT_EQ(Sql("SELECT count(*) AS n FROM disbursement_policies WHERE jurisdiction <> ''"), 2);
+}
+
+// Issue 13: a payment makes three round trips to PostgreSQL: its assessment's jurisdiction
+// (before the recipients are looked up, no connection held meanwhile); then BEGIN, the
+// request_id claim, the assessment locked with its balance and the policy together; then the
+// ledger transaction, the payment, the stored response and COMMIT. The ledger still balances.
+TEST_F(FeeTest, APaymentMakesThreeRoundTripsToPostgres) {
+  v1::RecordAssessmentResponse a;
+  ASSERT_TRUE(Assess(Assessment(v1::STATUTE_PATRONIZING, 0, 150000), "a-rt", &a).ok());
+  v1::RecordPaymentResponse p1, p2;
+  ASSERT_TRUE(Pay(a.assessment().id(), 100001, D(2026, 5, 1), "p-rt-1", &p1).ok());
+  ASSERT_TRUE(Pay(a.assessment().id(), 30000, D(2026, 5, 2), "p-rt-2", &p2).ok());
+  const HistogramTotals trips = SumHistogram(*registry_, "safeharbor_rpc_postgres_round_trips",
+                                             {{"grpc_method", "RecordPayment"}}, 3);
+  EXPECT_EQ(trips.count, 2u);
+  EXPECT_EQ(trips.at_most, 2u) << "every payment within 3 round trips";
+  EXPECT_EQ(p2.outstanding_cents(), 150000 - 100001 - 30000);
+  EXPECT_GT(p1.payment().disbursements_size(), 2);
+  EXPECT_EQ(Sql("SELECT count(*) AS n FROM (SELECT txn_id FROM ledger_entries GROUP BY txn_id "
+                "HAVING sum(amount_cents) <> 0) x"),
+            0);
+  EXPECT_EQ(Sql("SELECT count(*) AS n FROM ledger_entries e JOIN payments p "
+                "ON p.txn_id = e.txn_id"),
+            2 + p1.payment().disbursements_size() + p2.payment().disbursements_size());
+  std::cout << "RecordPayment round trips to PostgreSQL: " << trips.sum / trips.count
+            << " per payment (" << p1.payment().disbursements_size() << " disbursements)\n";
 }
 
 TEST_F(FeeTest, ReplaysReturnTheOriginalAndConflictsAreRefused) {

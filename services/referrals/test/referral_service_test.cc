@@ -9,9 +9,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <set>
 
 #include "common/idempotency.h"
+#include "common/metrics.h"
 #include "common/proto_time.h"
 #include "common/server.h"
 #include "common/testing/harness.h"
@@ -665,6 +667,34 @@ TEST_F(ReferralTest, CreateIsIdempotentAndAConflictingReplayNamesTheField) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_NE(st.error_message().find("youth.age"), std::string::npos) << st.error_message();
   EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 1);
+}
+
+// Issue 13: an intake's transaction is one round trip to PostgreSQL — BEGIN, the request_id
+// claim, the referral, its first transition, the audit row, the stored response and COMMIT sent
+// together — and nothing is acknowledged that was not committed: the referral, its history and
+// its audit row are all there. A replay (its claim refused by the record) stores nothing more.
+TEST_F(ReferralTest, AnIntakeIsOneRoundTripToPostgres) {
+  const auto trips = [&] {
+    return SumHistogram(*referrals_.registry, "safeharbor_rpc_postgres_round_trips",
+                        {{"grpc_method", "CreateReferral"}}, 1);
+  };
+  const std::string id = Create(Request(true, "rt-1"));
+  Create(Request(false, "rt-2"));
+  const HistogramTotals made = trips();
+  EXPECT_EQ(made.count, 2u);
+  EXPECT_EQ(made.at_most, 2u) << "every intake in one round trip";
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 2);
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM transitions WHERE referral_id = '" + id + "'"),
+            1);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM audit_log WHERE referral_id = '" +
+                                           id + "' AND action = 'create'"),
+            1);
+  EXPECT_EQ(Create(Request(true, "rt-1")), id);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 2);
+  const HistogramTotals all = trips();
+  std::cout << "CreateReferral round trips to PostgreSQL: " << made.sum / made.count
+            << " per intake; a replay took " << all.sum - made.sum << "\n";
 }
 
 TEST_F(ReferralTest, BadInputIsRefusedNamingTheFieldAndNothingIsStored) {
