@@ -163,17 +163,26 @@ absl::StatusOr<std::vector<std::string>> ReferralStore::DueOffers(PgTx& tx, absl
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> ReferralStore::ClaimForRouting(PgTx& tx, absl::Time now,
-                                                                        absl::Duration lease,
-                                                                        int limit) {
+absl::StatusOr<std::vector<ReferralStore::Claimed>> ReferralStore::ClaimForRouting(
+    PgTx& tx, absl::Time now, absl::Duration lease, int limit) {
   auto r = tx.Exec(
       "UPDATE referrals SET route_after = $2 WHERE id IN ("
       "  SELECT id FROM referrals WHERE status = 1 AND route_after <= $1 "
-      "  ORDER BY urgency DESC, create_time LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id",
+      "  ORDER BY urgency DESC, create_time LIMIT $3 FOR UPDATE SKIP LOCKED) "
+      "RETURNING id, body, revision, create_time, update_time, pending_hold",
       {PgTime(now), PgTime(now + lease), int32_t{limit}});
   if (!r.ok()) return r.status();
-  std::vector<std::string> out;
-  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "id"));
+  std::vector<Claimed> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    Claimed& c = out[static_cast<size_t>(i)];
+    if (!c.referral.ParseFromString(r->Bytea(i, "body"))) {
+      return absl::InternalError("stored referral is unreadable");
+    }
+    *c.referral.mutable_create_time() = ToProtoTime(r->Time(i, "create_time"));
+    *c.referral.mutable_update_time() = ToProtoTime(r->Time(i, "update_time"));
+    c.referral.set_etag(absl::StrCat(r->Int64(i, "revision")));
+    if (!r->IsNull(i, "pending_hold")) c.pending_hold = r->String(i, "pending_hold");
+  }
   return out;
 }
 
@@ -196,14 +205,6 @@ absl::Status ReferralStore::SetPendingHold(PgTx& tx, absl::string_view id,
       .Exec("UPDATE referrals SET pending_hold = $2 WHERE id = $1",
             {id, pending ? PgParam(*pending) : PgParam(nullptr)})
       .status();
-}
-
-absl::StatusOr<std::optional<std::string>> ReferralStore::PendingHold(PgTx& tx,
-                                                                      absl::string_view id) {
-  auto r = tx.Exec("SELECT pending_hold FROM referrals WHERE id = $1", {id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0 || r->IsNull(0, "pending_hold")) return std::nullopt;
-  return r->String(0, "pending_hold");
 }
 
 absl::StatusOr<int32_t> ReferralStore::CountRoutingFailure(PgTx& tx, absl::string_view id) {

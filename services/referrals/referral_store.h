@@ -43,15 +43,20 @@ class ReferralStore {
   // before routine and the longest in the system first, pushed `lease` ahead so that no other
   // worker or replica routes them meanwhile (and another does if this one dies). SKIP LOCKED:
   // concurrent claims take the next referrals instead of waiting.
-  static absl::StatusOr<std::vector<std::string>> ClaimForRouting(PgTx& tx, absl::Time now,
-                                                                  absl::Duration lease, int limit);
+  // Each comes with what routing reads of it (one round trip for the claim and the reads).
+  struct Claimed {
+    v1::Referral referral;  // as stored, without history or identity; etag set
+    std::optional<std::string> pending_hold;
+  };
+  static absl::StatusOr<std::vector<Claimed>> ClaimForRouting(PgTx& tx, absl::Time now,
+                                                              absl::Duration lease, int limit);
   // When the referral may next be routed; nullopt when it is not waiting for routing.
   static absl::Status SetRouteAfter(PgTx& tx, absl::string_view id, std::optional<absl::Time> when);
   static absl::Status SetPlacementPending(PgTx& tx, absl::string_view id, bool pending);
-  // The HoldBed about to be made (or none), and the one recorded before a crash.
+  // The HoldBed about to be made (or none); the one recorded before a crash comes with the
+  // routing claim.
   static absl::Status SetPendingHold(PgTx& tx, absl::string_view id,
                                      std::optional<std::string> pending);
-  static absl::StatusOr<std::optional<std::string>> PendingHold(PgTx& tx, absl::string_view id);
   // Counts a routing attempt that failed for another reason than an outage; returns the count.
   static absl::StatusOr<int32_t> CountRoutingFailure(PgTx& tx, absl::string_view id);
   // The outbox of holds to release at the beds service.

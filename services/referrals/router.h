@@ -7,6 +7,7 @@
 // deadline (no incoming call waits on them).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -27,8 +28,10 @@ class Router {
   Router(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,
          ReferralMetrics* metrics, const ReferralOptions& options);
 
-  // True when the referral was offered or escalated; an outage is returned as UNAVAILABLE.
-  absl::StatusOr<bool> Route(const std::string& id);
+  // Routes a referral claimed for routing (as the claim read it, with the HoldBed recorded as
+  // about to be made, if any). True when it was offered or escalated; an outage is returned as
+  // UNAVAILABLE.
+  absl::StatusOr<bool> Route(const v1::Referral& r, const std::optional<std::string>& pending_hold);
   // A routing failure that is not an outage: retried, and escalated after a few.
   absl::StatusOr<bool> GiveUpRouting(const std::string& id, const absl::Status& error);
 
@@ -47,7 +50,8 @@ class Router {
   absl::StatusOr<bool> Escalate(const v1::Referral& r, bool placement_needed,
                                 const std::string& why);
   // A HoldBed recorded as about to be made but never offered (a crash): released.
-  absl::Status RecoverPendingHold(const std::string& id, const std::string& for_org);
+  absl::Status RecoverPendingHold(const std::string& id, const std::string& for_org,
+                                  const std::string& pending);
 
   PgPool* pg_;
   const Clock* clock_;

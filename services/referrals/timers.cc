@@ -202,17 +202,17 @@ absl::StatusOr<int> Timers::RouteWaiting() {
 
 absl::StatusOr<Timers::Claim> Timers::RouteNext() {
   // One claim at a time: each referral's lease starts when its routing does.
-  std::vector<std::string> claimed;
+  std::vector<ReferralStore::Claimed> claimed;
   SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) -> absl::Status {
     SH_ASSIGN_OR_RETURN(
         claimed, ReferralStore::ClaimForRouting(tx, clock_->Now(), options_.routing_lease, 1));
     return absl::OkStatus();
   }));
   if (claimed.empty()) return Claim::kNone;
-  const std::string& id = claimed.front();
+  const ReferralStore::Claimed& next = claimed.front();
   routing_.busy.Increment();
   const absl::Time started = absl::Now();
-  const Claim c = Settle(id, router_->Route(id));
+  const Claim c = Settle(next.referral.id(), router_->Route(next.referral, next.pending_hold));
   routing_.seconds.Observe(absl::ToDoubleSeconds(absl::Now() - started));
   routing_.busy.Decrement();
   return c;
