@@ -42,7 +42,8 @@ class ReferralStore {
   // Routing claims: REQUESTED referrals whose route_after has come, emergency before urgent
   // before routine and the longest in the system first, pushed `lease` ahead so that no other
   // worker or replica routes them meanwhile (and another does if this one dies). SKIP LOCKED:
-  // concurrent claims take the next referrals instead of waiting.
+  // concurrent claims take the next referrals instead of waiting. The claim's commit does not
+  // wait for the WAL flush (a lease lost in a crash only lets another worker route it again).
   // Each comes with what routing reads of it (one round trip for the claim and the reads).
   struct Claimed {
     v1::Referral referral;  // as stored, without history or identity; etag set
