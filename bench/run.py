@@ -5,9 +5,10 @@ scenarios with bench/safeharbor-loadgen, and writes a table and a JSON file.
 
 Absolute numbers on a shared machine are noise; the ratios to the baselines measured in the same
 run are the point. Environment: BUILD_DIR (the Release tree), BENCH_SECONDS (per measurement,
-default 5), BENCH_QUICK=1 (smaller sweep, for a smoke run), BENCH_CORE=1 (baselines and the
-per-call scenarios only, about 4 minutes: for comparing two builds run after run), BENCH_OUT (JSON
-path).
+default 5), BENCH_QUICK=1 (smaller sweep, for a smoke run), BENCH_CORE=1 (baselines, the
+per-call scenarios and the routing scenarios only, about 6 minutes: for comparing two builds run
+after run), BENCH_OUT (JSON path), BENCH_ROUTING_ONLY=1 (the stack and the routing scenarios only:
+to try them).
 """
 import csv
 import datetime
@@ -18,11 +19,13 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "integration-tests"))
+import grpc  # noqa: E402
 from harness import Service, Stack, free_port, referral_secrets, shclient  # noqa: E402
 
 BUILD_DIR = shclient.BUILD_DIR
@@ -31,6 +34,7 @@ ECHO = os.path.join(BUILD_DIR, "bench", "bench-echo-server")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CORE = os.environ.get("BENCH_CORE") == "1"
+ROUTING_ONLY = os.environ.get("BENCH_ROUTING_ONLY") == "1"
 PG_BIN = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1]
 PGBENCH = f"/usr/lib/postgresql/{PG_BIN}/bin/pgbench"
 RUN = f"b{int(time.time())}"
@@ -38,6 +42,7 @@ RUN = f"b{int(time.time())}"
 d_pb2 = shclient._module("safeharbor.directory.v1.directory_pb2")
 b_pb2 = shclient._module("safeharbor.beds.v1.beds_pb2")
 f_pb2 = shclient._module("safeharbor.fees.v1.fees_pb2")
+r_pb2 = shclient._module("safeharbor.referrals.v1.referrals_pb2")
 
 
 def log(msg):
@@ -245,6 +250,222 @@ def rss(pid, field):
     return 0.0
 
 
+# --- Routing: time to offer on the provider's stream, priorities, throughput ---------------------
+
+WATCH_ORG = "bench-watch-provider"
+# No bulk provider offers this category: the watched provider is the only candidate of the
+# referrals asking for it, and the bulk referrals (CSEC advocacy) never reach it.
+WATCH_CATEGORY = d_pb2.SERVICE_CATEGORY_MEDICAL_FORENSIC_EXAM
+SEATTLE = (47.6062, -122.3321)
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(len(ordered) * p + 0.999999) - 1))]
+
+
+def watched_provider(st, admin_dir):
+    """The provider whose WatchReferrals stream the scenarios time, and its certificate."""
+    admin_dir.CreateOrganization(d_pb2.CreateOrganizationRequest(
+        request_id="watch-org", organization=d_pb2.Organization(
+            id=WATCH_ORG, kind=d_pb2.ORGANIZATION_KIND_SERVICE_PROVIDER, name="[BENCH] Watched",
+            county_fips="53033", phones=[d_pb2.Phone(number="+1 206-555-0199")],
+            locations=[d_pb2.Location(id="main", name="Main", address_1="1 Watch St", city="Seattle",
+                                      latitude=SEATTLE[0], longitude=SEATTLE[1],
+                                      county_fips="53033")])), timeout=10)
+    admin_dir.CreateService(d_pb2.CreateServiceRequest(request_id="watch-svc", service=d_pb2.Service(
+        id="bench-watch-svc", organization_id=WATCH_ORG, name="Forensic exam", category=WATCH_CATEGORY,
+        csec_specialized=True, minimum_age=10, maximum_age=24, languages=["en"],
+        schedule=d_pb2.Schedule(open_24_7=True, time_zone="America/Los_Angeles"),
+        service_area_county_fips=["53033"], status=d_pb2.SERVICE_STATUS_ACTIVE,
+        accepting_referrals=True, location_id="main")), timeout=10)
+    return st.client_cert("client-bench-watch", WATCH_ORG, "provider")
+
+
+def watched_referral(rid, urgency=r_pb2.URGENCY_ROUTINE):
+    return r_pb2.CreateReferralRequest(
+        request_id=rid, referrer_contact=r_pb2.ReferrerContact(name="Bench", phone="+1 206-555-0142"),
+        youth=r_pb2.YouthProfile(youth_reference=rid, age=15, gender=d_pb2.GENDER_FEMALE, languages=["en"]),
+        county_fips="53033", location=d_pb2.GeoPoint(latitude=SEATTLE[0], longitude=SEATTLE[1]),
+        needs=r_pb2.Needs(service_categories=[WATCH_CATEGORY]), urgency=urgency)
+
+
+class OfferWatch:
+    """The watched provider's WatchReferrals stream: when each referral's offer arrived."""
+
+    def __init__(self, channel):
+        stub = shclient.stub("referrals", channel)[0]
+        self.arrived = {}
+        self.cond = threading.Condition()
+        self.call = stub.WatchReferrals(r_pb2.WatchReferralsRequest(cursor=""), timeout=3600)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            for ev in self.call:
+                if ev.referral.status == r_pb2.REFERRAL_STATUS_OFFERED:
+                    now = time.monotonic()
+                    with self.cond:
+                        self.arrived.setdefault(ev.referral.id, now)
+                        self.cond.notify_all()
+        except grpc.RpcError:
+            pass
+
+    def wait(self, ids, timeout):
+        """Arrival times of those offers that arrive within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not all(i in self.arrived for i in ids) and time.monotonic() < deadline:
+                self.cond.wait(max(0.0, deadline - time.monotonic()))
+            return {i: self.arrived[i] for i in ids if i in self.arrived}
+
+    def close(self):
+        self.call.cancel()
+
+
+def offers_at_rate(officer, watch, rate, seconds, tag):
+    """Open loop: CreateReferral at `rate` a second whatever the answers; for each, the time from
+    its answer to its offer on the provider's stream."""
+    n, returned, lock = max(1, int(rate * seconds)), {}, threading.Lock()
+    futures = []
+    t0 = time.monotonic()
+    for i in range(n):
+        time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+        f = officer.CreateReferral.future(watched_referral(f"{RUN}-{tag}-{i}"), timeout=10)
+
+        def done(fut):
+            at = time.monotonic()
+            if fut.exception() is None:
+                with lock:
+                    returned[fut.result().referral.id] = at
+        f.add_done_callback(done)
+        futures.append(f)
+    failed = sum(1 for f in futures if f.exception() is not None)
+    arrived = watch.wait(list(returned), 30)
+    lat = [1000 * max(0.0, arrived[i] - returned[i]) for i in returned if i in arrived]
+    missed = len(returned) - len(lat)
+    lat += [30000.0] * missed  # not within 30 s: counted as 30 s (a lower bound)
+    r = {"referrals": n, "per_second": rate, "create_failed": failed, "missed": missed,
+         "p50_ms": percentile(lat, 0.5) if lat else None,
+         "p99_ms": percentile(lat, 0.99) if lat else None}
+    log(f"  offer on stream at {rate}/s: {n} referrals, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+        f" ({missed} not within 30 s, {failed} intake failed)")
+    return r
+
+
+def load_waiting(st, prefix, count, seed):
+    """`count` routine referrals waiting for routing (CSEC advocacy anywhere in the state), as
+    intake stores them, in one COPY: they all wait from the same moment."""
+    rng = random.Random(seed)
+    at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    rows = []
+    for i in range(count):
+        rid = f"{prefix}-{i:06d}"
+        fips, lat, lon = random_place(rng)
+        body = r_pb2.Referral(
+            id=rid, referrer_organization_id="bench-le", county_fips=fips,
+            referrer_contact=r_pb2.ReferrerContact(name="Bench", phone="+1 360-555-0100"),
+            youth=r_pb2.YouthProfile(youth_reference=rid, age=15, gender=d_pb2.GENDER_FEMALE, languages=["en"]),
+            location=d_pb2.GeoPoint(latitude=lat, longitude=lon),
+            needs=r_pb2.Needs(service_categories=[d_pb2.SERVICE_CATEGORY_CSEC_ADVOCACY]),
+            urgency=r_pb2.URGENCY_ROUTINE, status=r_pb2.REFERRAL_STATUS_REQUESTED)
+        rows.append((rid, "bench-le", "law_enforcement", fips, 1, 1, "f", bytea(body.SerializeToString()),
+                     at, at, at))
+    copy_rows(st, "bench_referrals", "referrals",
+              ["id", "referrer_org", "referrer_role", "county_fips", "status", "urgency", "needs_placement",
+               "body", "create_time", "update_time", "route_after"], rows)
+
+
+def waiting(st, prefix):
+    return int(psql_value(st, "bench_referrals",
+                          f"SELECT count(*) FROM referrals WHERE status = 1 AND id LIKE '{prefix}-%'"))
+
+
+def set_aside(st, where):
+    """Referrals still waiting are cancelled (a new revision: a router holding one finds it
+    changed), so that they do not load the measurements after them."""
+    psql(st, "bench_referrals", f"UPDATE referrals SET status = 9, route_after = NULL, "
+         f"revision = revision + 1 WHERE status = 1 AND {where}")
+
+
+def drain_rate(st, prefix, start_n, limit_s):
+    """Referrals routed per second from `start_n` waiting, until none waits or `limit_s`."""
+    t0 = time.monotonic()
+    left = start_n
+    while time.monotonic() - t0 < limit_s:
+        time.sleep(0.25)
+        left = waiting(st, prefix)
+        if left == 0:
+            break
+    elapsed = time.monotonic() - t0
+    return {"waiting_at_start": start_n, "routed": start_n - left, "seconds": round(elapsed, 2),
+            "per_second": round((start_n - left) / elapsed, 1)}
+
+
+def emergency_while_waiting(st, officer, watch, count):
+    """An emergency referral's time to offer while `count` routine referrals wait; then how fast
+    one process routes the rest."""
+    prefix = f"{RUN}-wait1"
+    load_waiting(st, prefix, count, 11)
+    time.sleep(1.5)  # The workers find the backlog on their tick and are busy with it.
+    before = waiting(st, prefix)
+    t0 = time.monotonic()
+    rid = officer.CreateReferral(watched_referral(f"{RUN}-emergency", r_pb2.URGENCY_EMERGENCY),
+                                 timeout=10).referral.id
+    returned = time.monotonic()
+    arrived = watch.wait([rid], 30).get(rid)
+    ms = round(1000 * (arrived - returned), 1) if arrived else None
+    ahead = before - waiting(st, prefix)
+    log(f"  emergency referral offered {ms} ms after intake answered, {before} routine waiting "
+        f"({ahead} routed meanwhile; intake took {1000 * (returned - t0):.1f} ms)")
+    drain = drain_rate(st, prefix, waiting(st, prefix), 25 if not QUICK else 10)
+    log(f"  one process routed {drain['routed']} in {drain['seconds']} s: {drain['per_second']}/s")
+    set_aside(st, f"id LIKE '{prefix}-%'")
+    return {"routine_waiting": before, "offer_ms": ms, "routine_routed_meanwhile": ahead}, drain
+
+
+def two_replicas_rate(st, dbs, extra_args, count):
+    """Routing throughput with a second referral-service process on the same database."""
+    second = Service(st, "referrals", "referral-service", dbs["referrals"], extra_args).start()
+    try:
+        prefix = f"{RUN}-wait2"
+        load_waiting(st, prefix, count, 12)
+        drain = drain_rate(st, prefix, count, 20 if not QUICK else 10)
+        set_aside(st, f"id LIKE '{prefix}-%'")
+    finally:
+        second.terminate()
+    log(f"  two processes routed {drain['routed']} in {drain['seconds']} s: {drain['per_second']}/s")
+    return drain
+
+
+def routing_scenarios(st, res, admin_dir, referrals, dbs, referral_args):
+    log("routing: offers on the provider's stream, an emergency behind a backlog, throughput ...")
+    set_aside(st, "true")  # What the intake scenarios left waiting.
+    cert = watched_provider(st, admin_dir)
+    officer = shclient.stub("referrals", st.channel(referrals.port, "client-law_enforcement"))[0]
+    watch = OfferWatch(st.channel(referrals.port, cert))
+    try:
+        warm = officer.CreateReferral(watched_referral(f"{RUN}-warm"), timeout=10).referral.id
+        if not watch.wait([warm], 30):
+            log("  the warm-up referral's offer never arrived: routing scenarios skipped")
+            return
+        rate_s = 2 if QUICK else max(15.0, 3 * SECONDS)
+        stream = offers_at_rate(officer, watch, 20, rate_s, "rate20")
+        waiting_n = 200 if QUICK else 5000
+        emergency, one = emergency_while_waiting(st, officer, watch, waiting_n)
+    finally:
+        watch.close()
+    two = two_replicas_rate(st, dbs, referral_args, 200 if QUICK else 5000)
+    res["routing"] = {"offer_on_stream": stream, "emergency": emergency, "one_process": one,
+                      "two_processes": two}
+    res["routing_per_second_one_process"] = one["per_second"]
+    res["routing_per_second_two_processes"] = two["per_second"]
+    res["offer_on_stream_p50_ms_at_20_per_s"] = stream["p50_ms"]
+    res["offer_on_stream_p99_ms_at_20_per_s"] = stream["p99_ms"]
+    res["emergency_offer_ms_with_5000_waiting"] = emergency["offer_ms"]
+
+
 def main():
     global STACK
     started = time.time()
@@ -269,8 +490,9 @@ def run(st, started):
     # The hold scenarios measure throughput, not the per-organization cap on active holds.
     beds = Service(st, "beds", "beds-service", dbs["beds"],
                    [dir_arg, "--max_active_holds_per_organization=100000000"]).start()
-    referrals = Service(st, "referrals", "referral-service", dbs["referrals"], [
-        dir_arg, f"--beds_address=localhost:{beds.port}", *referral_secrets()]).start()
+    # A second replica (the routing scenarios) needs the same secrets.
+    referral_args = [dir_arg, f"--beds_address=localhost:{beds.port}", *referral_secrets()]
+    referrals = Service(st, "referrals", "referral-service", dbs["referrals"], referral_args).start()
     fees = Service(st, "fees", "fee-service", dbs["fees"], [dir_arg]).start()
     services = {"directory": directory, "beds": beds, "referrals": referrals, "fees": fees}
     echo_port = free_port()
@@ -322,6 +544,9 @@ def run(st, started):
     psql(st, "bench_fees", "CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, v int)")
     time.sleep(2)
     res["memory_mib"]["idle_loaded"] = {n: round(rss(s.proc.pid, "VmRSS"), 1) for n, s in services.items()}
+    if ROUTING_ONLY:
+        routing_scenarios(st, res, admin_dir, referrals, dbs, referral_args)
+        return finish(res, started)
 
     log("baselines ...")
     res["baselines"]["echo"] = [loadgen(echo_port, "echo", c, cert="client-auditor") for c in (1, 8, 64)]
@@ -357,6 +582,7 @@ def run(st, started):
     res["memory_mib"]["peak_after_scenarios"] = {n: round(rss(s.proc.pid, "VmHWM"), 1)
                                                   for n, s in services.items()}
     if CORE:
+        routing_scenarios(st, res, admin_dir, referrals, dbs, referral_args)
         return finish(res, started)
     # The referrals created above are routed in the background (directory searches, offers): let
     # that finish before measuring anything else, and report how fast it went.
@@ -371,6 +597,8 @@ def run(st, started):
                             "drain_seconds": round(time.time() - t0, 1)}
     log(f"  routing backlog: {backlog} waiting after the scenarios, drained in "
         f"{res['routing_drain']['drain_seconds']} s ({routed} routed in all)")
+
+    routing_scenarios(st, res, admin_dir, referrals, dbs, referral_args)
 
     log("scale sweep: searches over 1k / 10k / 100k providers and facilities ...")
     loaded = sizes[0]
@@ -422,6 +650,31 @@ def find(rows, scenario, c):
 
 
 def ratios(res):
+    res["targets"] = []
+    if res["baselines"]:
+        call_ratios(res)
+    if res["sweep"] and res["reports"]:  # not in a BENCH_CORE run
+        scale_ratios(res)
+    routing_targets(res)
+
+
+def routing_targets(res):
+    if "routing" not in res:
+        return
+    per_s = res["routing_per_second_one_process"]
+    p99 = res["offer_on_stream_p99_ms_at_20_per_s"]
+    em = res["emergency_offer_ms_with_5000_waiting"]
+    waited = res["routing"]["emergency"]["routine_waiting"]
+    res["targets"] += [
+        ("referrals routed per second, one process >= 100", per_s >= 100, f"{per_s:.0f}/s"),
+        ("CreateReferral -> offer on the provider's stream, p99 at 20/s <= 250 ms",
+         p99 is not None and p99 <= 250, f"{p99:.0f} ms" if p99 is not None else "none arrived"),
+        (f"emergency referral -> offer while {waited} routine wait <= 1 s", em is not None and em <= 1000,
+         f"{em:.0f} ms" if em is not None else "not within 30 s"),
+    ]
+
+
+def call_ratios(res):
     echo1, echo8 = find(res["baselines"]["echo"], "echo", 1), find(res["baselines"]["echo"], "echo", 8)
     commit1 = res["baselines"]["pg_commit"][0]
     commit8 = res["baselines"]["pg_commit"][1]
@@ -439,7 +692,7 @@ def ratios(res):
         "record_payment_vs_commit_throughput_c8": pay8["throughput_per_s"] / commit8["tps"],
     }
     mem = res["memory_mib"]["idle_loaded"]
-    res["targets"] = [
+    res["targets"] += [
         ("cached SearchServices >= 50% of echo throughput at 8 in flight",
          r["search_cached_vs_echo_throughput_c8"] >= 0.5, f"{r['search_cached_vs_echo_throughput_c8']:.0%}"),
         ("CreateReferral p99 <= 10 ms at 8 in flight", r["create_referral_p99_ms_c8"] <= 10,
@@ -450,8 +703,6 @@ def ratios(res):
         ("each service <= 64 MiB resident when idle", max(mem.values()) <= 64,
          ", ".join(f"{k} {v:.0f}" for k, v in mem.items()) + " MiB"),
     ]
-    if res["sweep"] and res["reports"]:  # not in a BENCH_CORE run
-        scale_ratios(res)
 
 
 def scale_ratios(res):
@@ -480,14 +731,14 @@ def table(res):
         codes = ", ".join(f"{k} {v}" for k, v in r["codes"].items())
         lines.append(f"| {name} | {r['concurrency']} | {r['throughput_per_s']:.0f} | {r['p50_us']/1000:.2f} | "
                      f"{r['p90_us']/1000:.2f} | {r['p99_us']/1000:.2f} | {r['p999_us']/1000:.2f} | {codes} |")
-    for r in res["baselines"]["echo"]:
+    for r in res["baselines"].get("echo", []):
         row("baseline: bare gRPC echo", r)
     for r in res["scenarios"]:
         row(r["scenario"], r)
     lines += ["", "| baseline | clients | per second | latency ms |", "|---|---|---|---|"]
-    for r in res["baselines"]["pg_commit"]:
+    for r in res["baselines"].get("pg_commit", []):
         lines.append(f"| PostgreSQL single-row commit (pgbench) | {r['clients']} | {r['tps']:.0f} | {r['latency_ms']:.3f} |")
-    for r in res["baselines"]["redis_get"]:
+    for r in res["baselines"].get("redis_get", []):
         lines.append(f"| Redis GET round trip (redis-benchmark) | {r['clients']} | {r['rps']:.0f} | {r['avg_ms']:.3f} |")
     lines += ["", "| providers + facilities | SearchServices p50 / p99 ms | SearchAvailability p50 / p99 ms |",
               "|---|---|---|"]
@@ -502,8 +753,21 @@ def table(res):
               "|---|" + "---|" * len(res["memory_mib"]["idle_loaded"])]
     for k, v in res["memory_mib"].items():
         lines.append(f"| {k} | " + " | ".join(f"{x:.1f}" for x in v.values()) + " |")
+    if "routing" in res:
+        rt = res["routing"]
+        st_, em = rt["offer_on_stream"], rt["emergency"]
+        lines += ["", "| routing | measured |", "|---|---|",
+                  f"| CreateReferral -> offer on the provider's stream at {st_['per_second']}/s open loop "
+                  f"({st_['referrals']} referrals) | p50 {st_['p50_ms']:.1f} ms, p99 {st_['p99_ms']:.1f} ms, "
+                  f"{st_['missed']} not within 30 s |",
+                  f"| emergency referral -> offer while {em['routine_waiting']} routine wait | "
+                  + (f"{em['offer_ms']:.0f} ms" if em["offer_ms"] is not None else "not within 30 s") + " |"]
+        for name, key in (("one process", "one_process"), ("two processes", "two_processes")):
+            d = rt[key]
+            lines.append(f"| routed per second, {name} | {d['per_second']:.0f} ({d['routed']} of "
+                         f"{d['waiting_at_start']} in {d['seconds']} s) |")
     lines += ["", "| ratio | value |", "|---|---|"]
-    for k, v in res["ratios"].items():
+    for k, v in res.get("ratios", {}).items():
         lines.append(f"| {k} | {v:.3f} |")
     lines += ["", "| target | met | measured |", "|---|---|---|"]
     for name, ok, val in res["targets"]:

@@ -1,5 +1,8 @@
 // referral-service: wiring only. The logic lives in ReferralServiceImpl (and router.cc).
+#include <algorithm>
+
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/service_main.h"
 #include "services/referrals/referral_service.h"
@@ -19,16 +22,45 @@ ABSL_FLAG(int, acceptance_deadline_s, 30 * 60, "How long a provider has to accep
 ABSL_FLAG(int, urgent_deadline_s, 15 * 60, "How long a provider has to accept (urgent).");
 ABSL_FLAG(int, emergency_deadline_s, 10 * 60, "How long a provider has to accept (emergency).");
 ABSL_FLAG(int, timer_interval_ms, 1000, "How often deadlines and waiting referrals are checked.");
+ABSL_FLAG(int, routing_workers, 4,
+          "Threads routing waiting referrals (1-32), emergency first; each claims the next one "
+          "with SKIP LOCKED, so replicas and workers never route one twice. Each calls the "
+          "directory and beds service (a budget of its own, besides --peer_max_in_flight) and "
+          "uses a PostgreSQL connection while it reads or writes: keep it at most half of "
+          "--postgres_pool_size.");
 ABSL_FLAG(int, organization_cache_s, 300,
           "How long an organization read from the directory (a child-welfare office's region) "
           "is kept; 0: read it for every call.");
 
 namespace safeharbor::referrals {
 const std::vector<Migration>& Migrations();
+namespace {
+
+// The directory and beds service, `max_in_flight` calls to each at once; `suffix` tells their
+// breakers and metrics (label dependency) apart from another pair's.
+absl::StatusOr<std::unique_ptr<Network>> ConnectNetwork(const ServiceDeps& deps,
+                                                        const GrpcNetworkOptions& options,
+                                                        int max_in_flight,
+                                                        absl::string_view suffix) {
+  PeerOptions d = PeerFor(deps, "referrals", "directory", absl::GetFlag(FLAGS_directory_address));
+  PeerOptions b = PeerFor(deps, "referrals", "beds", absl::GetFlag(FLAGS_beds_address));
+  d.max_in_flight = b.max_in_flight = max_in_flight;
+  absl::StrAppend(&d.name, suffix);
+  absl::StrAppend(&b.name, suffix);
+  auto directory = Peer::Connect(d);
+  if (!directory.ok()) return directory.status();
+  auto beds = Peer::Connect(b);
+  if (!beds.ok()) return beds.status();
+  return std::unique_ptr<Network>(std::make_unique<GrpcNetwork>(
+      *std::move(directory), *std::move(beds), WashingtonCounties(), options));
 }
+
+}  // namespace
+}  // namespace safeharbor::referrals
 
 int main(int argc, char** argv) {
   using namespace safeharbor;
+  using referrals::ConnectNetwork;
   auto deps = PrepareService(
       argc, argv, "referrals",
       "referral-service: SafeHarbor non-punitive referral routing (gRPC, mTLS).\n"
@@ -41,28 +73,37 @@ int main(int argc, char** argv) {
     log::Error("youth_data_keys_invalid", {{"error", sealer.status().message()}});
     return 1;
   }
-  auto directory = Peer::Connect(
-      PeerFor(*deps, "referrals", "directory", absl::GetFlag(FLAGS_directory_address)));
-  auto beds = Peer::Connect(PeerFor(*deps, "referrals", "beds", absl::GetFlag(FLAGS_beds_address)));
-  if (!directory.ok() || !beds.ok()) {
-    log::Error("peer_client_failed", {{"error", !directory.ok() ? directory.status().message()
-                                                                : beds.status().message()}});
+  const int routing_workers = absl::GetFlag(FLAGS_routing_workers);
+  if (routing_workers < 1 || routing_workers > referrals::kMaxRoutingWorkers ||
+      routing_workers > std::max(1, deps->config.postgres.pool_size / 2)) {
+    log::Error(
+        "routing_workers_invalid",
+        {{"error", "routing_workers must be 1 to 32 and at most half of postgres_pool_size"}});
     return 1;
   }
   referrals::GrpcNetworkOptions network_options;
   network_options.organization_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_organization_cache_s));
-  referrals::GrpcNetwork network(*std::move(directory), *std::move(beds), WashingtonCounties(),
-                                 network_options);
+  // RPCs and routing each reach the directory and beds service through peers of their own: the
+  // routing workers (and the timer pass) are a bulkhead of their own, apart from the RPC threads'.
+  auto rpc_network = ConnectNetwork(*deps, network_options, deps->config.peer_max_in_flight, "");
+  auto routing_network = ConnectNetwork(*deps, network_options, routing_workers + 1, "_routing");
+  if (!rpc_network.ok() || !routing_network.ok()) {
+    log::Error("peer_client_failed",
+               {{"error", !rpc_network.ok() ? rpc_network.status().message()
+                                            : routing_network.status().message()}});
+    return 1;
+  }
   referrals::ReferralOptions options;
   options.deadlines.routine = absl::Seconds(absl::GetFlag(FLAGS_acceptance_deadline_s));
   options.deadlines.urgent = absl::Seconds(absl::GetFlag(FLAGS_urgent_deadline_s));
   options.deadlines.emergency = absl::Seconds(absl::GetFlag(FLAGS_emergency_deadline_s));
   options.tick = absl::Milliseconds(absl::GetFlag(FLAGS_timer_interval_ms));
+  options.routing_workers = routing_workers;
   options.watch.replay_horizon = deps->config.watch_replay_horizon;
   options.watch.max_stream_age = deps->config.watch_max_stream_age;
-  referrals::ReferralServiceImpl service(deps->env.get(), deps->pg.get(), deps->redis.get(),
-                                         *deps->registry, WashingtonCounties(), SystemClock::Get(),
-                                         &*sealer, &network, options);
+  referrals::ReferralServiceImpl service(
+      deps->env.get(), deps->pg.get(), deps->redis.get(), *deps->registry, WashingtonCounties(),
+      SystemClock::Get(), &*sealer, rpc_network->get(), options, routing_network->get());
   service.StartBackground();
   return ServeUntilSignal(*deps, {&service}, [&] { service.StopBackground(); });
 }

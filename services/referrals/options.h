@@ -9,6 +9,8 @@
 
 namespace safeharbor::referrals {
 
+inline constexpr int kMaxRoutingWorkers = 32;
+
 struct ReferralOptions {
   DeadlinePolicy deadlines;
   // A held bed stays held this long past the acceptance deadline, for the drive to the provider
@@ -26,8 +28,12 @@ struct ReferralOptions {
   absl::Duration gauge_interval = absl::Seconds(15);
   // Offers past their deadline by more than this count as overdue (the alert's metric).
   absl::Duration overdue_grace = absl::Minutes(2);
-  // Per tick, at most this many referrals are routed and this many deadlines handled.
+  // Per tick, at most this many deadlines handled (and referrals routed by a pass run by hand).
   int batch = 20;
+  // Threads that route waiting referrals (each claims the next with SKIP LOCKED), 1 to
+  // kMaxRoutingWorkers. Each holds a PostgreSQL connection only while it reads or writes, and
+  // calls the directory and beds service meanwhile.
+  int routing_workers = 4;
   std::string key_namespace = "referrals";
   WatchOptions watch;
 };

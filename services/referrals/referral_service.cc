@@ -62,7 +62,7 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
                                          prometheus::Registry& registry,
                                          const CountyTable& counties, const Clock* clock,
                                          const Sealer* sealer, Network* network,
-                                         ReferralOptions options)
+                                         ReferralOptions options, Network* routing_network)
     : RpcService("safeharbor.referrals.v1.ReferralService", KitDeps{env, pg, clock, &registry}),
       pg_(pg),
       redis_(redis),
@@ -78,8 +78,10 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
       changes_(
           pg, clock, sealer, network, &metrics_, [this] { Committed(); },
           [this] { timers_.Wake(); }),
-      router_(pg, clock, network, &changes_, &metrics_, options_),
-      timers_(pg, clock, network, &changes_, &router_, &metrics_, options_, &registry) {
+      router_(pg, clock, routing_network != nullptr ? routing_network : network, &changes_,
+              &metrics_, options_),
+      timers_(pg, clock, routing_network != nullptr ? routing_network : network, &changes_,
+              &router_, &metrics_, options_, &registry) {
   Methods();
 }
 
@@ -197,7 +199,7 @@ absl::Status ReferralServiceImpl::CreateReferral(CallContext& ctx,
                                  {"urgency", v1::Urgency_Name(u)},
                                  {"placement", req.needs().placement_tonight() ? "yes" : "no"},
                                  {"by", c.org_id}});
-  timers_.Wake();
+  timers_.WakeRouting();  // A worker claims it now; other replicas' on their next tick.
   return absl::OkStatus();
 }
 

@@ -30,9 +30,12 @@ namespace safeharbor::referrals {
 class ReferralServiceImpl final : public RpcService {
  public:
   // None owned; all must outlive this object. `redis` may be null (watchers then poll).
+  // `routing_network`: how routing and the timers reach the network (peers with a budget of
+  // their own); null: `network`, as the RPCs do.
   ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis, prometheus::Registry& registry,
                       const CountyTable& counties, const Clock* clock, const Sealer* sealer,
-                      Network* network, ReferralOptions options = {});
+                      Network* network, ReferralOptions options = {},
+                      Network* routing_network = nullptr);
   ~ReferralServiceImpl() override;
 
   // Starts the watch hub and, when `timers`, the timers. Tests with an injected clock call

@@ -1,5 +1,7 @@
 #include "services/referrals/referral_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
@@ -99,7 +101,15 @@ absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
        int32_t{referral->reroutes()}, referral->placement_unavailable()});
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return absl::NotFoundError("referral vanished");
-  for (const v1::Offer& o : referral->offers()) {  // At most a few dozen per referral.
+  // At most a few dozen per referral, written in provider order: the provider_load counters
+  // their triggers update are locked in that order by every transaction (no deadlock).
+  std::vector<const v1::Offer*> offers;
+  for (const v1::Offer& o : referral->offers()) offers.push_back(&o);
+  std::stable_sort(offers.begin(), offers.end(), [](const v1::Offer* a, const v1::Offer* b) {
+    return a->provider_organization_id() < b->provider_organization_id();
+  });
+  for (const v1::Offer* offer : offers) {
+    const v1::Offer& o = *offer;
     auto w = tx.Exec(
         "INSERT INTO offers (referral_id, provider_org, service_id, state, offered_time, "
         "respond_by, decline_reason) VALUES ($1, $2, $3, $4, $5, $6, $7) "
@@ -160,17 +170,29 @@ absl::StatusOr<std::vector<std::string>> ReferralStore::DueOffers(PgTx& tx, absl
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> ReferralStore::ClaimForRouting(PgTx& tx, absl::Time now,
-                                                                        absl::Duration lease,
-                                                                        int limit) {
+absl::StatusOr<std::vector<ReferralStore::Claimed>> ReferralStore::ClaimForRouting(
+    PgTx& tx, absl::Time now, absl::Duration lease, int limit) {
+  // A lease need not wait for the disk: lost in a crash, it lets another worker route the
+  // referral, whose offer still commits once (under the referral's lock, on its revision).
+  if (auto a = tx.Exec("SET LOCAL synchronous_commit = off"); !a.ok()) return a.status();
   auto r = tx.Exec(
       "UPDATE referrals SET route_after = $2 WHERE id IN ("
       "  SELECT id FROM referrals WHERE status = 1 AND route_after <= $1 "
-      "  ORDER BY route_after LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id",
+      "  ORDER BY urgency DESC, create_time LIMIT $3 FOR UPDATE SKIP LOCKED) "
+      "RETURNING id, body, revision, create_time, update_time, pending_hold",
       {PgTime(now), PgTime(now + lease), int32_t{limit}});
   if (!r.ok()) return r.status();
-  std::vector<std::string> out;
-  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "id"));
+  std::vector<Claimed> out(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) {
+    Claimed& c = out[static_cast<size_t>(i)];
+    if (!c.referral.ParseFromString(r->Bytea(i, "body"))) {
+      return absl::InternalError("stored referral is unreadable");
+    }
+    *c.referral.mutable_create_time() = ToProtoTime(r->Time(i, "create_time"));
+    *c.referral.mutable_update_time() = ToProtoTime(r->Time(i, "update_time"));
+    c.referral.set_etag(absl::StrCat(r->Int64(i, "revision")));
+    if (!r->IsNull(i, "pending_hold")) c.pending_hold = r->String(i, "pending_hold");
+  }
   return out;
 }
 
@@ -193,14 +215,6 @@ absl::Status ReferralStore::SetPendingHold(PgTx& tx, absl::string_view id,
       .Exec("UPDATE referrals SET pending_hold = $2 WHERE id = $1",
             {id, pending ? PgParam(*pending) : PgParam(nullptr)})
       .status();
-}
-
-absl::StatusOr<std::optional<std::string>> ReferralStore::PendingHold(PgTx& tx,
-                                                                      absl::string_view id) {
-  auto r = tx.Exec("SELECT pending_hold FROM referrals WHERE id = $1", {id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0 || r->IsNull(0, "pending_hold")) return std::nullopt;
-  return r->String(0, "pending_hold");
 }
 
 absl::StatusOr<int32_t> ReferralStore::CountRoutingFailure(PgTx& tx, absl::string_view id) {
@@ -255,14 +269,13 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReferralStore::
 absl::StatusOr<std::map<std::string, int32_t>> ReferralStore::ProviderLoad(
     PgTx& tx, const std::vector<std::string>& provider_orgs) {
   auto r = tx.Exec(
-      "SELECT o.provider_org, count(DISTINCT o.referral_id) AS n FROM offers o "
-      "JOIN referrals f ON f.id = o.referral_id "
-      "WHERE o.provider_org = ANY($1::text[]) AND o.state IN (1, 2) AND f.status IN (2, 3, 4, 5) "
-      "GROUP BY o.provider_org",
+      "SELECT provider_org, open_offers FROM provider_load WHERE provider_org = ANY($1::text[])",
       {PgTextArray(provider_orgs)});
   if (!r.ok()) return r.status();
   std::map<std::string, int32_t> out;
-  for (int i = 0; i < r->rows(); ++i) out[r->String(i, "provider_org")] = r->Int32(i, "n");
+  for (int i = 0; i < r->rows(); ++i) {
+    out[r->String(i, "provider_org")] = r->Int32(i, "open_offers");
+  }
   return out;
 }
 
@@ -459,13 +472,19 @@ absl::StatusOr<int64_t> ReferralStore::OverdueOffers(PgTx& tx, absl::Time now,
   return r->Int64(0, "n");
 }
 
-absl::StatusOr<int64_t> ReferralStore::OldestUnroutedSeconds(PgTx& tx, absl::Time now) {
+absl::StatusOr<std::map<int, ReferralStore::Waiting>> ReferralStore::RoutingQueue(PgTx& tx,
+                                                                                  absl::Time now) {
   auto r = tx.Exec(
-      "SELECT coalesce(extract(epoch FROM $1::timestamptz - min(update_time)), 0)::bigint AS s "
-      "FROM referrals WHERE status = 1",
+      "SELECT urgency, count(*) AS n, "
+      "coalesce(extract(epoch FROM $1::timestamptz - min(update_time)), 0)::bigint AS s "
+      "FROM referrals WHERE status = 1 GROUP BY urgency",
       {PgTime(now)});
   if (!r.ok()) return r.status();
-  return r->Int64(0, "s");
+  std::map<int, Waiting> out;
+  for (int i = 0; i < r->rows(); ++i) {
+    out[r->Int32(i, "urgency")] = Waiting{r->Int64(i, "n"), std::max<int64_t>(r->Int64(i, "s"), 0)};
+  }
+  return out;
 }
 
 }  // namespace safeharbor::referrals

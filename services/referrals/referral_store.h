@@ -47,17 +47,25 @@ class ReferralStore {
   // Referrals offered past their deadline, locked so that each is handled by one replica.
   static absl::StatusOr<std::vector<std::string>> DueOffers(PgTx& tx, absl::Time now, int limit);
 
-  // Routing claims: REQUESTED referrals whose route_after has come, pushed `lease` ahead so that
-  // no other replica routes them meanwhile (and another does if this one dies).
-  static absl::StatusOr<std::vector<std::string>> ClaimForRouting(PgTx& tx, absl::Time now,
-                                                                  absl::Duration lease, int limit);
+  // Routing claims: REQUESTED referrals whose route_after has come, emergency before urgent
+  // before routine and the longest in the system first, pushed `lease` ahead so that no other
+  // worker or replica routes them meanwhile (and another does if this one dies). SKIP LOCKED:
+  // concurrent claims take the next referrals instead of waiting. The claim's commit does not
+  // wait for the WAL flush (a lease lost in a crash only lets another worker route it again).
+  // Each comes with what routing reads of it (one round trip for the claim and the reads).
+  struct Claimed {
+    v1::Referral referral;  // as stored, without history or identity; etag set
+    std::optional<std::string> pending_hold;
+  };
+  static absl::StatusOr<std::vector<Claimed>> ClaimForRouting(PgTx& tx, absl::Time now,
+                                                              absl::Duration lease, int limit);
   // When the referral may next be routed; nullopt when it is not waiting for routing.
   static absl::Status SetRouteAfter(PgTx& tx, absl::string_view id, std::optional<absl::Time> when);
   static absl::Status SetPlacementPending(PgTx& tx, absl::string_view id, bool pending);
-  // The HoldBed about to be made (or none), and the one recorded before a crash.
+  // The HoldBed about to be made (or none); the one recorded before a crash comes with the
+  // routing claim.
   static absl::Status SetPendingHold(PgTx& tx, absl::string_view id,
                                      std::optional<std::string> pending);
-  static absl::StatusOr<std::optional<std::string>> PendingHold(PgTx& tx, absl::string_view id);
   // Counts a routing attempt that failed for another reason than an outage; returns the count.
   static absl::StatusOr<int32_t> CountRoutingFailure(PgTx& tx, absl::string_view id);
   // The outbox of holds to release at the beds service.
@@ -70,7 +78,8 @@ class ReferralStore {
   static absl::StatusOr<std::vector<std::pair<std::string, std::string>>> PendingPlacements(
       PgTx& tx, int limit);
 
-  // Open referrals (offered, accepted, handed off, in progress) per provider: its current load.
+  // Open offers (pending or accepted, of a referral not closed) per provider: its current load,
+  // a counter kept with the offers by triggers (migration 005); absent providers have none.
   static absl::StatusOr<std::map<std::string, int32_t>> ProviderLoad(
       PgTx& tx, const std::vector<std::string>& provider_orgs);
 
@@ -105,8 +114,13 @@ class ReferralStore {
   // Referrals by status now, for the gauges; and how many offers are past their deadline.
   static absl::StatusOr<std::map<int, int64_t>> CountByStatus(PgTx& tx);
   static absl::StatusOr<int64_t> OverdueOffers(PgTx& tx, absl::Time now, absl::Duration grace);
-  // Seconds the oldest REQUESTED referral has waited (0 when none): routing is stuck if large.
-  static absl::StatusOr<int64_t> OldestUnroutedSeconds(PgTx& tx, absl::Time now);
+  // The referrals waiting for routing (REQUESTED) by urgency: how many, and the seconds the
+  // oldest has waited since it (last) entered routing. Urgencies with none are absent.
+  struct Waiting {
+    int64_t count = 0;
+    int64_t oldest_seconds = 0;
+  };
+  static absl::StatusOr<std::map<int, Waiting>> RoutingQueue(PgTx& tx, absl::Time now);
 };
 
 }  // namespace safeharbor::referrals

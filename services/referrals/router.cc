@@ -40,7 +40,8 @@ struct Router::Plan {
   std::vector<v1::Handoff> handoffs;
   std::string hold_id;
   absl::Duration window;
-  bool asked_before = false;  // some providers were left out as already asked
+  bool asked_before = false;     // some providers were left out as already asked
+  bool pending_written = false;  // a HoldBed was recorded as about to be made
 };
 
 Router::Router(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,
@@ -128,6 +129,7 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
       // Fresh for every attempt (a replay must never return a hold released since), and written
       // down before the call: a hold taken just before a crash is found and released.
       const std::string request_id = NewId(absl::StrCat("route-", r.id()));
+      plan.pending_written = true;
       SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) {
         return ReferralStore::SetPendingHold(
             tx, r.id(),
@@ -156,10 +158,12 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> Router::Route(const std::string& id) {
-  SH_ASSIGN_OR_RETURN(const v1::Referral r, Load(id));
+absl::StatusOr<bool> Router::Route(const v1::Referral& r,
+                                   const std::optional<std::string>& pending_hold) {
   if (r.status() != v1::REFERRAL_STATUS_REQUESTED) return false;
-  SH_RETURN_IF_ERROR(RecoverPendingHold(id, r.referrer_organization_id()));
+  if (pending_hold) {
+    SH_RETURN_IF_ERROR(RecoverPendingHold(r.id(), r.referrer_organization_id(), *pending_hold));
+  }
   const bool placement = r.needs().placement_tonight();
   SH_ASSIGN_OR_RETURN(const std::vector<Option> fresh, FreshOptions(r, placement));
   Plan plan;
@@ -186,7 +190,9 @@ absl::StatusOr<bool> Router::Offer(const v1::Referral& r, const Plan& plan) {
       nullptr, id, "route",
       [&](PgTx& tx, v1::Referral& cur, Actor, absl::Time at, Change& ch) -> absl::Status {
         stale = false;
-        SH_RETURN_IF_ERROR(ReferralStore::SetPendingHold(tx, id, std::nullopt));
+        if (plan.pending_written) {
+          SH_RETURN_IF_ERROR(ReferralStore::SetPendingHold(tx, id, std::nullopt));
+        }
         if (cur.status() != v1::REFERRAL_STATUS_REQUESTED || cur.etag() != r.etag()) {
           // Cancelled, or routed by another replica meanwhile (which may have been given the
           // very same hold by its request id: then it is that replica's to keep).
@@ -230,16 +236,9 @@ absl::StatusOr<bool> Router::Offer(const v1::Referral& r, const Plan& plan) {
   return true;
 }
 
-absl::Status Router::RecoverPendingHold(const std::string& id, const std::string& for_org) {
-  std::optional<std::string> pending;
-  SH_RETURN_IF_ERROR(pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        SH_ASSIGN_OR_RETURN(pending, ReferralStore::PendingHold(tx, id));
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true));
-  if (!pending) return absl::OkStatus();
-  std::vector<std::string> parts = absl::StrSplit(*pending, '|');
+absl::Status Router::RecoverPendingHold(const std::string& id, const std::string& for_org,
+                                        const std::string& pending) {
+  std::vector<std::string> parts = absl::StrSplit(pending, '|');
   int bed_type = 0;
   int64_t ttl_s = 0;
   if (parts.size() == 4 && absl::SimpleAtoi(parts[2], &bed_type) &&

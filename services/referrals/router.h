@@ -1,10 +1,13 @@
 // Routing: a referral waiting in REQUESTED is matched against the network (directory services
 // or beds with a free bed), ranked, offered to up to three providers with a bed held for a
-// placement, or escalated to the county's on-call child-welfare office. Runs on the timer
-// thread (or from a test), never on an RPC thread; every step is claimed or recorded in
-// PostgreSQL so that it happens once across replicas and survives a crash.
+// placement, or escalated to the county's on-call child-welfare office. Runs on the routing
+// workers (timers.h; or from a test), several at once, never on an RPC thread; each referral is
+// claimed in PostgreSQL first and every step is recorded there, so that it happens once across
+// workers and replicas and survives a crash. Outgoing calls carry the network's background
+// deadline (no incoming call waits on them).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -25,8 +28,10 @@ class Router {
   Router(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,
          ReferralMetrics* metrics, const ReferralOptions& options);
 
-  // True when the referral was offered or escalated; an outage is returned as UNAVAILABLE.
-  absl::StatusOr<bool> Route(const std::string& id);
+  // Routes a referral claimed for routing (as the claim read it, with the HoldBed recorded as
+  // about to be made, if any). True when it was offered or escalated; an outage is returned as
+  // UNAVAILABLE.
+  absl::StatusOr<bool> Route(const v1::Referral& r, const std::optional<std::string>& pending_hold);
   // A routing failure that is not an outage: retried, and escalated after a few.
   absl::StatusOr<bool> GiveUpRouting(const std::string& id, const absl::Status& error);
 
@@ -34,7 +39,7 @@ class Router {
   struct Plan;  // the ranked candidates and the offers chosen from them
   // The referral as stored, read outside any lock (routing decides, then commits under one).
   absl::StatusOr<v1::Referral> Load(const std::string& id);
-  // The options not asked before, with each provider's current load.
+  // The options not asked before, with each provider's open offers (the provider_load counter).
   absl::StatusOr<std::vector<Option>> FreshOptions(const v1::Referral& r, bool placement);
   // Offers (and the bed held for them) chosen from the ranked candidates.
   absl::Status Choose(const v1::Referral& r, bool placement, const std::vector<Option>& fresh,
@@ -45,7 +50,8 @@ class Router {
   absl::StatusOr<bool> Escalate(const v1::Referral& r, bool placement_needed,
                                 const std::string& why);
   // A HoldBed recorded as about to be made but never offered (a crash): released.
-  absl::Status RecoverPendingHold(const std::string& id, const std::string& for_org);
+  absl::Status RecoverPendingHold(const std::string& id, const std::string& for_org,
+                                  const std::string& pending);
 
   PgPool* pg_;
   const Clock* clock_;

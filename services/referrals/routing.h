@@ -25,7 +25,7 @@ struct Option {
   std::vector<std::string> languages;
   std::string county_fips;  // where the service is delivered
   int64_t distance_meters = 0;
-  int32_t active_referrals = 0;  // current load at this provider
+  int32_t active_referrals = 0;  // current load at this provider: its open offers
 };
 
 struct RoutingRequest {

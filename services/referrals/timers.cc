@@ -1,5 +1,7 @@
 #include "services/referrals/timers.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
@@ -35,7 +37,58 @@ absl::Status LapseOffers(v1::Referral& r, absl::Time now, Change& ch, bool* rero
   return absl::OkStatus();
 }
 
+const char* UrgencyLabel(int urgency) {
+  switch (urgency) {
+    case v1::URGENCY_EMERGENCY:
+      return "emergency";
+    case v1::URGENCY_URGENT:
+      return "urgent";
+    default:
+      return "routine";
+  }
+}
+
 }  // namespace
+
+RoutingMetrics::RoutingMetrics(prometheus::Registry& r)
+    : queue(prometheus::BuildGauge()
+                .Name("safeharbor_referrals_routing_queue")
+                .Help("Referrals waiting to be routed (status requested), by urgency.")
+                .Register(r)),
+      oldest_waiting(prometheus::BuildGauge()
+                         .Name("safeharbor_referrals_routing_oldest_waiting_seconds")
+                         .Help("Seconds the oldest referral waiting to be routed has waited since "
+                               "it entered routing, by urgency.")
+                         .Register(r)),
+      attempts(prometheus::BuildCounter()
+                   .Name("safeharbor_referrals_routing_attempts_total")
+                   .Help("Referrals claimed for routing, by outcome: routed (offered or "
+                         "escalated), unchanged (nothing to do), retry (a dependency did not "
+                         "answer or a cap was reached), failed (retried, escalated after a few).")
+                   .Register(r)),
+      seconds(prometheus::BuildHistogram()
+                  .Name("safeharbor_referrals_routing_seconds")
+                  .Help("One referral's routing, from its claim to the offer or escalation.")
+                  .Register(r)
+                  .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                   0.25, 0.5, 1, 2.5, 5, 10})),
+      busy(prometheus::BuildGauge()
+               .Name("safeharbor_referrals_routing_workers_busy")
+               .Help("Routing workers routing a referral now (of safeharbor_referrals_routing_"
+                     "workers).")
+               .Register(r)
+               .Add({})),
+      workers(prometheus::BuildGauge()
+                  .Name("safeharbor_referrals_routing_workers")
+                  .Help("Routing workers of this process (--routing_workers).")
+                  .Register(r)
+                  .Add({})) {
+  for (int u : {v1::URGENCY_ROUTINE, v1::URGENCY_URGENT, v1::URGENCY_EMERGENCY}) {
+    queue.Add({{"urgency", UrgencyLabel(u)}});
+    oldest_waiting.Add({{"urgency", UrgencyLabel(u)}});
+  }
+  for (const char* o : {"routed", "unchanged", "retry", "failed"}) attempts.Add({{"outcome", o}});
+}
 
 Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,
                Router* router, ReferralMetrics* metrics, const ReferralOptions& options,
@@ -47,26 +100,87 @@ Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges
       router_(router),
       metrics_(metrics),
       options_(options),
+      routing_(*registry),
       timers_(
-          "referral_timers", options.tick, [this] { return RunOnce().status(); }, registry),
+          "referral_timers", options.tick, [this] { return Pass(/*route=*/false).status(); },
+          registry),
       gauges_(
           "referral_gauges", options.gauge_interval, [this] { return RefreshGauges(); }, registry) {
 }
+
+Timers::~Timers() { Stop(); }
 
 void Timers::Start() {
   timers_.Start();
   gauges_.Start();
   gauges_.Wake();  // gauges from the start, then every gauge_interval
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!workers_.empty()) return;
+  stop_ = false;
+  const int n = std::clamp(options_.routing_workers, 1, kMaxRoutingWorkers);
+  routing_.workers.Set(n);
+  wakes_ = n;  // Each worker claims once at start: what waited while no replica ran.
+  for (int i = 0; i < n; ++i) workers_.emplace_back([this] { Work(); });
 }
 
 void Timers::Stop() {
+  std::vector<std::thread> running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    running.swap(workers_);
+  }
+  cv_.notify_all();
+  for (std::thread& t : running) t.join();  // Each finishes the referral it is routing.
   timers_.Stop();
   gauges_.Stop();
 }
 
-absl::StatusOr<int> Timers::RunOnce() {
+void Timers::Wake() {
+  WakeRouting();
+  timers_.Wake();
+}
+
+void Timers::WakeRouting() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (wakes_ >= static_cast<int>(workers_.size())) return;  // Enough workers are on it.
+    ++wakes_;
+  }
+  cv_.notify_one();
+}
+
+void Timers::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick),
+                 [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || wakes_ > 0; });
+    if (stop_) break;
+    if (wakes_ > 0) --wakes_;
+    lock.unlock();
+    // Until nothing is left to claim (or a dependency is down: then the next tick).
+    for (;;) {
+      auto next = RouteNext();
+      if (!next.ok()) {
+        log::Warn("routing_claim_failed", {{"error", next.status().message()}});
+        break;
+      }
+      if (*next == Claim::kNone || *next == Claim::kOutage) break;
+      WakeRouting();  // More may wait: another worker joins in, up to all of them.
+      if (std::lock_guard<std::mutex> stopping(mu_); stop_) break;
+    }
+    lock.lock();
+  }
+}
+
+absl::StatusOr<int> Timers::RunOnce() { return Pass(/*route=*/true); }
+
+absl::StatusOr<int> Timers::Pass(bool route) {
   SH_RETURN_IF_ERROR(ExpireDueOffers().status());
-  SH_ASSIGN_OR_RETURN(const int routed, RouteWaiting());
+  int routed = 0;
+  if (route) {
+    SH_ASSIGN_OR_RETURN(routed, RouteWaiting());
+  }
   if (auto s = changes_->ReleaseQueuedHolds(options_.batch); !s.ok()) {
     log::Warn("hold_release_deferred", {{"error", s.message()}});
   }
@@ -78,36 +192,54 @@ absl::StatusOr<int> Timers::RunOnce() {
 
 absl::StatusOr<int> Timers::RouteWaiting() {
   int routed = 0;
-  // One claim at a time: each referral's lease starts when its routing does.
   for (int i = 0; i < options_.batch; ++i) {
-    std::vector<std::string> claimed;
-    SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) -> absl::Status {
-      SH_ASSIGN_OR_RETURN(
-          claimed, ReferralStore::ClaimForRouting(tx, clock_->Now(), options_.routing_lease, 1));
-      return absl::OkStatus();
-    }));
-    if (claimed.empty()) break;
-    const std::string& id = claimed.front();
-    auto done = router_->Route(id);
-    if (done.ok()) {
-      routed += *done ? 1 : 0;
-      continue;
-    }
-    log::Warn("routing_deferred", {{"referral_id", id}, {"error", done.status().message()}});
-    if (IsOutage(done.status())) {
-      // A dependency is down: try again shortly (not after the lease), and stop this pass.
-      (void)pg_->Transact([&](PgTx& tx) {
-        return ReferralStore::SetRouteAfter(tx, id, clock_->Now() + options_.routing_retry);
-      });
-      // Exhausted is not down: one agency at its cap of bed holds must not hold up the others.
-      if (done.status().code() == absl::StatusCode::kResourceExhausted) continue;
-      break;
-    }
-    if (auto escalated = router_->GiveUpRouting(id, done.status()); escalated.ok() && *escalated) {
-      ++routed;
-    }
+    SH_ASSIGN_OR_RETURN(const Claim c, RouteNext());
+    if (c == Claim::kNone || c == Claim::kOutage) break;
+    routed += c == Claim::kRouted ? 1 : 0;
   }
   return routed;
+}
+
+absl::StatusOr<Timers::Claim> Timers::RouteNext() {
+  // One claim at a time: each referral's lease starts when its routing does.
+  std::vector<ReferralStore::Claimed> claimed;
+  SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) -> absl::Status {
+    SH_ASSIGN_OR_RETURN(
+        claimed, ReferralStore::ClaimForRouting(tx, clock_->Now(), options_.routing_lease, 1));
+    return absl::OkStatus();
+  }));
+  if (claimed.empty()) return Claim::kNone;
+  const ReferralStore::Claimed& next = claimed.front();
+  routing_.busy.Increment();
+  const absl::Time started = absl::Now();
+  const Claim c = Settle(next.referral.id(), router_->Route(next.referral, next.pending_hold));
+  routing_.seconds.Observe(absl::ToDoubleSeconds(absl::Now() - started));
+  routing_.busy.Decrement();
+  return c;
+}
+
+Timers::Claim Timers::Settle(const std::string& id, const absl::StatusOr<bool>& done) {
+  const auto count = [this](const char* outcome) {
+    routing_.attempts.Add({{"outcome", outcome}}).Increment();
+  };
+  if (done.ok()) {
+    count(*done ? "routed" : "unchanged");
+    return *done ? Claim::kRouted : Claim::kUnchanged;
+  }
+  log::Warn("routing_deferred", {{"referral_id", id}, {"error", done.status().message()}});
+  if (IsOutage(done.status())) {
+    count("retry");
+    // A dependency is down: try again shortly (not after the lease), and stop this pass.
+    (void)pg_->Transact([&](PgTx& tx) {
+      return ReferralStore::SetRouteAfter(tx, id, clock_->Now() + options_.routing_retry);
+    });
+    // Exhausted is not down: one agency at its cap of bed holds must not hold up the others.
+    return done.status().code() == absl::StatusCode::kResourceExhausted ? Claim::kRetry
+                                                                        : Claim::kOutage;
+  }
+  count("failed");
+  auto escalated = router_->GiveUpRouting(id, done.status());
+  return escalated.ok() && *escalated ? Claim::kRouted : Claim::kUnchanged;
 }
 
 absl::StatusOr<int> Timers::ExpireDueOffers() {
@@ -174,7 +306,17 @@ absl::Status Timers::RefreshGauges() {
         SH_ASSIGN_OR_RETURN(const auto overdue,
                             ReferralStore::OverdueOffers(tx, now, options_.overdue_grace));
         metrics_->overdue.Set(static_cast<double>(overdue));
-        SH_ASSIGN_OR_RETURN(const auto oldest, ReferralStore::OldestUnroutedSeconds(tx, now));
+        SH_ASSIGN_OR_RETURN(const auto waiting, ReferralStore::RoutingQueue(tx, now));
+        int64_t oldest = 0;
+        for (int u : {v1::URGENCY_ROUTINE, v1::URGENCY_URGENT, v1::URGENCY_EMERGENCY}) {
+          auto it = waiting.find(u);
+          const ReferralStore::Waiting w =
+              it == waiting.end() ? ReferralStore::Waiting{} : it->second;
+          routing_.queue.Add({{"urgency", UrgencyLabel(u)}}).Set(static_cast<double>(w.count));
+          routing_.oldest_waiting.Add({{"urgency", UrgencyLabel(u)}})
+              .Set(static_cast<double>(w.oldest_seconds));
+          oldest = std::max(oldest, w.oldest_seconds);
+        }
         metrics_->oldest_unrouted.Set(static_cast<double>(oldest));
         return absl::OkStatus();
       },

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/proto_time.h"
@@ -145,6 +147,50 @@ TEST_F(StoreTest, EachDueOfferIsClaimedByOneReplicaAtATime) {
   ASSERT_EQ(second.size(), 1u);  // Only the one replica A did not claim; never "not-due".
   for (const auto& id : first) EXPECT_NE(id, second[0]);
   EXPECT_NE(second[0], "not-due");
+}
+
+// Issue 13: eight workers claiming at once (SKIP LOCKED) take every waiting referral exactly
+// once, each with its stored body and revision; leased ones are not claimed again.
+TEST_F(StoreTest, ConcurrentRoutingClaimsTakeEachWaitingReferralOnce) {
+  constexpr int kWaiting = 200;
+  for (int i = 0; i < kWaiting; ++i) {
+    ASSERT_TRUE(Insert(Make(absl::StrCat("wait-", i), v1::REFERRAL_STATUS_REQUESTED, kNow)).ok());
+  }
+  std::mutex mu;
+  std::vector<std::string> claimed;
+  int bad_bodies = 0;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 8; ++w) {
+    workers.emplace_back([&] {
+      for (;;) {
+        std::vector<ReferralStore::Claimed> got;
+        absl::Status s = pg_->Transact([&](PgTx& tx) -> absl::Status {
+          SH_ASSIGN_OR_RETURN(got, ReferralStore::ClaimForRouting(tx, kNow + absl::Seconds(1),
+                                                                  absl::Seconds(30), 1));
+          return absl::OkStatus();
+        });
+        if (!s.ok() || got.empty()) return;
+        std::lock_guard<std::mutex> lock(mu);
+        claimed.push_back(got[0].referral.id());
+        bad_bodies += got[0].referral.etag() != "1" || got[0].pending_hold.has_value() ||
+                      got[0].referral.youth().has_identifying();
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  std::set<std::string> distinct(claimed.begin(), claimed.end());
+  std::printf("claims %zu, distinct %zu\n", claimed.size(), distinct.size());
+  EXPECT_EQ(claimed.size(), static_cast<size_t>(kWaiting));
+  EXPECT_EQ(distinct.size(), static_cast<size_t>(kWaiting));
+  EXPECT_EQ(bad_bodies, 0);
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   SH_ASSIGN_OR_RETURN(auto again,
+                                       ReferralStore::ClaimForRouting(tx, kNow + absl::Seconds(2),
+                                                                      absl::Seconds(30), 10));
+                   EXPECT_TRUE(again.empty());  // All leased for 30 s.
+                   return absl::OkStatus();
+                 })
+                  .ok());
 }
 
 }  // namespace
