@@ -78,6 +78,11 @@ absl::StatusOr<ExportPage> ReadExportPage(PgTx& tx, const std::string& after, in
   return page;
 }
 
+// The cache key of a search: the request's every field.
+std::string SearchKey(const v1::SearchServicesRequest& req) {
+  return Sha256Hex(DeterministicBytes(req));
+}
+
 }  // namespace
 
 DirectoryServiceImpl::DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
@@ -89,7 +94,7 @@ DirectoryServiceImpl::DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient*
       counties_(counties),
       options_(options),
       search_cache_(redis, registry, "directory_search", options.cache_namespace,
-                    options.search_cache_ttl),
+                    options.search_cache_ttl, options.search_local_cache),
       writes_(prometheus::BuildCounter()
                   .Name("safeharbor_directory_writes_total")
                   .Help("Committed directory writes by resource and operation.")
@@ -131,7 +136,9 @@ void DirectoryServiceImpl::Methods() {
   SAFEHARBOR_RPC(ListServices, read);
   SAFEHARBOR_RPC(
       SearchServices, read,
-      .validate = [this](const auto& r) { return ValidateSearch(r, counties_); });
+      .validate = [this](const auto& r) { return ValidateSearch(r, counties_); },
+      .fast_path = [this](CallContext&, const auto& r,
+                          auto* resp) { return SearchServicesFresh(r, resp); });
   // The one large request: an HSDS document, plus room for its request_id.
   SAFEHARBOR_RPC(
       ImportHsds,
@@ -329,7 +336,7 @@ absl::Status DirectoryServiceImpl::SearchServices(CallContext& ctx,
                                        req.near().longitude(), counties_, req.county_fips());
   SearchQuery q{&req, lat, lng, after, size + 1};
 
-  const std::string key = Sha256Hex(DeterministicBytes(req));
+  const std::string key = SearchKey(req);
   VersionedCache::Lookup cached = search_cache_.Get(key);
   if (cached.value && resp->ParseFromString(*cached.value)) return absl::OkStatus();
 
@@ -346,13 +353,22 @@ absl::Status DirectoryServiceImpl::SearchServices(CallContext& ctx,
     }
     return absl::OkStatus();
   }));
-  search_cache_.Store(cached.generation, key, resp->SerializeAsString());
+  search_cache_.Store(cached, key, resp->SerializeAsString());
   return absl::OkStatus();
 }
 
 absl::Status DirectoryServiceImpl::ImportHsds(CallContext& ctx, const v1::ImportHsdsRequest& req,
                                               v1::ImportHsdsResponse* resp) {
   SH_ASSIGN_OR_RETURN(HsdsData data, ParseHsds(req.hsds_json(), counties_));
+bool DirectoryServiceImpl::SearchServicesFresh(const v1::SearchServicesRequest& req,
+                                               v1::SearchServicesResponse* resp) {
+  const std::optional<std::string> cached = search_cache_.GetLocal(SearchKey(req));
+  if (!cached.has_value()) return false;
+  if (resp->ParseFromString(*cached)) return true;
+  resp->Clear();
+  return false;
+}
+
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     for (auto& org : data.organizations) {
       SH_RETURN_IF_ERROR(ImportOrganization(tx, ctx.caller(), &org));

@@ -24,6 +24,7 @@ namespace {
 using safeharbor::testing::TestServers;
 using Stub = v1::DirectoryService::Stub;
 
+using Hosted = safeharbor::testing::Hosted<DirectoryServiceImpl>;
 constexpr char kAdminOrg[] = "state-directory";
 constexpr char kSeattle[] = "53033";  // King County
 
@@ -80,20 +81,37 @@ class DirectoryTest : public ::testing::Test {
   }
   void TearDown() override { StopService(); }
 
-  void StartService() {
-    hosted_ = std::make_unique<safeharbor::testing::Hosted<DirectoryServiceImpl>>();
-    hosted_->Connect("dir", Migrations(), 4, 8, /*with_redis=*/true, db_url_);
+  // A directory on this test's database and Redis namespace (another replica when called
+  // again), with the in-process search cache or without it.
+  std::unique_ptr<Hosted> HostDirectory(bool local_cache, const QuotaLimits& quotas = {}) {
+    auto h = std::make_unique<Hosted>();
+    h->Connect("dir", Migrations(), 4, 8, /*with_redis=*/true, db_url_);
+    h->env->SetQuotaLimits(quotas);
     DirectoryOptions options;
     options.cache_namespace = cache_namespace_;
-    hosted_->service = std::make_unique<DirectoryServiceImpl>(
-        hosted_->env.get(), hosted_->pg.get(), hosted_->redis.get(), *hosted_->registry,
-        WashingtonCounties(), options);
-    hosted_->Serve("directory");
+    options.search_local_cache.heartbeat = absl::Milliseconds(200);
+    if (!local_cache) options.search_local_cache.max_entries = 0;
+    h->service = std::make_unique<DirectoryServiceImpl>(
+        h->env.get(), h->pg.get(), h->redis.get(), *h->registry, WashingtonCounties(), options);
+    h->Serve("directory");
+    return h;
+  }
+
+  void StartService() {
+    hosted_ = HostDirectory(local_cache_);
     registry_ = hosted_->registry;
     host_ = hosted_->host.get();
   }
 
   void StopService() {
+  // For the tests that observe the Redis level: no in-process level answers before it.
+  void UseRedisLevelOnly() {
+    local_cache_ = false;
+    StopService();
+    StartService();
+    admin_ = Stub_(kAdminOrg, "directory_admin");
+  }
+
     if (hosted_) hosted_->Shutdown();
     hosted_.reset();
     host_ = nullptr;
@@ -144,7 +162,8 @@ class DirectoryTest : public ::testing::Test {
 
   std::string db_url_;
   std::string cache_namespace_;
-  std::unique_ptr<safeharbor::testing::Hosted<DirectoryServiceImpl>> hosted_;
+  bool local_cache_ = true;
+  std::unique_ptr<Hosted> hosted_;
   std::shared_ptr<prometheus::Registry> registry_;
   ServiceHost* host_ = nullptr;
   std::unique_ptr<Stub> admin_;
@@ -378,6 +397,7 @@ TEST_F(SearchTest, SearchPagesWalkEveryMatchOnce) {
 
 TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
   auto r = NearSeattle();
+  UseRedisLevelOnly();
   EXPECT_EQ(SearchIds(r).size(), 3u);
   const double misses = Cache("miss"), hits = Cache("hit");
   EXPECT_EQ(SearchIds(r).size(), 3u);
@@ -402,6 +422,7 @@ TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
 // its password) cannot steer searches by writing answers of their own.
 TEST_F(SearchTest, ACachedAnswerThatFailsItsCheckIsIgnoredCountedAndReplaced) {
   auto r = NearSeattle();
+  UseRedisLevelOnly();
   EXPECT_EQ(SearchIds(r).size(), 3u);  // cached now
   RedisClient raw(TestServers::Get().redis_options(), nullptr);
   auto keys = raw.Command({"KEYS", cache_namespace_ + ":directory_search:*"});
@@ -428,6 +449,7 @@ TEST_F(SearchTest, ACachedAnswerThatFailsItsCheckIsIgnoredCountedAndReplaced) {
 
 TEST_F(SearchTest, WithRedisStoppedSearchesStillSucceedAndTheOutageIsCounted) {
   auto r = NearSeattle();
+  UseRedisLevelOnly();
   EXPECT_EQ(SearchIds(r).size(), 3u);
   TestServers::Get().StopRedis();
   const double errors = Cache("error");
@@ -448,6 +470,152 @@ TEST_F(SearchTest, WithRedisStoppedSearchesStillSucceedAndTheOutageIsCounted) {
 }
 
 TEST_F(SearchTest, DataSurvivesAServiceRestart) {
+// Waits (at most 10 s) until `pred` holds.
+bool Eventually(const std::function<bool()>& pred) {
+  for (int i = 0; i < 1000; ++i) {
+    if (pred()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return pred();
+}
+
+double Local(const Hosted& h, const std::string& metric,
+             const std::map<std::string, std::string>& labels = {}) {
+  std::map<std::string, std::string> all = labels;
+  all["cache"] = "directory_search";
+  return SumCounter(*h.registry, metric, all);
+}
+
+bool LocalTrusted(const Hosted& h) { return Local(h, "safeharbor_cache_local_trusted") == 1; }
+
+double LocalResult(const Hosted& h, const std::string& result) {
+  return Local(h, "safeharbor_cache_local_requests_total", {{"result", result}});
+}
+
+std::vector<std::string> SearchOn(Stub& stub, const v1::SearchServicesRequest& req) {
+  v1::SearchServicesResponse resp;
+  grpc::Status st = stub.SearchServices(Ctx().get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  std::vector<std::string> ids;
+  for (const auto& m : resp.matches()) ids.push_back(m.service().id());
+  return ids;
+}
+
+// Two replicas sharing PostgreSQL and Redis: repeated searches are answered in process (no Redis
+// round trip, no hand-off); a write drops the writer's in-process level at once and the other's
+// when the invalidation message arrives.
+TEST_F(SearchTest, AWriteOnOneReplicaReachesTheOthersInProcessCacheByPubSub) {
+  using Ids = std::vector<std::string>;
+  std::unique_ptr<Hosted> other = HostDirectory(true);
+  auto other_admin = other->Stub<v1::DirectoryService>(kAdminOrg, "directory_admin");
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*hosted_) && LocalTrusted(*other); }));
+  const auto r = NearSeattle();
+  const Ids all = {"shelter-near", "advocacy-south", "mh-north"};
+  for (Stub* stub : {admin_.get(), other_admin.get()}) {
+    EXPECT_EQ(SearchOn(*stub, r), all);  // computed (or from Redis), kept in process
+  }
+  auto redis_requests = [&] {
+    return SumCounter(*other->registry, "safeharbor_cache_requests_total");
+  };
+  const double redis = redis_requests(), local_hits = LocalResult(*other, "hit");
+  const double fast = SumCounter(*other->registry, "safeharbor_rpc_fast_path_total");
+  EXPECT_EQ(SearchOn(*other_admin, r), all);
+  EXPECT_EQ(LocalResult(*other, "hit"), local_hits + 1);
+  EXPECT_EQ(SumCounter(*other->registry, "safeharbor_rpc_fast_path_total"), fast + 1);
+  EXPECT_EQ(redis_requests(), redis);  // no Redis round trip
+
+  const double messages =
+      Local(*other, "safeharbor_cache_local_drops_total", {{"cause", "message"}});
+  v1::GetServiceRequest get;
+  get.set_id("mh-north");
+  v1::GetServiceResponse got;
+  ASSERT_TRUE(admin_->GetService(Ctx().get(), get, &got).ok());
+  v1::UpdateServiceRequest upd;
+  *upd.mutable_service() = got.service();
+  upd.mutable_service()->set_status(v1::SERVICE_STATUS_TEMPORARILY_CLOSED);
+  v1::UpdateServiceResponse updated;
+  const absl::Time written = absl::Now();
+  ASSERT_TRUE(admin_->UpdateService(Ctx().get(), upd, &updated).ok());
+  const Ids open = {"shelter-near", "advocacy-south"};
+  EXPECT_EQ(SearchIds(r), open);  // the writer's replica: at once, no waiting
+  ASSERT_TRUE(Eventually([&] {
+    return Local(*other, "safeharbor_cache_local_drops_total", {{"cause", "message"}}) > messages;
+  }));
+  const absl::Duration delay = absl::Now() - written;
+  EXPECT_EQ(SearchOn(*other_admin, r), open);
+  EXPECT_EQ(SearchOn(*other_admin, r), open);  // and kept in process again
+  std::cout << "invalidation reached the other replica within " << absl::FormatDuration(delay)
+            << "; local hits there: " << LocalResult(*other, "hit") << "\n";
+  other->Shutdown();
+}
+
+// Redis stopped: the subscription is lost, the in-process level is dropped and bypassed (every
+// search goes the Redis path, which fails open to PostgreSQL), and trusted again only after
+// Redis is back and the subscription renewed.
+TEST_F(SearchTest, RedisStoppedDropsTheInProcessCacheAndSearchesFallBack) {
+  std::unique_ptr<Hosted> reader = HostDirectory(true);  // searches here, writes on hosted_
+  auto stub = reader->Stub<v1::DirectoryService>("spd", "law_enforcement");
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*reader); }));
+  const auto r = NearSeattle();
+  EXPECT_EQ(SearchOn(*stub, r).size(), 3u);
+  const double hits = LocalResult(*reader, "hit");
+  EXPECT_EQ(SearchOn(*stub, r).size(), 3u);
+  EXPECT_EQ(LocalResult(*reader, "hit"), hits + 1);
+
+  TestServers::Get().StopRedis();
+  ASSERT_TRUE(Eventually([&] { return !LocalTrusted(*reader); }));
+  EXPECT_EQ(Local(*reader, "safeharbor_cache_local_entries"), 0);
+  const double untrusted = LocalResult(*reader, "untrusted");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(SearchOn(*stub, r).size(), 3u);
+  CreateSvc(Svc("shelter-two", "prov-near", v1::SERVICE_CATEGORY_EMERGENCY_YOUTH_SHELTER));
+  EXPECT_EQ(SearchOn(*stub, r).size(), 4u);
+  EXPECT_EQ(LocalResult(*reader, "untrusted"), untrusted + 4);
+  EXPECT_EQ(LocalResult(*reader, "hit"), hits + 1);
+
+  TestServers::Get().StartRedis();
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*reader); }));
+  const double hits_after = LocalResult(*reader, "hit");
+  int searches = 0;
+  while (LocalResult(*reader, "hit") == hits_after && searches < 10) {
+    EXPECT_EQ(SearchOn(*stub, r).size(), 4u);
+    ++searches;
+  }
+  EXPECT_GT(LocalResult(*reader, "hit"), hits_after);
+  std::cout << "redis stopped: " << LocalResult(*reader, "untrusted") - untrusted
+            << " searches bypassed the in-process cache, 0 failed; after restart " << searches
+            << " searches until one was answered in process\n";
+  reader->Shutdown();
+}
+
+// The fast path answers only what the method table admits: a bad request and an organization
+// over its quota are refused as before, even while the in-process level holds the answer (the
+// kit's own test, RpcKit.AFastPathAnswersOnlyAdmittedCallsAndIsCounted, covers roles and scope).
+TEST_F(SearchTest, TheFastPathStillRefusesBadRequestsAndOrganizationsOverQuota) {
+  std::unique_ptr<Hosted> limited =
+      HostDirectory(true, {.max_concurrent_calls = 0, .calls_per_second = 0.01, .burst = 4});
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*limited); }));
+  auto officer = limited->Stub<v1::DirectoryService>("spd", "law_enforcement");
+  const auto r = NearSeattle();
+  EXPECT_EQ(SearchOn(*officer, r).size(), 3u);
+  EXPECT_EQ(SearchOn(*officer, r).size(), 3u);  // in process now
+  const double fast = SumCounter(*limited->registry, "safeharbor_rpc_fast_path_total");
+  EXPECT_EQ(fast, 1);
+  auto bad = r;
+  bad.set_radius_meters(-5);
+  v1::SearchServicesResponse resp;
+  EXPECT_EQ(officer->SearchServices(Ctx().get(), bad, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.matches_size(), 0);
+  EXPECT_EQ(SearchOn(*officer, r).size(), 3u);  // its last call of the burst
+  EXPECT_EQ(officer->SearchServices(Ctx().get(), r, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(resp.matches_size(), 0);
+  EXPECT_EQ(SumCounter(*limited->registry, "safeharbor_rpc_fast_path_total"), fast + 1);
+  auto other_org = limited->Stub<v1::DirectoryService>("kcso", "law_enforcement");
+  EXPECT_EQ(SearchOn(*other_org, r).size(), 3u);  // another organization's quota is its own
+  limited->Shutdown();
+}
+
   StopService();
   StartService();
   admin_ = Stub_(kAdminOrg, "directory_admin");
