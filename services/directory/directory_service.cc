@@ -150,6 +150,9 @@ void DirectoryServiceImpl::Methods() {
           return absl::InvalidArgumentError(
               absl::StrCat("hsds_json must be at most ", options_.max_hsds_bytes, " bytes"));
         }
+        if (!v1::HsdsImportMode_IsValid(r.mode())) {
+          return absl::InvalidArgumentError("mode is not a known HsdsImportMode");
+        }
         return absl::OkStatus();
       });
   SAFEHARBOR_RPC(ExportHsds, (MethodPolicy{.roles = {Role::kDirectoryAdmin, Role::kAuditor},
@@ -357,9 +360,6 @@ absl::Status DirectoryServiceImpl::SearchServices(CallContext& ctx,
   return absl::OkStatus();
 }
 
-absl::Status DirectoryServiceImpl::ImportHsds(CallContext& ctx, const v1::ImportHsdsRequest& req,
-                                              v1::ImportHsdsResponse* resp) {
-  SH_ASSIGN_OR_RETURN(HsdsData data, ParseHsds(req.hsds_json(), counties_));
 bool DirectoryServiceImpl::SearchServicesFresh(const v1::SearchServicesRequest& req,
                                                v1::SearchServicesResponse* resp) {
   const std::optional<std::string> cached = search_cache_.GetLocal(SearchKey(req));
@@ -369,18 +369,29 @@ bool DirectoryServiceImpl::SearchServicesFresh(const v1::SearchServicesRequest& 
   return false;
 }
 
+absl::Status DirectoryServiceImpl::ImportHsds(CallContext& ctx, const v1::ImportHsdsRequest& req,
+                                              v1::ImportHsdsResponse* resp) {
+  HsdsRead read = ReadHsds(req.hsds_json(), counties_);
+  // All or nothing unless asked otherwise: the first problem refuses the document.
+  if (req.mode() == v1::HSDS_IMPORT_MODE_UNSPECIFIED) SH_RETURN_IF_ERROR(read.report.First());
+  if (req.mode() == v1::HSDS_IMPORT_MODE_VALIDATE_ONLY) {
+    ReportHsds(read, resp);
+    resp->set_validated_only(true);
+    log::Info("hsds_validated", {{"problems", absl::StrCat(read.report.problem_count())},
+                                 {"by", ctx.caller().org_id}});
+    return absl::OkStatus();
+  }
+  HsdsData& data = read.data;
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     for (auto& org : data.organizations) {
       SH_RETURN_IF_ERROR(ImportOrganization(tx, ctx.caller(), &org));
-      resp->set_locations_imported(resp->locations_imported() + org.locations_size());
     }
     for (auto& service : data.services) {
       if (auto s = ImportService(tx, ctx.caller(), &service); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("service '", service.id(), "': ", s.message()));
       }
     }
-    resp->set_organizations_imported(static_cast<int32_t>(data.organizations.size()));
-    resp->set_services_imported(static_cast<int32_t>(data.services.size()));
+    ReportHsds(read, resp);  // inside: a retried transaction answers afresh
     return absl::OkStatus();
   }));
   Written("hsds", "import");
@@ -388,6 +399,19 @@ bool DirectoryServiceImpl::SearchServicesFresh(const v1::SearchServicesRequest& 
                               {"services", absl::StrCat(resp->services_imported())},
                               {"by", ctx.caller().org_id}});
   return absl::OkStatus();
+}
+
+void DirectoryServiceImpl::ReportHsds(const HsdsRead& read, v1::ImportHsdsResponse* resp) {
+  resp->Clear();
+  int32_t locations = 0;
+  for (const auto& org : read.data.organizations) locations += org.locations_size();
+  resp->set_organizations_imported(static_cast<int32_t>(read.data.organizations.size()));
+  resp->set_services_imported(static_cast<int32_t>(read.data.services.size()));
+  resp->set_locations_imported(locations);
+  resp->set_organizations_skipped(read.organizations_skipped);
+  resp->set_services_skipped(read.services_skipped);
+  resp->set_locations_skipped(read.locations_skipped);
+  read.report.Fill(resp);
 }
 
 absl::Status DirectoryServiceImpl::ExportHsds(CallContext& ctx, const v1::ExportHsdsRequest& req,

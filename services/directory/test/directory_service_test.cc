@@ -15,6 +15,7 @@
 #include "common/server.h"
 #include "common/testing/harness.h"
 #include "common/testing/hosted.h"
+#include "common/tls.h"
 #include "services/directory/hsds.h"
 
 namespace safeharbor::directory {
@@ -23,8 +24,8 @@ namespace {
 
 using safeharbor::testing::TestServers;
 using Stub = v1::DirectoryService::Stub;
-
 using Hosted = safeharbor::testing::Hosted<DirectoryServiceImpl>;
+
 constexpr char kAdminOrg[] = "state-directory";
 constexpr char kSeattle[] = "53033";  // King County
 
@@ -103,7 +104,6 @@ class DirectoryTest : public ::testing::Test {
     host_ = hosted_->host.get();
   }
 
-  void StopService() {
   // For the tests that observe the Redis level: no in-process level answers before it.
   void UseRedisLevelOnly() {
     local_cache_ = false;
@@ -112,6 +112,7 @@ class DirectoryTest : public ::testing::Test {
     admin_ = Stub_(kAdminOrg, "directory_admin");
   }
 
+  void StopService() {
     if (hosted_) hosted_->Shutdown();
     hosted_.reset();
     host_ = nullptr;
@@ -396,8 +397,8 @@ TEST_F(SearchTest, SearchPagesWalkEveryMatchOnce) {
 }
 
 TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
-  auto r = NearSeattle();
   UseRedisLevelOnly();
+  auto r = NearSeattle();
   EXPECT_EQ(SearchIds(r).size(), 3u);
   const double misses = Cache("miss"), hits = Cache("hit");
   EXPECT_EQ(SearchIds(r).size(), 3u);
@@ -421,8 +422,8 @@ TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
 // Cached answers carry a MAC under a key from configuration: whoever reaches Redis (even with
 // its password) cannot steer searches by writing answers of their own.
 TEST_F(SearchTest, ACachedAnswerThatFailsItsCheckIsIgnoredCountedAndReplaced) {
-  auto r = NearSeattle();
   UseRedisLevelOnly();
+  auto r = NearSeattle();
   EXPECT_EQ(SearchIds(r).size(), 3u);  // cached now
   RedisClient raw(TestServers::Get().redis_options(), nullptr);
   auto keys = raw.Command({"KEYS", cache_namespace_ + ":directory_search:*"});
@@ -448,8 +449,8 @@ TEST_F(SearchTest, ACachedAnswerThatFailsItsCheckIsIgnoredCountedAndReplaced) {
 }
 
 TEST_F(SearchTest, WithRedisStoppedSearchesStillSucceedAndTheOutageIsCounted) {
-  auto r = NearSeattle();
   UseRedisLevelOnly();
+  auto r = NearSeattle();
   EXPECT_EQ(SearchIds(r).size(), 3u);
   TestServers::Get().StopRedis();
   const double errors = Cache("error");
@@ -469,7 +470,6 @@ TEST_F(SearchTest, WithRedisStoppedSearchesStillSucceedAndTheOutageIsCounted) {
   EXPECT_EQ(SumCounter(*registry_, "safeharbor_redis_up"), 1);
 }
 
-TEST_F(SearchTest, DataSurvivesAServiceRestart) {
 // Waits (at most 10 s) until `pred` holds.
 bool Eventually(const std::function<bool()>& pred) {
   for (int i = 0; i < 1000; ++i) {
@@ -616,6 +616,7 @@ TEST_F(SearchTest, TheFastPathStillRefusesBadRequestsAndOrganizationsOverQuota) 
   limited->Shutdown();
 }
 
+TEST_F(SearchTest, DataSurvivesAServiceRestart) {
   StopService();
   StartService();
   admin_ = Stub_(kAdminOrg, "directory_admin");
@@ -1022,6 +1023,57 @@ TEST_F(DirectoryTest, HsdsImportedThenExportedKeepsItsContent) {
   EXPECT_EQ(admin_->ImportHsds(Ctx().get(), imp, &imported).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Rows("organizations"), 2);
+}
+
+// The Open Referral organization example: all or nothing refuses it at its first problem; the
+// validate-only mode lists every problem and stores nothing; the partial mode stores what is
+// valid (normalized) and reports the rest.
+TEST_F(DirectoryTest, HsdsImportModesValidateEverythingOrStoreWhatIsValid) {
+  auto text = ReadFileToString(
+      safeharbor::testing::SourceDir() + "/data/hsds-3.1/organization_full.json", 1 << 20);
+  ASSERT_TRUE(text.ok()) << text.status();
+  v1::ImportHsdsRequest req;
+  req.set_request_id("hsds-default");
+  req.set_hsds_json(*text);
+  v1::ImportHsdsResponse resp;
+  grpc::Status st = admin_->ImportHsds(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("organization.locations[0].latitude"), std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(Rows("organizations"), 0);
+
+  req.set_request_id("hsds-validate");
+  req.set_mode(v1::HSDS_IMPORT_MODE_VALIDATE_ONLY);
+  st = admin_->ImportHsds(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(resp.validated_only());
+  EXPECT_GE(resp.problems_size(), 4);
+  EXPECT_GE(resp.normalizations_size(), 2);
+  EXPECT_EQ(resp.organizations_imported(), 1);
+  EXPECT_EQ(resp.services_skipped(), 1);
+  EXPECT_EQ(resp.locations_skipped(), 1);
+  EXPECT_EQ(Rows("organizations"), 0);  // validated only
+  const int problems = resp.problems_size();
+
+  req.set_request_id("hsds-partial");
+  req.set_mode(v1::HSDS_IMPORT_MODE_PARTIAL);
+  st = admin_->ImportHsds(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_FALSE(resp.validated_only());
+  EXPECT_EQ(resp.problems_size(), problems);
+  EXPECT_EQ(resp.organizations_imported(), 1);
+  EXPECT_EQ(resp.services_imported(), 0);
+  EXPECT_EQ(Rows("organizations"), 1);
+  v1::GetOrganizationRequest get;
+  get.set_id("d9d5e0f5-d3ce-4f73-9a2f-4dd0ecc6c610");
+  v1::GetOrganizationResponse got;
+  ASSERT_TRUE(admin_->GetOrganization(Ctx().get(), get, &got).ok());
+  EXPECT_EQ(got.organization().phones(0).number(), "+44 1234 234567");  // unquoted
+  v1::ImportHsdsResponse again;  // a replay answers what the import answered
+  ASSERT_TRUE(admin_->ImportHsds(Ctx().get(), req, &again).ok());
+  EXPECT_EQ(again.problems_size(), problems);
+  EXPECT_EQ(Rows("organizations"), 1);
+  for (const auto& p : resp.problems()) std::cout << "  " << p.message() << "\n";
 }
 
 }  // namespace
