@@ -1,10 +1,12 @@
 #include "common/redis.h"
 
+#include <poll.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -254,6 +256,92 @@ absl::StatusOr<int64_t> RedisClient::Incr(absl::string_view key) {
 
 absl::Status RedisClient::Publish(absl::string_view channel, absl::string_view message) {
   return Command({"PUBLISH", std::string(channel), std::string(message)}).status();
+}
+
+RedisSubscriber::RedisSubscriber(const RedisOptions& options, std::string channel,
+                                 absl::Duration heartbeat, Callbacks callbacks)
+    : options_(options),
+      channel_(std::move(channel)),
+      heartbeat_(heartbeat),
+      callbacks_(std::move(callbacks)),
+      thread_([this] { Loop(); }) {}
+
+RedisSubscriber::~RedisSubscriber() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void RedisSubscriber::Loop() {
+  while (!stop_.load()) {
+    if (Context c = Subscribe(); c != nullptr) {
+      if (callbacks_.subscribed()) Listen(c.get());
+      callbacks_.lost();
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.retry_after),
+                 [this] { return stop_.load(); });
+  }
+}
+
+RedisSubscriber::Context RedisSubscriber::Subscribe() const {
+  Context c(redisConnectWithTimeout(options_.host.c_str(), options_.port,
+                                    absl::ToTimeval(options_.connect_timeout)));
+  if (!c || c->err) return nullptr;
+  redisSetTimeout(c.get(), absl::ToTimeval(options_.command_timeout));
+  if (!RedisAuthenticate(c.get(), options_.password).ok()) return nullptr;
+  auto* raw = static_cast<redisReply*>(
+      redisCommand(c.get(), "SUBSCRIBE %b", channel_.data(), channel_.size()));
+  if (raw == nullptr) return nullptr;
+  const RedisReply r = Convert(raw);
+  freeReplyObject(raw);
+  if (r.type != RedisReply::Type::kArray || r.elements.empty() ||
+      r.elements[0].str != "subscribe") {
+    return nullptr;
+  }
+  return c;
+}
+
+void RedisSubscriber::Listen(redisContext* c) {
+  constexpr int kSliceMs = 100;  // how often a stop is noticed
+  const int64_t heartbeat_ms = std::max<int64_t>(kSliceMs, absl::ToInt64Milliseconds(heartbeat_));
+  int64_t silent_ms = 0;
+  bool ping_sent = false;
+  while (!stop_.load()) {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return;
+    if (raw != nullptr) {
+      const RedisReply r = Convert(static_cast<redisReply*>(raw));
+      freeReplyObject(raw);
+      silent_ms = 0;
+      ping_sent = false;
+      if (r.type == RedisReply::Type::kArray && r.elements.size() == 3 &&
+          r.elements[0].str == "message") {
+        callbacks_.message(r.elements[2].str);
+      }
+      continue;
+    }
+    pollfd p{c->fd, POLLIN, 0};
+    const int n = poll(&p, 1, kSliceMs);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return;
+    if (n > 0) {
+      if (redisBufferRead(c) != REDIS_OK) return;  // closed or failed
+      continue;
+    }
+    if ((silent_ms += kSliceMs) < heartbeat_ms) continue;
+    if (ping_sent) return;  // no answer within a heartbeat: a hung Redis is a lost one
+    int done = 0;
+    if (redisAppendCommand(c, "PING") != REDIS_OK) return;
+    while (!done) {
+      if (redisBufferWrite(c, &done) != REDIS_OK) return;
+    }
+    ping_sent = true;
+    silent_ms = 0;
+  }
 }
 
 }  // namespace safeharbor

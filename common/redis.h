@@ -8,10 +8,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -95,6 +97,49 @@ class RedisClient {
   std::condition_variable cv_;
   std::vector<Context> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A dedicated connection SUBSCRIBEd to one channel, on a thread of its own (a subscribed
+// connection can do nothing else). It connects, authenticates and subscribes; calls
+// `subscribed` once Redis confirmed the subscription (false: drop the connection and retry);
+// `message` for every message on the channel, in order; `lost` whenever a subscription ends
+// (connection closed, an error, or no answer to a PING within `heartbeat` after a silent
+// `heartbeat`): messages may have been missed from then until the next `subscribed`. Retries
+// every `options.retry_after` until destroyed. Callbacks run on the subscriber's thread.
+class RedisSubscriber {
+ public:
+  struct Callbacks {
+    std::function<bool()> subscribed;
+    std::function<void(absl::string_view)> message;
+    std::function<void()> lost;
+  };
+  RedisSubscriber(const RedisOptions& options, std::string channel, absl::Duration heartbeat,
+                  Callbacks callbacks);
+  ~RedisSubscriber();  // stops and joins (within about 100 ms)
+
+  RedisSubscriber(const RedisSubscriber&) = delete;
+  RedisSubscriber& operator=(const RedisSubscriber&) = delete;
+
+ private:
+  struct ContextDeleter {
+    void operator()(redisContext* c) const { redisFree(c); }
+  };
+  using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+  void Loop();
+  // Connected, authenticated and subscribed; null when any of it failed.
+  Context Subscribe() const;
+  // Reads messages until the connection is lost or the subscriber stops.
+  void Listen(redisContext* c);
+
+  const RedisOptions options_;
+  const std::string channel_;
+  const absl::Duration heartbeat_;
+  const Callbacks callbacks_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
 };
 
 }  // namespace safeharbor

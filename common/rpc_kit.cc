@@ -153,6 +153,12 @@ RpcService::RpcService(absl::string_view full_name, KitDeps deps)
                           "Round trips to PostgreSQL per call that reached its handler, by "
                           "method (statements sent together count once).")
                       .Register(*deps_.registry);
+  fast_answered_ = &prometheus::BuildCounter()
+                        .Name("safeharbor_rpc_fast_path_total")
+                        .Help(
+                            "Calls answered on the reactor thread by their method's fast path "
+                            "(no executor hand-off), by method.")
+                        .Register(*deps_.registry);
 }
 
 RpcService::~RpcService() = default;
@@ -281,6 +287,17 @@ absl::Status RpcService::Conclude(const CallContext& call, const MethodInfo& inf
     log::Error("rpc_internal_error", {{"method", info.name}, {"error", st.message()}});
   }
   return st;
+}
+
+bool RpcService::RunFast(CallContext* call, const std::function<bool(CallContext&)>& fast,
+                         grpc::ServerUnaryReactor* reactor) const {
+  if (!fast(*call)) return false;
+  if (fast_answered_ != nullptr) {
+    fast_answered_->Add({{"grpc_method", call->method_->name}}).Increment();
+  }
+  reactor->Finish(ToGrpcStatus(Conclude(*call, *call->method_, absl::OkStatus())));
+  delete call;
+  return true;
 }
 
 void RpcService::Run(CallContext* call, const std::function<absl::Status(CallContext&)>& body,

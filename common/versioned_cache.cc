@@ -3,8 +3,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <prometheus/gauge.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 
 namespace safeharbor {
@@ -34,10 +38,22 @@ RedisClient* CacheRedis(RedisClient* redis, absl::string_view name) {
 constexpr char kLookupScript[] =
     "local g = redis.call('GET', KEYS[1]) or '0' "
     "return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
+
+// One round trip: the next generation, announced to every replica's in-process level.
+constexpr char kBumpScript[] =
+    "local g = redis.call('INCR', KEYS[1]) "
+    "redis.call('PUBLISH', ARGV[1], g) "
+    "return g";
+
+// What one in-process entry costs beyond its key and value (list node, index slot, strings).
+constexpr size_t kEntryOverheadBytes = 128;
+
+enum LocalResult { kLocalHit, kLocalMiss, kLocalUntrusted };
 }  // namespace
 
 VersionedCache::VersionedCache(RedisClient* redis, prometheus::Registry& registry, std::string name,
-                               std::string key_namespace, absl::Duration ttl)
+                               std::string key_namespace, absl::Duration ttl,
+                               LocalCacheOptions local)
     : redis_(CacheRedis(redis, name)),
       mac_key_(redis_ != nullptr ? redis_->options().cache_key : ""),
       name_(std::move(name)),
@@ -48,10 +64,137 @@ VersionedCache::VersionedCache(RedisClient* redis, prometheus::Registry& registr
                     .Name("safeharbor_cache_requests_total")
                     .Help("Cache lookups by cache and result (hit, miss, error; rejected: a "
                           "value whose MAC failed, ignored as a miss).")
-                    .Register(registry)) {
+                    .Register(registry)),
+      local_(local),
+      channel_(absl::StrCat(key_namespace, ":", name_, ":invalidations")) {
   for (const char* result : {"hit", "miss", "error", "rejected"}) {
     requests_.Add({{"cache", name_}, {"result", result}});
   }
+  if (redis_ != nullptr && local_.max_entries > 0) StartLocal(registry);
+}
+
+VersionedCache::~VersionedCache() { subscriber_.reset(); }
+
+void VersionedCache::StartLocal(prometheus::Registry& registry) {
+  local_requests_ = &prometheus::BuildCounter()
+                         .Name("safeharbor_cache_local_requests_total")
+                         .Help(
+                             "In-process cache lookups by cache and result (hit, miss; "
+                             "untrusted: not subscribed to invalidations, the Redis level "
+                             "answers).")
+                         .Register(registry);
+  for (const char* result : {"hit", "miss", "untrusted"}) {
+    local_counters_.push_back(&local_requests_->Add({{"cache", name_}, {"result", result}}));
+  }
+  local_drops_ = &prometheus::BuildCounter()
+                      .Name("safeharbor_cache_local_drops_total")
+                      .Help(
+                          "Times the in-process cache was emptied, by cache and cause (write: "
+                          "this replica's; message: an invalidation from any replica; "
+                          "resubscribed, lost: the invalidation subscription).")
+                      .Register(registry);
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add(
+        {{"cache", name_}});
+  };
+  local_entries_ = gauge("safeharbor_cache_local_entries", "Entries in the in-process cache.");
+  local_bytes_ = gauge("safeharbor_cache_local_bytes", "Bytes held by the in-process cache.");
+  local_trusted_ = gauge("safeharbor_cache_local_trusted",
+                         "1 while the in-process cache is subscribed to invalidations and "
+                         "answers; 0 while it is bypassed.");
+  RedisSubscriber::Callbacks callbacks;
+  callbacks.subscribed = [this] { return Resubscribed(); };
+  callbacks.message = [this](absl::string_view) { DropLocal("message"); };
+  callbacks.lost = [this] { DropLocal("lost", false); };
+  subscriber_ = std::make_unique<RedisSubscriber>(redis_->options(), channel_, local_.heartbeat,
+                                                  std::move(callbacks));
+}
+
+bool VersionedCache::Resubscribed() {
+  // Subscribed first, then the generation read: no bump after this point can go unnoticed.
+  if (!redis_->Get(generation_key_).ok()) return false;
+  DropLocal("resubscribed", true);
+  return true;
+}
+
+void VersionedCache::DropLocal(const char* cause, std::optional<bool> trusted) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++epoch_;
+    lru_.clear();
+    index_.clear();
+    bytes_ = 0;
+    if (trusted.has_value()) trusted_ = *trusted;
+    if (local_entries_ != nullptr) {
+      local_entries_->Set(0);
+      local_bytes_->Set(0);
+      local_trusted_->Set(trusted_ ? 1 : 0);
+    }
+  }
+  if (local_drops_ != nullptr) local_drops_->Add({{"cache", name_}, {"cause", cause}}).Increment();
+}
+
+bool VersionedCache::local_trusted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return trusted_ && !invalidation_pending_.load();
+}
+
+std::optional<std::string> VersionedCache::GetLocal(absl::string_view key) {
+  if (subscriber_ == nullptr) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!trusted_ || invalidation_pending_.load()) {
+    local_counters_[kLocalUntrusted]->Increment();
+    return std::nullopt;
+  }
+  auto it = index_.find(std::string(key));
+  if (it != index_.end() && it->second->expires <= absl::Now()) {
+    bytes_ -= it->second->key.size() + it->second->value.size() + kEntryOverheadBytes;
+    lru_.erase(it->second);
+    index_.erase(it);
+    it = index_.end();
+  }
+  if (it == index_.end()) {
+    local_counters_[kLocalMiss]->Increment();
+    return std::nullopt;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second);
+  local_counters_[kLocalHit]->Increment();
+  return it->second->value;
+}
+
+void VersionedCache::PutLocal(uint64_t epoch, absl::string_view key, absl::string_view value) {
+  if (subscriber_ == nullptr) return;
+  const size_t cost = key.size() + value.size() + kEntryOverheadBytes;
+  if (cost > local_.max_bytes / 4) return;  // one answer never crowds out the rest
+  std::lock_guard<std::mutex> lock(mu_);
+  // Invalidated since the answer was read or computed: it may predate the write.
+  if (!trusted_ || invalidation_pending_.load() || epoch != epoch_) return;
+  if (auto it = index_.find(std::string(key)); it != index_.end()) {
+    bytes_ -= it->second->key.size() + it->second->value.size() + kEntryOverheadBytes;
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
+  lru_.push_front(
+      Entry{std::string(key), std::string(value), absl::Now() + std::min(local_.ttl, ttl_)});
+  index_.emplace(lru_.front().key, lru_.begin());
+  bytes_ += cost;
+  EvictLocked();
+  local_entries_->Set(static_cast<double>(lru_.size()));
+  local_bytes_->Set(static_cast<double>(bytes_));
+}
+
+void VersionedCache::EvictLocked() {
+  while (!lru_.empty() && (lru_.size() > local_.max_entries || bytes_ > local_.max_bytes)) {
+    const Entry& last = lru_.back();
+    bytes_ -= last.key.size() + last.value.size() + kEntryOverheadBytes;
+    index_.erase(last.key);
+    lru_.pop_back();
+  }
+}
+
+bool VersionedCache::Bump() {
+  auto r = redis_->Command({"EVAL", kBumpScript, "1", generation_key_, channel_});
+  return r.ok();
 }
 
 VersionedCache::Lookup VersionedCache::Get(absl::string_view key) {
@@ -60,8 +203,12 @@ VersionedCache::Lookup VersionedCache::Get(absl::string_view key) {
   auto count = [this](const char* result) {
     requests_.Add({{"cache", name_}, {"result", result}}).Increment();
   };
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out.local_epoch = epoch_;  // before anything is read
+  }
   if (invalidation_pending_.load()) {
-    if (!redis_->Incr(generation_key_).ok()) {
+    if (!Bump()) {
       count("error");
       return out;
     }
@@ -80,6 +227,7 @@ VersionedCache::Lookup VersionedCache::Get(absl::string_view key) {
   }
   out.value = Open(absl::StrCat(value_prefix_, out.generation, ":", key), r->elements[1].str);
   count(out.value.has_value() ? "hit" : "rejected");
+  if (out.value.has_value()) PutLocal(out.local_epoch, key, *out.value);
   return out;
 }
 
@@ -103,9 +251,17 @@ void VersionedCache::Store(const std::string& generation, absl::string_view key,
   (void)redis_->SetWithTtl(full_key, Seal(full_key, value), ttl_);
 }
 
+void VersionedCache::Store(const Lookup& lookup, absl::string_view key, absl::string_view value) {
+  if (lookup.generation.empty()) return;
+  Store(lookup.generation, key, value);
+  PutLocal(lookup.local_epoch, key, value);
+}
+
 void VersionedCache::Invalidate() {
   if (redis_ == nullptr) return;
-  if (!redis_->Incr(generation_key_).ok()) invalidation_pending_.store(true);
+  // This replica's level first: no reader here sees an answer older than the write.
+  if (subscriber_ != nullptr) DropLocal("write");
+  if (!Bump()) invalidation_pending_.store(true);
 }
 
 }  // namespace safeharbor

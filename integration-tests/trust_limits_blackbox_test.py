@@ -41,8 +41,10 @@ class TrustLimitsBlackBox(unittest.TestCase):
     def setUpClass(cls):
         cls.stack = Stack()
         cls.addClassCleanup(cls.stack.close)
+        # Without the in-process level: these tests observe what is read from Redis.
         cls.directory = Service(cls.stack, "directory", "directory-service",
-                                cls.stack.database("bb_limits_directory")).start()
+                                cls.stack.database("bb_limits_directory"),
+                                ["--search_local_cache_entries=0"]).start()
         cls.admin, cls.dpb2 = shclient.stub("directory", cls.stack.channel(
             cls.directory.port, "client-directory_admin"))
         pb2 = cls.dpb2

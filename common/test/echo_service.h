@@ -13,11 +13,13 @@ class EchoServiceImpl final : public RpcService {
  public:
   using Handler =
       std::function<absl::Status(CallContext&, const v1::EchoRequest&, v1::EchoResponse*)>;
+  using FastPath = std::function<bool(CallContext&, const v1::EchoRequest&, v1::EchoResponse*)>;
 
   // "fail" fails with FAILED_PRECONDITION; "invalid" is refused by validation. The request's
   // message names the organization for Scope::kOwnOrganization.
   explicit EchoServiceImpl(RpcEnv* env, MethodPolicy policy = {.roles = RoleSet::Every()},
-                           Handler handler = {}, prometheus::Registry* registry = nullptr)
+                           Handler handler = {}, prometheus::Registry* registry = nullptr,
+                           FastPath fast_path = {})
       : RpcService("safeharbor.testing.v1.EchoService",
                    KitDeps{env, nullptr, SystemClock::Get(), registry}),
         handler_(std::move(handler)) {
@@ -27,7 +29,8 @@ class EchoServiceImpl final : public RpcService {
           if (r.message() == "invalid") return absl::InvalidArgumentError("message is invalid");
           return absl::OkStatus();
         },
-        .organization = [](const v1::EchoRequest& r) { return r.message(); });
+        .organization = [](const v1::EchoRequest& r) { return r.message(); },
+        .fast_path = std::move(fast_path));
     Seal();
   }
 

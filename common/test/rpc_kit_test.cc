@@ -49,9 +49,10 @@ struct Kit {
   std::unique_ptr<ServiceHost> host;
 
   explicit Kit(MethodPolicy policy, EchoServiceImpl::Handler handler = {},
-               const QuotaLimits& quotas = {}) {
+               const QuotaLimits& quotas = {}, EchoServiceImpl::FastPath fast_path = {}) {
     env.SetQuotaLimits(quotas);
-    echo = std::make_unique<EchoServiceImpl>(&env, policy, std::move(handler), registry.get());
+    echo = std::make_unique<EchoServiceImpl>(&env, policy, std::move(handler), registry.get(),
+                                             std::move(fast_path));
     ServerOptions opts;
     opts.service_name = "directory";
     opts.tls = TestServers::Get().ServerTls("directory");
@@ -226,6 +227,58 @@ TEST(RpcKit, RequestsOverTheMethodsSizeAreRefusedBeforeValidation) {
   EXPECT_EQ(ran.load(), 1);
   EXPECT_EQ(MaxReceiveBytes({kit.echo.get()}, 7), 100);
   EXPECT_EQ(MaxReceiveBytes({}, 7), 7);
+}
+
+// A fast path answers on the reactor thread, but only calls every check of the entry admitted:
+// role, quota, validation and scope refuse exactly as for a call that goes to the handler.
+TEST(RpcKit, AFastPathAnswersOnlyAdmittedCallsAndIsCounted) {
+  std::atomic<int> fast{0}, slow{0};
+  Kit kit(
+      {.roles = {Role::kProvider}, .scope = Scope::kOwnOrganization},
+      [&](CallContext&, const EchoRequest& r, EchoResponse* out) {
+        ++slow;
+        out->set_message("slow:" + r.message());
+        return absl::OkStatus();
+      },
+      {.max_concurrent_calls = 0, .calls_per_second = 0.01, .burst = 3},
+      [&](CallContext& c, const EchoRequest& r, EchoResponse* out) {
+        ++fast;
+        if (c.caller().org_id == "org-slow") return false;  // not known: the handler answers
+        out->set_message("fast:" + r.message());
+        return true;
+      });
+  EchoResponse resp;
+  ASSERT_TRUE(kit.Call("org-a", "provider", "org-a", &resp).ok());
+  EXPECT_EQ(resp.message(), "fast:org-a");
+  EXPECT_EQ(kit.Call("org-a", "auditor", "org-a").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);  // role
+  EXPECT_EQ(kit.Call("org-a", "provider", "invalid").error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);  // validation
+  EXPECT_EQ(kit.Call("org-a", "provider", "org-b").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);  // scope
+  EXPECT_EQ(kit.Call("org-a", "provider", "org-a").error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);  // quota: three calls took the burst
+  EXPECT_EQ(fast.load(), 1);
+  ASSERT_TRUE(kit.Call("org-slow", "provider", "org-slow", &resp).ok());
+  EXPECT_EQ(resp.message(), "slow:org-slow");
+  EXPECT_EQ(fast.load(), 2);
+  EXPECT_EQ(slow.load(), 1);
+  EXPECT_EQ(kit.Metric("safeharbor_rpc_fast_path_total{grpc_method=\"Echo\"} "), 1);
+  EXPECT_EQ(kit.Metric("safeharbor_quota_refused_total{caller_role=\"provider\","
+                       "limit=\"call_rate\"} "),
+            1);
+}
+
+// A fast path of a method whose scope is decided on stored data must decide it too.
+TEST(RpcKit, AFastAnswerWithoutAScopeDecisionIsRefused) {
+  Kit kit({.roles = RoleSet::Every(), .scope = Scope::kStored}, {}, {},
+          [](CallContext& c, const EchoRequest& r, EchoResponse* out) {
+            if (r.message() == "decided") (void)c.Authorize(absl::OkStatus());
+            out->set_message(r.message());
+            return true;
+          });
+  EXPECT_TRUE(kit.Call("org-a", "auditor", "decided").ok());
+  EXPECT_EQ(kit.Call("org-a", "auditor", "forgot").error_code(), grpc::StatusCode::INTERNAL);
 }
 
 TEST(RpcKit, RoleServiceOnlyForTheKnownServices) {

@@ -78,6 +78,11 @@ absl::StatusOr<ExportPage> ReadExportPage(PgTx& tx, const std::string& after, in
   return page;
 }
 
+// The cache key of a search: the request's every field.
+std::string SearchKey(const v1::SearchServicesRequest& req) {
+  return Sha256Hex(DeterministicBytes(req));
+}
+
 }  // namespace
 
 DirectoryServiceImpl::DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
@@ -89,7 +94,7 @@ DirectoryServiceImpl::DirectoryServiceImpl(RpcEnv* env, PgPool* pg, RedisClient*
       counties_(counties),
       options_(options),
       search_cache_(redis, registry, "directory_search", options.cache_namespace,
-                    options.search_cache_ttl),
+                    options.search_cache_ttl, options.search_local_cache),
       writes_(prometheus::BuildCounter()
                   .Name("safeharbor_directory_writes_total")
                   .Help("Committed directory writes by resource and operation.")
@@ -131,7 +136,9 @@ void DirectoryServiceImpl::Methods() {
   SAFEHARBOR_RPC(ListServices, read);
   SAFEHARBOR_RPC(
       SearchServices, read,
-      .validate = [this](const auto& r) { return ValidateSearch(r, counties_); });
+      .validate = [this](const auto& r) { return ValidateSearch(r, counties_); },
+      .fast_path = [this](CallContext&, const auto& r,
+                          auto* resp) { return SearchServicesFresh(r, resp); });
   // The one large request: an HSDS document, plus room for its request_id.
   SAFEHARBOR_RPC(
       ImportHsds,
@@ -142,6 +149,9 @@ void DirectoryServiceImpl::Methods() {
         if (r.hsds_json().size() > options_.max_hsds_bytes) {
           return absl::InvalidArgumentError(
               absl::StrCat("hsds_json must be at most ", options_.max_hsds_bytes, " bytes"));
+        }
+        if (!v1::HsdsImportMode_IsValid(r.mode())) {
+          return absl::InvalidArgumentError("mode is not a known HsdsImportMode");
         }
         return absl::OkStatus();
       });
@@ -329,7 +339,7 @@ absl::Status DirectoryServiceImpl::SearchServices(CallContext& ctx,
                                        req.near().longitude(), counties_, req.county_fips());
   SearchQuery q{&req, lat, lng, after, size + 1};
 
-  const std::string key = Sha256Hex(DeterministicBytes(req));
+  const std::string key = SearchKey(req);
   VersionedCache::Lookup cached = search_cache_.Get(key);
   if (cached.value && resp->ParseFromString(*cached.value)) return absl::OkStatus();
 
@@ -346,25 +356,42 @@ absl::Status DirectoryServiceImpl::SearchServices(CallContext& ctx,
     }
     return absl::OkStatus();
   }));
-  search_cache_.Store(cached.generation, key, resp->SerializeAsString());
+  search_cache_.Store(cached, key, resp->SerializeAsString());
   return absl::OkStatus();
+}
+
+bool DirectoryServiceImpl::SearchServicesFresh(const v1::SearchServicesRequest& req,
+                                               v1::SearchServicesResponse* resp) {
+  const std::optional<std::string> cached = search_cache_.GetLocal(SearchKey(req));
+  if (!cached.has_value()) return false;
+  if (resp->ParseFromString(*cached)) return true;
+  resp->Clear();
+  return false;
 }
 
 absl::Status DirectoryServiceImpl::ImportHsds(CallContext& ctx, const v1::ImportHsdsRequest& req,
                                               v1::ImportHsdsResponse* resp) {
-  SH_ASSIGN_OR_RETURN(HsdsData data, ParseHsds(req.hsds_json(), counties_));
+  HsdsRead read = ReadHsds(req.hsds_json(), counties_);
+  // All or nothing unless asked otherwise: the first problem refuses the document.
+  if (req.mode() == v1::HSDS_IMPORT_MODE_UNSPECIFIED) SH_RETURN_IF_ERROR(read.report.First());
+  if (req.mode() == v1::HSDS_IMPORT_MODE_VALIDATE_ONLY) {
+    ReportHsds(read, resp);
+    resp->set_validated_only(true);
+    log::Info("hsds_validated", {{"problems", absl::StrCat(read.report.problem_count())},
+                                 {"by", ctx.caller().org_id}});
+    return absl::OkStatus();
+  }
+  HsdsData& data = read.data;
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     for (auto& org : data.organizations) {
       SH_RETURN_IF_ERROR(ImportOrganization(tx, ctx.caller(), &org));
-      resp->set_locations_imported(resp->locations_imported() + org.locations_size());
     }
     for (auto& service : data.services) {
       if (auto s = ImportService(tx, ctx.caller(), &service); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("service '", service.id(), "': ", s.message()));
       }
     }
-    resp->set_organizations_imported(static_cast<int32_t>(data.organizations.size()));
-    resp->set_services_imported(static_cast<int32_t>(data.services.size()));
+    ReportHsds(read, resp);  // inside: a retried transaction answers afresh
     return absl::OkStatus();
   }));
   Written("hsds", "import");
@@ -372,6 +399,19 @@ absl::Status DirectoryServiceImpl::ImportHsds(CallContext& ctx, const v1::Import
                               {"services", absl::StrCat(resp->services_imported())},
                               {"by", ctx.caller().org_id}});
   return absl::OkStatus();
+}
+
+void DirectoryServiceImpl::ReportHsds(const HsdsRead& read, v1::ImportHsdsResponse* resp) {
+  resp->Clear();
+  int32_t locations = 0;
+  for (const auto& org : read.data.organizations) locations += org.locations_size();
+  resp->set_organizations_imported(static_cast<int32_t>(read.data.organizations.size()));
+  resp->set_services_imported(static_cast<int32_t>(read.data.services.size()));
+  resp->set_locations_imported(locations);
+  resp->set_organizations_skipped(read.organizations_skipped);
+  resp->set_services_skipped(read.services_skipped);
+  resp->set_locations_skipped(read.locations_skipped);
+  read.report.Fill(resp);
 }
 
 absl::Status DirectoryServiceImpl::ExportHsds(CallContext& ctx, const v1::ExportHsdsRequest& req,

@@ -15,6 +15,7 @@
 #include "common/rpc_kit.h"
 #include "common/versioned_cache.h"
 #include "safeharbor/directory/v1/directory.grpc.pb.h"
+#include "services/directory/hsds.h"
 
 namespace safeharbor::directory {
 
@@ -22,6 +23,9 @@ struct DirectoryOptions {
   absl::Duration search_cache_ttl = absl::Seconds(60);
   // Prefix of every Redis key, so that directories sharing one Redis never mix answers.
   std::string cache_namespace = "directory";
+  // The in-process level in front of the Redis one (max_entries 0: none). A search it answers
+  // is answered on the reactor thread, with no Redis round trip and no hand-off.
+  LocalCacheOptions search_local_cache = {.max_entries = 20000, .max_bytes = 16 << 20};
   size_t max_hsds_bytes = 32 << 20;
 };
 
@@ -51,8 +55,12 @@ class DirectoryServiceImpl final : public RpcService {
                             v1::ListServicesResponse* resp);
   absl::Status SearchServices(CallContext& ctx, const v1::SearchServicesRequest& req,
                               v1::SearchServicesResponse* resp);
+  // SearchServices' fast path: the answer from the in-process cache when known fresh.
+  bool SearchServicesFresh(const v1::SearchServicesRequest& req, v1::SearchServicesResponse* resp);
   absl::Status ImportHsds(CallContext& ctx, const v1::ImportHsdsRequest& req,
                           v1::ImportHsdsResponse* resp);
+  // An import's counts, problems and normalizations (pure).
+  static void ReportHsds(const HsdsRead& read, v1::ImportHsdsResponse* resp);
   absl::Status ExportHsds(CallContext& ctx, const v1::ExportHsdsRequest& req,
                           v1::ExportHsdsResponse* resp);
   absl::Status ListCounties(CallContext& ctx, const v1::ListCountiesRequest& req,

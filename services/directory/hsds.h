@@ -13,6 +13,8 @@
 // its JSON path.
 #pragma once
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,7 +31,45 @@ struct HsdsData {
 
 inline constexpr char kDefaultHsdsTimeZone[] = "America/Los_Angeles";
 
-// Parses and validates; INVALID_ARGUMENT naming the JSON path of the first bad record.
+// At most this many problems (and as many normalizations) are listed; the rest are counted.
+inline constexpr size_t kMaxHsdsListed = 1000;
+
+// What reading a document found: every problem with its JSON path, and every value changed.
+class HsdsReport {
+ public:
+  // `text` reads on its own ("organizations[0].locations[0]: location.latitude must be ...").
+  void Problem(std::string path, std::string text);
+  void Normalized(std::string path, std::string original, std::string normalized, const char* rule);
+
+  int64_t problem_count() const { return problems_total_; }
+  // The first problem as INVALID_ARGUMENT (OK when there is none).
+  absl::Status First() const;
+  // Lists (bounded) and counts into an ImportHsds answer.
+  void Fill(v1::ImportHsdsResponse* resp) const;
+
+ private:
+  std::vector<v1::HsdsProblem> problems_;
+  int64_t problems_total_ = 0;
+  std::vector<v1::HsdsNormalization> normalizations_;
+  int64_t normalizations_total_ = 0;
+};
+
+struct HsdsRead {
+  HsdsData data;  // the records without a problem, normalized
+  int32_t organizations_skipped = 0;
+  int32_t services_skipped = 0;
+  int32_t locations_skipped = 0;
+  HsdsReport report;
+};
+
+// Reads every record of the document, collecting every problem. The unit refused is the record:
+// a location with a problem is left out of its organization; an organization with a problem is
+// refused with its services; a service with a problem (or whose location was refused) alone.
+// Safe normalizations are made and reported: surrounding quotes on any text, phone punctuation,
+// numbers written as text, county names and FIPS codes of service areas.
+HsdsRead ReadHsds(absl::string_view json, const CountyTable& counties);
+
+// All or nothing: INVALID_ARGUMENT naming the JSON path of the first problem.
 absl::StatusOr<HsdsData> ParseHsds(absl::string_view json, const CountyTable& counties);
 
 // Deterministic output (records in the given order, keys sorted).

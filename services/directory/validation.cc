@@ -56,13 +56,23 @@ absl::Status Phone(const v1::Phone& p, absl::string_view field) {
   return MaxLen(p.description(), 200, StrCat(field, ".description"));
 }
 
-absl::Status Phones(const google::protobuf::RepeatedPtrField<v1::Phone>& phones,
-                    absl::string_view field) {
-  if (phones.size() > 20) return InvalidArgumentError(StrCat(field, " has more than 20 entries"));
-  for (int i = 0; i < phones.size(); ++i) {
-    SH_RETURN_IF_ERROR(Phone(phones[i], StrCat(field, "[", i, "]")));
+// Collects every problem of a record, in the order they are checked.
+struct Add {
+  std::vector<absl::Status>* out;
+  void operator()(absl::Status st) const {
+    if (!st.ok()) out->push_back(std::move(st));
   }
-  return absl::OkStatus();
+};
+
+void Phones(const google::protobuf::RepeatedPtrField<v1::Phone>& phones, absl::string_view field,
+            Add add) {
+  if (phones.size() > 20) add(InvalidArgumentError(StrCat(field, " has more than 20 entries")));
+  for (int i = 0; i < phones.size() && i < 20; ++i)
+    add(Phone(phones[i], StrCat(field, "[", i, "]")));
+}
+
+absl::Status First(const std::vector<absl::Status>& problems) {
+  return problems.empty() ? absl::OkStatus() : problems.front();
 }
 
 absl::Status County(absl::string_view fips, const CountyTable& counties, absl::string_view field,
@@ -75,17 +85,31 @@ absl::Status County(absl::string_view fips, const CountyTable& counties, absl::s
   return absl::OkStatus();
 }
 
-absl::Status Location(const v1::Location& l, const CountyTable& counties, absl::string_view f) {
-  SH_RETURN_IF_ERROR(ValidateId(l.id(), StrCat(f, ".id")));
-  SH_RETURN_IF_ERROR(ValidateLatLng(l.latitude(), l.longitude(), StrCat(f, ".")));
+void Location(const v1::Location& l, const CountyTable& counties, absl::string_view f, Add add) {
+  add(ValidateId(l.id(), StrCat(f, ".id")));
+  add(ValidateLatLng(l.latitude(), l.longitude(), StrCat(f, ".")));
   for (const auto& [value, name] : {std::pair{&l.name(), "name"},
                                     {&l.address_1(), "address_1"},
                                     {&l.city(), "city"},
                                     {&l.state_province(), "state_province"},
                                     {&l.postal_code(), "postal_code"}}) {
-    SH_RETURN_IF_ERROR(MaxLen(*value, 200, StrCat(f, ".", name)));
+    add(MaxLen(*value, 200, StrCat(f, ".", name)));
   }
-  return County(l.county_fips(), counties, StrCat(f, ".county_fips"), false);
+  add(County(l.county_fips(), counties, StrCat(f, ".county_fips"), false));
+}
+
+void Contacts(const v1::Organization& org, Add add) {
+  if (org.contacts_size() > 50) {
+    add(InvalidArgumentError("organization.contacts has more than 50 entries"));
+  }
+  for (int i = 0; i < org.contacts_size() && i < 50; ++i) {
+    const auto& c = org.contacts(i);
+    const std::string f = StrCat("organization.contacts[", i, "]");
+    add(MaxLen(c.name(), 200, StrCat(f, ".name")));
+    add(MaxLen(c.title(), 200, StrCat(f, ".title")));
+    add(Email(c.email(), StrCat(f, ".email")));
+    Phones(c.phones(), StrCat(f, ".phones"), add);
+  }
 }
 
 }  // namespace
@@ -96,122 +120,130 @@ bool IsRoutableCategory(v1::ServiceCategory category) {
          v1::ServiceCategory_IsValid(category);
 }
 
-absl::Status ValidateOrganization(const v1::Organization& org, const CountyTable& counties,
-                                  bool require_id) {
-  if (require_id || !org.id().empty()) {
-    SH_RETURN_IF_ERROR(ValidateId(org.id(), "organization.id"));
-  }
+std::vector<absl::Status> OrganizationProblems(const v1::Organization& org,
+                                               const CountyTable& counties, bool require_id) {
+  std::vector<absl::Status> problems;
+  const Add add{&problems};
+  if (require_id || !org.id().empty()) add(ValidateId(org.id(), "organization.id"));
   if (org.kind() == v1::ORGANIZATION_KIND_UNSPECIFIED ||
       !v1::OrganizationKind_IsValid(org.kind())) {
-    return InvalidArgumentError("organization.kind is required");
+    add(InvalidArgumentError("organization.kind is required"));
   }
-  SH_RETURN_IF_ERROR(Required(org.name(), 200, "organization.name"));
-  SH_RETURN_IF_ERROR(MaxLen(org.description(), 4000, "organization.description"));
-  SH_RETURN_IF_ERROR(MaxLen(org.website(), 500, "organization.website"));
-  SH_RETURN_IF_ERROR(Email(org.email(), "organization.email"));
-  SH_RETURN_IF_ERROR(County(org.county_fips(), counties, "organization.county_fips", false));
+  add(Required(org.name(), 200, "organization.name"));
+  add(MaxLen(org.description(), 4000, "organization.description"));
+  add(MaxLen(org.website(), 500, "organization.website"));
+  add(Email(org.email(), "organization.email"));
+  add(County(org.county_fips(), counties, "organization.county_fips", false));
   if (org.locations_size() > 50) {
-    return InvalidArgumentError("organization.locations has more than 50 entries");
+    add(InvalidArgumentError("organization.locations has more than 50 entries"));
   }
   std::set<std::string> ids;
-  for (int i = 0; i < org.locations_size(); ++i) {
+  for (int i = 0; i < org.locations_size() && i < 50; ++i) {
     const std::string f = StrCat("organization.locations[", i, "]");
-    SH_RETURN_IF_ERROR(Location(org.locations(i), counties, f));
+    Location(org.locations(i), counties, f, add);
     if (!ids.insert(org.locations(i).id()).second) {
-      return InvalidArgumentError(StrCat(f, ".id '", org.locations(i).id(), "' is repeated"));
+      add(InvalidArgumentError(StrCat(f, ".id '", org.locations(i).id(), "' is repeated")));
     }
   }
-  if (org.contacts_size() > 50) {
-    return InvalidArgumentError("organization.contacts has more than 50 entries");
-  }
-  for (int i = 0; i < org.contacts_size(); ++i) {
-    const auto& c = org.contacts(i);
-    const std::string f = StrCat("organization.contacts[", i, "]");
-    SH_RETURN_IF_ERROR(MaxLen(c.name(), 200, StrCat(f, ".name")));
-    SH_RETURN_IF_ERROR(MaxLen(c.title(), 200, StrCat(f, ".title")));
-    SH_RETURN_IF_ERROR(Email(c.email(), StrCat(f, ".email")));
-    SH_RETURN_IF_ERROR(Phones(c.phones(), StrCat(f, ".phones")));
-  }
-  return Phones(org.phones(), "organization.phones");
+  Contacts(org, add);
+  Phones(org.phones(), "organization.phones", add);
+  return problems;
 }
 
+absl::Status ValidateOrganization(const v1::Organization& org, const CountyTable& counties,
+                                  bool require_id) {
+  return First(OrganizationProblems(org, counties, require_id));
+}
+
+namespace {
+
 // Genders served (distinct, specified) and languages (ISO 639-1).
-absl::Status ServedPeople(const v1::Service& s) {
+void ServedPeople(const v1::Service& s, Add add) {
   std::set<int> genders;
   for (int i = 0; i < s.genders_served_size(); ++i) {
     const auto g = s.genders_served(i);
     if (g == v1::GENDER_UNSPECIFIED || !v1::Gender_IsValid(g) || !genders.insert(g).second) {
-      return InvalidArgumentError(
-          StrCat("service.genders_served[", i, "] must be a distinct, specified gender"));
+      add(InvalidArgumentError(
+          StrCat("service.genders_served[", i, "] must be a distinct, specified gender")));
     }
   }
-  if (s.languages_size() > 30) {
-    return InvalidArgumentError("service.languages has more than 30 entries");
-  }
-  for (int i = 0; i < s.languages_size(); ++i) {
+  if (s.languages_size() > 30)
+    add(InvalidArgumentError("service.languages has more than 30 entries"));
+  for (int i = 0; i < s.languages_size() && i < 30; ++i) {
     const auto& l = s.languages(i);
     if (l.size() != 2 || !absl::ascii_islower(l[0]) || !absl::ascii_islower(l[1])) {
-      return InvalidArgumentError(
-          StrCat("service.languages[", i, "] must be a lower-case ISO 639-1 code such as 'en'"));
+      add(InvalidArgumentError(
+          StrCat("service.languages[", i, "] must be a lower-case ISO 639-1 code such as 'en'")));
     }
   }
-  return absl::OkStatus();
 }
 
-absl::Status ValidateService(const v1::Service& s, const CountyTable& counties, bool require_id) {
-  if (require_id || !s.id().empty()) {
-    SH_RETURN_IF_ERROR(ValidateId(s.id(), "service.id"));
-  }
-  SH_RETURN_IF_ERROR(ValidateId(s.organization_id(), "service.organization_id"));
-  SH_RETURN_IF_ERROR(Required(s.name(), 200, "service.name"));
-  SH_RETURN_IF_ERROR(MaxLen(s.description(), 4000, "service.description"));
-  SH_RETURN_IF_ERROR(MaxLen(s.eligibility_description(), 4000, "service.eligibility_description"));
-  if (s.category() == v1::SERVICE_CATEGORY_UNSPECIFIED ||
-      !v1::ServiceCategory_IsValid(s.category())) {
-    return InvalidArgumentError("service.category is required");
-  }
+void Ages(const v1::Service& s, Add add) {
   if (s.minimum_age() < 0 || s.minimum_age() > 30) {
-    return InvalidArgumentError("service.minimum_age must be between 0 and 30");
+    add(InvalidArgumentError("service.minimum_age must be between 0 and 30"));
   }
   if (s.maximum_age() < 0 || s.maximum_age() > 30) {
-    return InvalidArgumentError("service.maximum_age must be between 0 and 30");
+    add(InvalidArgumentError("service.maximum_age must be between 0 and 30"));
   }
   if (s.minimum_age() > s.maximum_age()) {
-    return InvalidArgumentError("service.minimum_age must not exceed service.maximum_age");
+    add(InvalidArgumentError("service.minimum_age must not exceed service.maximum_age"));
   }
-  SH_RETURN_IF_ERROR(ServedPeople(s));
+}
+
+void ScheduleAndArea(const v1::Service& s, const CountyTable& counties, Add add) {
   absl::TimeZone tz;
   if (s.schedule().time_zone().empty() || !absl::LoadTimeZone(s.schedule().time_zone(), &tz)) {
-    return InvalidArgumentError(
-        "service.schedule.time_zone must be an IANA time zone such as America/Los_Angeles");
+    add(InvalidArgumentError(
+        "service.schedule.time_zone must be an IANA time zone such as America/Los_Angeles"));
   }
   if (auto iv = OpenIntervals(s.schedule()); !iv.ok()) {
-    return InvalidArgumentError(StrCat("service.", iv.status().message()));
+    add(InvalidArgumentError(StrCat("service.", iv.status().message())));
   }
   if (s.service_area_county_fips_size() == 0) {
-    return InvalidArgumentError("service.service_area_county_fips needs at least one county");
+    add(InvalidArgumentError("service.service_area_county_fips needs at least one county"));
   }
   if (s.service_area_county_fips_size() > 200) {
-    return InvalidArgumentError("service.service_area_county_fips has more than 200 entries");
+    add(InvalidArgumentError("service.service_area_county_fips has more than 200 entries"));
   }
-  for (int i = 0; i < s.service_area_county_fips_size(); ++i) {
-    if (auto st = County(s.service_area_county_fips(i), counties,
-                         StrCat("service.service_area_county_fips[", i, "]"), true);
-        !st.ok()) {
-      return st;
-    }
+  for (int i = 0; i < s.service_area_county_fips_size() && i < 200; ++i) {
+    add(County(s.service_area_county_fips(i), counties,
+               StrCat("service.service_area_county_fips[", i, "]"), true));
   }
+}
+
+}  // namespace
+
+std::vector<absl::Status> ServiceProblems(const v1::Service& s, const CountyTable& counties,
+                                          bool require_id) {
+  std::vector<absl::Status> problems;
+  const Add add{&problems};
+  if (require_id || !s.id().empty()) add(ValidateId(s.id(), "service.id"));
+  add(ValidateId(s.organization_id(), "service.organization_id"));
+  add(Required(s.name(), 200, "service.name"));
+  add(MaxLen(s.description(), 4000, "service.description"));
+  add(MaxLen(s.eligibility_description(), 4000, "service.eligibility_description"));
+  if (s.category() == v1::SERVICE_CATEGORY_UNSPECIFIED ||
+      !v1::ServiceCategory_IsValid(s.category())) {
+    add(InvalidArgumentError("service.category is required"));
+  }
+  Ages(s, add);
+  ServedPeople(s, add);
+  ScheduleAndArea(s, counties, add);
   if (s.status() == v1::SERVICE_STATUS_UNSPECIFIED || !v1::ServiceStatus_IsValid(s.status())) {
-    return InvalidArgumentError("service.status is required");
+    add(InvalidArgumentError("service.status is required"));
   }
-  SH_RETURN_IF_ERROR(ValidateId(s.location_id(), "service.location_id"));
+  add(ValidateId(s.location_id(), "service.location_id"));
   if (s.has_last_verified_time()) {
     const auto& t = s.last_verified_time();
     if (t.seconds() < 0 || t.seconds() > 253402300799 || t.nanos() < 0 || t.nanos() > 999999999) {
-      return InvalidArgumentError("service.last_verified_time is not a valid timestamp");
+      add(InvalidArgumentError("service.last_verified_time is not a valid timestamp"));
     }
   }
-  return absl::OkStatus();
+  return problems;
+}
+
+absl::Status ValidateService(const v1::Service& s, const CountyTable& counties, bool require_id) {
+  return First(ServiceProblems(s, counties, require_id));
 }
 
 absl::Status ValidateSearch(const v1::SearchServicesRequest& req, const CountyTable& counties) {

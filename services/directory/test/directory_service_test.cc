@@ -15,6 +15,7 @@
 #include "common/server.h"
 #include "common/testing/harness.h"
 #include "common/testing/hosted.h"
+#include "common/tls.h"
 #include "services/directory/hsds.h"
 
 namespace safeharbor::directory {
@@ -23,6 +24,7 @@ namespace {
 
 using safeharbor::testing::TestServers;
 using Stub = v1::DirectoryService::Stub;
+using Hosted = safeharbor::testing::Hosted<DirectoryServiceImpl>;
 
 constexpr char kAdminOrg[] = "state-directory";
 constexpr char kSeattle[] = "53033";  // King County
@@ -80,17 +82,34 @@ class DirectoryTest : public ::testing::Test {
   }
   void TearDown() override { StopService(); }
 
-  void StartService() {
-    hosted_ = std::make_unique<safeharbor::testing::Hosted<DirectoryServiceImpl>>();
-    hosted_->Connect("dir", Migrations(), 4, 8, /*with_redis=*/true, db_url_);
+  // A directory on this test's database and Redis namespace (another replica when called
+  // again), with the in-process search cache or without it.
+  std::unique_ptr<Hosted> HostDirectory(bool local_cache, const QuotaLimits& quotas = {}) {
+    auto h = std::make_unique<Hosted>();
+    h->Connect("dir", Migrations(), 4, 8, /*with_redis=*/true, db_url_);
+    h->env->SetQuotaLimits(quotas);
     DirectoryOptions options;
     options.cache_namespace = cache_namespace_;
-    hosted_->service = std::make_unique<DirectoryServiceImpl>(
-        hosted_->env.get(), hosted_->pg.get(), hosted_->redis.get(), *hosted_->registry,
-        WashingtonCounties(), options);
-    hosted_->Serve("directory");
+    options.search_local_cache.heartbeat = absl::Milliseconds(200);
+    if (!local_cache) options.search_local_cache.max_entries = 0;
+    h->service = std::make_unique<DirectoryServiceImpl>(
+        h->env.get(), h->pg.get(), h->redis.get(), *h->registry, WashingtonCounties(), options);
+    h->Serve("directory");
+    return h;
+  }
+
+  void StartService() {
+    hosted_ = HostDirectory(local_cache_);
     registry_ = hosted_->registry;
     host_ = hosted_->host.get();
+  }
+
+  // For the tests that observe the Redis level: no in-process level answers before it.
+  void UseRedisLevelOnly() {
+    local_cache_ = false;
+    StopService();
+    StartService();
+    admin_ = Stub_(kAdminOrg, "directory_admin");
   }
 
   void StopService() {
@@ -144,7 +163,8 @@ class DirectoryTest : public ::testing::Test {
 
   std::string db_url_;
   std::string cache_namespace_;
-  std::unique_ptr<safeharbor::testing::Hosted<DirectoryServiceImpl>> hosted_;
+  bool local_cache_ = true;
+  std::unique_ptr<Hosted> hosted_;
   std::shared_ptr<prometheus::Registry> registry_;
   ServiceHost* host_ = nullptr;
   std::unique_ptr<Stub> admin_;
@@ -377,6 +397,7 @@ TEST_F(SearchTest, SearchPagesWalkEveryMatchOnce) {
 }
 
 TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
+  UseRedisLevelOnly();
   auto r = NearSeattle();
   EXPECT_EQ(SearchIds(r).size(), 3u);
   const double misses = Cache("miss"), hits = Cache("hit");
@@ -401,6 +422,7 @@ TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
 // Cached answers carry a MAC under a key from configuration: whoever reaches Redis (even with
 // its password) cannot steer searches by writing answers of their own.
 TEST_F(SearchTest, ACachedAnswerThatFailsItsCheckIsIgnoredCountedAndReplaced) {
+  UseRedisLevelOnly();
   auto r = NearSeattle();
   EXPECT_EQ(SearchIds(r).size(), 3u);  // cached now
   RedisClient raw(TestServers::Get().redis_options(), nullptr);
@@ -427,6 +449,7 @@ TEST_F(SearchTest, ACachedAnswerThatFailsItsCheckIsIgnoredCountedAndReplaced) {
 }
 
 TEST_F(SearchTest, WithRedisStoppedSearchesStillSucceedAndTheOutageIsCounted) {
+  UseRedisLevelOnly();
   auto r = NearSeattle();
   EXPECT_EQ(SearchIds(r).size(), 3u);
   TestServers::Get().StopRedis();
@@ -445,6 +468,152 @@ TEST_F(SearchTest, WithRedisStoppedSearchesStillSucceedAndTheOutageIsCounted) {
   EXPECT_EQ(SearchIds(r).size(), 4u);
   EXPECT_EQ(Cache("hit"), hits + 1);
   EXPECT_EQ(SumCounter(*registry_, "safeharbor_redis_up"), 1);
+}
+
+// Waits (at most 10 s) until `pred` holds.
+bool Eventually(const std::function<bool()>& pred) {
+  for (int i = 0; i < 1000; ++i) {
+    if (pred()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return pred();
+}
+
+double Local(const Hosted& h, const std::string& metric,
+             const std::map<std::string, std::string>& labels = {}) {
+  std::map<std::string, std::string> all = labels;
+  all["cache"] = "directory_search";
+  return SumCounter(*h.registry, metric, all);
+}
+
+bool LocalTrusted(const Hosted& h) { return Local(h, "safeharbor_cache_local_trusted") == 1; }
+
+double LocalResult(const Hosted& h, const std::string& result) {
+  return Local(h, "safeharbor_cache_local_requests_total", {{"result", result}});
+}
+
+std::vector<std::string> SearchOn(Stub& stub, const v1::SearchServicesRequest& req) {
+  v1::SearchServicesResponse resp;
+  grpc::Status st = stub.SearchServices(Ctx().get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  std::vector<std::string> ids;
+  for (const auto& m : resp.matches()) ids.push_back(m.service().id());
+  return ids;
+}
+
+// Two replicas sharing PostgreSQL and Redis: repeated searches are answered in process (no Redis
+// round trip, no hand-off); a write drops the writer's in-process level at once and the other's
+// when the invalidation message arrives.
+TEST_F(SearchTest, AWriteOnOneReplicaReachesTheOthersInProcessCacheByPubSub) {
+  using Ids = std::vector<std::string>;
+  std::unique_ptr<Hosted> other = HostDirectory(true);
+  auto other_admin = other->Stub<v1::DirectoryService>(kAdminOrg, "directory_admin");
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*hosted_) && LocalTrusted(*other); }));
+  const auto r = NearSeattle();
+  const Ids all = {"shelter-near", "advocacy-south", "mh-north"};
+  for (Stub* stub : {admin_.get(), other_admin.get()}) {
+    EXPECT_EQ(SearchOn(*stub, r), all);  // computed (or from Redis), kept in process
+  }
+  auto redis_requests = [&] {
+    return SumCounter(*other->registry, "safeharbor_cache_requests_total");
+  };
+  const double redis = redis_requests(), local_hits = LocalResult(*other, "hit");
+  const double fast = SumCounter(*other->registry, "safeharbor_rpc_fast_path_total");
+  EXPECT_EQ(SearchOn(*other_admin, r), all);
+  EXPECT_EQ(LocalResult(*other, "hit"), local_hits + 1);
+  EXPECT_EQ(SumCounter(*other->registry, "safeharbor_rpc_fast_path_total"), fast + 1);
+  EXPECT_EQ(redis_requests(), redis);  // no Redis round trip
+
+  const double messages =
+      Local(*other, "safeharbor_cache_local_drops_total", {{"cause", "message"}});
+  v1::GetServiceRequest get;
+  get.set_id("mh-north");
+  v1::GetServiceResponse got;
+  ASSERT_TRUE(admin_->GetService(Ctx().get(), get, &got).ok());
+  v1::UpdateServiceRequest upd;
+  *upd.mutable_service() = got.service();
+  upd.mutable_service()->set_status(v1::SERVICE_STATUS_TEMPORARILY_CLOSED);
+  v1::UpdateServiceResponse updated;
+  const absl::Time written = absl::Now();
+  ASSERT_TRUE(admin_->UpdateService(Ctx().get(), upd, &updated).ok());
+  const Ids open = {"shelter-near", "advocacy-south"};
+  EXPECT_EQ(SearchIds(r), open);  // the writer's replica: at once, no waiting
+  ASSERT_TRUE(Eventually([&] {
+    return Local(*other, "safeharbor_cache_local_drops_total", {{"cause", "message"}}) > messages;
+  }));
+  const absl::Duration delay = absl::Now() - written;
+  EXPECT_EQ(SearchOn(*other_admin, r), open);
+  EXPECT_EQ(SearchOn(*other_admin, r), open);  // and kept in process again
+  std::cout << "invalidation reached the other replica within " << absl::FormatDuration(delay)
+            << "; local hits there: " << LocalResult(*other, "hit") << "\n";
+  other->Shutdown();
+}
+
+// Redis stopped: the subscription is lost, the in-process level is dropped and bypassed (every
+// search goes the Redis path, which fails open to PostgreSQL), and trusted again only after
+// Redis is back and the subscription renewed.
+TEST_F(SearchTest, RedisStoppedDropsTheInProcessCacheAndSearchesFallBack) {
+  std::unique_ptr<Hosted> reader = HostDirectory(true);  // searches here, writes on hosted_
+  auto stub = reader->Stub<v1::DirectoryService>("spd", "law_enforcement");
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*reader); }));
+  const auto r = NearSeattle();
+  EXPECT_EQ(SearchOn(*stub, r).size(), 3u);
+  const double hits = LocalResult(*reader, "hit");
+  EXPECT_EQ(SearchOn(*stub, r).size(), 3u);
+  EXPECT_EQ(LocalResult(*reader, "hit"), hits + 1);
+
+  TestServers::Get().StopRedis();
+  ASSERT_TRUE(Eventually([&] { return !LocalTrusted(*reader); }));
+  EXPECT_EQ(Local(*reader, "safeharbor_cache_local_entries"), 0);
+  const double untrusted = LocalResult(*reader, "untrusted");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(SearchOn(*stub, r).size(), 3u);
+  CreateSvc(Svc("shelter-two", "prov-near", v1::SERVICE_CATEGORY_EMERGENCY_YOUTH_SHELTER));
+  EXPECT_EQ(SearchOn(*stub, r).size(), 4u);
+  EXPECT_EQ(LocalResult(*reader, "untrusted"), untrusted + 4);
+  EXPECT_EQ(LocalResult(*reader, "hit"), hits + 1);
+
+  TestServers::Get().StartRedis();
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*reader); }));
+  const double hits_after = LocalResult(*reader, "hit");
+  int searches = 0;
+  while (LocalResult(*reader, "hit") == hits_after && searches < 10) {
+    EXPECT_EQ(SearchOn(*stub, r).size(), 4u);
+    ++searches;
+  }
+  EXPECT_GT(LocalResult(*reader, "hit"), hits_after);
+  std::cout << "redis stopped: " << LocalResult(*reader, "untrusted") - untrusted
+            << " searches bypassed the in-process cache, 0 failed; after restart " << searches
+            << " searches until one was answered in process\n";
+  reader->Shutdown();
+}
+
+// The fast path answers only what the method table admits: a bad request and an organization
+// over its quota are refused as before, even while the in-process level holds the answer (the
+// kit's own test, RpcKit.AFastPathAnswersOnlyAdmittedCallsAndIsCounted, covers roles and scope).
+TEST_F(SearchTest, TheFastPathStillRefusesBadRequestsAndOrganizationsOverQuota) {
+  std::unique_ptr<Hosted> limited =
+      HostDirectory(true, {.max_concurrent_calls = 0, .calls_per_second = 0.01, .burst = 4});
+  ASSERT_TRUE(Eventually([&] { return LocalTrusted(*limited); }));
+  auto officer = limited->Stub<v1::DirectoryService>("spd", "law_enforcement");
+  const auto r = NearSeattle();
+  EXPECT_EQ(SearchOn(*officer, r).size(), 3u);
+  EXPECT_EQ(SearchOn(*officer, r).size(), 3u);  // in process now
+  const double fast = SumCounter(*limited->registry, "safeharbor_rpc_fast_path_total");
+  EXPECT_EQ(fast, 1);
+  auto bad = r;
+  bad.set_radius_meters(-5);
+  v1::SearchServicesResponse resp;
+  EXPECT_EQ(officer->SearchServices(Ctx().get(), bad, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.matches_size(), 0);
+  EXPECT_EQ(SearchOn(*officer, r).size(), 3u);  // its last call of the burst
+  EXPECT_EQ(officer->SearchServices(Ctx().get(), r, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(resp.matches_size(), 0);
+  EXPECT_EQ(SumCounter(*limited->registry, "safeharbor_rpc_fast_path_total"), fast + 1);
+  auto other_org = limited->Stub<v1::DirectoryService>("kcso", "law_enforcement");
+  EXPECT_EQ(SearchOn(*other_org, r).size(), 3u);  // another organization's quota is its own
+  limited->Shutdown();
 }
 
 TEST_F(SearchTest, DataSurvivesAServiceRestart) {
@@ -854,6 +1023,57 @@ TEST_F(DirectoryTest, HsdsImportedThenExportedKeepsItsContent) {
   EXPECT_EQ(admin_->ImportHsds(Ctx().get(), imp, &imported).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Rows("organizations"), 2);
+}
+
+// The Open Referral organization example: all or nothing refuses it at its first problem; the
+// validate-only mode lists every problem and stores nothing; the partial mode stores what is
+// valid (normalized) and reports the rest.
+TEST_F(DirectoryTest, HsdsImportModesValidateEverythingOrStoreWhatIsValid) {
+  auto text = ReadFileToString(
+      safeharbor::testing::SourceDir() + "/data/hsds-3.1/organization_full.json", 1 << 20);
+  ASSERT_TRUE(text.ok()) << text.status();
+  v1::ImportHsdsRequest req;
+  req.set_request_id("hsds-default");
+  req.set_hsds_json(*text);
+  v1::ImportHsdsResponse resp;
+  grpc::Status st = admin_->ImportHsds(Ctx().get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("organization.locations[0].latitude"), std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(Rows("organizations"), 0);
+
+  req.set_request_id("hsds-validate");
+  req.set_mode(v1::HSDS_IMPORT_MODE_VALIDATE_ONLY);
+  st = admin_->ImportHsds(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(resp.validated_only());
+  EXPECT_GE(resp.problems_size(), 4);
+  EXPECT_GE(resp.normalizations_size(), 2);
+  EXPECT_EQ(resp.organizations_imported(), 1);
+  EXPECT_EQ(resp.services_skipped(), 1);
+  EXPECT_EQ(resp.locations_skipped(), 1);
+  EXPECT_EQ(Rows("organizations"), 0);  // validated only
+  const int problems = resp.problems_size();
+
+  req.set_request_id("hsds-partial");
+  req.set_mode(v1::HSDS_IMPORT_MODE_PARTIAL);
+  st = admin_->ImportHsds(Ctx().get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_FALSE(resp.validated_only());
+  EXPECT_EQ(resp.problems_size(), problems);
+  EXPECT_EQ(resp.organizations_imported(), 1);
+  EXPECT_EQ(resp.services_imported(), 0);
+  EXPECT_EQ(Rows("organizations"), 1);
+  v1::GetOrganizationRequest get;
+  get.set_id("d9d5e0f5-d3ce-4f73-9a2f-4dd0ecc6c610");
+  v1::GetOrganizationResponse got;
+  ASSERT_TRUE(admin_->GetOrganization(Ctx().get(), get, &got).ok());
+  EXPECT_EQ(got.organization().phones(0).number(), "+44 1234 234567");  // unquoted
+  v1::ImportHsdsResponse again;  // a replay answers what the import answered
+  ASSERT_TRUE(admin_->ImportHsds(Ctx().get(), req, &again).ok());
+  EXPECT_EQ(again.problems_size(), problems);
+  EXPECT_EQ(Rows("organizations"), 1);
+  for (const auto& p : resp.problems()) std::cout << "  " << p.message() << "\n";
 }
 
 }  // namespace
