@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "common/watch_hub.h"
 #include "services/referrals/lifecycle.h"
+#include "services/referrals/webhooks.h"
 
 namespace safeharbor::referrals {
 
@@ -30,6 +31,7 @@ struct ReferralOptions {
   int batch = 20;
   std::string key_namespace = "referrals";
   WatchOptions watch;
+  WebhookOptions webhooks;
 };
 
 }  // namespace safeharbor::referrals
