@@ -333,9 +333,9 @@ absl::StatusOr<int64_t> WebhookStore::FailingOrganizations(PgTx& tx, absl::Time 
                                                            absl::Duration failing_after) {
   SH_ASSIGN_OR_RETURN(
       auto r, tx.Exec("SELECT count(DISTINCT org_id) AS n FROM webhook_deliveries WHERE "
-                      "(state = 0 AND attempts > 0 AND last_error <> '' AND created <= $2) OR "
-                      "(state = 2 AND next_attempt > $2)",
-                      {PgTime(now), PgTime(now - failing_after)}));
+                      "(state = 0 AND attempts > 0 AND last_error <> '' AND created <= $1) OR "
+                      "(state = 2 AND next_attempt > $1)",
+                      {PgTime(now - failing_after)}));
   return r.Int64(0, "n");
 }
 

@@ -118,8 +118,8 @@ TEST(WebhookPure, PayloadCarriesNoYouthData) {
   EXPECT_EQ(body,
             absl::StrCat("{\"event_id\":\"", events[0].event_id,
                          "\",\"event_type\":\"offer_made\",\"organization_id\":\"prov-a\","
-                         "\"referral_id\":\"ref-1\",\"deadline\":\"2026-11-18T03:33:20.000Z\","
-                         "\"occurred_at\":\"2026-11-18T03:03:20.000Z\"}"));
+                         "\"referral_id\":\"ref-1\",\"deadline\":\"2026-11-18T11:36:40.000Z\","
+                         "\"occurred_at\":\"2026-11-18T11:06:40.000Z\"}"));
   for (const char* youth : {"SPD-2026", "Jane", "15", "53033"}) {
     EXPECT_FALSE(absl::StrContains(body, youth)) << youth;
   }
@@ -296,7 +296,17 @@ TEST_F(WebhookOutboxTest, DeadLetterAfterTheRetryWindowThenReplayed) {
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].last_error(), "HTTP 500");
   EXPECT_EQ(dead[0].event_type(), v1::WEBHOOK_EVENT_TYPE_OFFER_MADE);
-  ASSERT_TRUE(worker_->RefreshGauges().ok());
+  const absl::Status gauges = worker_->RefreshGauges();
+  ASSERT_TRUE(gauges.ok()) << gauges;
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   auto failing =
+                       WebhookStore::FailingOrganizations(tx, clock_.Now(), absl::Minutes(10));
+                   EXPECT_TRUE(failing.ok() && *failing == 1) << "prov-a's dead letter";
+                   auto oldest = WebhookStore::OldestUndeliveredSeconds(tx, clock_.Now());
+                   EXPECT_TRUE(oldest.ok() && *oldest == 0) << "nothing left to deliver";
+                   return absl::OkStatus();
+                 })
+                  .ok());
   sender_.script.clear();
   int32_t replayed = 0;
   ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
