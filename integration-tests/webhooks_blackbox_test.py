@@ -21,7 +21,7 @@ import urllib.request
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import ROOT, Service, Stack, shclient, referral_secrets
+from harness import ROOT, Service, Stack, referral_secrets, shclient, wait_for
 
 KING = "53033"
 PROVIDER = "wh-prov-a"
@@ -40,17 +40,6 @@ def load_receiver():
 
 
 receiver_mod = load_receiver()
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last})")
 
 
 class WebhooksBlackBox(unittest.TestCase):

@@ -32,8 +32,8 @@ struct SList {
 
 }  // namespace
 
-CurlWebhookSender::CurlWebhookSender(bool allow_loopback_http)
-    : allow_loopback_http_(allow_loopback_http) {
+CurlWebhookSender::CurlWebhookSender(bool allow_loopback_http, std::string ca_file)
+    : allow_loopback_http_(allow_loopback_http), ca_file_(std::move(ca_file)) {
   GlobalInit();
 }
 
@@ -57,6 +57,7 @@ absl::StatusOr<int> CurlWebhookSender::Post(const WebhookRequest& req) {
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!ca_file_.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, ca_file_.c_str());
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(req.timeout)));
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,

@@ -31,11 +31,14 @@ class WebhookSender {
 
 class CurlWebhookSender final : public WebhookSender {
  public:
-  explicit CurlWebhookSender(bool allow_loopback_http);
+  // `ca_file`: a PEM bundle to verify endpoints against instead of the system's (tests; a
+  // private network's CA). Empty: the system's trust store.
+  explicit CurlWebhookSender(bool allow_loopback_http, std::string ca_file = "");
   absl::StatusOr<int> Post(const WebhookRequest& request) override;
 
  private:
   const bool allow_loopback_http_;
+  const std::string ca_file_;
 };
 
 }  // namespace safeharbor::referrals

@@ -4,6 +4,10 @@
 // leases that a killed worker leaves behind, the per-endpoint limit, dead letters and replay,
 // reminders dropped once their condition no longer holds, escalations to child welfare.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <deque>
 #include <iostream>
@@ -14,6 +18,7 @@
 #include "common/proto_time.h"
 #include "common/testing/harness.h"
 #include "services/referrals/referral_store.h"
+#include "services/referrals/webhook_sender.h"
 #include "services/referrals/webhook_store.h"
 #include "services/referrals/webhook_worker.h"
 #include "services/referrals/webhooks.h"
@@ -123,6 +128,58 @@ TEST(WebhookPure, PayloadCarriesNoYouthData) {
   for (const char* youth : {"SPD-2026", "Jane", "15", "53033"}) {
     EXPECT_FALSE(absl::StrContains(body, youth)) << youth;
   }
+}
+
+// A local HTTPS endpoint (Python's ssl) with the development CA's "referrals" certificate (valid
+// for localhost): the production sender refuses it, as that CA is not in the system's store, and
+// accepts it once told to trust that CA; plain http is refused before any connection.
+TEST(WebhookSender, VerifiesCertificatesAndRefusesPlainHttp) {
+  auto& servers = safeharbor::testing::TestServers::Get();
+  const TlsFiles tls = servers.ServerTls("referrals");
+  const int port = safeharbor::testing::FreePort();
+  const std::string code =
+      "import http.server, ssl, sys\n"
+      "class H(http.server.BaseHTTPRequestHandler):\n"
+      "  def do_POST(self):\n"
+      "    self.rfile.read(int(self.headers.get('Content-Length', '0')))\n"
+      "    self.send_response(204); self.end_headers()\n"
+      "  def log_message(self, *a): pass\n"
+      "s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)\n"
+      "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[2], sys.argv[3])\n"
+      "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+      "s.serve_forever()\n";
+  const std::string port_s = std::to_string(port);
+  std::vector<char*> argv = {const_cast<char*>("/usr/bin/python3"),
+                             const_cast<char*>("-c"),
+                             const_cast<char*>(code.c_str()),
+                             const_cast<char*>(port_s.c_str()),
+                             const_cast<char*>(tls.cert.c_str()),
+                             const_cast<char*>(tls.key.c_str()),
+                             nullptr};
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  WebhookRequest req;
+  req.url = absl::StrCat("https://localhost:", port, "/hook");
+  req.body = "{}";
+  req.timeout = absl::Seconds(5);
+  CurlWebhookSender production(false), trusting(false, tls.ca_cert);
+  absl::StatusOr<int> trusted = absl::UnavailableError("not yet");
+  for (int i = 0; i < 100 && !trusted.ok(); ++i) {  // until the server listens
+    absl::SleepFor(absl::Milliseconds(50));
+    trusted = trusting.Post(req);
+  }
+  const absl::StatusOr<int> refused = production.Post(req);
+  WebhookRequest plain = req;
+  plain.url = absl::StrCat("http://127.0.0.1:", port, "/hook");
+  const absl::StatusOr<int> http = production.Post(plain);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+  EXPECT_EQ(*trusted, 204);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_EQ(http.status().code(), absl::StatusCode::kFailedPrecondition);
+  std::cout << "https endpoint with a private CA: refused by the production sender ("
+            << refused.status().message() << "), 204 when that CA is trusted\n";
 }
 
 // An endpoint that answers from a script: HTTP statuses in order, then 200.
