@@ -32,6 +32,22 @@ ABSL_FLAG(int, organization_cache_s, 300,
           "How long an organization read from the directory (a child-welfare office's region) "
           "is kept; 0: read it for every call.");
 
+ABSL_FLAG(int, webhook_workers, 2, "Webhook delivery threads (each one POST at a time).");
+ABSL_FLAG(int, webhook_endpoint_concurrency, 2,
+          "Webhook deliveries in flight per subscription, across every replica.");
+ABSL_FLAG(int, webhook_timeout_ms, 10000, "One webhook POST, connection included.");
+ABSL_FLAG(int, webhook_retry_window_s, 24 * 3600,
+          "How long a webhook delivery is retried before it becomes a dead letter.");
+ABSL_FLAG(int, webhook_backoff_base_ms, 5000,
+          "Wait before the second attempt of a webhook delivery; doubled for each further one.");
+ABSL_FLAG(int, webhook_backoff_max_s, 1800, "Longest wait between two attempts of a delivery.");
+ABSL_FLAG(int, webhook_lease_s, 30,
+          "A claimed delivery is another replica's to retry after this long (longer than "
+          "webhook_timeout_ms): a replica killed mid-delivery delays it at most this much.");
+ABSL_FLAG(bool, webhook_allow_loopback_http, false,
+          "Development only: webhook URLs may be plain http:// to loopback (127.0.0.0/8, ::1, "
+          "localhost). Otherwise only https with certificate verification.");
+
 namespace safeharbor::referrals {
 const std::vector<Migration>& Migrations();
 namespace {
@@ -55,12 +71,29 @@ absl::StatusOr<std::unique_ptr<Network>> ConnectNetwork(const ServiceDeps& deps,
       *std::move(directory), *std::move(beds), WashingtonCounties(), options));
 }
 
+WebhookOptions WebhookOptionsFromFlags() {
+  WebhookOptions w;
+  w.workers = std::clamp(absl::GetFlag(FLAGS_webhook_workers), 1, 16);
+  w.endpoint_concurrency = std::clamp(absl::GetFlag(FLAGS_webhook_endpoint_concurrency), 1, 16);
+  w.request_timeout =
+      absl::Milliseconds(std::clamp(absl::GetFlag(FLAGS_webhook_timeout_ms), 100, 60000));
+  w.connect_timeout = std::min(w.request_timeout, absl::Seconds(5));
+  w.retry_window = absl::Seconds(std::max(1, absl::GetFlag(FLAGS_webhook_retry_window_s)));
+  w.backoff_base = absl::Milliseconds(std::max(10, absl::GetFlag(FLAGS_webhook_backoff_base_ms)));
+  w.backoff_max = absl::Seconds(std::max(1, absl::GetFlag(FLAGS_webhook_backoff_max_s)));
+  w.lease = std::max(absl::Seconds(absl::GetFlag(FLAGS_webhook_lease_s)),
+                     w.request_timeout + absl::Seconds(1));
+  w.allow_loopback_http = absl::GetFlag(FLAGS_webhook_allow_loopback_http);
+  return w;
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals
 
 int main(int argc, char** argv) {
   using namespace safeharbor;
   using referrals::ConnectNetwork;
+  using referrals::WebhookOptionsFromFlags;
   auto deps = PrepareService(
       argc, argv, "referrals",
       "referral-service: SafeHarbor non-punitive referral routing (gRPC, mTLS).\n"
@@ -101,6 +134,7 @@ int main(int argc, char** argv) {
   options.routing_workers = routing_workers;
   options.watch.replay_horizon = deps->config.watch_replay_horizon;
   options.watch.max_stream_age = deps->config.watch_max_stream_age;
+  options.webhooks = WebhookOptionsFromFlags();
   referrals::ReferralServiceImpl service(
       deps->env.get(), deps->pg.get(), deps->redis.get(), *deps->registry, WashingtonCounties(),
       SystemClock::Get(), &*sealer, rpc_network->get(), options, routing_network->get());

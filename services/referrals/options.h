@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "common/watch_hub.h"
 #include "services/referrals/lifecycle.h"
+#include "services/referrals/webhooks.h"
 
 namespace safeharbor::referrals {
 
@@ -36,6 +37,7 @@ struct ReferralOptions {
   int routing_workers = 4;
   std::string key_namespace = "referrals";
   WatchOptions watch;
+  WebhookOptions webhooks;
 };
 
 }  // namespace safeharbor::referrals

@@ -81,7 +81,10 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
       router_(pg, clock, routing_network != nullptr ? routing_network : network, &changes_,
               &metrics_, options_),
       timers_(pg, clock, routing_network != nullptr ? routing_network : network, &changes_,
-              &router_, &metrics_, options_, &registry) {
+              &router_, &metrics_, options_, &registry),
+      webhook_sender_(std::make_unique<CurlWebhookSender>(options_.webhooks.allow_loopback_http)),
+      webhooks_(std::make_unique<WebhookWorker>(pg, clock, sealer, webhook_sender_.get(),
+                                                options_.webhooks, registry)) {
   Methods();
 }
 
@@ -121,21 +124,54 @@ void ReferralServiceImpl::Methods() {
   SAFEHARBOR_STREAM_RPC(
       WatchReferrals, {.roles = {Role::kProvider}},
       .validate = [](const auto& r) { return ValidateCursor(r.cursor()); });
+  // Webhooks: an organization's own endpoints (webhook_rpcs.cc).
+  const MethodPolicy own_hooks{.roles = {Role::kProvider, Role::kChildWelfare},
+                               .scope = Scope::kOwnOrganization};
+  const auto org = [](const auto& r) { return r.organization_id(); };
+  const auto target = [](const auto& r) {
+    return ValidateWebhookTarget(r.organization_id(), r.subscription_id());
+  };
+  const auto org_only = [](const auto& r) {
+    return ValidateWebhookOrganization(r.organization_id());
+  };
+  SAFEHARBOR_RPC(
+      CreateWebhookSubscription, own_hooks,
+      .validate =
+          [this](const auto& r) {
+            return ValidateWebhookCreate(r, options_.webhooks.allow_loopback_http);
+          },
+      .organization = org);
+  SAFEHARBOR_RPC(
+      ListWebhookSubscriptions,
+      (MethodPolicy{.roles = own_hooks.roles, .scope = Scope::kOwnOrganization, .read_only = true}),
+      .validate = org_only, .organization = org);
+  SAFEHARBOR_RPC(DeleteWebhookSubscription, own_hooks, .validate = target, .organization = org);
+  SAFEHARBOR_RPC(RotateWebhookSecret, own_hooks, .validate = target, .organization = org);
+  SAFEHARBOR_RPC(
+      ListWebhookDeadLetters,
+      (MethodPolicy{.roles = own_hooks.roles, .scope = Scope::kOwnOrganization, .read_only = true}),
+      .validate = org_only, .organization = org);
+  SAFEHARBOR_RPC(ReplayWebhookDeadLetters, own_hooks, .validate = org_only, .organization = org);
   Seal();
 }
 
 void ReferralServiceImpl::StartBackground(bool timers) {
   hub_->Start();
-  if (timers) timers_.Start();
+  if (timers) {
+    timers_.Start();
+    webhooks_->Start();
+  }
 }
 
 void ReferralServiceImpl::StopBackground() {
+  webhooks_->Stop();
   timers_.Stop();
   hub_->Stop();
 }
 
 void ReferralServiceImpl::Committed() {
   hub_->Notify();
+  webhooks_->Wake();
   if (redis_ != nullptr) {
     (void)redis_->Publish(absl::StrCat(options_.key_namespace, ":events"), "1");
   }

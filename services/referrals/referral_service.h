@@ -24,6 +24,8 @@
 #include "services/referrals/referral_store.h"
 #include "services/referrals/router.h"
 #include "services/referrals/timers.h"
+#include "services/referrals/webhook_sender.h"
+#include "services/referrals/webhook_worker.h"
 
 namespace safeharbor::referrals {
 
@@ -38,8 +40,8 @@ class ReferralServiceImpl final : public RpcService {
                       Network* routing_network = nullptr);
   ~ReferralServiceImpl() override;
 
-  // Starts the watch hub and, when `timers`, the timers. Tests with an injected clock call
-  // RunTimers themselves instead.
+  // Starts the watch hub and, when `timers`, the timers and the webhook workers. Tests with an
+  // injected clock call RunTimers themselves instead.
   void StartBackground(bool timers = true);
   void StopBackground();
   // One pass of every timer: expire offers past their deadline, route what waits for routing,
@@ -49,6 +51,8 @@ class ReferralServiceImpl final : public RpcService {
   // One pass pruning watch events older than the replay horizon (StartBackground runs it
   // periodically).
   absl::Status PruneWatchEvents() { return hub_->PruneOnce(); }
+  // The webhook workers, for tests that run their passes by hand.
+  WebhookWorker& webhooks() { return *webhooks_; }
 
  private:
   void Methods();
@@ -76,6 +80,24 @@ class ReferralServiceImpl final : public RpcService {
                                 v1::GetReferralStatsResponse* resp);
   grpc::ServerWriteReactor<v1::WatchReferralsResponse>* WatchReferrals(
       CallContext& ctx, const v1::WatchReferralsRequest& req);
+  // Webhooks (webhook_rpcs.cc).
+  absl::Status CreateWebhookSubscription(CallContext& ctx,
+                                         const v1::CreateWebhookSubscriptionRequest& req,
+                                         v1::CreateWebhookSubscriptionResponse* resp);
+  absl::Status ListWebhookSubscriptions(CallContext& ctx,
+                                        const v1::ListWebhookSubscriptionsRequest& req,
+                                        v1::ListWebhookSubscriptionsResponse* resp);
+  absl::Status DeleteWebhookSubscription(CallContext& ctx,
+                                         const v1::DeleteWebhookSubscriptionRequest& req,
+                                         v1::DeleteWebhookSubscriptionResponse* resp);
+  absl::Status RotateWebhookSecret(CallContext& ctx, const v1::RotateWebhookSecretRequest& req,
+                                   v1::RotateWebhookSecretResponse* resp);
+  absl::Status ListWebhookDeadLetters(CallContext& ctx,
+                                      const v1::ListWebhookDeadLettersRequest& req,
+                                      v1::ListWebhookDeadLettersResponse* resp);
+  absl::Status ReplayWebhookDeadLetters(CallContext& ctx,
+                                        const v1::ReplayWebhookDeadLettersRequest& req,
+                                        v1::ReplayWebhookDeadLettersResponse* resp);
 
   // The stored referral built from an intake request.
   v1::Referral NewReferral(const Caller& c, const v1::CreateReferralRequest& req,
@@ -99,6 +121,8 @@ class ReferralServiceImpl final : public RpcService {
   ReferralChanges changes_;
   Router router_;
   Timers timers_;
+  std::unique_ptr<WebhookSender> webhook_sender_;
+  std::unique_ptr<WebhookWorker> webhooks_;
 };
 
 }  // namespace safeharbor::referrals

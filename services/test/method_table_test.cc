@@ -611,6 +611,69 @@ std::vector<ScopePair> ProviderPairs(int port, const std::function<void()>& rout
   return pairs;
 }
 
+// Webhooks (issue 15): each provider's own subscriptions; a call naming another organization is
+// refused by the table's scope (PERMISSION_DENIED).
+std::vector<ScopePair> WebhookPairs(int port) {
+  using S = rv1::ReferralService::Stub;
+  std::map<std::string, std::shared_ptr<S>> stub;
+  std::map<std::string, std::string> rotate, remove;  // org -> subscription
+  for (const char* org : {"scope-prov-a", "scope-prov-b"}) {
+    stub[org] = rv1::ReferralService::NewStub(TestServers::Get().Channel(port, org, "provider"));
+    for (auto* out : {&rotate, &remove}) {
+      rv1::CreateWebhookSubscriptionRequest req;
+      req.set_organization_id(org);
+      req.set_url(absl::StrCat("https://hooks.example.org/", org));
+      req.add_events(rv1::WEBHOOK_EVENT_TYPE_OFFER_MADE);
+      rv1::CreateWebhookSubscriptionResponse made;
+      grpc::Status st = Call(stub[org].get(), &S::CreateWebhookSubscription, req, &made);
+      EXPECT_TRUE(st.ok()) << st.error_message();
+      (*out)[org] = made.subscription().id();
+    }
+  }
+  std::shared_ptr<S> p = stub["scope-prov-a"];
+  std::vector<std::tuple<std::string, std::function<grpc::Status(const std::string&)>>> rpcs;
+  rpcs.emplace_back("CreateWebhookSubscription", [p](const std::string& org) {
+    rv1::CreateWebhookSubscriptionRequest req;
+    req.set_organization_id(org);
+    req.set_url("https://hooks.example.org/again");
+    req.add_events(rv1::WEBHOOK_EVENT_TYPE_OFFER_LAPSING);
+    return Call(p.get(), &S::CreateWebhookSubscription, req);
+  });
+  rpcs.emplace_back("ListWebhookSubscriptions", [p](const std::string& org) {
+    rv1::ListWebhookSubscriptionsRequest req;
+    req.set_organization_id(org);
+    return Call(p.get(), &S::ListWebhookSubscriptions, req);
+  });
+  rpcs.emplace_back("RotateWebhookSecret", [p, rotate](const std::string& org) {
+    rv1::RotateWebhookSecretRequest req;
+    req.set_organization_id(org);
+    req.set_subscription_id(rotate.at(org));
+    return Call(p.get(), &S::RotateWebhookSecret, req);
+  });
+  rpcs.emplace_back("DeleteWebhookSubscription", [p, remove](const std::string& org) {
+    rv1::DeleteWebhookSubscriptionRequest req;
+    req.set_organization_id(org);
+    req.set_subscription_id(remove.at(org));
+    return Call(p.get(), &S::DeleteWebhookSubscription, req);
+  });
+  rpcs.emplace_back("ListWebhookDeadLetters", [p](const std::string& org) {
+    rv1::ListWebhookDeadLettersRequest req;
+    req.set_organization_id(org);
+    return Call(p.get(), &S::ListWebhookDeadLetters, req);
+  });
+  rpcs.emplace_back("ReplayWebhookDeadLetters", [p](const std::string& org) {
+    rv1::ReplayWebhookDeadLettersRequest req;
+    req.set_organization_id(org);
+    return Call(p.get(), &S::ReplayWebhookDeadLetters, req);
+  });
+  std::vector<ScopePair> out;
+  for (auto& [rpc, f] : rpcs) {
+    out.push_back({"referrals." + rpc, true, [f] { return f("scope-prov-a"); },
+                   [f] { return f("scope-prov-b"); }});
+  }
+  return out;
+}
+
 class MethodTableTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -744,12 +807,12 @@ TEST_F(MethodTableTest, RoleMatrixMatchesTheTables) {
 // Issue 11: for every RPC that takes an id, the caller's own object and another organization's.
 TEST_F(MethodTableTest, ScopingPairsAdmitOwnObjectsAndRefuseOthers) {
   std::vector<ScopePair> pairs;
-  for (auto&& group :
-       {DirectoryPairs(directory_.port()), BedsPairs(beds_.port()), FeePairs(fees_.port()),
-        ReferralPairs(referrals_.port()), ProviderPairs(referrals_.port(), [] {
-          auto routed = referrals_.service->RunTimers();
-          EXPECT_TRUE(routed.ok()) << routed.status();
-        })}) {
+  for (auto&& group : {DirectoryPairs(directory_.port()), BedsPairs(beds_.port()),
+                       FeePairs(fees_.port()), ReferralPairs(referrals_.port()),
+                       WebhookPairs(referrals_.port()), ProviderPairs(referrals_.port(), [] {
+                         auto routed = referrals_.service->RunTimers();
+                         EXPECT_TRUE(routed.ok()) << routed.status();
+                       })}) {
     pairs.insert(pairs.end(), group.begin(), group.end());
   }
   int scoped = 0;

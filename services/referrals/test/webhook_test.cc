@@ -1,0 +1,493 @@
+// Webhooks (issue 15): the pure parts (events derived from a change, payload, signature, URLs,
+// backoff) and the outbox against real PostgreSQL with an injected clock and a scripted
+// endpoint: the feed filled by triggers in the change's transaction, retries then delivery,
+// leases that a killed worker leaves behind, the per-endpoint limit, dead letters and replay,
+// reminders dropped once their condition no longer holds, escalations to child welfare.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/testing/harness.h"
+#include "services/referrals/referral_store.h"
+#include "services/referrals/webhook_sender.h"
+#include "services/referrals/webhook_store.h"
+#include "services/referrals/webhook_worker.h"
+#include "services/referrals/webhooks.h"
+
+namespace safeharbor::referrals {
+const std::vector<Migration>& Migrations();
+namespace {
+
+const absl::Time kNow = absl::FromUnixSeconds(1795000000);
+
+v1::Referral OfferedView(const std::string& id, const std::string& provider, absl::Time offered) {
+  v1::Referral r;
+  r.set_id(id);
+  r.set_county_fips("53033");
+  r.set_status(v1::REFERRAL_STATUS_OFFERED);
+  r.mutable_youth()->set_youth_reference("SPD-2026-0042");
+  r.mutable_youth()->set_age(15);
+  auto* o = r.add_offers();
+  o->set_provider_organization_id(provider);
+  o->set_service_id("svc-1");
+  o->set_state(v1::OFFER_STATE_PENDING);
+  *o->mutable_offered_time() = ToProtoTime(offered);
+  *o->mutable_respond_by() = ToProtoTime(offered + absl::Minutes(30));
+  return r;
+}
+
+TEST(WebhookPure, SignatureIsHmacSha256OfTimestampDotBody) {
+  // The same value Python's hmac gives (scripts/webhook-receiver verifies with it).
+  EXPECT_EQ(WebhookSignature("whsec_test", 1795000000, "{\"a\":1}"),
+            "v1=14cdf372534acd098c83cbb3a5b7081138ef9e1e2ce9f43221f2a73884581201");
+  EXPECT_NE(WebhookSignature("whsec_other", 1795000000, "{\"a\":1}"),
+            WebhookSignature("whsec_test", 1795000000, "{\"a\":1}"));
+}
+
+TEST(WebhookPure, SecretsAreLongAndRandom) {
+  const std::string a = NewWebhookSecret(), b = NewWebhookSecret();
+  EXPECT_TRUE(absl::StartsWith(a, "whsec_"));
+  EXPECT_GE(a.size(), 6u + 43u);  // 32 bytes in base64url
+  EXPECT_NE(a, b);
+}
+
+TEST(WebhookPure, UrlsAreHttpsOrLoopbackHttpInDevelopment) {
+  EXPECT_TRUE(CheckWebhookUrl("https://hooks.example.org/safeharbor", false).ok());
+  EXPECT_FALSE(CheckWebhookUrl("http://hooks.example.org/x", false).ok());
+  EXPECT_FALSE(CheckWebhookUrl("http://127.0.0.1:8600/x", false).ok());
+  EXPECT_TRUE(CheckWebhookUrl("http://127.0.0.1:8600/x", true).ok());
+  EXPECT_TRUE(CheckWebhookUrl("http://localhost:8600/", true).ok());
+  EXPECT_TRUE(CheckWebhookUrl("http://[::1]:8600/", true).ok());
+  EXPECT_FALSE(CheckWebhookUrl("http://hooks.example.org/x", true).ok());
+  EXPECT_FALSE(CheckWebhookUrl("http://127.0.0.1.evil.example/x", true).ok());
+  EXPECT_FALSE(CheckWebhookUrl("https://user:pw@hooks.example.org/", false).ok());
+  EXPECT_FALSE(CheckWebhookUrl("ftp://hooks.example.org/", false).ok());
+  EXPECT_FALSE(CheckWebhookUrl("https:///nohost", false).ok());
+  EXPECT_FALSE(CheckWebhookUrl("https://a.example/x#frag", false).ok());
+}
+
+TEST(WebhookPure, BackoffDoublesUpToItsCap) {
+  const absl::Duration base = absl::Seconds(5), max = absl::Minutes(1);
+  EXPECT_EQ(WebhookBackoff(1, base, max), absl::Seconds(5));
+  EXPECT_EQ(WebhookBackoff(2, base, max), absl::Seconds(10));
+  EXPECT_EQ(WebhookBackoff(4, base, max), absl::Seconds(40));
+  EXPECT_EQ(WebhookBackoff(30, base, max), absl::Minutes(1));
+}
+
+TEST(WebhookPure, AnOfferMeansOfferMadeAndALapseReminderWithStableIds) {
+  WebhookOptions o;
+  const v1::Referral view = OfferedView("ref-1", "prov-a", kNow);
+  const auto events = DeriveProviderEvents(view, "prov-a", kNow + absl::Seconds(1), o);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, v1::WEBHOOK_EVENT_TYPE_OFFER_MADE);
+  EXPECT_EQ(events[0].deadline, kNow + absl::Minutes(30));
+  EXPECT_EQ(events[1].type, v1::WEBHOOK_EVENT_TYPE_OFFER_LAPSING);
+  EXPECT_EQ(events[1].due, kNow + absl::Minutes(25));
+  EXPECT_EQ(events[1].guard, kGuardOfferPending);
+  // The same offer seen again (another change while it is pending): the same ids.
+  const auto again = DeriveProviderEvents(view, "prov-a", kNow + absl::Minutes(3), o);
+  EXPECT_EQ(again[0].event_id, events[0].event_id);
+  EXPECT_NE(events[0].event_id, events[1].event_id);
+  EXPECT_TRUE(DeriveProviderEvents(view, "prov-b", kNow, o).empty());
+}
+
+TEST(WebhookPure, AcceptanceMeansAHandoffDeadlineReminder) {
+  WebhookOptions o;
+  v1::Referral view = OfferedView("ref-1", "prov-a", kNow);
+  view.set_status(v1::REFERRAL_STATUS_ACCEPTED);
+  view.mutable_offers(0)->set_state(v1::OFFER_STATE_ACCEPTED);
+  view.mutable_handoff()->set_provider_organization_id("prov-a");
+  *view.mutable_accepted_time() = ToProtoTime(kNow + absl::Minutes(5));
+  const auto events = DeriveProviderEvents(view, "prov-a", kNow + absl::Minutes(5), o);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, v1::WEBHOOK_EVENT_TYPE_HANDOFF_DEADLINE);
+  EXPECT_EQ(events[0].deadline, kNow + absl::Minutes(5) + o.handoff_window);
+  EXPECT_EQ(events[0].guard, kGuardAwaitingHandoff);
+}
+
+TEST(WebhookPure, PayloadCarriesNoYouthData) {
+  WebhookOptions o;
+  v1::Referral view = OfferedView("ref-1", "prov-a", kNow);
+  view.mutable_youth()->mutable_identifying()->set_name("Jane Doe");
+  const auto events = DeriveProviderEvents(view, "prov-a", kNow, o);
+  const std::string body = WebhookPayload(events[0], "prov-a");
+  EXPECT_EQ(body,
+            absl::StrCat("{\"event_id\":\"", events[0].event_id,
+                         "\",\"event_type\":\"offer_made\",\"organization_id\":\"prov-a\","
+                         "\"referral_id\":\"ref-1\",\"deadline\":\"2026-11-18T11:36:40.000Z\","
+                         "\"occurred_at\":\"2026-11-18T11:06:40.000Z\"}"));
+  for (const char* youth : {"SPD-2026", "Jane", "15", "53033"}) {
+    EXPECT_FALSE(absl::StrContains(body, youth)) << youth;
+  }
+}
+
+// A local HTTPS endpoint (Python's ssl) with the development CA's "referrals" certificate (valid
+// for localhost): the production sender refuses it, as that CA is not in the system's store, and
+// accepts it once told to trust that CA; plain http is refused before any connection.
+TEST(WebhookSender, VerifiesCertificatesAndRefusesPlainHttp) {
+  auto& servers = safeharbor::testing::TestServers::Get();
+  const TlsFiles tls = servers.ServerTls("referrals");
+  const int port = safeharbor::testing::FreePort();
+  const std::string code =
+      "import http.server, ssl, sys\n"
+      "class H(http.server.BaseHTTPRequestHandler):\n"
+      "  def do_POST(self):\n"
+      "    self.rfile.read(int(self.headers.get('Content-Length', '0')))\n"
+      "    self.send_response(204); self.end_headers()\n"
+      "  def log_message(self, *a): pass\n"
+      "s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)\n"
+      "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[2], sys.argv[3])\n"
+      "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+      "s.serve_forever()\n";
+  const std::string port_s = std::to_string(port);
+  std::vector<char*> argv = {const_cast<char*>("/usr/bin/python3"),
+                             const_cast<char*>("-c"),
+                             const_cast<char*>(code.c_str()),
+                             const_cast<char*>(port_s.c_str()),
+                             const_cast<char*>(tls.cert.c_str()),
+                             const_cast<char*>(tls.key.c_str()),
+                             nullptr};
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  WebhookRequest req;
+  req.url = absl::StrCat("https://localhost:", port, "/hook");
+  req.body = "{}";
+  req.timeout = absl::Seconds(5);
+  CurlWebhookSender production(false), trusting(false, tls.ca_cert);
+  absl::StatusOr<int> trusted = absl::UnavailableError("not yet");
+  for (int i = 0; i < 100 && !trusted.ok(); ++i) {  // until the server listens
+    absl::SleepFor(absl::Milliseconds(50));
+    trusted = trusting.Post(req);
+  }
+  const absl::StatusOr<int> refused = production.Post(req);
+  WebhookRequest plain = req;
+  plain.url = absl::StrCat("http://127.0.0.1:", port, "/hook");
+  const absl::StatusOr<int> http = production.Post(plain);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+  EXPECT_EQ(*trusted, 204);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_EQ(http.status().code(), absl::StatusCode::kFailedPrecondition);
+  std::cout << "https endpoint with a private CA: refused by the production sender ("
+            << refused.status().message() << "), 204 when that CA is trusted\n";
+}
+
+// An endpoint that answers from a script: HTTP statuses in order, then 200.
+class ScriptedSender final : public WebhookSender {
+ public:
+  absl::StatusOr<int> Post(const WebhookRequest& req) override {
+    std::lock_guard<std::mutex> l(mu);
+    posts.push_back(req);
+    if (script.empty()) return 200;
+    const int status = script.front();
+    script.pop_front();
+    if (status == 0) return absl::DeadlineExceededError("timeout");
+    return status;
+  }
+  std::mutex mu;
+  std::deque<int> script;
+  std::vector<WebhookRequest> posts;
+};
+
+class WebhookOutboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& s = safeharbor::testing::TestServers::Get();
+    auto pool = PgPool::Connect(s.PgOptionsFor(s.NewDatabase("wh")), nullptr);
+    ASSERT_TRUE(pool.ok());
+    pg_ = *std::move(pool);
+    ASSERT_TRUE(pg_->Migrate(Migrations()).ok());
+    options_.backoff_base = absl::Seconds(5);
+    options_.retry_window = absl::Minutes(10);
+    options_.endpoint_concurrency = 1;
+    worker_ = std::make_unique<WebhookWorker>(pg_.get(), &clock_, &sealer_, &sender_, options_,
+                                              registry_);
+  }
+
+  // A subscription of `org`; returns its secret.
+  std::string Subscribe(const std::string& id, const std::string& org,
+                        std::vector<std::string> counties = {}) {
+    v1::WebhookSubscription s;
+    s.set_id(id);
+    s.set_organization_id(org);
+    s.set_url("https://hooks.example.org/" + id);
+    for (int e = 1; e <= 5; ++e) s.add_events(static_cast<v1::WebhookEventType>(e));
+    *s.mutable_create_time() = ToProtoTime(clock_.Now());
+    const std::string secret = NewWebhookSecret();
+    const std::string sealed = *sealer_.Seal(secret, id);
+    EXPECT_TRUE(pg_->Transact([&](PgTx& tx) {
+                     return WebhookStore::Create(
+                         tx, s, counties.empty() ? "provider" : "child_welfare", counties, sealed);
+                   })
+                    .ok());
+    return secret;
+  }
+
+  // A referral offered to `provider`, with its watch event committed (the change feed).
+  void Offer(const std::string& rid, const std::string& provider) {
+    v1::Referral r = OfferedView(rid, provider, clock_.Now());
+    r.mutable_youth()->mutable_identifying()->set_name("Jane Doe");
+    Caller officer{"seattle-pd", Role::kLawEnforcement, ""};
+    ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                     if (auto s = ReferralStore::Insert(tx, r, officer, sealer_, clock_.Now());
+                         !s.ok()) {
+                       return s;
+                     }
+                     r.mutable_youth()->clear_identifying();
+                     return ReferralStore::AppendEvent(tx, provider, r, clock_.Now()).status();
+                   })
+                    .ok());
+  }
+
+  int64_t Count(const std::string& where) {
+    auto r = pg_->Query(absl::StrCat("SELECT count(*) AS n FROM webhook_deliveries WHERE ", where));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->Int64(0, "n") : -1;
+  }
+
+  FakeClock clock_{kNow};
+  Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1, std::string(32, 'f'));
+  prometheus::Registry registry_;
+  ScriptedSender sender_;
+  WebhookOptions options_;
+  std::unique_ptr<PgPool> pg_;
+  std::unique_ptr<WebhookWorker> worker_;
+};
+
+TEST_F(WebhookOutboxTest, FailsThreeTimesThenDeliversOneSignedEvent) {
+  const std::string secret = Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  EXPECT_EQ(Count("state = 0"), 2);  // offer made, and its lapse reminder (due later)
+  sender_.script = {500, 503, 0};
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(*worker_->DeliverOnce(), 1) << "attempt " << i + 1;
+    EXPECT_EQ(*worker_->DeliverOnce(), 0) << "nothing due before the backoff";
+    clock_.Advance(WebhookBackoff(i + 1, options_.backoff_base, options_.backoff_max));
+  }
+  ASSERT_EQ(sender_.posts.size(), 4u);
+  std::set<std::string> ids;
+  for (const WebhookRequest& p : sender_.posts) {
+    std::map<std::string, std::string> h(p.headers.begin(), p.headers.end());
+    ids.insert(h["SafeHarbor-Event-Id"]);
+    const int64_t ts = std::stoll(h["SafeHarbor-Timestamp"]);
+    EXPECT_EQ(h["SafeHarbor-Signature"], WebhookSignature(secret, ts, p.body));
+    EXPECT_FALSE(absl::StrContains(p.body, "Jane"));
+    EXPECT_FALSE(absl::StrContains(p.body, "SPD-2026"));
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(Count("state = 1 AND attempts = 4"), 1);
+  std::cout << "scripted endpoint: " << sender_.posts.size() << " posts, " << ids.size()
+            << " event id, delivered on attempt 4\n";
+}
+
+TEST_F(WebhookOutboxTest, AClaimLeftByAKilledWorkerIsRetriedAfterItsLease) {
+  Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  // A worker claims the delivery and dies before answering (nothing recorded).
+  int obsolete = 0;
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   auto c = WebhookStore::Claim(tx, clock_.Now(), options_.lease, 1, &obsolete);
+                   EXPECT_TRUE(c.ok() && c->has_value());
+                   return absl::OkStatus();
+                 })
+                  .ok());
+  EXPECT_EQ(*worker_->DeliverOnce(), 0) << "leased: neither delivered twice nor over the limit";
+  clock_.Advance(options_.lease + absl::Seconds(1));
+  EXPECT_EQ(*worker_->DeliverOnce(), 1);
+  EXPECT_EQ(Count("state = 1"), 1);
+  EXPECT_EQ(sender_.posts.size(), 1u);
+}
+
+TEST_F(WebhookOutboxTest, OneEndpointHasAtMostItsLimitInFlight) {
+  Subscribe("whs-a", "prov-a");
+  Subscribe("whs-b", "prov-b");
+  for (int i = 0; i < 3; ++i) Offer(absl::StrCat("ref-a", i), "prov-a");
+  Offer("ref-b0", "prov-b");
+  ASSERT_EQ(*worker_->DeriveOnce(), 4);
+  std::vector<std::string> claimed;
+  for (int i = 0; i < 4; ++i) {
+    int obsolete = 0;
+    ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                     auto c = WebhookStore::Claim(tx, clock_.Now(), options_.lease, 1, &obsolete);
+                     if (c.ok() && c->has_value()) claimed.push_back((*c)->subscription_id);
+                     return c.status();
+                   })
+                    .ok());
+  }
+  std::sort(claimed.begin(), claimed.end());
+  EXPECT_EQ(claimed, (std::vector<std::string>{"whs-a", "whs-b"}))
+      << "one in flight per endpoint (limit 1), the other endpoint not held up";
+}
+
+// Two replicas' workers (two threads each) on one database: every event is posted exactly once
+// when the endpoint answers (claims FOR UPDATE SKIP LOCKED, outbox rows unique per event).
+TEST_F(WebhookOutboxTest, EachEventIsPostedOnceAcrossReplicas) {
+  for (int s = 0; s < 4; ++s) Subscribe(absl::StrCat("whs-", s), absl::StrCat("prov-", s));
+  for (int i = 0; i < 40; ++i) Offer(absl::StrCat("ref-", i), absl::StrCat("prov-", i % 4));
+  prometheus::Registry other_registry;
+  WebhookOptions wide = options_;
+  wide.endpoint_concurrency = 4;
+  WebhookWorker a(pg_.get(), &clock_, &sealer_, &sender_, wide, registry_);
+  WebhookWorker b(pg_.get(), &clock_, &sealer_, &sender_, wide, other_registry);
+  std::vector<std::thread> threads;
+  for (WebhookWorker* w : {&a, &b, &a, &b}) {
+    threads.emplace_back([w] {
+      for (int round = 0; round < 20; ++round) {
+        EXPECT_TRUE(w->DeriveOnce().ok());
+        EXPECT_TRUE(w->DeliverOnce().ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::map<std::string, int> posts;
+  for (const WebhookRequest& p : sender_.posts) {
+    for (const auto& [name, value] : p.headers) {
+      if (name == "SafeHarbor-Event-Id") ++posts[value];
+    }
+  }
+  EXPECT_EQ(posts.size(), 40u) << "every offer made, told once";
+  int most = 0;
+  for (const auto& [id, n] : posts) most = std::max(most, n);
+  EXPECT_EQ(most, 1);
+  EXPECT_EQ(Count("state = 1"), 40);
+  std::cout << "two replicas x two workers: " << sender_.posts.size() << " posts for "
+            << posts.size() << " events (at most " << most << " per event)\n";
+}
+
+TEST_F(WebhookOutboxTest, DeadLetterAfterTheRetryWindowThenReplayed) {
+  Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  sender_.script = std::deque<int>(50, 500);
+  int attempts = 0;
+  while (Count("state = 2") == 0 && attempts < 50) {
+    attempts += *worker_->DeliverOnce();
+    clock_.Advance(absl::Minutes(1));
+  }
+  EXPECT_EQ(Count("state = 2"), 1);
+  std::vector<v1::WebhookDelivery> dead;
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   auto d = WebhookStore::DeadLetters(tx, "prov-a", 50);
+                   if (d.ok()) dead = *d;
+                   EXPECT_TRUE(WebhookStore::DeadLetters(tx, "prov-b", 50)->empty());
+                   return d.status();
+                 })
+                  .ok());
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].last_error(), "HTTP 500");
+  EXPECT_EQ(dead[0].event_type(), v1::WEBHOOK_EVENT_TYPE_OFFER_MADE);
+  const absl::Status gauges = worker_->RefreshGauges();
+  ASSERT_TRUE(gauges.ok()) << gauges;
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   auto failing =
+                       WebhookStore::FailingOrganizations(tx, clock_.Now(), absl::Minutes(10));
+                   EXPECT_TRUE(failing.ok() && *failing == 1) << "prov-a's dead letter";
+                   auto oldest = WebhookStore::OldestUndeliveredSeconds(tx, clock_.Now());
+                   EXPECT_TRUE(oldest.ok() && *oldest == 0) << "nothing left to deliver";
+                   return absl::OkStatus();
+                 })
+                  .ok());
+  sender_.script.clear();
+  int32_t replayed = 0;
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   auto n =
+                       WebhookStore::Replay(tx, "prov-a", {}, clock_.Now(), options_.retry_window);
+                   if (n.ok()) replayed = *n;
+                   return n.status();
+                 })
+                  .ok());
+  EXPECT_EQ(replayed, 1);
+  EXPECT_GE(*worker_->DeliverOnce(), 1);
+  EXPECT_EQ(Count("state = 1 AND event_type = 1"), 1);
+  std::cout << "dead letter after " << attempts << " attempts in the retry window, replayed, "
+            << "delivered\n";
+}
+
+TEST_F(WebhookOutboxTest, ALapseReminderIsDroppedOnceTheOfferIsAnswered) {
+  Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  ASSERT_EQ(*worker_->DeliverOnce(), 1);  // offer made
+  // No pending offer row: the offer was answered (or never stored as pending).
+  clock_.Advance(absl::Minutes(26));
+  EXPECT_EQ(*worker_->DeliverOnce(), 0);
+  EXPECT_EQ(Count("state = 3 AND event_type = 2"), 1);
+  EXPECT_EQ(sender_.posts.size(), 1u);
+  // Still pending at the reminder's time: told.
+  Offer("ref-2", "prov-a");
+  ASSERT_TRUE(pg_->Query("INSERT INTO offers (referral_id, provider_org, service_id, state, "
+                         "offered_time, respond_by) VALUES ($1, 'prov-a', 'svc-1', 1, $2, $3)",
+                         {"ref-2", PgTime(clock_.Now()), PgTime(clock_.Now() + absl::Minutes(30))})
+                  .ok());
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  ASSERT_EQ(*worker_->DeliverOnce(), 1);
+  clock_.Advance(absl::Minutes(26));
+  EXPECT_EQ(*worker_->DeliverOnce(), 1);
+  ASSERT_EQ(sender_.posts.size(), 3u);
+  EXPECT_TRUE(absl::StrContains(sender_.posts[2].body, "\"offer_lapsing\""));
+}
+
+TEST_F(WebhookOutboxTest, AnEscalationReachesTheCountysChildWelfareOnly) {
+  Subscribe("whs-cw", "cw-king", {"53033"});
+  Subscribe("whs-cw2", "cw-spokane", {"53063"});
+  Offer("ref-1", "prov-a");  // prov-a has no subscription: no feed row for it
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) {
+                   v1::Transition t;
+                   t.set_from_status(v1::REFERRAL_STATUS_OFFERED);
+                   t.set_to_status(v1::REFERRAL_STATUS_ESCALATED);
+                   t.set_actor_organization_id("referral-service");
+                   t.set_actor_role("service");
+                   *t.mutable_time() = ToProtoTime(clock_.Now());
+                   return ReferralStore::AppendTransition(tx, "ref-1", t);
+                 })
+                  .ok());
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  ASSERT_EQ(*worker_->DeliverOnce(), 1);
+  ASSERT_EQ(sender_.posts.size(), 1u);
+  EXPECT_EQ(sender_.posts[0].url, "https://hooks.example.org/whs-cw");
+  EXPECT_TRUE(absl::StrContains(sender_.posts[0].body, "\"escalation_received\""));
+}
+
+TEST_F(WebhookOutboxTest, AnotherOrganizationsSubscriptionIsNotFound) {
+  Subscribe("whs-a", "prov-a");
+  Subscribe("whs-b", "prov-b");
+  const std::string sealed = *sealer_.Seal("whsec_x", "whs-b");
+  EXPECT_EQ(pg_->Transact([&](PgTx& tx) {
+                 return WebhookStore::Rotate(tx, "prov-a", "whs-b", sealed, clock_.Now()).status();
+               })
+                .code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      pg_->Transact([&](PgTx& tx) { return WebhookStore::Delete(tx, "prov-a", "whs-b"); }).code(),
+      absl::StatusCode::kNotFound);
+  EXPECT_TRUE(
+      pg_->Transact([&](PgTx& tx) { return WebhookStore::Delete(tx, "prov-b", "whs-b"); }).ok());
+}
+
+TEST_F(WebhookOutboxTest, ARolledBackChangeTellsNothing) {
+  Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  const v1::Referral r = OfferedView("ref-1", "prov-a", clock_.Now());
+  EXPECT_FALSE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                    EXPECT_TRUE(ReferralStore::AppendEvent(tx, "prov-a", r, clock_.Now()).ok());
+                    return absl::FailedPreconditionError("rolled back");
+                  })
+                   .ok());
+  EXPECT_EQ(*worker_->DeriveOnce(), 1) << "only the committed change's feed row";
+}
+
+}  // namespace
+}  // namespace safeharbor::referrals

@@ -1,0 +1,99 @@
+// The webhooks' SQL (migration 006): subscriptions, the change feed the triggers fill, and the
+// outbox of deliveries with its claims. Functions run inside the caller's transaction.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/pg.h"
+#include "safeharbor/referrals/v1/referrals.pb.h"
+#include "services/referrals/webhooks.h"
+
+namespace safeharbor::referrals {
+
+// A delivery claimed by this worker (its lease taken), with what sending it needs.
+struct ClaimedDelivery {
+  int64_t id = 0;
+  std::string subscription_id;
+  std::string org_id;
+  std::string url;
+  std::string secret_sealed;
+  WebhookEvent event;
+  int32_t attempts = 0;  // counting this one
+  absl::Time retry_until;
+};
+
+struct FeedRow {
+  int64_t id = 0;
+  std::string kind;  // "provider_event" | "escalated"
+  int64_t event_seq = 0;
+  std::string referral_id;
+  std::string org_id;
+  std::string county_fips;
+  int64_t ref = 0;
+};
+
+struct SubscriptionTarget {
+  std::string id;
+  std::string org_id;
+  std::vector<int> events;
+  bool Wants(v1::WebhookEventType t) const;
+};
+
+class WebhookStore {
+ public:
+  static absl::Status Create(PgTx& tx, const v1::WebhookSubscription& s, absl::string_view role,
+                             const std::vector<std::string>& counties,
+                             absl::string_view secret_sealed);
+  static absl::StatusOr<std::vector<v1::WebhookSubscription>> List(PgTx& tx, absl::string_view org);
+  // NOT_FOUND unless the organization has this subscription; its pending deliveries are dropped.
+  static absl::Status Delete(PgTx& tx, absl::string_view org, absl::string_view id);
+  static absl::StatusOr<v1::WebhookSubscription> Rotate(PgTx& tx, absl::string_view org,
+                                                        absl::string_view id,
+                                                        absl::string_view secret_sealed,
+                                                        absl::Time now);
+
+  // Feed rows to derive deliveries from, locked (SKIP LOCKED) until the transaction ends.
+  static absl::StatusOr<std::vector<FeedRow>> ClaimFeed(PgTx& tx, int limit);
+  static absl::Status DeleteFeed(PgTx& tx, int64_t id);
+  // The provider's view of a watch event (nullopt when pruned already).
+  static absl::StatusOr<std::optional<v1::Referral>> EventView(PgTx& tx, int64_t seq);
+  static absl::StatusOr<std::vector<SubscriptionTarget>> ForOrganization(PgTx& tx,
+                                                                         absl::string_view org);
+  static absl::StatusOr<std::vector<SubscriptionTarget>> ForCounty(PgTx& tx,
+                                                                   absl::string_view county);
+  // Once per (subscription, event id): a second insert of the same event is ignored.
+  static absl::Status Enqueue(PgTx& tx, const SubscriptionTarget& s, const WebhookEvent& e,
+                              absl::Time now, absl::Duration retry_window);
+
+  // One due delivery of a subscription below its concurrency limit, leased until now + lease;
+  // nullopt when none. A reminder whose condition no longer holds is marked obsolete instead
+  // (*obsolete counts them).
+  static absl::StatusOr<std::optional<ClaimedDelivery>> Claim(PgTx& tx, absl::Time now,
+                                                              absl::Duration lease,
+                                                              int endpoint_concurrency,
+                                                              int* obsolete);
+  static absl::Status Delivered(PgTx& tx, int64_t id, absl::Time now);
+  // Retried at `next`, or a dead letter when `next` is past its retry window. Returns true
+  // when it became a dead letter.
+  static absl::StatusOr<bool> Failed(PgTx& tx, int64_t id, absl::string_view error,
+                                     absl::Time next);
+
+  static absl::StatusOr<std::vector<v1::WebhookDelivery>> DeadLetters(PgTx& tx,
+                                                                      absl::string_view org,
+                                                                      int limit);
+  static absl::StatusOr<int32_t> Replay(PgTx& tx, absl::string_view org,
+                                        const std::vector<std::string>& event_ids, absl::Time now,
+                                        absl::Duration retry_window);
+
+  // Age of the oldest delivery not yet made (0 when none), and how many organizations have had
+  // a delivery failing for longer than `failing_after` (or a dead letter within it).
+  static absl::StatusOr<double> OldestUndeliveredSeconds(PgTx& tx, absl::Time now);
+  static absl::StatusOr<int64_t> FailingOrganizations(PgTx& tx, absl::Time now,
+                                                      absl::Duration failing_after);
+};
+
+}  // namespace safeharbor::referrals

@@ -1,0 +1,194 @@
+#include "services/referrals/webhooks.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/paging.h"
+#include "common/proto_time.h"
+
+namespace safeharbor::referrals {
+namespace {
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
+// A JSON string literal (the values are ids and names of this service, but escaped all the same).
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      absl::StrAppend(&out, "\\", std::string(1, ch));
+    } else if (c < 0x20) {
+      absl::StrAppendFormat(&out, "\\u%04x", c);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+// An offer's reminder: `warning` before the deadline, but never before half its window.
+absl::Time ReminderDue(absl::Time from, absl::Time deadline, absl::Duration warning) {
+  return std::max(deadline - warning, from + (deadline - from) / 2);
+}
+
+bool IsLoopbackHost(absl::string_view host) {
+  if (host == "localhost" || host == "[::1]") return true;
+  if (!absl::StartsWith(host, "127.")) return false;
+  return std::all_of(host.begin(), host.end(),
+                     [](char c) { return absl::ascii_isdigit(c) || c == '.'; });
+}
+
+}  // namespace
+
+std::string WebhookEventId(const std::vector<std::string>& parts) {
+  return absl::StrCat("evt_", Sha256Hex(absl::StrJoin(parts, "|")).substr(0, 32));
+}
+
+std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::string_view provider,
+                                               absl::Time now, const WebhookOptions& options) {
+  std::vector<WebhookEvent> out;
+  for (const v1::Offer& o : view.offers()) {
+    if (o.provider_organization_id() != provider || o.state() != v1::OFFER_STATE_PENDING) continue;
+    const absl::Time offered = FromProtoTime(o.offered_time());
+    const absl::Time respond_by = FromProtoTime(o.respond_by());
+    const std::vector<std::string> key = {view.id(), std::string(provider), o.service_id(),
+                                          absl::FormatTime(offered)};
+    WebhookEvent made;
+    made.type = v1::WEBHOOK_EVENT_TYPE_OFFER_MADE;
+    made.event_id = WebhookEventId({"offer_made", key[0], key[1], key[2], key[3]});
+    made.referral_id = view.id();
+    made.deadline = respond_by;
+    made.occurred = offered;
+    made.due = now;
+    out.push_back(made);
+    WebhookEvent lapsing = made;
+    lapsing.type = v1::WEBHOOK_EVENT_TYPE_OFFER_LAPSING;
+    lapsing.event_id = WebhookEventId({"offer_lapsing", key[0], key[1], key[2], key[3]});
+    lapsing.due = ReminderDue(offered, respond_by, options.lapse_warning);
+    lapsing.occurred = lapsing.due;
+    lapsing.guard = std::string(kGuardOfferPending);
+    out.push_back(lapsing);
+  }
+  if (view.status() == v1::REFERRAL_STATUS_ACCEPTED &&
+      view.handoff().provider_organization_id() == provider && view.has_accepted_time()) {
+    const absl::Time accepted = FromProtoTime(view.accepted_time());
+    const absl::Time deadline = accepted + options.handoff_window;
+    WebhookEvent handoff;
+    handoff.type = v1::WEBHOOK_EVENT_TYPE_HANDOFF_DEADLINE;
+    handoff.event_id = WebhookEventId(
+        {"handoff_deadline", view.id(), std::string(provider), absl::FormatTime(accepted)});
+    handoff.referral_id = view.id();
+    handoff.deadline = deadline;
+    handoff.due = ReminderDue(accepted, deadline, options.handoff_warning);
+    handoff.occurred = handoff.due;
+    handoff.guard = std::string(kGuardAwaitingHandoff);
+    out.push_back(handoff);
+  }
+  return out;
+}
+
+WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id, absl::Time now) {
+  WebhookEvent e;
+  e.type = v1::WEBHOOK_EVENT_TYPE_ESCALATION_RECEIVED;
+  e.event_id = WebhookEventId(
+      {"escalation_received", std::string(referral_id), absl::StrCat(transition_id)});
+  e.referral_id = std::string(referral_id);
+  e.occurred = now;
+  e.due = now;
+  return e;
+}
+
+std::string WebhookEventName(v1::WebhookEventType type) {
+  return absl::AsciiStrToLower(
+      absl::StripPrefix(v1::WebhookEventType_Name(type), "WEBHOOK_EVENT_TYPE_"));
+}
+
+std::string WebhookPayload(const WebhookEvent& event, absl::string_view organization_id) {
+  return absl::StrCat(
+      "{\"event_id\":", JsonString(event.event_id),
+      ",\"event_type\":", JsonString(WebhookEventName(event.type)),
+      ",\"organization_id\":", JsonString(organization_id),
+      ",\"referral_id\":", JsonString(event.referral_id), ",\"deadline\":",
+      event.deadline.has_value() ? JsonString(Rfc3339(*event.deadline)) : std::string("null"),
+      ",\"occurred_at\":", JsonString(Rfc3339(event.occurred)), "}");
+}
+
+std::string WebhookSignature(absl::string_view secret, int64_t timestamp, absl::string_view body) {
+  const std::string message = absl::StrCat(timestamp, ".", body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &len);
+  return absl::StrCat(
+      "v1=", absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(mac), len)));
+}
+
+std::string NewWebhookSecret() {
+  unsigned char bytes[32];
+  RAND_bytes(bytes, sizeof bytes);
+  return absl::StrCat("whsec_", absl::WebSafeBase64Escape(absl::string_view(
+                                    reinterpret_cast<const char*>(bytes), sizeof bytes)));
+}
+
+absl::Duration WebhookBackoff(int attempts, absl::Duration base, absl::Duration max) {
+  absl::Duration d = base;
+  for (int i = 1; i < attempts && d < max; ++i) d *= 2;
+  return std::min(d, max);
+}
+
+absl::Status CheckWebhookUrl(absl::string_view url, bool allow_loopback_http) {
+  if (url.empty() || url.size() > 2048) {
+    return absl::InvalidArgumentError("url: required, at most 2048 characters");
+  }
+  absl::string_view rest = url;
+  const bool https = absl::ConsumePrefix(&rest, "https://");
+  const bool http = !https && absl::ConsumePrefix(&rest, "http://");
+  if (!https && !http) return absl::InvalidArgumentError("url: must be https://");
+  if (absl::StrContains(url, "#") || std::any_of(url.begin(), url.end(), [](char c) {
+        return absl::ascii_isspace(c) || absl::ascii_iscntrl(c);
+      })) {
+    return absl::InvalidArgumentError("url: no fragment, spaces or control characters");
+  }
+  absl::string_view authority = rest.substr(0, rest.find('/'));
+  if (absl::StrContains(authority, "@")) {
+    return absl::InvalidArgumentError("url: no credentials in the URL");
+  }
+  absl::string_view host = authority;
+  if (absl::StartsWith(host, "[")) {
+    host = host.substr(0, host.find(']') + 1);
+  } else {
+    host = host.substr(0, host.find(':'));
+  }
+  if (host.empty()) return absl::InvalidArgumentError("url: no host");
+  if (http && !(allow_loopback_http && IsLoopbackHost(host))) {
+    return absl::InvalidArgumentError(
+        "url: must be https:// (plain http only to loopback, in development)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWebhookEvents(const google::protobuf::RepeatedField<int>& events) {
+  if (events.empty()) return absl::InvalidArgumentError("events: at least one");
+  for (const int e : events) {
+    if (e == v1::WEBHOOK_EVENT_TYPE_UNSPECIFIED || !v1::WebhookEventType_IsValid(e)) {
+      return absl::InvalidArgumentError("events: not a known event type");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace safeharbor::referrals

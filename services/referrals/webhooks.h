@@ -1,0 +1,94 @@
+// Webhooks, the pure part (issue 15): which events a committed change means for an organization,
+// the payload (no youth data: event, referral id, deadline), the signature, the retry schedule
+// and which URLs may be called. I/O lives in webhook_store.* (PostgreSQL), webhook_sender.*
+// (libcurl) and webhook_worker.* (the bounded delivery workers).
+//
+// Extension point: a new kind of event (statutory timers, issue "The youth's whole need") is a
+// new WebhookEventType, a guard if it is a reminder, and a Derive function fed from the change
+// feed (migration 006's webhook_feed); delivery, retries and dead letters need no change.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "safeharbor/referrals/v1/referrals.pb.h"
+
+namespace safeharbor::referrals {
+
+struct WebhookOptions {
+  int workers = 2;               // delivery threads (never RPC threads)
+  int endpoint_concurrency = 2;  // deliveries in flight per subscription, across replicas
+  absl::Duration request_timeout = absl::Seconds(10);  // one POST, connect included
+  absl::Duration connect_timeout = absl::Seconds(5);
+  absl::Duration lease = absl::Seconds(30);       // > request_timeout: a claim outlives its POST
+  absl::Duration retry_window = absl::Hours(24);  // then the delivery is a dead letter
+  absl::Duration backoff_base = absl::Seconds(5);
+  absl::Duration backoff_max = absl::Minutes(30);
+  absl::Duration poll = absl::Milliseconds(500);
+  absl::Duration lapse_warning = absl::Minutes(5);  // before an offer's respond_by
+  absl::Duration handoff_window = absl::Hours(2);   // from acceptance to the hand-off deadline
+  absl::Duration handoff_warning = absl::Minutes(15);
+  absl::Duration failing_after = absl::Minutes(10);  // the failing-organizations gauge
+  bool allow_loopback_http = false;                  // development: http://127.0.0.1 etc.
+  int batch = 50;
+};
+
+// Reminders are delivered only while their condition holds.
+inline constexpr absl::string_view kGuardOfferPending = "offer_pending";
+inline constexpr absl::string_view kGuardAwaitingHandoff = "awaiting_handoff";
+
+struct WebhookEvent {
+  std::string event_id;  // the same for the same event, whichever replica derives it
+  v1::WebhookEventType type = v1::WEBHOOK_EVENT_TYPE_UNSPECIFIED;
+  std::string referral_id;
+  std::optional<absl::Time> deadline;
+  absl::Time occurred;
+  absl::Time due;     // not delivered before
+  std::string guard;  // "" or a kGuard…
+};
+
+// "evt_" and 32 hex digits of SHA-256 over the parts: deterministic, so a change seen twice
+// (two watch events of one offer) is one event.
+std::string WebhookEventId(const std::vector<std::string>& parts);
+
+// What a provider's watch event (its view of the referral after the change) tells it.
+std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::string_view provider,
+                                               absl::Time now, const WebhookOptions& options);
+// A referral escalated (transition `transition_id`) to the child welfare of its county.
+WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id, absl::Time now);
+
+// "offer_made", … (payload and metric label).
+std::string WebhookEventName(v1::WebhookEventType type);
+
+// The JSON body: event id and type, organization, referral id, deadline, occurred time. Nothing
+// about the youth.
+std::string WebhookPayload(const WebhookEvent& event, absl::string_view organization_id);
+
+// "v1=" and hex HMAC-SHA256 under `secret` of "<timestamp>.<body>".
+std::string WebhookSignature(absl::string_view secret, int64_t timestamp, absl::string_view body);
+
+// A new signing secret: "whsec_" and base64url of 32 random bytes.
+std::string NewWebhookSecret();
+
+// Wait before attempt `attempts + 1`: base * 2^(attempts-1), at most `max`.
+absl::Duration WebhookBackoff(int attempts, absl::Duration base, absl::Duration max);
+
+// https with a host; plain http only when allowed and to loopback (127.0.0.0/8, ::1,
+// localhost). No credentials or fragment in the URL; at most 2048 characters.
+absl::Status CheckWebhookUrl(absl::string_view url, bool allow_loopback_http);
+
+// Request checks (pure): a known, non-empty list of events.
+absl::Status ValidateWebhookEvents(const google::protobuf::RepeatedField<int>& events);
+// The webhook RPCs' requests: the organization acted for, a URL allowed by CheckWebhookUrl,
+// events; a subscription id.
+absl::Status ValidateWebhookCreate(const v1::CreateWebhookSubscriptionRequest& r,
+                                   bool allow_loopback_http);
+absl::Status ValidateWebhookTarget(absl::string_view org, absl::string_view subscription_id);
+absl::Status ValidateWebhookOrganization(absl::string_view org);
+
+}  // namespace safeharbor::referrals
