@@ -100,6 +100,10 @@ void ReferralServiceImpl::Methods() {
   SAFEHARBOR_RPC(
       GetReferral, (MethodPolicy{.roles = parties, .scope = Scope::kStored}),
       .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
+  SAFEHARBOR_RPC(
+      GetReferralFhir,
+      (MethodPolicy{.roles = {Role::kProvider, Role::kChildWelfare}, .scope = Scope::kStored}),
+      .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
   SAFEHARBOR_RPC(ListReferrals, (MethodPolicy{.roles = parties}));
   SAFEHARBOR_RPC(AcceptReferral, (MethodPolicy{.roles = {Role::kProvider},
                                                .scope = Scope::kStored,

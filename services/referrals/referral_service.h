@@ -57,6 +57,8 @@ class ReferralServiceImpl final : public RpcService {
                               v1::CreateReferralResponse* resp);
   absl::Status GetReferral(CallContext& ctx, const v1::GetReferralRequest& req,
                            v1::GetReferralResponse* resp);
+  absl::Status GetReferralFhir(CallContext& ctx, const v1::GetReferralFhirRequest& req,
+                               v1::GetReferralFhirResponse* resp);  // fhir_rpc.cc
   absl::Status ListReferrals(CallContext& ctx, const v1::ListReferralsRequest& req,
                              v1::ListReferralsResponse* resp);
   absl::Status AcceptReferral(CallContext& ctx, const v1::AcceptReferralRequest& req,
