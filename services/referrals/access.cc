@@ -46,4 +46,13 @@ absl::Status CanRead(const Caller& c, const v1::Referral& r,
   return absl::PermissionDeniedError("this referral is outside your child-welfare region");
 }
 
+absl::Status CanReadFhir(const Caller& c, const v1::Referral& r) {
+  if (c.role != Role::kProvider) return absl::OkStatus();
+  if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      "the FHIR view of a referral is for the provider that accepted it");
+}
+
 }  // namespace safeharbor::referrals

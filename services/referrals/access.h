@@ -20,4 +20,8 @@ absl::StatusOr<Actor> ActorFor(const Caller& c, const v1::Referral& r);
 absl::Status CanRead(const Caller& c, const v1::Referral& r,
                      const std::vector<std::string>& region);
 
+// The FHIR view (GetReferralFhir) is for child welfare and the provider that accepted the
+// referral; any other provider is refused (its offer is answered through GetReferral).
+absl::Status CanReadFhir(const Caller& c, const v1::Referral& r);
+
 }  // namespace safeharbor::referrals

@@ -277,12 +277,18 @@ absl::Status ReferralServiceImpl::GetReferral(CallContext& ctx, const v1::GetRef
 absl::Status ReferralServiceImpl::GetReferralFhir(CallContext& ctx,
                                                   const v1::GetReferralFhirRequest& req,
                                                   v1::GetReferralFhirResponse* resp) {
-  v1::GetReferralRequest read;
-  read.set_id(req.id());
+  SH_ASSIGN_OR_RETURN(const auto region, changes_.RegionOf(ctx.caller()));
   v1::GetReferralResponse view;
-  SH_RETURN_IF_ERROR(GetReferral(ctx, read, &view));
+  SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
+    view.Clear();
+    SH_ASSIGN_OR_RETURN(v1::Referral r, ReferralStore::Get(tx, req.id(), false));
+    SH_RETURN_IF_ERROR(ctx.Authorize(CanRead(ctx.caller(), r, region)));
+    SH_RETURN_IF_ERROR(ctx.Authorize(CanReadFhir(ctx.caller(), r)));
+    return ReadAs(tx, ctx.caller(), std::move(r), &view);
+  }));
   // The method's roles leave out law enforcement, whose view is never more than the hand-off.
   SH_RELEASE_ASSERT(view.has_referral(), "a FHIR view only of a full referral view");
+  metrics_.audit_reads.Increment();
   SH_ASSIGN_OR_RETURN(*resp->mutable_bundle_json(), ReferralFhirBundle(view.referral(), ctx.Now()));
   return absl::OkStatus();
 }

@@ -13,7 +13,8 @@
 namespace safeharbor::referrals {
 namespace {
 
-constexpr int16_t kPending = 0, kDelivered = 1, kDead = 2, kObsolete = 3;
+constexpr int16_t kDelivered = 1, kDead = 2, kObsolete = 3;  // 0: pending
+constexpr int kMaxObsoletePerClaim = 20;
 
 // "{1,3}" (an integer[] as text) → {1, 3}.
 std::vector<int> IntArray(absl::string_view text) {
@@ -257,6 +258,8 @@ absl::StatusOr<std::optional<ClaimedDelivery>> WebhookStore::Claim(PgTx& tx, abs
     SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_deliveries SET state = $2 WHERE id = $1",
                                {d.id, int32_t{kObsolete}})
                            .status());
+    // The next one; bounded: at most kMaxObsoletePerClaim reminders are dropped per claim.
+    if (*obsolete >= kMaxObsoletePerClaim) return std::optional<ClaimedDelivery>();
     return Claim(tx, now, lease, endpoint_concurrency, obsolete);
   }
   SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_deliveries SET lease_until = $2, attempts = "

@@ -595,13 +595,19 @@ std::vector<ScopePair> ProviderPairs(int port, const std::function<void()>& rout
       r.set_id(rid);
       return Call(prov.get(), &S::StartServices, r);
     }
+    if (rpc == "GetReferralFhir") {
+      rv1::GetReferralFhirRequest r;
+      r.set_id(rid);
+      return Call(prov.get(), &S::GetReferralFhir, r);
+    }
     rv1::RecordOutcomeRequest r;
     r.set_id(rid);
     r.set_outcome(rv1::REFERRAL_STATUS_COMPLETED);
     return Call(prov.get(), &S::RecordOutcome, r);
   };
   std::vector<ScopePair> pairs;
-  for (const char* rpc : {"AcceptReferral", "ConfirmHandoff", "StartServices", "RecordOutcome"}) {
+  for (const char* rpc :
+       {"AcceptReferral", "GetReferralFhir", "ConfirmHandoff", "StartServices", "RecordOutcome"}) {
     pairs.push_back({absl::StrCat("referrals.", rpc), true, [step, rpc] { return step(rpc, "a"); },
                      [step, rpc] { return step(rpc, "b"); }});
   }

@@ -1236,14 +1236,15 @@ TEST_F(FhirViewTest, BundlesInEveryStatusValidateAndOnlyTheAcceptingProviderSees
 
   const std::string id = Create(Request(/*placement=*/false, "fhir-main"));
   Timers();
-  const std::string offered = Fhir("prov-a", "provider", id);
-  Keep("offered-provider", offered);
-  Keep("offered-cw", Fhir("cw-king", "child_welfare", id));
+  const std::string offered = Fhir("cw-king", "child_welfare", id);
+  Keep("offered-cw", offered);
   EXPECT_EQ(offered.find("Jane Q"), std::string::npos);
   EXPECT_NE(offered.find("\"status\":\"requested\""), std::string::npos) << offered;
   EXPECT_NE(offered.find("SPD-2026-0042"), std::string::npos);  // the opaque reference only
   Fhir("le-seattle", "law_enforcement", id, grpc::StatusCode::PERMISSION_DENIED);
   Fhir("prov-z", "provider", id, grpc::StatusCode::PERMISSION_DENIED);  // never offered it
+  // A provider with an offer it has not accepted answers it through GetReferral, not FHIR.
+  Fhir("prov-a", "provider", id, grpc::StatusCode::PERMISSION_DENIED);
 
   v1::DeclineReferralRequest decline;
   decline.set_id(id);
