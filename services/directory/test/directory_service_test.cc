@@ -309,6 +309,19 @@ class SearchTest : public DirectoryTest {
     CreateSvc(spokane);
   }
 
+  // The counselor north of Seattle closes for a while: searches no longer find it.
+  void CloseTheCounselor() {
+    v1::GetServiceRequest get;
+    get.set_id("mh-north");
+    v1::GetServiceResponse got;
+    ASSERT_TRUE(admin_->GetService(Ctx().get(), get, &got).ok());
+    v1::UpdateServiceRequest upd;
+    *upd.mutable_service() = got.service();
+    upd.mutable_service()->set_status(v1::SERVICE_STATUS_TEMPORARILY_CLOSED);
+    v1::UpdateServiceResponse updated;
+    ASSERT_TRUE(admin_->UpdateService(Ctx().get(), upd, &updated).ok());
+  }
+
   v1::SearchServicesRequest NearSeattle(int radius_m = 50000) {
     v1::SearchServicesRequest r;
     r.mutable_near()->set_latitude(47.6062);
@@ -405,15 +418,7 @@ TEST_F(SearchTest, RepeatedSearchIsACacheHitAndAWriteInvalidatesIt) {
   EXPECT_EQ(Cache("hit"), hits + 1);
   EXPECT_EQ(Cache("miss"), misses);
 
-  v1::GetServiceRequest get;
-  get.set_id("mh-north");
-  v1::GetServiceResponse got;
-  ASSERT_TRUE(admin_->GetService(Ctx().get(), get, &got).ok());
-  v1::UpdateServiceRequest upd;
-  *upd.mutable_service() = got.service();
-  upd.mutable_service()->set_status(v1::SERVICE_STATUS_TEMPORARILY_CLOSED);
-  v1::UpdateServiceResponse updated;
-  ASSERT_TRUE(admin_->UpdateService(Ctx().get(), upd, &updated).ok());
+  CloseTheCounselor();
 
   EXPECT_EQ(SearchIds(r), (std::vector<std::string>{"shelter-near", "advocacy-south"}));
   EXPECT_EQ(Cache("miss"), misses + 1);
@@ -526,16 +531,8 @@ TEST_F(SearchTest, AWriteOnOneReplicaReachesTheOthersInProcessCacheByPubSub) {
 
   const double messages =
       Local(*other, "safeharbor_cache_local_drops_total", {{"cause", "message"}});
-  v1::GetServiceRequest get;
-  get.set_id("mh-north");
-  v1::GetServiceResponse got;
-  ASSERT_TRUE(admin_->GetService(Ctx().get(), get, &got).ok());
-  v1::UpdateServiceRequest upd;
-  *upd.mutable_service() = got.service();
-  upd.mutable_service()->set_status(v1::SERVICE_STATUS_TEMPORARILY_CLOSED);
-  v1::UpdateServiceResponse updated;
   const absl::Time written = absl::Now();
-  ASSERT_TRUE(admin_->UpdateService(Ctx().get(), upd, &updated).ok());
+  CloseTheCounselor();
   const Ids open = {"shelter-near", "advocacy-south"};
   EXPECT_EQ(SearchIds(r), open);  // the writer's replica: at once, no waiting
   ASSERT_TRUE(Eventually([&] {
