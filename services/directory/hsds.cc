@@ -707,7 +707,7 @@ absl::StatusOr<Roots> FindOrganizations(const json& doc) {
         "taxonomy terms): import organizations, with their services and locations nested");
   } else if (LooksLikeOrganization(doc)) {
     r.items.push_back(&doc);
-    r.prefix = "$";
+    r.prefix.push_back('$');  // not = "$": GCC 12 -O3 warns falsely (-Wrestrict)
   } else {
     return absl::InvalidArgumentError(
         "hsds_json must be an array of organizations, an object with an 'organizations' array, "
