@@ -48,6 +48,11 @@ ABSL_FLAG(bool, webhook_allow_loopback_http, false,
           "Development only: webhook URLs may be plain http:// to loopback (127.0.0.0/8, ::1, "
           "localhost). Otherwise only https with certificate verification.");
 
+ABSL_FLAG(bool, webhook_allow_internal_addresses, false,
+          "Webhook endpoints may be on internal addresses (private, link-local, shared, "
+          "loopback), e.g. a partner on the state's private network. Off: such a connection is "
+          "refused at connect time, whatever the URL's name resolves to.");
+
 namespace safeharbor::referrals {
 const std::vector<Migration>& Migrations();
 namespace {
@@ -84,6 +89,7 @@ WebhookOptions WebhookOptionsFromFlags() {
   w.lease = std::max(absl::Seconds(absl::GetFlag(FLAGS_webhook_lease_s)),
                      w.request_timeout + absl::Seconds(1));
   w.allow_loopback_http = absl::GetFlag(FLAGS_webhook_allow_loopback_http);
+  w.allow_internal_addresses = absl::GetFlag(FLAGS_webhook_allow_internal_addresses);
   return w;
 }
 

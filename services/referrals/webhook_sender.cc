@@ -30,11 +30,34 @@ struct SList {
   ~SList() { curl_slist_free_all(list); }
 };
 
+// Per transfer: the sender's policy, and whether it refused an address.
+struct Guard {
+  const CurlWebhookSender* sender;
+  bool refused = false;
+};
+
+curl_socket_t OpenSocket(void* clientp, curlsocktype purpose, struct curl_sockaddr* address) {
+  auto* guard = static_cast<Guard*>(clientp);
+  if (purpose != CURLSOCKTYPE_IPCXN || !guard->sender->AllowsConnectionTo(&address->addr)) {
+    guard->refused = true;
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype, address->protocol);
+}
+
 }  // namespace
 
-CurlWebhookSender::CurlWebhookSender(bool allow_loopback_http, std::string ca_file)
-    : allow_loopback_http_(allow_loopback_http), ca_file_(std::move(ca_file)) {
+CurlWebhookSender::CurlWebhookSender(bool allow_loopback_http, std::string ca_file,
+                                     bool allow_internal_addresses)
+    : allow_loopback_http_(allow_loopback_http),
+      ca_file_(std::move(ca_file)),
+      allow_internal_addresses_(allow_internal_addresses) {
   GlobalInit();
+}
+
+bool CurlWebhookSender::AllowsConnectionTo(const struct sockaddr* address) const {
+  if (allow_internal_addresses_ || !IsInternalAddress(address)) return true;
+  return allow_loopback_http_ && IsLoopbackAddress(address);
 }
 
 absl::StatusOr<int> CurlWebhookSender::Post(const WebhookRequest& req) {
@@ -68,7 +91,13 @@ absl::StatusOr<int> CurlWebhookSender::Post(const WebhookRequest& req) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &Discard);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &seen);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "safeharbor-webhooks/1");
+  Guard guard{this};
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, &OpenSocket);
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &guard);
   const CURLcode rc = curl_easy_perform(h);
+  if (guard.refused && rc != CURLE_OK) {
+    return absl::UnavailableError("destination address not allowed");
+  }
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   if (rc == CURLE_WRITE_ERROR && status > 0) return static_cast<int>(status);  // body too long

@@ -4,6 +4,8 @@
 // loopback (checked again here, not only when the subscription was made).
 #pragma once
 
+#include <sys/socket.h>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,12 +35,19 @@ class CurlWebhookSender final : public WebhookSender {
  public:
   // `ca_file`: a PEM bundle to verify endpoints against instead of the system's (tests; a
   // private network's CA). Empty: the system's trust store.
-  explicit CurlWebhookSender(bool allow_loopback_http, std::string ca_file = "");
+  // `allow_internal_addresses`: endpoints on internal addresses may be reached (IsInternalAddress;
+  // loopback also when `allow_loopback_http`); otherwise such a connection is refused, UNAVAILABLE
+  // "destination address not allowed".
+  explicit CurlWebhookSender(bool allow_loopback_http, std::string ca_file = "",
+                             bool allow_internal_addresses = false);
   absl::StatusOr<int> Post(const WebhookRequest& request) override;
+  // Whether a connection to `address` is allowed (called for each address curl tries).
+  bool AllowsConnectionTo(const struct sockaddr* address) const;
 
  private:
   const bool allow_loopback_http_;
   const std::string ca_file_;
+  const bool allow_internal_addresses_;
 };
 
 }  // namespace safeharbor::referrals

@@ -1,10 +1,13 @@
 #include "services/referrals/webhooks.h"
 
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -179,6 +182,45 @@ absl::Status CheckWebhookUrl(absl::string_view url, bool allow_loopback_http) {
         "url: must be https:// (plain http only to loopback, in development)");
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// The IPv4 address (host order) an address stands for: itself, or an IPv4-mapped IPv6 one.
+std::optional<uint32_t> Ipv4Of(const struct sockaddr* a) {
+  if (a->sa_family == AF_INET) {
+    return ntohl(reinterpret_cast<const sockaddr_in*>(a)->sin_addr.s_addr);
+  }
+  if (a->sa_family != AF_INET6) return std::nullopt;
+  const auto& b = reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr.s6_addr;
+  static constexpr std::array<uint8_t, 12> kMapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(b, kMapped.data(), kMapped.size()) != 0) return std::nullopt;
+  return (uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) | (uint32_t{b[14]} << 8) | b[15];
+}
+
+bool InNet(uint32_t ip, uint32_t net, int bits) {
+  return bits == 0 || (ip >> (32 - bits)) == (net >> (32 - bits));
+}
+
+}  // namespace
+
+bool IsLoopbackAddress(const struct sockaddr* a) {
+  if (const auto v4 = Ipv4Of(a)) return InNet(*v4, 0x7f000000, 8);
+  if (a->sa_family != AF_INET6) return false;
+  return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr);
+}
+
+bool IsInternalAddress(const struct sockaddr* a) {
+  if (const auto v4 = Ipv4Of(a)) {
+    const uint32_t ip = *v4;
+    return InNet(ip, 0x00000000, 8) || InNet(ip, 0x0a000000, 8) || InNet(ip, 0x64400000, 10) ||
+           InNet(ip, 0x7f000000, 8) || InNet(ip, 0xa9fe0000, 16) || InNet(ip, 0xac100000, 12) ||
+           InNet(ip, 0xc0a80000, 16) || InNet(ip, 0xe0000000, 4) || InNet(ip, 0xf0000000, 4);
+  }
+  if (a->sa_family != AF_INET6) return true;  // not an internet address: never connected to
+  const in6_addr& b = reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr;
+  return IN6_IS_ADDR_LOOPBACK(&b) || IN6_IS_ADDR_UNSPECIFIED(&b) || IN6_IS_ADDR_LINKLOCAL(&b) ||
+         IN6_IS_ADDR_MULTICAST(&b) || (b.s6_addr[0] & 0xfe) == 0xfc;
 }
 
 absl::Status ValidateWebhookEvents(const google::protobuf::RepeatedField<int>& events) {

@@ -8,6 +8,8 @@
 // feed (migration 006's webhook_feed); delivery, retries and dead letters need no change.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +37,9 @@ struct WebhookOptions {
   absl::Duration handoff_warning = absl::Minutes(15);
   absl::Duration failing_after = absl::Minutes(10);  // the failing-organizations gauge
   bool allow_loopback_http = false;                  // development: http://127.0.0.1 etc.
+  // Endpoints on internal addresses (private, link-local, shared, loopback): refused at connect
+  // unless allowed (a partner on a private network); loopback also with allow_loopback_http.
+  bool allow_internal_addresses = false;
   int batch = 50;
 };
 
@@ -81,6 +86,14 @@ absl::Duration WebhookBackoff(int attempts, absl::Duration base, absl::Duration 
 // https with a host; plain http only when allowed and to loopback (127.0.0.0/8, ::1,
 // localhost). No credentials or fragment in the URL; at most 2048 characters.
 absl::Status CheckWebhookUrl(absl::string_view url, bool allow_loopback_http);
+
+// Whether an address a webhook would connect to is internal: loopback (127.0.0.0/8, ::1),
+// private (10/8, 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16 — cloud metadata —
+// and fe80::/10), shared (100.64/10), unspecified, multicast, or an IPv4-mapped one of these.
+// Checked on the resolved address at connect time, so a name that resolves inward (or is
+// re-pointed after the URL was checked) cannot reach inside the network.
+bool IsInternalAddress(const struct sockaddr* address);
+bool IsLoopbackAddress(const struct sockaddr* address);
 
 // Request checks (pure): a known, non-empty list of events.
 absl::Status ValidateWebhookEvents(const google::protobuf::RepeatedField<int>& events);

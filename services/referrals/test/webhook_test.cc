@@ -3,6 +3,7 @@
 // endpoint: the feed filled by triggers in the change's transaction, retries then delivery,
 // leases that a killed worker leaves behind, the per-endpoint limit, dead letters and replay,
 // reminders dropped once their condition no longer holds, escalations to child welfare.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -163,13 +164,15 @@ TEST(WebhookSender, VerifiesCertificatesAndRefusesPlainHttp) {
   req.url = absl::StrCat("https://localhost:", port, "/hook");
   req.body = "{}";
   req.timeout = absl::Seconds(5);
-  CurlWebhookSender production(false), trusting(false, tls.ca_cert);
+  CurlWebhookSender production(false, "", /*internal=*/true),
+      trusting(false, tls.ca_cert, /*internal=*/true), trusting_outside_only(false, tls.ca_cert);
   absl::StatusOr<int> trusted = absl::UnavailableError("not yet");
   for (int i = 0; i < 100 && !trusted.ok(); ++i) {  // until the server listens
     absl::SleepFor(absl::Milliseconds(50));
     trusted = trusting.Post(req);
   }
   const absl::StatusOr<int> refused = production.Post(req);
+  const absl::StatusOr<int> inward = trusting_outside_only.Post(req);  // localhost: internal
   WebhookRequest plain = req;
   plain.url = absl::StrCat("http://127.0.0.1:", port, "/hook");
   const absl::StatusOr<int> http = production.Post(plain);
@@ -179,8 +182,52 @@ TEST(WebhookSender, VerifiesCertificatesAndRefusesPlainHttp) {
   EXPECT_EQ(*trusted, 204);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
   EXPECT_EQ(http.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(inward.status().code(), absl::StatusCode::kUnavailable) << inward.status();
+  EXPECT_EQ(inward.status().message(), "destination address not allowed");
   std::cout << "https endpoint with a private CA: refused by the production sender ("
             << refused.status().message() << "), 204 when that CA is trusted\n";
+}
+
+// An officer's certificate cannot make the network post into itself: the resolved address is
+// checked, whatever the URL's name.
+TEST(Webhooks, InternalAddressesAreRecognizedWhateverTheirForm) {
+  auto v4 = [](const char* text) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    EXPECT_EQ(inet_pton(AF_INET, text, &a.sin_addr), 1) << text;
+    return a;
+  };
+  auto v6 = [](const char* text) {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    EXPECT_EQ(inet_pton(AF_INET6, text, &a.sin6_addr), 1) << text;
+    return a;
+  };
+  for (const char* inside : {"127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+                             "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1"}) {
+    const sockaddr_in a = v4(inside);
+    EXPECT_TRUE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&a))) << inside;
+  }
+  for (const char* outside : {"8.8.8.8", "172.32.0.1", "100.128.0.1", "193.168.1.1"}) {
+    const sockaddr_in a = v4(outside);
+    EXPECT_FALSE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&a))) << outside;
+  }
+  for (const char* inside : {"::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
+                             "::ffff:10.0.0.1", "::ffff:127.0.0.1"}) {
+    const sockaddr_in6 a = v6(inside);
+    EXPECT_TRUE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&a))) << inside;
+  }
+  const sockaddr_in6 outside = v6("2001:4860:4860::8888");
+  EXPECT_FALSE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&outside)));
+  const sockaddr_in6 mapped_loopback = v6("::ffff:127.0.0.1");
+  EXPECT_TRUE(IsLoopbackAddress(reinterpret_cast<const sockaddr*>(&mapped_loopback)));
+  const sockaddr_in private_v4 = v4("10.0.0.1");
+  EXPECT_FALSE(IsLoopbackAddress(reinterpret_cast<const sockaddr*>(&private_v4)));
+  // The development sender reaches loopback, never the private network.
+  CurlWebhookSender dev(/*allow_loopback_http=*/true);
+  const sockaddr_in loopback = v4("127.0.0.1");
+  EXPECT_TRUE(dev.AllowsConnectionTo(reinterpret_cast<const sockaddr*>(&loopback)));
+  EXPECT_FALSE(dev.AllowsConnectionTo(reinterpret_cast<const sockaddr*>(&private_v4)));
 }
 
 // An endpoint that answers from a script: HTTP statuses in order, then 200.
