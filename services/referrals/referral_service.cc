@@ -501,6 +501,21 @@ absl::Status ReferralServiceImpl::CancelReferral(CallContext& ctx,
   return changes_.Apply(&ctx, req.id(), "cancel", cancel, v1::REFERRAL_STATUS_CANCELLED).status();
 }
 
+namespace {
+
+// The window rounded out to whole days (Pacific; UTC when the time zone database is missing): a
+// window moved by a second answers the same, so two windows cannot be differenced down to the
+// referrals of one second.
+std::pair<absl::Time, absl::Time> WholeDays(absl::Time from, absl::Time to) {
+  absl::TimeZone tz = absl::UTCTimeZone();
+  (void)absl::LoadTimeZone("America/Los_Angeles", &tz);
+  const absl::Time start = absl::FromCivil(absl::ToCivilDay(from, tz), tz);
+  const absl::Time end = absl::FromCivil(absl::ToCivilDay(to - absl::Nanoseconds(1), tz) + 1, tz);
+  return {start, end};
+}
+
+}  // namespace
+
 absl::Status ReferralServiceImpl::GetReferralStats(CallContext& ctx,
                                                    const v1::GetReferralStatsRequest& req,
                                                    v1::GetReferralStatsResponse* resp) {
@@ -514,8 +529,9 @@ absl::Status ReferralServiceImpl::GetReferralStats(CallContext& ctx,
     return absl::InvalidArgumentError(
         "the window from from_time to to_time must be at least 1 day");
   }
+  const auto [day_from, day_to] = WholeDays(from, to);
   return ctx.Transact([&](PgTx& tx) -> absl::Status {
-    SH_ASSIGN_OR_RETURN(const StatsCounts counts, ReferralStore::Stats(tx, from, to));
+    SH_ASSIGN_OR_RETURN(const StatsCounts counts, ReferralStore::Stats(tx, day_from, day_to));
     *resp = StatsView(counts);
     return absl::OkStatus();
   });

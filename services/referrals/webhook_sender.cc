@@ -77,6 +77,9 @@ absl::StatusOr<int> CurlWebhookSender::Post(const WebhookRequest& req) {
   curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, allow_loopback_http_ ? "https,http" : "https");
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  // Never a proxy from the environment (https_proxy, ALL_PROXY): the address guard below must see
+  // the endpoint's own address.
+  curl_easy_setopt(h, CURLOPT_PROXY, "");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);

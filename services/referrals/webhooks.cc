@@ -215,12 +215,20 @@ bool IsInternalAddress(const struct sockaddr* a) {
     const uint32_t ip = *v4;
     return InNet(ip, 0x00000000, 8) || InNet(ip, 0x0a000000, 8) || InNet(ip, 0x64400000, 10) ||
            InNet(ip, 0x7f000000, 8) || InNet(ip, 0xa9fe0000, 16) || InNet(ip, 0xac100000, 12) ||
-           InNet(ip, 0xc0a80000, 16) || InNet(ip, 0xe0000000, 4) || InNet(ip, 0xf0000000, 4);
+           InNet(ip, 0xc0000000, 24) || InNet(ip, 0xc0000200, 24) || InNet(ip, 0xc0a80000, 16) ||
+           InNet(ip, 0xc6120000, 15) || InNet(ip, 0xc6336400, 24) || InNet(ip, 0xcb007100, 24) ||
+           InNet(ip, 0xe0000000, 4) || InNet(ip, 0xf0000000, 4);
   }
   if (a->sa_family != AF_INET6) return true;  // not an internet address: never connected to
-  const in6_addr& b = reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr;
-  return IN6_IS_ADDR_LOOPBACK(&b) || IN6_IS_ADDR_UNSPECIFIED(&b) || IN6_IS_ADDR_LINKLOCAL(&b) ||
-         IN6_IS_ADDR_MULTICAST(&b) || (b.s6_addr[0] & 0xfe) == 0xfc;
+  // Only global unicast (2000::/3) is outside, less the ranges that carry an IPv4 address a
+  // gateway would reach for us (6to4 2002::/16, Teredo 2001::/32) and documentation
+  // (2001:db8::/32). NAT64 (64:ff9b::/96), IPv4-compatible, unique-local, link-local, loopback and
+  // multicast addresses all fall outside 2000::/3.
+  const uint8_t* b = reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr.s6_addr;
+  if ((b[0] & 0xe0) != 0x20) return true;
+  if (b[0] == 0x20 && b[1] == 0x02) return true;
+  if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x00 && b[3] == 0x00) return true;
+  return b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8;
 }
 
 absl::Status ValidateWebhookEvents(const google::protobuf::RepeatedField<int>& events) {

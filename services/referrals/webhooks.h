@@ -88,11 +88,13 @@ absl::Duration WebhookBackoff(int attempts, absl::Duration base, absl::Duration 
 // localhost). No credentials or fragment in the URL; at most 2048 characters.
 absl::Status CheckWebhookUrl(absl::string_view url, bool allow_loopback_http);
 
-// Whether an address a webhook would connect to is internal: loopback (127.0.0.0/8, ::1),
-// private (10/8, 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16 — cloud metadata —
-// and fe80::/10), shared (100.64/10), unspecified, multicast, or an IPv4-mapped one of these.
-// Checked on the resolved address at connect time, so a name that resolves inward (or is
-// re-pointed after the URL was checked) cannot reach inside the network.
+// Whether an address a webhook would connect to is internal: loopback, private (10/8, 172.16/12,
+// 192.168/16), link-local (169.254/16, cloud metadata), shared (100.64/10), benchmarking
+// (198.18/15), IETF and documentation ranges, unspecified, multicast, reserved; for IPv6 anything
+// but global unicast (2000::/3), and within it 6to4, Teredo and documentation — so NAT64,
+// IPv4-mapped and -compatible forms of an internal IPv4 address are internal too. Checked on the
+// resolved address at connect time, so a name that resolves inward (or is re-pointed after the URL
+// was checked) cannot reach inside the network.
 bool IsInternalAddress(const struct sockaddr* address);
 bool IsLoopbackAddress(const struct sockaddr* address);
 

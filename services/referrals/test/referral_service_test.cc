@@ -1346,6 +1346,20 @@ TEST_F(ReferralTest, AuditorsSeeOutcomesByCountyAndProviderAndTimesToAcceptanceA
   EXPECT_EQ(got.time_to_handoff().referrals(), 12);
   EXPECT_DOUBLE_EQ(got.time_to_handoff().median_minutes(), 13);
   EXPECT_EQ(got.placement_unavailable_by_month_size(), 0);
+  // A window moved by a second answers the same: windows are whole days, so two of them cannot
+  // be differenced down to the referrals of one second.
+  v1::GetReferralStatsRequest shifted;
+  *shifted.mutable_from_time() = ToProtoTime(clock_.Now() - absl::Minutes(13));
+  *shifted.mutable_to_time() = ToProtoTime(clock_.Now() + absl::Hours(24));
+  v1::GetReferralStatsRequest later = shifted;
+  *later.mutable_from_time() = ToProtoTime(clock_.Now() - absl::Minutes(13) + absl::Seconds(1));
+  *later.mutable_to_time() = ToProtoTime(clock_.Now() + absl::Hours(24) + absl::Seconds(1));
+  v1::GetReferralStatsResponse a, b;
+  auto auditor = Stub_("state-auditor", "auditor");
+  ASSERT_TRUE(auditor->GetReferralStats(Ctx().get(), shifted, &a).ok());
+  ASSERT_TRUE(auditor->GetReferralStats(Ctx().get(), later, &b).ok());
+  EXPECT_EQ(a.SerializeAsString(), b.SerializeAsString());
+  EXPECT_EQ(a.time_to_acceptance().referrals(), 12);  // the referrals 13 minutes old included
 }
 
 // Issue 13: with many routine referrals waiting, the emergency one created last is routed first,

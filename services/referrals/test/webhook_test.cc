@@ -204,7 +204,8 @@ TEST(Webhooks, InternalAddressesAreRecognizedWhateverTheirForm) {
     return a;
   };
   for (const char* inside : {"127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-                             "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1"}) {
+                             "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1", "192.0.0.8",
+                             "198.18.0.1", "203.0.113.9", "255.255.255.255"}) {
     const sockaddr_in a = v4(inside);
     EXPECT_TRUE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&a))) << inside;
   }
@@ -212,13 +213,17 @@ TEST(Webhooks, InternalAddressesAreRecognizedWhateverTheirForm) {
     const sockaddr_in a = v4(outside);
     EXPECT_FALSE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&a))) << outside;
   }
-  for (const char* inside : {"::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
-                             "::ffff:10.0.0.1", "::ffff:127.0.0.1"}) {
+  for (const char* inside :
+       {"::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "::ffff:10.0.0.1",
+        "::ffff:127.0.0.1", "64:ff9b::a00:5", "64:ff9b:1::a00:5", "2002:a00:5::1",
+        "2001:0:a00:5::1", "2001:db8::1", "::a00:5"}) {
     const sockaddr_in6 a = v6(inside);
     EXPECT_TRUE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&a))) << inside;
   }
-  const sockaddr_in6 outside = v6("2001:4860:4860::8888");
-  EXPECT_FALSE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&outside)));
+  for (const char* global : {"2001:4860:4860::8888", "2606:4700::1111", "2a00:1450::1"}) {
+    const sockaddr_in6 outside = v6(global);
+    EXPECT_FALSE(IsInternalAddress(reinterpret_cast<const sockaddr*>(&outside))) << global;
+  }
   const sockaddr_in6 mapped_loopback = v6("::ffff:127.0.0.1");
   EXPECT_TRUE(IsLoopbackAddress(reinterpret_cast<const sockaddr*>(&mapped_loopback)));
   const sockaddr_in private_v4 = v4("10.0.0.1");
