@@ -143,3 +143,20 @@ class Service:
     def tail(self):
         with open(self.log_path, "rb") as f:
             return f.read()[-3000:].decode(errors="replace")
+
+
+def start_referral_network(stack, databases, referral_flags=()):
+    """directory, beds and referral services on `stack`, each on its own database (names in
+    `databases`: directory, beds, referrals), the referral service with its secrets and
+    `referral_flags`. Returns the three started Services."""
+    d_db, b_db, r_db = databases
+    directory = Service(stack, "directory", "directory-service", stack.database(d_db)).start()
+    beds = Service(stack, "beds", "beds-service", stack.database(b_db),
+                   [f"--directory_address=localhost:{directory.port}"]).start()
+    referrals = Service(stack, "referrals", "referral-service", stack.database(r_db), [
+        f"--directory_address=localhost:{directory.port}",
+        f"--beds_address=localhost:{beds.port}",
+        *referral_secrets(),
+        *referral_flags,
+    ]).start()
+    return directory, beds, referrals

@@ -10,7 +10,7 @@ import unittest
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import Service, Stack, shclient, referral_secrets
+from harness import start_referral_network, Service, Stack, shclient, referral_secrets
 
 KING, SNOHOMISH = "53033", "53061"
 
@@ -32,17 +32,11 @@ class ReferralsBlackBox(unittest.TestCase):
         cls.stack = Stack()
         cls.addClassCleanup(cls.stack.close)
         st = cls.stack
-        cls.directory = Service(st, "directory", "directory-service",
-                                st.database("bb_ref_directory")).start()
-        cls.beds = Service(st, "beds", "beds-service", st.database("bb_ref_beds"),
-                           [f"--directory_address=localhost:{cls.directory.port}"]).start()
-        cls.referrals = Service(st, "referrals", "referral-service", st.database("bb_referrals"), [
-            f"--directory_address=localhost:{cls.directory.port}",
-            f"--beds_address=localhost:{cls.beds.port}",
-            *referral_secrets(),
+        cls.directory, cls.beds, cls.referrals = start_referral_network(
+            st, ('bb_ref_directory', 'bb_ref_beds', 'bb_referrals'), [
             "--timer_interval_ms=200",
             "--emergency_deadline_s=2",
-        ]).start()
+        ])
         cls.seed()
 
     @classmethod

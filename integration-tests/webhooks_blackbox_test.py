@@ -21,7 +21,7 @@ import urllib.request
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from harness import ROOT, Service, Stack, referral_secrets, shclient, wait_for
+from harness import start_referral_network, ROOT, Service, Stack, referral_secrets, shclient, wait_for
 
 KING = "53033"
 PROVIDER = "wh-prov-a"
@@ -48,21 +48,15 @@ class WebhooksBlackBox(unittest.TestCase):
         cls.stack = Stack()
         cls.addClassCleanup(cls.stack.close)
         st = cls.stack
-        cls.directory = Service(st, "directory", "directory-service",
-                                st.database("bb_wh_directory")).start()
-        cls.beds = Service(st, "beds", "beds-service", st.database("bb_wh_beds"),
-                           [f"--directory_address=localhost:{cls.directory.port}"]).start()
-        cls.referrals = Service(st, "referrals", "referral-service", st.database("bb_wh_referrals"), [
-            f"--directory_address=localhost:{cls.directory.port}",
-            f"--beds_address=localhost:{cls.beds.port}",
-            *referral_secrets(),
+        cls.directory, cls.beds, cls.referrals = start_referral_network(
+            st, ('bb_wh_directory', 'bb_wh_beds', 'bb_wh_referrals'), [
             "--timer_interval_ms=200",
             "--webhook_allow_loopback_http",
             "--webhook_backoff_base_ms=200",
             "--webhook_backoff_max_s=1",
             "--webhook_timeout_ms=5000",
             "--webhook_lease_s=6",
-        ]).start()
+        ])
         cls.seed()
         cls.sink = io.StringIO()
         cls.receiver = receiver_mod.Receiver(fail_first=3, out=cls.sink).start()
