@@ -112,6 +112,11 @@ int main(int argc, char** argv) {
     log::Error("youth_data_keys_invalid", {{"error", sealer.status().message()}});
     return 1;
   }
+  // The statutory timers count in Washington's days (issue 14): never in UTC instead.
+  if (auto calendar = referrals::LegalCalendar::Washington(); !calendar.ok()) {
+    log::Error("time_zone_missing", {{"error", calendar.status().message()}});
+    return 1;
+  }
   const int routing_workers = absl::GetFlag(FLAGS_routing_workers);
   if (routing_workers < 1 || routing_workers > referrals::kMaxRoutingWorkers ||
       routing_workers > std::max(1, deps->config.postgres.pool_size / 2)) {

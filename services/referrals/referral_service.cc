@@ -13,6 +13,7 @@
 #include "services/referrals/fhir.h"
 #include "services/referrals/referral_store.h"
 #include "services/referrals/requests.h"
+#include "services/referrals/statutory_timers.h"
 #include "services/referrals/views.h"
 
 namespace safeharbor::referrals {
@@ -153,6 +154,12 @@ void ReferralServiceImpl::Methods() {
       (MethodPolicy{.roles = own_hooks.roles, .scope = Scope::kOwnOrganization, .read_only = true}),
       .validate = org_only, .organization = org);
   SAFEHARBOR_RPC(ReplayWebhookDeadLetters, own_hooks, .validate = org_only, .organization = org);
+  // Statutory timers (issue 14): who marks which kind filed is CanRecordFiling's.
+  SAFEHARBOR_RPC(RecordStatutoryFiling,
+                 (MethodPolicy{.roles = {Role::kProvider, Role::kChildWelfare},
+                               .scope = Scope::kStored,
+                               .idempotency = Idempotency::kByState}),
+                 .validate = ValidateStatutoryFiling);
   Seal();
 }
 
@@ -258,6 +265,10 @@ absl::Status ReferralServiceImpl::ReadAs(PgTx& tx, const Caller& c, v1::Referral
     }
   } else {
     *resp->mutable_referral() = std::move(r);  // Child welfare: never the identity.
+  }
+  if (identity || c.role == Role::kChildWelfare) {  // Statutory timers: never to the officer.
+    SH_ASSIGN_OR_RETURN(auto timers, StatutoryTimers::List(tx, id, now));
+    for (auto& t : timers) *resp->mutable_referral()->add_statutory_timers() = std::move(t);
   }
   return ReferralStore::Audit(tx, c, identity ? "identity_read" : "read", id, "", now);
 }
@@ -444,11 +455,14 @@ absl::Status ReferralServiceImpl::DeclineReferral(CallContext& ctx,
 absl::Status ReferralServiceImpl::ConfirmHandoff(CallContext& ctx,
                                                  const v1::ConfirmHandoffRequest& req,
                                                  v1::ConfirmHandoffResponse* resp) {
+  std::vector<v1::StatutoryTimer> clocks;
   const Mutation handoff = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time now,
                                Change& ch) -> absl::Status {
     ch.to = v1::REFERRAL_STATUS_HANDED_OFF;
     ch.reason = "the provider has the youth";
     *r.mutable_handoff()->mutable_handed_off_time() = ToProtoTime(now);
+    // The law's clocks start with the hand-off, in its transaction (issue 14).
+    SH_ASSIGN_OR_RETURN(clocks, timers_.statutory().StartAtHandoff(tx, r, now));
     if (r.bed_hold_id().empty()) return absl::OkStatus();
     // The bed becomes occupied in the beds service; retried until it answers.
     ch.wake = true;
@@ -457,6 +471,7 @@ absl::Status ReferralServiceImpl::ConfirmHandoff(CallContext& ctx,
   SH_ASSIGN_OR_RETURN(const v1::Referral r,
                       changes_.Apply(&ctx, req.id(), "confirm_handoff", handoff));
   *resp->mutable_referral() = ProviderViewOf(r, ctx.caller().org_id);
+  for (auto& t : clocks) *resp->mutable_referral()->add_statutory_timers() = std::move(t);
   return absl::OkStatus();
 }
 
@@ -507,8 +522,7 @@ namespace {
 // window moved by a second answers the same, so two windows cannot be differenced down to the
 // referrals of one second.
 std::pair<absl::Time, absl::Time> WholeDays(absl::Time from, absl::Time to) {
-  absl::TimeZone tz = absl::UTCTimeZone();
-  (void)absl::LoadTimeZone("America/Los_Angeles", &tz);
+  const absl::TimeZone tz = WashingtonTimeZone().value_or(absl::UTCTimeZone());
   const absl::Time start = absl::FromCivil(absl::ToCivilDay(from, tz), tz);
   const absl::Time end = absl::FromCivil(absl::ToCivilDay(to - absl::Nanoseconds(1), tz) + 1, tz);
   return {start, end};
@@ -563,6 +577,25 @@ grpc::ServerWriteReactor<v1::WatchReferralsResponse>* ReferralServiceImpl::Watch
         id, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server busy; retry the watch"));
   }
   return stream;
+}
+
+// Statutory timers (issue 14): one timer marked filed, by the party CanRecordFiling names.
+absl::Status ReferralServiceImpl::RecordStatutoryFiling(CallContext& ctx,
+                                                        const v1::RecordStatutoryFilingRequest& req,
+                                                        v1::RecordStatutoryFilingResponse* resp) {
+  SH_ASSIGN_OR_RETURN(const StatutoryClock clock, ClockOf(req.kind()));
+  SH_ASSIGN_OR_RETURN(const auto region, changes_.RegionOf(ctx.caller()));
+  return ctx.Transact([&](PgTx& tx) -> absl::Status {
+    resp->Clear();
+    SH_ASSIGN_OR_RETURN(const v1::Referral r, ReferralStore::Get(tx, req.id(), false));
+    SH_RETURN_IF_ERROR(ctx.Authorize(CanRead(ctx.caller(), r, region)));
+    SH_RETURN_IF_ERROR(ctx.Authorize(CanRecordFiling(ctx.caller(), r, clock)));
+    const absl::Time now = ctx.Now();
+    SH_ASSIGN_OR_RETURN(*resp->mutable_timer(),
+                        StatutoryTimers::RecordFiling(tx, r.id(), clock, ctx.caller().org_id, now));
+    return ReferralStore::Audit(tx, ctx.caller(), "statutory_filing", r.id(), ClockName(clock),
+                                now);
+  });
 }
 
 }  // namespace safeharbor::referrals

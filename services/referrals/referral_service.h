@@ -98,6 +98,9 @@ class ReferralServiceImpl final : public RpcService {
   absl::Status ReplayWebhookDeadLetters(CallContext& ctx,
                                         const v1::ReplayWebhookDeadLettersRequest& req,
                                         v1::ReplayWebhookDeadLettersResponse* resp);
+  // Statutory timers (issue 14).
+  absl::Status RecordStatutoryFiling(CallContext& ctx, const v1::RecordStatutoryFilingRequest& req,
+                                     v1::RecordStatutoryFilingResponse* resp);
 
   // The stored referral built from an intake request.
   v1::Referral NewReferral(const Caller& c, const v1::CreateReferralRequest& req,

@@ -68,6 +68,7 @@ std::vector<v1::Candidate> Rank(const RoutingRequest& req, const std::vector<Opt
     c.set_service_id(scored[i].option->service_id);
     c.set_facility_id(scored[i].option->facility_id);
     c.set_bed_type(scored[i].option->bed_type);
+    c.set_category(scored[i].option->category);
     c.set_rank(static_cast<int32_t>(i + 1));
     c.set_distance_meters(scored[i].option->distance_meters);
     c.set_score(scored[i].score);

@@ -74,12 +74,18 @@ absl::CivilDay ObservedDay(absl::CivilDay actual) {
   }
 }
 
-absl::StatusOr<LegalCalendar> LegalCalendar::Washington() {
+absl::StatusOr<absl::TimeZone> WashingtonTimeZone() {
   absl::TimeZone tz;
   if (!absl::LoadTimeZone("America/Los_Angeles", &tz)) {
     return absl::InternalError("time zone America/Los_Angeles is not installed (tzdata)");
   }
-  return LegalCalendar(tz, WashingtonHolidayRules());
+  return tz;
+}
+
+absl::StatusOr<LegalCalendar> LegalCalendar::Washington() {
+  absl::StatusOr<absl::TimeZone> tz = WashingtonTimeZone();
+  if (!tz.ok()) return tz.status();
+  return LegalCalendar(*tz, WashingtonHolidayRules());
 }
 
 std::vector<absl::CivilDay> LegalCalendar::ObservedHolidays(int year) const {
@@ -155,8 +161,10 @@ std::vector<ClockDue> DueClocks(const HandOffFacts& facts, const LegalCalendar& 
   if (facts.delivered && facts.crisis_residential_center) {
     due.push_back({StatutoryClock::kCrisisResidentialReport, facts.delivered_at + absl::Hours(24)});
   }
-  due.push_back(
-      {StatutoryClock::kDcyfNotice, facts.custody_taken + absl::Hours(facts.emergency ? 24 : 72)});
+  if (facts.police_custody) {
+    due.push_back({StatutoryClock::kDcyfNotice,
+                   facts.custody_taken + absl::Hours(facts.emergency ? 24 : 72)});
+  }
   if (facts.dcyf_custody) {
     due.push_back({StatutoryClock::kEmergencyPlacementWindow,
                    calendar.AddExcludingNonBusinessDays(facts.dcyf_custody_at, absl::Hours(72))});

@@ -45,6 +45,10 @@ const std::vector<HolidayRule>& WashingtonHolidayRules();
 // before, a Sunday's on the Monday after, any other day on the day itself.
 absl::CivilDay ObservedDay(absl::CivilDay actual);
 
+// The state's time zone, America/Los_Angeles: INTERNAL when the time zone database is missing.
+// The one loader of the service (the calendar, and the auditor's whole Pacific days).
+absl::StatusOr<absl::TimeZone> WashingtonTimeZone();
+
 class LegalCalendar {
  public:
   LegalCalendar(absl::TimeZone tz, std::vector<HolidayRule> rules)
@@ -79,9 +83,10 @@ const char* ClockCitation(StatutoryClock clock);  // "RCW 43.185C.260(3)"
 
 // What is known of a referral's hand-off; each clock runs only when its facts apply.
 struct HandOffFacts {
-  absl::Time custody_taken;  // when the officer took the child into custody (the referral)
-  bool emergency = false;    // the referral's urgency was emergency
-  bool delivered = false;    // the hand-off was confirmed
+  absl::Time custody_taken;    // when the officer took the child into custody (the referral)
+  bool police_custody = true;  // an officer took custody (not a child-welfare intake itself)
+  bool emergency = false;      // the referral's urgency was emergency
+  bool delivered = false;      // the hand-off was confirmed
   absl::Time delivered_at;
   bool crisis_residential_center = false;  // delivered to one
   bool dcyf_custody = false;               // DCYF accepted custody from the officer
@@ -93,7 +98,8 @@ struct ClockDue {
   absl::Time due;
 };
 
-// The clocks the facts start, each with its due time, in the order of StatutoryClock.
+// The clocks the facts start, each with its due time, in the order of StatutoryClock. The DCYF
+// notice is the police's: none when no officer took custody.
 std::vector<ClockDue> DueClocks(const HandOffFacts& facts, const LegalCalendar& calendar);
 
 }  // namespace safeharbor::referrals

@@ -101,6 +101,7 @@ Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges
       metrics_(metrics),
       options_(options),
       routing_(*registry),
+      statutory_(pg, clock, options.webhooks, *registry),
       timers_(
           "referral_timers", options.tick, [this] { return Pass(/*route=*/false).status(); },
           registry),
@@ -186,6 +187,9 @@ absl::StatusOr<int> Timers::Pass(bool route) {
   }
   if (auto s = ConfirmPendingPlacements(); !s.ok()) {
     log::Warn("placement_confirmation_deferred", {{"error", s.message()}});
+  }
+  if (auto s = statutory_.FireDue(options_.batch); !s.ok()) {
+    log::Warn("statutory_timers_deferred", {{"error", s.status().message()}});
   }
   return routed;
 }
@@ -318,7 +322,7 @@ absl::Status Timers::RefreshGauges() {
           oldest = std::max(oldest, w.oldest_seconds);
         }
         metrics_->oldest_unrouted.Set(static_cast<double>(oldest));
-        return absl::OkStatus();
+        return statutory_.RefreshGauges(tx, now);
       },
       Isolation::kReadCommitted, true);
 }

@@ -1,7 +1,8 @@
 // The referral service's durable timers and its routing workers, claimed in PostgreSQL so that
 // each step happens once across workers and replicas. One PeriodicTask per process: offers past
 // their acceptance deadline go back to routing, holds left in the outbox are released,
-// placements waiting for the beds service are confirmed; gauges are refreshed. Routing runs on
+// placements waiting for the beds service are confirmed, statutory timers that fell due unfiled
+// fire (statutory_timers.h); gauges are refreshed. Routing runs on
 // `routing_workers` threads of its own (never a gRPC thread): each claims the next waiting
 // referral (emergency, then urgent, then routine; the longest in the system first) with SKIP
 // LOCKED and routes it, until none is left; then it waits for a wake (a referral created or sent
@@ -27,6 +28,7 @@
 #include "services/referrals/network.h"
 #include "services/referrals/options.h"
 #include "services/referrals/router.h"
+#include "services/referrals/statutory_timers.h"
 
 namespace safeharbor::referrals {
 
@@ -60,6 +62,8 @@ class Timers {
   // Returns how many referrals it routed or escalated.
   absl::StatusOr<int> RunOnce();
   absl::Status RefreshGauges();
+  // The law's clocks (issue 14): started by the hand-off, fired by each pass.
+  StatutoryTimers& statutory() { return statutory_; }
 
  private:
   // What became of one claim.
@@ -82,6 +86,7 @@ class Timers {
   ReferralMetrics* metrics_;
   const ReferralOptions& options_;
   RoutingMetrics routing_;
+  StatutoryTimers statutory_;
   PeriodicTask timers_;
   PeriodicTask gauges_;
 

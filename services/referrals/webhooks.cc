@@ -115,6 +115,19 @@ WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_i
   return e;
 }
 
+WebhookEvent StatutoryTimerEvent(absl::string_view referral_id, absl::string_view timer,
+                                 absl::Time due, absl::Time now) {
+  WebhookEvent e;
+  e.type = v1::WEBHOOK_EVENT_TYPE_STATUTORY_TIMER_DUE;
+  e.event_id = WebhookEventId(
+      {"statutory_timer_due", std::string(referral_id), std::string(timer), absl::FormatTime(due)});
+  e.referral_id = std::string(referral_id);
+  e.deadline = due;
+  e.occurred = now;
+  e.due = now;
+  return e;
+}
+
 std::string WebhookEventName(v1::WebhookEventType type) {
   return absl::AsciiStrToLower(
       absl::StripPrefix(v1::WebhookEventType_Name(type), "WEBHOOK_EVENT_TYPE_"));

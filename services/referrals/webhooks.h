@@ -3,9 +3,10 @@
 // and which URLs may be called. I/O lives in webhook_store.* (PostgreSQL), webhook_sender.*
 // (libcurl) and webhook_worker.* (the bounded delivery workers).
 //
-// Extension point: a new kind of event (statutory timers, issue "The youth's whole need") is a
-// new WebhookEventType, a guard if it is a reminder, and a Derive function fed from the change
-// feed (migration 006's webhook_feed); delivery, retries and dead letters need no change.
+// Extension point: a new kind of event is a new WebhookEventType, a guard if it is a reminder,
+// and a Derive function fed from the change feed (migration 006's webhook_feed), or queued with
+// WebhookStore::Enqueue in the transaction that decides it (statutory timers, issue 14: the
+// timer's claim); delivery, retries and dead letters need no change.
 #pragma once
 
 #include <sys/socket.h>
@@ -67,6 +68,11 @@ std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::s
                                                absl::Time now, const WebhookOptions& options);
 // A referral escalated (transition `transition_id`) to the child welfare of its county.
 WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id, absl::Time now);
+
+// A statutory timer (`timer`: its ClockName) fell due unfiled at `due`: to the accepting provider
+// and the county's child welfare. One id per referral, timer and due time.
+WebhookEvent StatutoryTimerEvent(absl::string_view referral_id, absl::string_view timer,
+                                 absl::Time due, absl::Time now);
 
 // "offer_made", … (payload and metric label).
 std::string WebhookEventName(v1::WebhookEventType type);

@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <set>
+#include <thread>
 
 #include "common/idempotency.h"
 #include "common/metrics.h"
@@ -20,6 +22,7 @@
 #include "common/testing/hosted.h"
 #include "services/beds/beds_service.h"
 #include "services/directory/directory_service.h"
+#include "services/referrals/statutory_clocks.h"
 
 namespace safeharbor::directory {
 const std::vector<Migration>& Migrations();
@@ -1558,6 +1561,271 @@ TEST_F(ReferralTest, TwoReplicasWithWorkersOfferEveryReferralOnce) {
             0);
   EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM offers"), 3 * (kReferrals + 1));
   for (auto& r : replicas) r->Shutdown();
+}
+
+// Issue 14: the law's clocks as timers. A placement delivered to a crisis residential center
+// starts all three; each fires once across two replicas of the service on one database (their
+// periodic pass run side by side with an injected clock), queues one STATUTORY_TIMER_DUE event
+// for the accepting provider and the county's child welfare, and shows on the referral for
+// them (never for the officer) until it is marked filed.
+class StatutoryTimerTest : public ReferralTest {
+ protected:
+  void AdvanceTo(absl::Time t) {
+    ASSERT_GE(t, clock_.Now());
+    clock_.Advance(t - clock_.Now());
+  }
+  static absl::Time Pacific(int month, int day, int hour) {
+    return absl::FromCivil(absl::CivilSecond(2026, month, day, hour, 0, 0), *WashingtonTimeZone());
+  }
+  void Subscribe(const std::string& org, const std::string& role) {
+    v1::CreateWebhookSubscriptionRequest req;
+    req.set_organization_id(org);
+    req.set_url(absl::StrCat("https://hooks.example.org/", org));
+    req.add_events(v1::WEBHOOK_EVENT_TYPE_STATUTORY_TIMER_DUE);
+    v1::CreateWebhookSubscriptionResponse resp;
+    grpc::Status st = Stub_(org, role)->CreateWebhookSubscription(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  static std::map<int, v1::StatutoryTimer> ByKind(const v1::Referral& r) {
+    std::map<int, v1::StatutoryTimer> out;
+    for (const auto& t : r.statutory_timers()) out[t.kind()] = t;
+    return out;
+  }
+  grpc::Status File(const std::string& org, const std::string& role, const std::string& id,
+                    v1::StatutoryTimerKind kind, v1::StatutoryTimer* out = nullptr) {
+    v1::RecordStatutoryFilingRequest req;
+    req.set_id(id);
+    req.set_kind(kind);
+    req.set_request_id(absl::StrCat("file-", id, "-", kind));
+    v1::RecordStatutoryFilingResponse resp;
+    grpc::Status st = Stub_(org, role)->RecordStatutoryFiling(Ctx().get(), req, &resp);
+    if (out != nullptr) *out = resp.timer();
+    return st;
+  }
+  // Two more replicas on the referral service's database.
+  void StartReplicas() {
+    for (int i = 0; i < 2; ++i) {
+      auto replica = std::make_unique<Hosted<ReferralServiceImpl>>();
+      replica->Connect("ref", Migrations(), 4, 8, true, referrals_.db_url);
+      ReferralOptions ropts;
+      ropts.key_namespace = absl::StrCat("statreplica", i, absl::ToUnixNanos(absl::Now()));
+      replica->service = std::make_unique<ReferralServiceImpl>(
+          replica->env.get(), replica->pg.get(), replica->redis.get(), *replica->registry,
+          WashingtonCounties(), &clock_, &sealer_, network_, ropts);
+      replicas_.push_back(std::move(replica));
+    }
+  }
+  // Each replica's periodic pass, `passes` times, both at once.
+  void RunBothReplicas(int passes) {
+    std::vector<std::thread> threads;
+    for (auto& r : replicas_) {
+      threads.emplace_back([&r, passes] {
+        for (int i = 0; i < passes; ++i) EXPECT_TRUE(r->service->RunTimers().ok());
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  // Fired, summed over both replicas, by kind label.
+  double Fired(const std::string& kind) {
+    double total = 0;
+    for (auto& r : replicas_) {
+      for (const auto& family : r->registry->Collect()) {
+        if (family.name != "safeharbor_referrals_statutory_timers_fired_total") continue;
+        for (const auto& m : family.metric) {
+          if (m.label[0].value == kind) total += m.counter.value;
+        }
+      }
+    }
+    return total;
+  }
+  double Open(const std::string& kind, const std::string& state) {
+    for (const auto& family : replicas_[0]->registry->Collect()) {
+      if (family.name != "safeharbor_referrals_statutory_timers") continue;
+      for (const auto& m : family.metric) {
+        std::map<std::string, std::string> labels;
+        for (const auto& l : m.label) labels[l.name] = l.value;
+        if (labels["kind"] == kind && labels["state"] == state) return m.gauge.value;
+      }
+    }
+    return -1;
+  }
+  void TearDown() override {
+    for (auto& r : replicas_) r->Shutdown();
+    ReferralTest::TearDown();
+  }
+  std::vector<std::unique_ptr<Hosted<ReferralServiceImpl>>> replicas_;
+};
+
+TEST_F(StatutoryTimerTest, EachTimerFiresOnceAcrossReplicasAndTheWindowSkipsAWeekendAndHolidays) {
+  Subscribe("prov-b", "provider");
+  Subscribe("cw-king", "child_welfare");
+  v1::CreateReferralRequest req = Request(/*placement=*/true, "stat-1");
+  req.mutable_safety()->set_exploiter_known_in_area(true);  // Snohomish's crisis residential
+  const std::string id = Create(req);
+  EXPECT_EQ(Timers(), 1);
+  v1::Referral offered = AsChildWelfare(id);
+  ASSERT_EQ(offered.offers_size(), 1);
+  ASSERT_EQ(offered.offers(0).facility_id(), "fac-b");
+  ASSERT_TRUE(Accept("prov-b", id).ok());
+  EXPECT_EQ(AsChildWelfare(id).statutory_timers_size(), 0);  // Nothing before the hand-off.
+  EXPECT_EQ(File("prov-b", "provider", id, v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT)
+                .error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  // Delivered on Tuesday before Thanksgiving, 15:00 Pacific. 72 hours of the window: 9 that
+  // Tuesday, 24 on Wednesday; Thanksgiving, Native American Heritage Day and the weekend do not
+  // count; 24 on Monday; the last 15 on Tuesday December 1 — due 15:00, not Friday the 27th.
+  const absl::Time delivered = Pacific(11, 24, 15);
+  AdvanceTo(delivered);
+  v1::ConfirmHandoffRequest confirm;
+  confirm.set_id(id);
+  v1::ConfirmHandoffResponse confirmed;
+  grpc::Status st = Stub_("prov-b", "provider")->ConfirmHandoff(Ctx().get(), confirm, &confirmed);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto timers = ByKind(confirmed.referral());
+  ASSERT_EQ(timers.size(), 3u);
+  const absl::Time created = FromProtoTime(offered.create_time());
+  const absl::Time report_due = delivered + absl::Hours(24);
+  const absl::Time notice_due = created + absl::Hours(72);  // routine: 72 hours from custody
+  const absl::Time window_due = Pacific(12, 1, 15);
+  EXPECT_EQ(FromProtoTime(timers[v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT].due_time()),
+            report_due);
+  EXPECT_EQ(FromProtoTime(timers[v1::STATUTORY_TIMER_KIND_DCYF_NOTICE].due_time()), notice_due);
+  EXPECT_EQ(FromProtoTime(timers[v1::STATUTORY_TIMER_KIND_EMERGENCY_PLACEMENT_WINDOW].due_time()),
+            window_due);
+  EXPECT_EQ(timers[v1::STATUTORY_TIMER_KIND_EMERGENCY_PLACEMENT_WINDOW].citation(),
+            "RCW 43.185C.265");
+
+  // Child welfare and the accepting provider see them; the officer's view has no such field.
+  auto seen = ByKind(AsChildWelfare(id));
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_TRUE(seen[v1::STATUTORY_TIMER_KIND_DCYF_NOTICE].overdue());  // due Saturday the 21st
+  EXPECT_FALSE(seen[v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT].overdue());
+  v1::GetReferralResponse as_provider;
+  ASSERT_TRUE(Stub_("prov-b", "provider")->GetReferral(Ctx().get(), Get(id), &as_provider).ok());
+  EXPECT_EQ(as_provider.referral().statutory_timers_size(), 3);
+  EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
+  EXPECT_EQ(v1::ReferrerView::descriptor()->FindFieldByName("statutory_timers"), nullptr);
+
+  // Two replicas, side by side: the overdue notice fires once, nothing else is due.
+  StartReplicas();
+  RunBothReplicas(5);
+  EXPECT_EQ(Fired("dcyf_notice"), 1);
+  EXPECT_EQ(Fired("crisis_residential_report"), 0);
+  EXPECT_EQ(Fired("emergency_placement_window"), 0);
+  const std::string deliveries =
+      "SELECT count(*) AS n FROM webhook_deliveries WHERE event_type = 5";
+  EXPECT_EQ(Count(referrals_.pg.get(), deliveries), 2);  // prov-b and cw-king
+  auto row = referrals_.pg->Query(
+      "SELECT count(DISTINCT event_id) AS n, min(deadline) AS deadline, "
+      "string_agg(org_id, ',' ORDER BY org_id) AS orgs FROM webhook_deliveries "
+      "WHERE event_type = 5");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->Int64(0, "n"), 1);
+  EXPECT_EQ(row->Time(0, "deadline"), notice_due);
+  EXPECT_EQ(row->String(0, "orgs"), "cw-king,prov-b");
+
+  // The center marks the officer's report received (a retry answers the same); nobody else may.
+  v1::StatutoryTimer filed, again;
+  ASSERT_TRUE(
+      File("prov-b", "provider", id, v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT, &filed)
+          .ok());
+  EXPECT_TRUE(filed.has_satisfied_time());
+  EXPECT_EQ(filed.satisfied_by_organization_id(), "prov-b");
+  clock_.Advance(absl::Minutes(5));
+  ASSERT_TRUE(
+      File("prov-b", "provider", id, v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT, &again)
+          .ok());
+  EXPECT_EQ(FromProtoTime(again.satisfied_time()), FromProtoTime(filed.satisfied_time()));
+  EXPECT_EQ(File("cw-king", "child_welfare", id, v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(File("prov-b", "provider", id, v1::STATUTORY_TIMER_KIND_DCYF_NOTICE).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      File("cw-pierce", "child_welfare", id, v1::STATUTORY_TIMER_KIND_DCYF_NOTICE).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);  // Outside its region.
+
+  // Past the report's due time and past Friday the 27th (72 hours counted straight): the filed
+  // report never fires, the window is not due yet.
+  AdvanceTo(window_due - absl::Minutes(1));
+  RunBothReplicas(3);
+  EXPECT_EQ(Fired("crisis_residential_report"), 0);
+  EXPECT_EQ(Fired("emergency_placement_window"), 0);
+  AdvanceTo(window_due);
+  RunBothReplicas(3);
+  EXPECT_EQ(Fired("emergency_placement_window"), 1);
+  EXPECT_EQ(Fired("dcyf_notice"), 1);
+  EXPECT_EQ(Count(referrals_.pg.get(), deliveries), 4);
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(DISTINCT event_id) AS n FROM webhook_deliveries "
+                  "WHERE event_type = 5"),
+            2);
+
+  // The unfiled ones show overdue, on the referral and in the gauges.
+  ASSERT_TRUE(replicas_[0]->service->RefreshGauges().ok());
+  EXPECT_EQ(Open("dcyf_notice", "overdue"), 1);
+  EXPECT_EQ(Open("emergency_placement_window", "overdue"), 1);
+  EXPECT_EQ(Open("crisis_residential_report", "overdue"), 0);
+  EXPECT_EQ(Open("crisis_residential_report", "pending"), 0);
+  seen = ByKind(AsChildWelfare(id));
+  EXPECT_TRUE(seen[v1::STATUTORY_TIMER_KIND_DCYF_NOTICE].overdue());
+  EXPECT_TRUE(seen[v1::STATUTORY_TIMER_KIND_DCYF_NOTICE].has_fired_time());
+  EXPECT_FALSE(seen[v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT].overdue());
+  EXPECT_FALSE(seen[v1::STATUTORY_TIMER_KIND_CRISIS_RESIDENTIAL_REPORT].has_fired_time());
+
+  // Child welfare marks the notice received: no longer overdue; audited.
+  ASSERT_TRUE(File("cw-king", "child_welfare", id, v1::STATUTORY_TIMER_KIND_DCYF_NOTICE).ok());
+  seen = ByKind(AsChildWelfare(id));
+  EXPECT_FALSE(seen[v1::STATUTORY_TIMER_KIND_DCYF_NOTICE].overdue());
+  EXPECT_EQ(seen[v1::STATUTORY_TIMER_KIND_DCYF_NOTICE].satisfied_by_organization_id(), "cw-king");
+  ASSERT_TRUE(replicas_[0]->service->RefreshGauges().ok());
+  EXPECT_EQ(Open("dcyf_notice", "overdue"), 0);
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM audit_log WHERE action = 'statutory_filing'"),
+            3);
+  std::printf(
+      "statutory timers: fired report %.0f, notice %.0f, window %.0f across two replicas; "
+      "%lld webhook deliveries\n",
+      Fired("crisis_residential_report"), Fired("dcyf_notice"), Fired("emergency_placement_window"),
+      static_cast<long long>(Count(referrals_.pg.get(), deliveries)));
+}
+
+// An emergency services referral (no placement, not a crisis residential center): only the
+// police's DCYF notice, due 24 hours after custody. Bad requests name the field.
+TEST_F(StatutoryTimerTest, AnEmergencyServicesHandoffStartsOnlyTheDayLongNotice) {
+  v1::CreateReferralRequest req = Request(/*placement=*/false, "stat-2");
+  req.set_urgency(v1::URGENCY_EMERGENCY);
+  const std::string id = Create(req);
+  EXPECT_EQ(Timers(), 1);
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  clock_.Advance(absl::Minutes(30));
+  v1::ConfirmHandoffRequest confirm;
+  confirm.set_id(id);
+  v1::ConfirmHandoffResponse confirmed;
+  ASSERT_TRUE(Stub_("prov-a", "provider")->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+  auto timers = ByKind(confirmed.referral());
+  ASSERT_EQ(timers.size(), 1u);
+  const v1::StatutoryTimer& notice = timers[v1::STATUTORY_TIMER_KIND_DCYF_NOTICE];
+  EXPECT_EQ(FromProtoTime(notice.due_time()),
+            FromProtoTime(AsChildWelfare(id).create_time()) + absl::Hours(24));
+  EXPECT_FALSE(notice.overdue());
+  EXPECT_EQ(File("cw-king", "child_welfare", id, v1::STATUTORY_TIMER_KIND_UNSPECIFIED).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      File("cw-king", "child_welfare", id, v1::STATUTORY_TIMER_KIND_EMERGENCY_PLACEMENT_WINDOW)
+          .error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);  // A services referral has no window.
+  EXPECT_EQ(
+      File("le-seattle", "law_enforcement", id, v1::STATUTORY_TIMER_KIND_DCYF_NOTICE).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);  // Not in the method's roles.
+  // Filed in time, it never fires.
+  ASSERT_TRUE(File("cw-king", "child_welfare", id, v1::STATUTORY_TIMER_KIND_DCYF_NOTICE).ok());
+  clock_.Advance(absl::Hours(25));
+  Timers();
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM statutory_timers WHERE fired IS NOT NULL"),
+            0);
 }
 
 }  // namespace

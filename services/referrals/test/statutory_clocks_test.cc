@@ -94,6 +94,18 @@ TEST_F(StatutoryClocks, WhichClocksRunDependsOnTheHandOff) {
   EXPECT_STREQ(ClockCitation(due[2].clock), "RCW 43.185C.265");
 }
 
+TEST_F(StatutoryClocks, NoPoliceCustodyNoNoticeToDcyf) {
+  HandOffFacts facts;
+  facts.custody_taken = Local(2026, 11, 25, 2);
+  facts.police_custody = false;  // a child-welfare intake: DCYF is the referrer
+  facts.delivered = true;
+  facts.delivered_at = Local(2026, 11, 25, 4);
+  facts.crisis_residential_center = true;
+  const std::vector<ClockDue> due = DueClocks(facts, *cal_);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].clock, StatutoryClock::kCrisisResidentialReport);
+}
+
 TEST_F(StatutoryClocks, ARuleOutOfForceIsNotAHoliday) {
   std::vector<HolidayRule> rules = WashingtonHolidayRules();
   for (HolidayRule& r : rules) {

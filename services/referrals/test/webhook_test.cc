@@ -116,6 +116,25 @@ TEST(WebhookPure, AcceptanceMeansAHandoffDeadlineReminder) {
   EXPECT_EQ(events[0].guard, kGuardAwaitingHandoff);
 }
 
+TEST(WebhookPure, AStatutoryTimerDueIsOneEventPerTimerWithItsDueTimeAsDeadline) {
+  const absl::Time due = absl::FromUnixSeconds(1796166000);
+  const absl::Time now = due + absl::Seconds(7);
+  const WebhookEvent e = StatutoryTimerEvent("ref-1", "dcyf_notice", due, now);
+  EXPECT_EQ(e.type, v1::WEBHOOK_EVENT_TYPE_STATUTORY_TIMER_DUE);
+  EXPECT_EQ(e.deadline, due);
+  EXPECT_EQ(e.due, now);
+  EXPECT_TRUE(e.guard.empty());
+  // The same timer fired again (another replica, a retry) is the same event; another is not.
+  EXPECT_EQ(e.event_id,
+            StatutoryTimerEvent("ref-1", "dcyf_notice", due, now + absl::Hours(1)).event_id);
+  EXPECT_NE(e.event_id,
+            StatutoryTimerEvent("ref-1", "crisis_residential_report", due, now).event_id);
+  const std::string body = WebhookPayload(e, "cw-king");
+  EXPECT_NE(body.find("\"event_type\":\"statutory_timer_due\""), std::string::npos) << body;
+  EXPECT_NE(body.find("\"referral_id\":\"ref-1\""), std::string::npos) << body;
+  EXPECT_NE(body.find("\"deadline\":\"2026-12-01T23:00:00.000Z\""), std::string::npos) << body;
+}
+
 TEST(WebhookPure, PayloadCarriesNoYouthData) {
   WebhookOptions o;
   v1::Referral view = OfferedView("ref-1", "prov-a", kNow);
