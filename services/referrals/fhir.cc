@@ -241,6 +241,33 @@ Value TaskOf(const v1::Referral& r, const v1::Offer& offer, int index) {
   return Obj(std::move(f));
 }
 
+// A statutory timer (issue 14) as a Task on the ServiceRequest: requested until marked filed
+// (then completed, its filer the owner), the clock as restriction.period.
+Value TimerTaskOf(const v1::Referral& r, const v1::StatutoryTimer& t) {
+  const bool filed = t.has_satisfied_time();
+  Fields f = {
+      {"resourceType", Str("Task")},
+      {"id", Str(absl::StrCat(r.id(), "-timer-", static_cast<int>(t.kind())))},
+      {"status", Str(filed ? "completed" : "requested")},
+      {"businessStatus", Text(filed         ? "filed"
+                              : t.overdue() ? "overdue"
+                                            : "pending")},
+      {"intent", Str("order")},
+      {"code", Text(v1::StatutoryTimerKind_Name(t.kind()))},
+      {"description", Str(t.citation())},
+      {"focus", Obj({{"reference", Str(absl::StrCat("ServiceRequest/", r.id()))}})},
+      {"for", Obj({{"reference", Str(absl::StrCat("Patient/", PatientId(r)))}})},
+      {"authoredOn", Str(Instant(t.start_time()))},
+      {"restriction", Obj({{"period", Obj({{"start", Str(Instant(t.start_time()))},
+                                           {"end", Str(Instant(t.due_time()))}})}})},
+  };
+  if (filed) {
+    f.emplace_back("lastModified", Str(Instant(t.satisfied_time())));
+    f.emplace_back("owner", OrganizationRef(t.satisfied_by_organization_id()));
+  }
+  return Obj(std::move(f));
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> ReferralFhirBundle(const v1::Referral& view, absl::Time now) {
@@ -248,6 +275,7 @@ absl::StatusOr<std::string> ReferralFhirBundle(const v1::Referral& view, absl::T
   entries.push_back(Entry(ServiceRequestOf(view)));
   for (int i = 0; i < view.offers_size(); ++i)
     entries.push_back(Entry(TaskOf(view, view.offers(i), i)));
+  for (const auto& t : view.statutory_timers()) entries.push_back(Entry(TimerTaskOf(view, t)));
   entries.push_back(Entry(PatientOf(view)));
   const Value bundle =
       Obj({{"resourceType", Str("Bundle")},

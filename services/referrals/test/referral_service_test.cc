@@ -1784,6 +1784,15 @@ TEST_F(StatutoryTimerTest, EachTimerFiresOnceAcrossReplicasAndTheWindowSkipsAWee
   EXPECT_EQ(Count(referrals_.pg.get(),
                   "SELECT count(*) AS n FROM audit_log WHERE action = 'statutory_filing'"),
             3);
+  // The FHIR view carries each as a Task with its clock as restriction.period.
+  v1::GetReferralFhirRequest fhir_req;
+  fhir_req.set_id(id);
+  v1::GetReferralFhirResponse fhir;
+  ASSERT_TRUE(
+      Stub_("cw-king", "child_welfare")->GetReferralFhir(Ctx().get(), fhir_req, &fhir).ok());
+  EXPECT_NE(fhir.bundle_json().find(absl::StrCat(id, "-timer-3")), std::string::npos);
+  EXPECT_NE(fhir.bundle_json().find("\"end\":\"2026-12-01T23:00:00.000Z\""), std::string::npos)
+      << fhir.bundle_json();
   std::printf(
       "statutory timers: fired report %.0f, notice %.0f, window %.0f across two replicas; "
       "%lld webhook deliveries\n",
