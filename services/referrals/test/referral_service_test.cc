@@ -1837,5 +1837,70 @@ TEST_F(StatutoryTimerTest, AnEmergencyServicesHandoffStartsOnlyTheDayLongNotice)
             0);
 }
 
+// Many timers due at once, two replicas' own periodic tasks racing for them (a 20 ms tick each,
+// real threads): every timer fires once, every subscription hears of each once. Prints its counts.
+TEST_F(StatutoryTimerTest, ManyDueTimersRacedByTwoReplicasEachFireOnce) {
+  constexpr int kReferrals = 12;
+  Subscribe("cw-king", "child_welfare");
+  std::vector<std::string> ids;
+  for (int i = 0; i < kReferrals; ++i) {
+    ids.push_back(Create(Request(/*placement=*/false, absl::StrCat("race-", i))));
+  }
+  while (Timers() > 0) {
+  }
+  for (const std::string& id : ids) {
+    ASSERT_TRUE(Accept("prov-a", id).ok());
+    v1::ConfirmHandoffRequest confirm;
+    confirm.set_id(id);
+    v1::ConfirmHandoffResponse confirmed;
+    ASSERT_TRUE(Stub_("prov-a", "provider")->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+  }
+  ASSERT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM statutory_timers"), kReferrals);
+  for (int i = 0; i < 2; ++i) {
+    auto replica = std::make_unique<Hosted<ReferralServiceImpl>>();
+    replica->Connect("ref", Migrations(), 4, 8, true, referrals_.db_url);
+    ReferralOptions ropts;
+    ropts.key_namespace = absl::StrCat("statrace", i, absl::ToUnixNanos(absl::Now()));
+    ropts.tick = absl::Milliseconds(20);
+    ropts.batch = 3;                       // Several passes each, interleaved.
+    ropts.webhooks.poll = absl::Hours(1);  // Queued, not posted (nothing listens).
+    replica->service = std::make_unique<ReferralServiceImpl>(
+        replica->env.get(), replica->pg.get(), replica->redis.get(), *replica->registry,
+        WashingtonCounties(), &clock_, &sealer_, network_, ropts);
+    replicas_.push_back(std::move(replica));
+  }
+  for (auto& r : replicas_) r->service->StartBackground();
+  clock_.Advance(absl::Hours(73));  // Every routine notice is due.
+  const auto unfired = [&] {
+    return Count(referrals_.pg.get(),
+                 "SELECT count(*) AS n FROM statutory_timers WHERE fired IS NULL");
+  };
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (unfired() > 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
+  absl::SleepFor(absl::Milliseconds(200));  // A few more ticks on both: nothing fires again.
+  for (auto& r : replicas_) r->service->StopBackground();
+  double by_replica[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    for (const auto& family : replicas_[static_cast<size_t>(i)]->registry->Collect()) {
+      if (family.name != "safeharbor_referrals_statutory_timers_fired_total") continue;
+      for (const auto& m : family.metric) by_replica[i] += m.counter.value;
+    }
+  }
+  const int64_t deliveries = Count(
+      referrals_.pg.get(), "SELECT count(*) AS n FROM webhook_deliveries WHERE event_type = 5");
+  const int64_t distinct =
+      Count(referrals_.pg.get(),
+            "SELECT count(DISTINCT event_id) AS n FROM webhook_deliveries WHERE event_type = 5");
+  std::printf(
+      "%d timers due at once: fired %.0f by replica one, %.0f by replica two; %lld "
+      "deliveries, %lld distinct events\n",
+      kReferrals, by_replica[0], by_replica[1], static_cast<long long>(deliveries),
+      static_cast<long long>(distinct));
+  EXPECT_EQ(unfired(), 0);
+  EXPECT_EQ(by_replica[0] + by_replica[1], kReferrals);
+  EXPECT_EQ(deliveries, kReferrals);  // One subscription, one delivery per timer.
+  EXPECT_EQ(distinct, kReferrals);
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals
