@@ -15,7 +15,7 @@ namespace {
 
 constexpr int16_t kDelivered = 1, kDead = 2, kObsolete = 3;  // 0: pending
 constexpr int kMaxObsoletePerClaim = 20;
-constexpr int kMaxRefusedPerClaim = 20;  // subscriptions an admit() refused, per claim
+constexpr int kMaxRefusedPerClaim = 20;  // subscriptions passed over (refused, or busy), per claim
 
 // "{1,3}" (an integer[] as text) → {1, 3}.
 std::vector<int> IntArray(absl::string_view text) {
@@ -254,8 +254,9 @@ absl::Status WebhookStore::Enqueue(PgTx& tx, const SubscriptionTarget& s, const 
 namespace {
 
 // The subscription to claim from: vouched for recently, below its concurrency limit, with a due
-// delivery, not skipped, served longest ago; its row locked (serializing claims for one
-// endpoint across replicas).
+// delivery, not skipped; of the organization served longest ago, and of its subscriptions the
+// one served longest ago (round-robin between organizations, then their endpoints); its row
+// locked (serializing claims for one endpoint across replicas).
 absl::StatusOr<std::optional<std::string>> PickSubscription(PgTx& tx, absl::Time now,
                                                             int endpoint_concurrency,
                                                             const ClaimPolicy& policy,
@@ -268,7 +269,9 @@ absl::StatusOr<std::optional<std::string>> PickSubscription(PgTx& tx, absl::Time
               "d.state = 0 AND d.next_attempt <= $1 AND (d.lease_until IS NULL OR "
               "d.lease_until <= $1)) AND (SELECT count(*) FROM webhook_deliveries d WHERE "
               "d.subscription_id = s.id AND d.state = 0 AND d.lease_until > $1) < $2 "
-              "ORDER BY s.claim_turn NULLS FIRST, s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
+              "ORDER BY (SELECT max(o.claim_turn) FROM webhook_subscriptions o WHERE "
+              "o.org_id = s.org_id AND NOT o.deleted) NULLS FIRST, s.claim_turn NULLS FIRST, "
+              "s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
               {PgTime(now), int32_t{endpoint_concurrency}, PgTime(policy.standing_since),
                PgTextArray(skip)}));
   if (sub.rows() == 0) return std::optional<std::string>();
@@ -351,7 +354,11 @@ absl::StatusOr<std::optional<ClaimedDelivery>> WebhookStore::Claim(PgTx& tx, abs
       continue;
     }
     SH_ASSIGN_OR_RETURN(std::optional<ClaimedDelivery> d, PickDelivery(tx, *sid, now));
-    if (!d.has_value()) return std::optional<ClaimedDelivery>();
+    if (!d.has_value()) {  // its due one taken by another worker meanwhile: the next endpoint
+      ++refused;
+      skip.push_back(*sid);
+      continue;
+    }
     SH_ASSIGN_OR_RETURN(const bool send, Vet(tx, *d, now, tally));
     if (!send) continue;
     SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_deliveries SET lease_until = $2, attempts = "

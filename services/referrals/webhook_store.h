@@ -46,8 +46,8 @@ struct SubscriptionTarget {
 
 // How a claim chooses (issue 15 review): only subscriptions the directory vouched for recently
 // (standing_checked at or after `standing_since`), not in `skip` (served enough this round),
-// admitted by `admit` (the endpoint's circuit breaker; empty: all), the one served longest ago
-// first (round-robin).
+// admitted by `admit` (the endpoint's circuit breaker; empty: all), the organization served
+// longest ago first, then its subscription served longest ago (round-robin).
 struct ClaimPolicy {
   absl::Time standing_since = absl::UnixEpoch();  // default: checked at least once
   std::vector<std::string> skip;

@@ -200,7 +200,7 @@ absl::StatusOr<int> WebhookWorker::DeliverOnce() {
   const absl::Time started = clock_->Now();
   ClaimPolicy policy;
   policy.standing_since = started - options_.standing_max_age;
-  policy.admit = [this](const std::string& sid) { return BreakerFor(sid).Allow(); };
+  policy.admit = [this](const std::string& sid) { return BreakerFor(sid)->Allow(); };
   std::map<std::string, int> served;
   int attempted = 0;
   while (attempted < options_.batch && clock_->Now() - started < options_.round_budget) {
@@ -215,10 +215,10 @@ absl::StatusOr<int> WebhookWorker::DeliverOnce() {
   return attempted;
 }
 
-Breaker& WebhookWorker::BreakerFor(const std::string& sid) {
+std::shared_ptr<Breaker> WebhookWorker::BreakerFor(const std::string& sid) {
   std::lock_guard<std::mutex> lock(breakers_mu_);
   auto it = breakers_.find(sid);
-  if (it != breakers_.end()) return *it->second;
+  if (it != breakers_.end()) return it->second;
   if (breakers_.size() >= kMaxBreakers) {  // bounded: closed ones are forgotten first
     for (auto i = breakers_.begin(); i != breakers_.end();) {
       i = i->second->state() == BreakerState::kClosed ? breakers_.erase(i) : std::next(i);
@@ -232,14 +232,14 @@ Breaker& WebhookWorker::BreakerFor(const std::string& sid) {
     if (open != *was) metrics_.open_breakers.Increment(open ? 1 : -1);
     *was = open;
   };
-  auto made = std::make_unique<Breaker>(absl::StrCat("webhook endpoint ", sid), clock_, o,
+  auto made = std::make_shared<Breaker>(absl::StrCat("webhook endpoint ", sid), clock_, o,
                                         std::move(observe));
-  return *breakers_.emplace(sid, std::move(made)).first->second;
+  return breakers_.emplace(sid, std::move(made)).first->second;
 }
 
 void WebhookWorker::Tell(const std::string& sid, bool ok) {
-  Breaker& b = BreakerFor(sid);
-  ok ? b.Succeeded() : b.Failed();
+  const std::shared_ptr<Breaker> b = BreakerFor(sid);
+  ok ? b->Succeeded() : b->Failed();
 }
 
 absl::Status WebhookWorker::Send(const ClaimedDelivery& d) {

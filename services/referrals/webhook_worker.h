@@ -101,8 +101,8 @@ class WebhookWorker {
   absl::Status Send(const ClaimedDelivery& d);
   absl::Status Record(const ClaimedDelivery& d, const absl::StatusOr<int>& answer);
   absl::Status Maintain();
-  // The endpoint's breaker (created on first use; at most kMaxBreakers kept).
-  Breaker& BreakerFor(const std::string& subscription_id);
+  // The endpoint's breaker (created on first use; closed ones forgotten beyond kMaxBreakers).
+  std::shared_ptr<Breaker> BreakerFor(const std::string& subscription_id);
   void Tell(const std::string& subscription_id, bool ok);
 
   PgPool* pg_;
@@ -114,7 +114,7 @@ class WebhookWorker {
   const WebhookOptions options_;
   WebhookMetrics metrics_;
   std::mutex breakers_mu_;
-  std::map<std::string, std::unique_ptr<Breaker>> breakers_ ABSL_GUARDED_BY(breakers_mu_);
+  std::map<std::string, std::shared_ptr<Breaker>> breakers_ ABSL_GUARDED_BY(breakers_mu_);
   std::vector<std::unique_ptr<PeriodicTask>> tasks_;  // delivery rounds
   std::unique_ptr<PeriodicTask> feed_;                // the change feed, on its own
   std::unique_ptr<PeriodicTask> standing_;            // the directory's word on subscribers
