@@ -56,6 +56,9 @@ class WebhooksBlackBox(unittest.TestCase):
             "--webhook_backoff_max_s=1",
             "--webhook_timeout_ms=5000",
             "--webhook_lease_s=6",
+            # The directory's word on a subscriber read again within about 2 s (test_6).
+            "--organization_cache_s=1",
+            "--webhook_standing_refresh_s=1",
         ])
         cls.seed()
         cls.sink = io.StringIO()
@@ -237,6 +240,34 @@ class WebhooksBlackBox(unittest.TestCase):
         print(f"sample receiver: rejected {dict(sorted(r.rejected.items()))}, accepted "
               f"{r.accepted} ({len(r.seen)} event, {r.duplicates} duplicate)")
         self.assertEqual(r.rejected, {"signature mismatch": 2, "old timestamp": 1})
+
+    def test_6_an_organization_the_directory_no_longer_lists_as_a_provider_hears_nothing(self):
+        """The directory is the source of who may hear: once it lists the organization as
+        something else, an offer to it (routing still finds its facility) is not told."""
+        st = self.stack
+        d, dpb2 = shclient.stub("directory", st.channel(self.directory.port, "client-directory_admin"))
+        org = d.GetOrganization(dpb2.GetOrganizationRequest(id=PROVIDER), timeout=5).organization
+        org.kind = dpb2.ORGANIZATION_KIND_STATE_AGENCY
+        d.UpdateOrganization(dpb2.UpdateOrganizationRequest(organization=org), timeout=5)
+
+        def logged_inactive():
+            with open(self.referrals.log_path, "rb") as f:
+                return b"webhook_subscriber_inactive" in f.read()
+        wait_for(logged_inactive, timeout=30, what="the subscriber found inactive")
+        before = len(self.receiver.bodies)
+        rid = self.create("wh-3")
+        prov, pb2 = self.ref(self.provider_cert)
+
+        def offered():  # the provider may read it once it holds an offer (PERMISSION_DENIED before)
+            r = prov.GetReferral(pb2.GetReferralRequest(id=rid), timeout=10).referral
+            return r.status == pb2.REFERRAL_STATUS_OFFERED
+        wait_for(offered, timeout=30, what="the offer to the former provider")
+        time.sleep(3.0)  # a delivery, if any, would arrive now (the worker polls every 0.5 s)
+        self.assertEqual(self.ids_for(rid), [], "an offer told to an organization no longer "
+                         "listed as a provider")
+        self.assertEqual(len(self.receiver.bodies), before)
+        print("directory lists the provider as a state agency: its offer made, not told "
+              f"({len(self.receiver.bodies) - before} posts)")
 
 
 if __name__ == "__main__":

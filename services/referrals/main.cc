@@ -53,6 +53,30 @@ ABSL_FLAG(bool, webhook_allow_internal_addresses, false,
           "loopback), e.g. a partner on the state's private network. Off: such a connection is "
           "refused at connect time, whatever the URL's name resolves to.");
 
+ABSL_FLAG(int, webhook_round_budget_s, 30,
+          "One webhook delivery round (a worker's pass) ends after this long; then the next "
+          "round starts with the subscriptions served longest ago.");
+ABSL_FLAG(int, webhook_per_subscription_per_round, 5,
+          "Deliveries of one subscription per round at most (the others' turn after that).");
+ABSL_FLAG(
+    int, webhook_breaker_failures, 5,
+    "Consecutive failed deliveries (no answer, or not 2xx) that open an endpoint's "
+    "circuit breaker (per replica): it is skipped for --webhook_breaker_open_s, then probed.");
+ABSL_FLAG(int, webhook_breaker_open_s, 60, "How long an endpoint's open breaker skips it.");
+ABSL_FLAG(int, webhook_standing_refresh_s, 60,
+          "How often the directory is asked whether a webhook subscriber is still listed as "
+          "what it subscribed as, and (child welfare) which counties it serves now.");
+ABSL_FLAG(int, webhook_standing_max_age_s, 600,
+          "Deliveries go only to subscribers the directory vouched for within this long "
+          "(a directory outage longer than this holds deliveries back).");
+ABSL_FLAG(int, webhook_replay_max_per_call, 100,
+          "Dead letters one ReplayWebhookDeadLetters replays.");
+ABSL_FLAG(int, webhook_replay_max_per_hour, 500,
+          "Dead letters one organization may replay per hour (RESOURCE_EXHAUSTED beyond).");
+ABSL_FLAG(int, webhook_keep_delivered_h, 24 * 7,
+          "Delivered (and obsolete or withheld) webhook deliveries are deleted after this long.");
+ABSL_FLAG(int, webhook_keep_dead_h, 24 * 30, "Webhook dead letters are deleted after this long.");
+
 namespace safeharbor::referrals {
 const std::vector<Migration>& Migrations();
 namespace {
@@ -90,6 +114,18 @@ WebhookOptions WebhookOptionsFromFlags() {
                      w.request_timeout + absl::Seconds(1));
   w.allow_loopback_http = absl::GetFlag(FLAGS_webhook_allow_loopback_http);
   w.allow_internal_addresses = absl::GetFlag(FLAGS_webhook_allow_internal_addresses);
+  w.round_budget = absl::Seconds(std::max(1, absl::GetFlag(FLAGS_webhook_round_budget_s)));
+  w.per_subscription_per_round =
+      std::max(1, absl::GetFlag(FLAGS_webhook_per_subscription_per_round));
+  w.breaker_failures = std::max(1, absl::GetFlag(FLAGS_webhook_breaker_failures));
+  w.breaker_open_for = absl::Seconds(std::max(1, absl::GetFlag(FLAGS_webhook_breaker_open_s)));
+  w.standing_refresh = absl::Seconds(std::max(1, absl::GetFlag(FLAGS_webhook_standing_refresh_s)));
+  w.standing_max_age = std::max(absl::Seconds(absl::GetFlag(FLAGS_webhook_standing_max_age_s)),
+                                2 * w.standing_refresh);
+  w.replay_max_per_call = std::clamp(absl::GetFlag(FLAGS_webhook_replay_max_per_call), 1, 1000);
+  w.replay_max_per_window = std::max(1, absl::GetFlag(FLAGS_webhook_replay_max_per_hour));
+  w.keep_delivered = absl::Hours(std::max(1, absl::GetFlag(FLAGS_webhook_keep_delivered_h)));
+  w.keep_dead = absl::Hours(std::max(1, absl::GetFlag(FLAGS_webhook_keep_dead_h)));
   return w;
 }
 

@@ -46,6 +46,14 @@ class Network {
   // region.
   virtual absl::StatusOr<std::vector<std::string>> OrganizationCounties(
       const std::string& org_id) = 0;
+  // The directory's record of an organization (cached as OrganizationCounties is); NOT_FOUND
+  // when it no longer lists it. Webhooks ask it whether a subscriber may still hear. A network
+  // that cannot say answers UNIMPLEMENTED, and webhooks then go nowhere (fail closed).
+  virtual absl::StatusOr<directory::v1::Organization> DirectoryOrganization(
+      const std::string& org_id) {
+    (void)org_id;
+    return absl::UnimplementedError("this network does not read organizations");
+  }
 };
 
 struct GrpcNetworkOptions {
@@ -71,6 +79,10 @@ class GrpcNetwork final : public Network {
   absl::StatusOr<v1::Handoff> HandoffFor(const Option& option) override;
   absl::StatusOr<v1::Handoff> OnCallOffice(const std::string& county_fips) override;
   absl::StatusOr<std::vector<std::string>> OrganizationCounties(const std::string& org_id) override;
+  absl::StatusOr<directory::v1::Organization> DirectoryOrganization(
+      const std::string& org_id) override {
+    return Organization(org_id);
+  }
 
  private:
   absl::StatusOr<directory::v1::Organization> Organization(const std::string& id);

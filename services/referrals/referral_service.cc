@@ -85,8 +85,9 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
               &router_, &metrics_, options_, &registry),
       webhook_sender_(std::make_unique<CurlWebhookSender>(
           options_.webhooks.allow_loopback_http, "", options_.webhooks.allow_internal_addresses)),
-      webhooks_(std::make_unique<WebhookWorker>(pg, clock, sealer, webhook_sender_.get(),
-                                                options_.webhooks, registry)) {
+      webhooks_(std::make_unique<WebhookWorker>(
+          pg, clock, sealer, webhook_sender_.get(),
+          routing_network != nullptr ? routing_network : network, options_.webhooks, registry)) {
   Methods();
 }
 

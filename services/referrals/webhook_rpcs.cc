@@ -13,8 +13,6 @@
 namespace safeharbor::referrals {
 namespace {
 
-constexpr int kMaxSubscriptionsPerOrganization = 10;
-
 absl::Status ValidateOrganization(absl::string_view org) {
   if (org.empty()) return absl::InvalidArgumentError("organization_id: required");
   return ValidateId(org, "organization_id");
@@ -53,16 +51,14 @@ absl::Status ReferralServiceImpl::CreateWebhookSubscription(
   const std::string secret = NewWebhookSecret();
   SH_ASSIGN_OR_RETURN(const std::string sealed, sealer_->Seal(secret, s.id()));
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
-    SH_ASSIGN_OR_RETURN(const auto existing, WebhookStore::List(tx, req.organization_id()));
-    if (existing.size() >= kMaxSubscriptionsPerOrganization) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "at most ", kMaxSubscriptionsPerOrganization, " webhook subscriptions per organization"));
-    }
     const absl::Time now = ctx.Now();
     *s.mutable_create_time() = ToProtoTime(now);
     *s.mutable_secret_rotate_time() = ToProtoTime(now);
-    return WebhookStore::Create(tx, s, RoleName(c.role), counties, sealed);
+    // The cap is counted in the insert's own statement (concurrent creates cannot pass it).
+    return WebhookStore::Create(tx, s, RoleName(c.role), counties, sealed,
+                                webhooks_->options().max_subscriptions_per_organization);
   }));
+  webhooks_->Subscribed();  // the directory vouches for it before its first delivery
   *resp->mutable_subscription() = s;
   resp->set_secret(secret);
   log::Info(
@@ -127,9 +123,11 @@ absl::Status ReferralServiceImpl::ReplayWebhookDeadLetters(
     v1::ReplayWebhookDeadLettersResponse* resp) {
   const std::vector<std::string> ids(req.event_ids().begin(), req.event_ids().end());
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
-    SH_ASSIGN_OR_RETURN(const int32_t n,
-                        WebhookStore::Replay(tx, req.organization_id(), ids, ctx.Now(),
-                                             webhooks_->options().retry_window));
+    const WebhookOptions& o = webhooks_->options();
+    SH_ASSIGN_OR_RETURN(
+        const int32_t n,
+        WebhookStore::Replay(tx, req.organization_id(), ids, ctx.Now(), o.retry_window,
+                             {o.replay_max_per_call, o.replay_max_per_window, o.replay_window}));
     resp->set_replayed(n);
     return absl::OkStatus();
   }));

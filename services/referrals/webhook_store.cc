@@ -15,6 +15,7 @@ namespace {
 
 constexpr int16_t kDelivered = 1, kDead = 2, kObsolete = 3;  // 0: pending
 constexpr int kMaxObsoletePerClaim = 20;
+constexpr int kMaxRefusedPerClaim = 20;  // subscriptions passed over (refused, or busy), per claim
 
 // "{1,3}" (an integer[] as text) → {1, 3}.
 std::vector<int> IntArray(absl::string_view text) {
@@ -77,6 +78,18 @@ absl::StatusOr<bool> GuardHolds(PgTx& tx, const ClaimedDelivery& d) {
   return false;  // A guard this version does not know: never delivered blindly.
 }
 
+// Whether the subscriber may still see the referral: a child-welfare office only while the
+// referral's county is in its region as the directory last gave it (webhook_subscriptions.
+// counties, refreshed by RecordStanding).
+absl::StatusOr<bool> MaySee(PgTx& tx, const ClaimedDelivery& d) {
+  SH_ASSIGN_OR_RETURN(auto r, tx.Exec("SELECT 1 FROM webhook_subscriptions s WHERE s.id = $2 AND "
+                                      "(s.role <> 'child_welfare' OR EXISTS (SELECT 1 FROM "
+                                      "referrals r WHERE r.id = $1 AND r.county_fips = ANY "
+                                      "(s.counties)))",
+                                      {d.event.referral_id, d.subscription_id}));
+  return r.rows() > 0;
+}
+
 ClaimedDelivery ClaimedAt(const PgResult& r) {
   ClaimedDelivery d;
   d.id = r.Int64(0, "id");
@@ -103,7 +116,19 @@ bool SubscriptionTarget::Wants(v1::WebhookEventType t) const {
 
 absl::Status WebhookStore::Create(PgTx& tx, const v1::WebhookSubscription& s,
                                   absl::string_view role, const std::vector<std::string>& counties,
-                                  absl::string_view secret_sealed) {
+                                  absl::string_view secret_sealed, int max_per_organization) {
+  // One statement: concurrent creates queue on the organization's row and each sees the count
+  // the one before it left.
+  SH_ASSIGN_OR_RETURN(
+      auto counted,
+      tx.Exec("INSERT INTO webhook_org_limits AS l (org_id, subscriptions) VALUES ($1, 1) "
+              "ON CONFLICT (org_id) DO UPDATE SET subscriptions = l.subscriptions + 1 "
+              "WHERE l.subscriptions < $2 RETURNING subscriptions",
+              {s.organization_id(), int32_t{max_per_organization}}));
+  if (counted.rows() == 0 || counted.Int32(0, "subscriptions") > max_per_organization) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("at most ", max_per_organization, " webhook subscriptions per organization"));
+  }
   return tx
       .Exec(
           "INSERT INTO webhook_subscriptions (id, org_id, role, url, events, counties, "
@@ -131,6 +156,10 @@ absl::Status WebhookStore::Delete(PgTx& tx, absl::string_view org, absl::string_
                                       "id = $1 AND org_id = $2 AND NOT deleted RETURNING id",
                                       {id, org}));
   if (r.rows() == 0) return absl::NotFoundError("no such webhook subscription");
+  SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_org_limits SET subscriptions = subscriptions - 1 "
+                             "WHERE org_id = $1 AND subscriptions > 0",
+                             {org})
+                         .status());
   return tx
       .Exec(
           "UPDATE webhook_deliveries SET state = $2, lease_until = NULL "
@@ -191,7 +220,8 @@ absl::StatusOr<std::optional<v1::Referral>> WebhookStore::EventView(PgTx& tx, in
 absl::StatusOr<std::vector<SubscriptionTarget>> WebhookStore::ForOrganization(
     PgTx& tx, absl::string_view org) {
   SH_ASSIGN_OR_RETURN(auto r, tx.Exec("SELECT id, org_id, events::text AS events FROM "
-                                      "webhook_subscriptions WHERE org_id = $1 AND NOT deleted",
+                                      "webhook_subscriptions WHERE org_id = $1 AND NOT deleted AND "
+                                      "NOT inactive",
                                       {org}));
   return TargetsOf(r);
 }
@@ -200,7 +230,8 @@ absl::StatusOr<std::vector<SubscriptionTarget>> WebhookStore::ForCounty(PgTx& tx
                                                                         absl::string_view county) {
   SH_ASSIGN_OR_RETURN(auto r,
                       tx.Exec("SELECT id, org_id, events::text AS events FROM "
-                              "webhook_subscriptions WHERE $1 = ANY (counties) AND NOT deleted",
+                              "webhook_subscriptions WHERE $1 = ANY (counties) AND NOT deleted "
+                              "AND NOT inactive",
                               {county}));
   return TargetsOf(r);
 }
@@ -220,27 +251,41 @@ absl::Status WebhookStore::Enqueue(PgTx& tx, const SubscriptionTarget& s, const 
       .status();
 }
 
-absl::StatusOr<std::optional<ClaimedDelivery>> WebhookStore::Claim(PgTx& tx, absl::Time now,
-                                                                   absl::Duration lease,
-                                                                   int endpoint_concurrency,
-                                                                   int* obsolete) {
-  // The subscription's row lock serializes claims for one endpoint across replicas; its
-  // leases in flight are counted again after the lock (a fresh snapshot).
+namespace {
+
+// The subscription to claim from: vouched for recently, below its concurrency limit, with a due
+// delivery, not skipped; of the organization served longest ago, and of its subscriptions the
+// one served longest ago (round-robin between organizations, then their endpoints); its row
+// locked (serializing claims for one endpoint across replicas).
+absl::StatusOr<std::optional<std::string>> PickSubscription(PgTx& tx, absl::Time now,
+                                                            int endpoint_concurrency,
+                                                            const ClaimPolicy& policy,
+                                                            const std::vector<std::string>& skip) {
   SH_ASSIGN_OR_RETURN(
       auto sub,
-      tx.Exec("SELECT s.id FROM webhook_subscriptions s WHERE NOT s.deleted AND EXISTS "
+      tx.Exec("SELECT s.id FROM webhook_subscriptions s WHERE NOT s.deleted AND NOT s.inactive "
+              "AND s.standing_checked >= $3 AND NOT (s.id = ANY ($4::text[])) AND EXISTS "
               "(SELECT 1 FROM webhook_deliveries d WHERE d.subscription_id = s.id AND "
               "d.state = 0 AND d.next_attempt <= $1 AND (d.lease_until IS NULL OR "
               "d.lease_until <= $1)) AND (SELECT count(*) FROM webhook_deliveries d WHERE "
               "d.subscription_id = s.id AND d.state = 0 AND d.lease_until > $1) < $2 "
-              "ORDER BY random() LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
-              {PgTime(now), int32_t{endpoint_concurrency}}));
-  if (sub.rows() == 0) return std::optional<ClaimedDelivery>();
+              "ORDER BY (SELECT max(o.claim_turn) FROM webhook_subscriptions o WHERE "
+              "o.org_id = s.org_id AND NOT o.deleted) NULLS FIRST, s.claim_turn NULLS FIRST, "
+              "s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
+              {PgTime(now), int32_t{endpoint_concurrency}, PgTime(policy.standing_since),
+               PgTextArray(skip)}));
+  if (sub.rows() == 0) return std::optional<std::string>();
   const std::string sid = sub.String(0, "id");
+  // Its leases in flight counted again after the lock (a fresh snapshot).
   SH_ASSIGN_OR_RETURN(auto busy, tx.Exec("SELECT count(*) AS n FROM webhook_deliveries WHERE "
                                          "subscription_id = $1 AND state = 0 AND lease_until > $2",
                                          {sid, PgTime(now)}));
-  if (busy.Int64(0, "n") >= endpoint_concurrency) return std::optional<ClaimedDelivery>();
+  if (busy.Int64(0, "n") >= endpoint_concurrency) return std::optional<std::string>();
+  return std::optional<std::string>(sid);
+}
+
+absl::StatusOr<std::optional<ClaimedDelivery>> PickDelivery(PgTx& tx, const std::string& sid,
+                                                            absl::Time now) {
   SH_ASSIGN_OR_RETURN(
       auto r, tx.Exec("SELECT d.id, d.subscription_id, d.org_id, s.url, s.secret_sealed, "
                       "d.event_id, d.event_type, d.referral_id, d.deadline, d.occurred, d.guard, "
@@ -251,22 +296,82 @@ absl::StatusOr<std::optional<ClaimedDelivery>> WebhookStore::Claim(PgTx& tx, abs
                       "d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED",
                       {sid, PgTime(now)}));
   if (r.rows() == 0) return std::optional<ClaimedDelivery>();
-  ClaimedDelivery d = ClaimedAt(r);
-  SH_ASSIGN_OR_RETURN(const bool holds, GuardHolds(tx, d));
-  if (!holds) {
-    ++*obsolete;
-    SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_deliveries SET state = $2 WHERE id = $1",
-                               {d.id, int32_t{kObsolete}})
+  return std::optional<ClaimedDelivery>(ClaimedAt(r));
+}
+
+// Whether the claimed delivery is still to be sent; if not it is set aside (obsolete, withheld
+// or dead) and counted.
+absl::StatusOr<bool> Vet(PgTx& tx, const ClaimedDelivery& d, absl::Time now, ClaimTally* tally) {
+  if (now > d.retry_until) {  // e.g. held back by its breaker or standing past its window
+    ++tally->expired;
+    SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_deliveries SET state = $2, next_attempt = $3, "
+                               "lease_until = NULL, last_error = CASE WHEN last_error = '' THEN "
+                               "'retry window closed' ELSE last_error END WHERE id = $1",
+                               {d.id, int32_t{kDead}, PgTime(now)})
                            .status());
-    // The next one; bounded: at most kMaxObsoletePerClaim reminders are dropped per claim.
-    if (*obsolete >= kMaxObsoletePerClaim) return std::optional<ClaimedDelivery>();
-    return Claim(tx, now, lease, endpoint_concurrency, obsolete);
+    return false;
   }
-  SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_deliveries SET lease_until = $2, attempts = "
-                             "attempts + 1 WHERE id = $1",
-                             {d.id, PgTime(now + lease)})
-                         .status());
-  return std::optional<ClaimedDelivery>(std::move(d));
+  SH_ASSIGN_OR_RETURN(const bool holds, GuardHolds(tx, d));
+  bool may_see = holds;
+  if (holds) {
+    SH_ASSIGN_OR_RETURN(may_see, MaySee(tx, d));
+  }
+  if (holds && may_see) return true;
+  ++(holds ? tally->withheld : tally->obsolete);
+  SH_RETURN_IF_ERROR(
+      tx.Exec("UPDATE webhook_deliveries SET state = $2 WHERE id = $1", {d.id, int32_t{kObsolete}})
+          .status());
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<ClaimedDelivery>> WebhookStore::Claim(PgTx& tx, absl::Time now,
+                                                                   absl::Duration lease,
+                                                                   int endpoint_concurrency,
+                                                                   int* obsolete) {
+  ClaimTally tally;
+  auto claimed = Claim(tx, now, lease, endpoint_concurrency, ClaimPolicy{}, &tally);
+  *obsolete += tally.Total();
+  return claimed;
+}
+
+absl::StatusOr<std::optional<ClaimedDelivery>> WebhookStore::Claim(PgTx& tx, absl::Time now,
+                                                                   absl::Duration lease,
+                                                                   int endpoint_concurrency,
+                                                                   const ClaimPolicy& policy,
+                                                                   ClaimTally* tally) {
+  std::vector<std::string> skip = policy.skip;
+  int refused = 0;
+  // Bounded: at most kMaxObsoletePerClaim set aside and kMaxRefusedPerClaim refused per claim.
+  while (tally->Total() < kMaxObsoletePerClaim && refused < kMaxRefusedPerClaim) {
+    SH_ASSIGN_OR_RETURN(const std::optional<std::string> sid,
+                        PickSubscription(tx, now, endpoint_concurrency, policy, skip));
+    if (!sid.has_value()) return std::optional<ClaimedDelivery>();
+    if (policy.admit && !policy.admit(*sid)) {
+      ++refused;
+      skip.push_back(*sid);
+      continue;
+    }
+    SH_ASSIGN_OR_RETURN(std::optional<ClaimedDelivery> d, PickDelivery(tx, *sid, now));
+    if (!d.has_value()) {  // its due one taken by another worker meanwhile: the next endpoint
+      ++refused;
+      skip.push_back(*sid);
+      continue;
+    }
+    SH_ASSIGN_OR_RETURN(const bool send, Vet(tx, *d, now, tally));
+    if (!send) continue;
+    SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_deliveries SET lease_until = $2, attempts = "
+                               "attempts + 1 WHERE id = $1",
+                               {d->id, PgTime(now + lease)})
+                           .status());
+    SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_subscriptions SET claim_turn = "
+                               "nextval('webhook_claim_turns') WHERE id = $1",
+                               {*sid})
+                           .status());
+    return d;
+  }
+  return std::optional<ClaimedDelivery>();
 }
 
 absl::Status WebhookStore::Delivered(PgTx& tx, int64_t id, absl::Time now) {
@@ -312,15 +417,94 @@ absl::StatusOr<std::vector<v1::WebhookDelivery>> WebhookStore::DeadLetters(PgTx&
 
 absl::StatusOr<int32_t> WebhookStore::Replay(PgTx& tx, absl::string_view org,
                                              const std::vector<std::string>& event_ids,
-                                             absl::Time now, absl::Duration retry_window) {
+                                             absl::Time now, absl::Duration retry_window,
+                                             const ReplayLimits& limits) {
+  if (event_ids.size() > static_cast<size_t>(limits.per_call)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event_ids: at most ", limits.per_call, " per call"));
+  }
+  // The organization's window: its row locked until commit, so concurrent replays count in turn.
+  SH_ASSIGN_OR_RETURN(
+      auto budget,
+      tx.Exec("INSERT INTO webhook_replay_budget AS b (org_id, window_start, replayed) VALUES "
+              "($1, $2, 0) ON CONFLICT (org_id) DO UPDATE SET window_start = CASE WHEN "
+              "b.window_start <= $3 THEN $2 ELSE b.window_start END, replayed = CASE WHEN "
+              "b.window_start <= $3 THEN 0 ELSE b.replayed END RETURNING replayed, window_start",
+              {org, PgTime(now), PgTime(now - limits.window)}));
+  const int64_t left = limits.per_window - budget.Int64(0, "replayed");
+  if (left <= 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "at most ", limits.per_window, " dead letters replayed per organization per ",
+        absl::FormatDuration(limits.window), "; try again after ",
+        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", budget.Time(0, "window_start") + limits.window,
+                         absl::UTCTimeZone())));
+  }
   SH_ASSIGN_OR_RETURN(
       auto r, tx.Exec("UPDATE webhook_deliveries d SET state = 0, attempts = 0, next_attempt = $3, "
-                      "retry_until = $4, lease_until = NULL FROM webhook_subscriptions s "
-                      "WHERE s.id = d.subscription_id AND NOT s.deleted AND d.org_id = $1 AND "
-                      "d.state = 2 AND (cardinality($2::text[]) = 0 OR d.event_id = ANY ($2)) "
-                      "RETURNING d.id",
-                      {org, PgTextArray(event_ids), PgTime(now), PgTime(now + retry_window)}));
+                      "retry_until = $4, lease_until = NULL WHERE d.id IN (SELECT d.id FROM "
+                      "webhook_deliveries d JOIN webhook_subscriptions s ON s.id = "
+                      "d.subscription_id WHERE NOT s.deleted AND NOT s.inactive AND d.org_id = $1 "
+                      "AND d.state = 2 AND (cardinality($2::text[]) = 0 OR d.event_id = ANY ($2)) "
+                      "ORDER BY d.id LIMIT $5) RETURNING d.id",
+                      {org, PgTextArray(event_ids), PgTime(now), PgTime(now + retry_window),
+                       std::min<int64_t>(left, limits.per_call)}));
+  SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_replay_budget SET replayed = replayed + $2 WHERE "
+                             "org_id = $1",
+                             {org, int64_t{r.rows()}})
+                         .status());
   return static_cast<int32_t>(r.rows());
+}
+
+absl::StatusOr<std::vector<StandingTarget>> WebhookStore::StandingDue(PgTx& tx,
+                                                                      absl::Time stale_before,
+                                                                      int limit) {
+  SH_ASSIGN_OR_RETURN(
+      auto r, tx.Exec("SELECT org_id, role FROM webhook_subscriptions WHERE NOT deleted GROUP BY "
+                      "org_id, role HAVING min(coalesce(standing_checked, '-infinity')) < $1 "
+                      "ORDER BY min(coalesce(standing_checked, '-infinity')), org_id LIMIT $2",
+                      {PgTime(stale_before), int32_t{limit}}));
+  std::vector<StandingTarget> out(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    out[static_cast<size_t>(i)] = {r.String(i, "org_id"), r.String(i, "role")};
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> WebhookStore::RecordStanding(PgTx& tx, const StandingTarget& t, bool active,
+                                                     const std::vector<std::string>& counties,
+                                                     absl::Time now) {
+  SH_RETURN_IF_ERROR(tx.Exec("UPDATE webhook_subscriptions SET standing_checked = $3, inactive = "
+                             "$4, counties = CASE WHEN role = 'child_welfare' THEN $5::text[] "
+                             "ELSE counties END WHERE org_id = $1 AND role = $2 AND NOT deleted",
+                             {t.org_id, t.role, PgTime(now), !active, PgTextArray(counties)})
+                         .status());
+  if (active) return int64_t{0};
+  SH_ASSIGN_OR_RETURN(
+      auto r, tx.Exec("UPDATE webhook_deliveries d SET state = $3, lease_until = NULL FROM "
+                      "webhook_subscriptions s WHERE s.id = d.subscription_id AND s.org_id = $1 "
+                      "AND s.role = $2 AND d.state = 0 RETURNING d.id",
+                      {t.org_id, t.role, int32_t{kObsolete}}));
+  return int64_t{r.rows()};
+}
+
+absl::StatusOr<int64_t> WebhookStore::Prune(PgTx& tx, absl::Time delivered_before,
+                                            absl::Time dead_before, int limit) {
+  SH_ASSIGN_OR_RETURN(
+      auto r,
+      tx.Exec("DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM "
+              "webhook_deliveries WHERE state <> 0 AND coalesce(delivered, next_attempt) "
+              "< greatest($1::timestamptz, $2::timestamptz) AND "
+              "coalesce(delivered, next_attempt) < CASE WHEN state = $3 THEN $2::timestamptz ELSE "
+              "$1::timestamptz END "
+              "LIMIT $4) RETURNING id",
+              {PgTime(delivered_before), PgTime(dead_before), int32_t{kDead}, int32_t{limit}}));
+  SH_RETURN_IF_ERROR(
+      tx.Exec("DELETE FROM webhook_subscriptions WHERE id IN (SELECT s.id FROM "
+              "webhook_subscriptions s WHERE s.deleted AND NOT EXISTS (SELECT 1 FROM "
+              "webhook_deliveries d WHERE d.subscription_id = s.id) LIMIT $1)",
+              {int32_t{limit}})
+          .status());
+  return int64_t{r.rows()};
 }
 
 absl::StatusOr<double> WebhookStore::OldestUndeliveredSeconds(PgTx& tx, absl::Time now) {

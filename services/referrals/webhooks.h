@@ -43,6 +43,33 @@ struct WebhookOptions {
   // unless allowed (a partner on a private network); loopback also with allow_loopback_http.
   bool allow_internal_addresses = false;
   int batch = 50;
+  // Bounds (issue 15 review). The directory's word on a subscriber (listed, of the kind it
+  // subscribed as, the counties it serves) is refreshed this often, and a delivery is claimed
+  // only while it is at most standing_max_age old (the referral service's organization cache,
+  // --organization_cache_s, adds to the staleness).
+  absl::Duration standing_refresh = absl::Seconds(60);
+  absl::Duration standing_max_age = absl::Minutes(10);
+  int standing_batch = 50;  // organizations asked about per refresh pass
+  // One delivery round (a worker's pass) ends after this long, and serves at most
+  // per_subscription_per_round deliveries of one subscription (round-robin between them).
+  absl::Duration round_budget = absl::Seconds(30);
+  int per_subscription_per_round = 5;
+  // Per-endpoint circuit breaker (per replica): this many consecutive failed deliveries
+  // (no answer, or not 2xx) and the endpoint is skipped for breaker_open_for, then probed once.
+  int breaker_failures = 5;
+  absl::Duration breaker_open_for = absl::Seconds(60);
+  // ReplayWebhookDeadLetters: at most replay_max_per_call per call, replay_max_per_window per
+  // organization per replay_window (across replicas).
+  int replay_max_per_call = 100;
+  int replay_max_per_window = 500;
+  absl::Duration replay_window = absl::Hours(1);
+  // Retention: delivered and obsolete deliveries deleted after keep_delivered, dead letters after
+  // keep_dead; at most retention_batch rows per pass, every maintenance_interval.
+  absl::Duration keep_delivered = absl::Hours(24 * 7);
+  absl::Duration keep_dead = absl::Hours(24 * 30);
+  int retention_batch = 500;
+  absl::Duration maintenance_interval = absl::Seconds(15);
+  int max_subscriptions_per_organization = 10;
 };
 
 // Reminders are delivered only while their condition holds.

@@ -10,9 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -271,6 +275,38 @@ class ScriptedSender final : public WebhookSender {
   std::vector<WebhookRequest> posts;
 };
 
+// The directory's word on subscribers, as a test sets it (NOT_FOUND for organizations it does
+// not list).
+class FakeDirectory final : public SubscriberDirectory {
+ public:
+  absl::StatusOr<SubscriberStanding> Standing(const std::string& org) override {
+    std::lock_guard<std::mutex> l(mu);
+    ++asked;
+    auto it = orgs.find(org);
+    if (it == orgs.end()) return absl::NotFoundError("not in the directory");
+    return it->second;
+  }
+  void Set(const std::string& org, absl::StatusOr<SubscriberStanding> s) {
+    std::lock_guard<std::mutex> l(mu);
+    orgs.insert_or_assign(org, std::move(s));
+  }
+  void Forget(const std::string& org) {
+    std::lock_guard<std::mutex> l(mu);
+    orgs.erase(org);
+  }
+  std::mutex mu;
+  std::map<std::string, absl::StatusOr<SubscriberStanding>> orgs;
+  int asked = 0;
+};
+
+SubscriberStanding ProviderStanding() {
+  return {directory::v1::ORGANIZATION_KIND_SERVICE_PROVIDER, {"53033"}};
+}
+
+SubscriberStanding OfficeStanding(std::vector<std::string> counties) {
+  return {directory::v1::ORGANIZATION_KIND_CHILD_WELFARE_OFFICE, std::move(counties)};
+}
+
 class WebhookOutboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -282,8 +318,10 @@ class WebhookOutboxTest : public ::testing::Test {
     options_.backoff_base = absl::Seconds(5);
     options_.retry_window = absl::Minutes(10);
     options_.endpoint_concurrency = 1;
-    worker_ = std::make_unique<WebhookWorker>(pg_.get(), &clock_, &sealer_, &sender_, options_,
-                                              registry_);
+    // The tests below that move the clock by hours keep the directory's word fresh enough.
+    options_.standing_max_age = absl::Hours(24 * 90);
+    worker_ = std::make_unique<WebhookWorker>(pg_.get(), &clock_, &sealer_, &sender_, &directory_,
+                                              options_, registry_);
   }
 
   // A subscription of `org`; returns its secret.
@@ -302,12 +340,20 @@ class WebhookOutboxTest : public ::testing::Test {
                          tx, s, counties.empty() ? "provider" : "child_welfare", counties, sealed);
                    })
                     .ok());
+    // The directory lists it as what it subscribed as (unless a test said otherwise), and has
+    // vouched for it.
+    if (directory_.orgs.count(org) == 0) {
+      directory_.Set(org, counties.empty() ? ProviderStanding() : OfficeStanding(counties));
+    }
+    EXPECT_TRUE(worker_->RefreshStandingOnce().ok());
     return secret;
   }
 
   // A referral offered to `provider`, with its watch event committed (the change feed).
-  void Offer(const std::string& rid, const std::string& provider) {
+  void Offer(const std::string& rid, const std::string& provider,
+             const std::string& county = "53033") {
     v1::Referral r = OfferedView(rid, provider, clock_.Now());
+    r.set_county_fips(county);
     r.mutable_youth()->mutable_identifying()->set_name("Jane Doe");
     Caller officer{"seattle-pd", Role::kLawEnforcement, ""};
     ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
@@ -327,9 +373,38 @@ class WebhookOutboxTest : public ::testing::Test {
     return r.ok() ? r->Int64(0, "n") : -1;
   }
 
+  // The referral escalated (a transition to ESCALATED: the change feed's trigger).
+  void Escalate(const std::string& rid) {
+    ASSERT_TRUE(pg_->Transact([&](PgTx& tx) {
+                     v1::Transition t;
+                     t.set_from_status(v1::REFERRAL_STATUS_OFFERED);
+                     t.set_to_status(v1::REFERRAL_STATUS_ESCALATED);
+                     t.set_actor_organization_id("referral-service");
+                     t.set_actor_role("service");
+                     *t.mutable_time() = ToProtoTime(clock_.Now());
+                     return ReferralStore::AppendTransition(tx, rid, t);
+                   })
+                    .ok());
+  }
+
+  double Metric(const std::string& name, const std::string& outcome = "") {
+    for (const auto& family : registry_.Collect()) {
+      if (family.name != name) continue;
+      double total = 0;
+      for (const auto& m : family.metric) {
+        bool match = outcome.empty();
+        for (const auto& l : m.label) match = match || (l.name == "outcome" && l.value == outcome);
+        if (match) total += m.counter.value + m.gauge.value;
+      }
+      return total;
+    }
+    return -1;
+  }
+
   FakeClock clock_{kNow};
   Sealer sealer_ = *Sealer::Create({{1, std::string(32, 'k')}}, 1, std::string(32, 'f'));
   prometheus::Registry registry_;
+  FakeDirectory directory_;
   ScriptedSender sender_;
   WebhookOptions options_;
   std::unique_ptr<PgPool> pg_;
@@ -411,8 +486,8 @@ TEST_F(WebhookOutboxTest, EachEventIsPostedOnceAcrossReplicas) {
   prometheus::Registry other_registry;
   WebhookOptions wide = options_;
   wide.endpoint_concurrency = 4;
-  WebhookWorker a(pg_.get(), &clock_, &sealer_, &sender_, wide, registry_);
-  WebhookWorker b(pg_.get(), &clock_, &sealer_, &sender_, wide, other_registry);
+  WebhookWorker a(pg_.get(), &clock_, &sealer_, &sender_, &directory_, wide, registry_);
+  WebhookWorker b(pg_.get(), &clock_, &sealer_, &sender_, &directory_, wide, other_registry);
   std::vector<std::thread> threads;
   for (WebhookWorker* w : {&a, &b, &a, &b}) {
     threads.emplace_back([w] {
@@ -558,6 +633,393 @@ TEST_F(WebhookOutboxTest, ARolledBackChangeTellsNothing) {
                   })
                    .ok());
   EXPECT_EQ(*worker_->DeriveOnce(), 1) << "only the committed change's feed row";
+}
+
+// ---- After review (issue 15): authority read live, fairness and bounds, retention. ----
+
+TEST(WebhookPure, OnlyAnOrganizationListedAsWhatItSubscribedAsMayHear) {
+  EXPECT_TRUE(StandingAllows(ProviderStanding(), "provider"));
+  EXPECT_FALSE(StandingAllows(ProviderStanding(), "child_welfare"));
+  EXPECT_TRUE(StandingAllows(OfficeStanding({"53033"}), "child_welfare"));
+  EXPECT_FALSE(StandingAllows(OfficeStanding({"53033"}), "provider"));
+  SubscriberStanding agency{directory::v1::ORGANIZATION_KIND_STATE_AGENCY, {}};
+  EXPECT_FALSE(StandingAllows(agency, "provider"));
+  EXPECT_FALSE(StandingAllows(agency, "child_welfare"));
+}
+
+// W1: the office's region is the directory's now, not the one copied when it subscribed.
+TEST_F(WebhookOutboxTest, AnEscalationFollowsTheOfficesRegionAsTheDirectoryHasItNow) {
+  Subscribe("whs-cw", "cw-king", {"53033"});
+  directory_.Set("cw-king", OfficeStanding({"53063"}));  // the office now serves Spokane
+  clock_.Advance(options_.standing_refresh + absl::Seconds(1));
+  ASSERT_EQ(*worker_->RefreshStandingOnce(), 1);
+  Offer("ref-king", "prov-x", "53033");
+  Escalate("ref-king");
+  Offer("ref-spokane", "prov-x", "53063");
+  Escalate("ref-spokane");
+  ASSERT_TRUE(worker_->DeriveOnce().ok());
+  while (*worker_->DeliverOnce() > 0) {
+  }
+  ASSERT_EQ(sender_.posts.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(sender_.posts[0].body, "\"ref-spokane\""));
+  EXPECT_FALSE(absl::StrContains(sender_.posts[0].body, "ref-king"));
+}
+
+// W1 at delivery: queued while the county was the office's, withheld once it is no longer.
+TEST_F(WebhookOutboxTest, AnEscalationQueuedBeforeTheRegionChangedIsWithheld) {
+  Subscribe("whs-cw", "cw-king", {"53033"});
+  Offer("ref-1", "prov-x");
+  Escalate("ref-1");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  EXPECT_EQ(Count("state = 0"), 1);
+  directory_.Set("cw-king", OfficeStanding({"53063"}));
+  clock_.Advance(options_.standing_refresh + absl::Seconds(1));
+  ASSERT_EQ(*worker_->RefreshStandingOnce(), 1);
+  EXPECT_EQ(*worker_->DeliverOnce(), 0);
+  EXPECT_TRUE(sender_.posts.empty());
+  EXPECT_EQ(Count("state = 3"), 1);
+  EXPECT_EQ(Metric("safeharbor_webhook_deliveries_total", "withheld"), 1);
+}
+
+// W1: an organization the directory no longer lists, or lists as something else, hears nothing
+// more — neither what was queued for it nor what comes after.
+TEST_F(WebhookOutboxTest, AnOrganizationNoLongerListedOrOfAnotherKindHearsNothing) {
+  Subscribe("whs-a", "prov-a");
+  Subscribe("whs-b", "prov-b");
+  Offer("ref-a1", "prov-a");
+  Offer("ref-b1", "prov-b");
+  ASSERT_EQ(*worker_->DeriveOnce(), 2);
+  directory_.Forget("prov-a");
+  directory_.Set("prov-b", SubscriberStanding{directory::v1::ORGANIZATION_KIND_STATE_AGENCY, {}});
+  clock_.Advance(options_.standing_refresh + absl::Seconds(1));
+  ASSERT_EQ(*worker_->RefreshStandingOnce(), 2);
+  EXPECT_EQ(Count("state = 3"), 4) << "offer made and its reminder, for each";
+  Offer("ref-a2", "prov-a");
+  Offer("ref-b2", "prov-b");
+  ASSERT_EQ(*worker_->DeriveOnce(), 2);
+  EXPECT_EQ(Count("state = 0"), 0) << "nothing queued for an inactive subscriber";
+  EXPECT_EQ(*worker_->DeliverOnce(), 0);
+  EXPECT_TRUE(sender_.posts.empty());
+  // Listed again as a provider: it hears again.
+  directory_.Set("prov-a", ProviderStanding());
+  clock_.Advance(options_.standing_refresh + absl::Seconds(1));
+  ASSERT_EQ(*worker_->RefreshStandingOnce(), 2);
+  Offer("ref-a3", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  EXPECT_EQ(*worker_->DeliverOnce(), 1);
+  std::cout << "withheld for organizations the directory no longer vouches for: "
+            << Metric("safeharbor_webhook_deliveries_total", "withheld") << "\n";
+}
+
+// W1: when the directory cannot say, deliveries wait (fail closed) and go once it answers.
+TEST_F(WebhookOutboxTest, NoDeliveryWhileTheDirectoryCannotVouchForTheSubscriber) {
+  WebhookOptions o = options_;
+  o.standing_max_age = absl::Minutes(10);
+  o.retry_window = absl::Hours(1);
+  prometheus::Registry other;
+  WebhookWorker w(pg_.get(), &clock_, &sealer_, &sender_, &directory_, o, other);
+  Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*w.DeriveOnce(), 1);
+  directory_.Set("prov-a", absl::UnavailableError("directory down"));
+  clock_.Advance(absl::Minutes(11));
+  EXPECT_EQ(*w.RefreshStandingOnce(), 0);
+  EXPECT_EQ(*w.DeliverOnce(), 0) << "the directory's word is 11 minutes old";
+  directory_.Set("prov-a", ProviderStanding());
+  EXPECT_EQ(*w.RefreshStandingOnce(), 1);
+  EXPECT_EQ(*w.DeliverOnce(), 1);
+  EXPECT_EQ(sender_.posts.size(), 1u);
+}
+
+// An endpoint that never answers: each POST takes the whole timeout (the fake clock moves on by
+// it); the others answer at once.
+class StallingSender final : public WebhookSender {
+ public:
+  StallingSender(FakeClock* clock, absl::Duration timeout) : clock_(clock), timeout_(timeout) {}
+  absl::StatusOr<int> Post(const WebhookRequest& req) override {
+    std::lock_guard<std::mutex> l(mu);
+    ++posts[req.url];
+    if (absl::StrContains(req.url, "slow")) {
+      clock_->Advance(timeout_);
+      return absl::DeadlineExceededError("timeout");
+    }
+    return 200;
+  }
+  std::mutex mu;
+  std::map<std::string, int> posts;
+
+ private:
+  FakeClock* clock_;
+  absl::Duration timeout_;
+};
+
+// W2: one organization's dead endpoint cannot hold a round past its budget, and its breaker
+// opens so that the next rounds skip it until the cool-down, then probe it once.
+TEST_F(WebhookOutboxTest, AStallingEndpointIsBoundedByTheRoundAndItsBreaker) {
+  WebhookOptions o = options_;
+  o.endpoint_concurrency = 4;
+  o.round_budget = absl::Seconds(20);
+  o.breaker_failures = 3;
+  o.breaker_open_for = absl::Minutes(5);
+  StallingSender stalling(&clock_, o.request_timeout);
+  prometheus::Registry reg;
+  WebhookWorker w(pg_.get(), &clock_, &sealer_, &stalling, &directory_, o, reg);
+  Subscribe("whs-1slow", "prov-slow");
+  Subscribe("whs-2fast", "prov-fast");
+  for (int i = 0; i < 20; ++i) Offer(absl::StrCat("ref-s", i), "prov-slow");
+  for (int i = 0; i < 3; ++i) Offer(absl::StrCat("ref-f", i), "prov-fast");
+  ASSERT_EQ(*w.DeriveOnce(), 23);
+  const absl::Time start = clock_.Now();
+  ASSERT_TRUE(w.DeliverOnce().ok());
+  const absl::Duration round = clock_.Now() - start;
+  const std::string slow = "https://hooks.example.org/whs-1slow";
+  const std::string fast = "https://hooks.example.org/whs-2fast";
+  // A round stops claiming once its budget is spent: at most one POST in flight runs past it.
+  EXPECT_LT(round, o.round_budget + o.request_timeout) << "one round, bounded";
+  EXPECT_EQ(stalling.posts[slow], 2) << "the budget, not the breaker, ended this round";
+  EXPECT_EQ(stalling.posts[fast], 1) << "served in turn, between the slow one's posts";
+  clock_.Advance(absl::Seconds(1));
+  while (*w.DeliverOnce() > 0) clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(stalling.posts[fast], 3) << "the other organization was served";
+  EXPECT_EQ(stalling.posts[slow], 3) << "its breaker opened after 3 failures";
+  double opened = -1;
+  for (const auto& f : reg.Collect()) {
+    if (f.name == "safeharbor_webhook_breaker_opened_total") opened = f.metric[0].counter.value;
+  }
+  EXPECT_EQ(opened, 1);
+  clock_.Advance(o.breaker_open_for);
+  EXPECT_EQ(*w.DeliverOnce(), 1) << "one probe after the cool-down";
+  EXPECT_EQ(stalling.posts[slow], 4);
+  std::cout << "stalling endpoint: first round " << absl::FormatDuration(round) << " (budget "
+            << absl::FormatDuration(o.round_budget) << "), " << stalling.posts[slow]
+            << " posts to it in all, breaker opened " << opened << " time(s); the other endpoint "
+            << stalling.posts[fast] << "/3 delivered\n";
+}
+
+// W2: a round serves each subscription at most per_subscription_per_round, in turn.
+TEST_F(WebhookOutboxTest, ARoundServesEachSubscriptionInTurn) {
+  WebhookOptions o = options_;
+  o.endpoint_concurrency = 4;
+  o.per_subscription_per_round = 4;
+  prometheus::Registry reg;
+  WebhookWorker w(pg_.get(), &clock_, &sealer_, &sender_, &directory_, o, reg);
+  Subscribe("whs-a", "prov-a");
+  Subscribe("whs-b", "prov-b");
+  for (int i = 0; i < 12; ++i) Offer(absl::StrCat("ref-a", i), "prov-a");
+  for (int i = 0; i < 3; ++i) Offer(absl::StrCat("ref-b", i), "prov-b");
+  ASSERT_EQ(*w.DeriveOnce(), 15);
+  EXPECT_EQ(*w.DeliverOnce(), 7) << "4 of the busy one's, the other's 3";
+  std::map<std::string, int> per;
+  std::string order;
+  for (const WebhookRequest& p : sender_.posts) {
+    ++per[p.url];
+    order += p.url.back();
+  }
+  EXPECT_EQ(per["https://hooks.example.org/whs-a"], 4);
+  EXPECT_EQ(per["https://hooks.example.org/whs-b"], 3);
+  EXPECT_EQ(order.substr(0, 6), "ababab") << order;
+  EXPECT_EQ(*w.DeliverOnce(), 4);
+  EXPECT_EQ(*w.DeliverOnce(), 4);
+  EXPECT_EQ(Count("state = 1"), 15);
+}
+
+// W2: organizations take turns, whatever their number of subscriptions.
+TEST_F(WebhookOutboxTest, ARoundTakesOrganizationsInTurn) {
+  for (const char* id : {"whs-a1", "whs-a2", "whs-a3"}) Subscribe(id, "prov-a");
+  Subscribe("whs-b", "prov-b");
+  for (int i = 0; i < 2; ++i) Offer(absl::StrCat("ref-a", i), "prov-a");  // 2 for each of 3
+  for (int i = 0; i < 3; ++i) Offer(absl::StrCat("ref-b", i), "prov-b");
+  ASSERT_EQ(*worker_->DeriveOnce(), 5);
+  EXPECT_EQ(*worker_->DeliverOnce(), 9);
+  std::string order;
+  for (const WebhookRequest& p : sender_.posts) {
+    order += absl::StrContains(p.url, "whs-a") ? 'a' : 'b';
+  }
+  EXPECT_EQ(order, "abababaaa") << "prov-a's three endpoints count as one organization's turn";
+}
+
+// W2: the change feed has a task of its own: a delivery round stuck on an endpoint does not
+// keep other organizations' changes from becoming deliveries.
+TEST_F(WebhookOutboxTest, TheFeedIsNotHeldUpByADeliveryInFlight) {
+  class BlockingSender final : public WebhookSender {
+   public:
+    absl::StatusOr<int> Post(const WebhookRequest&) override {
+      std::unique_lock<std::mutex> l(mu);
+      ++in_flight;
+      cv.notify_all();
+      cv.wait(l, [&] { return released; });
+      return 200;
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    int in_flight = 0;
+    bool released = false;
+  } blocking;
+  WebhookOptions o = options_;
+  o.workers = 1;
+  o.poll = absl::Milliseconds(20);
+  prometheus::Registry reg;
+  WebhookWorker w(pg_.get(), &clock_, &sealer_, &blocking, &directory_, o, reg);
+  Subscribe("whs-a", "prov-a");
+  Subscribe("whs-b", "prov-b");
+  Offer("ref-a", "prov-a");
+  w.Start();
+  {
+    std::unique_lock<std::mutex> l(blocking.mu);
+    ASSERT_TRUE(
+        blocking.cv.wait_for(l, std::chrono::seconds(20), [&] { return blocking.in_flight > 0; }));
+  }
+  Offer("ref-b", "prov-b");
+  w.Wake();
+  bool derived = false;
+  for (int i = 0; i < 400 && !derived; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    derived = Count("org_id = 'prov-b'") > 0;
+  }
+  {
+    std::lock_guard<std::mutex> l(blocking.mu);
+    EXPECT_EQ(blocking.in_flight, 1) << "the first delivery is still in flight";
+    blocking.released = true;
+    blocking.cv.notify_all();
+  }
+  w.Stop();
+  EXPECT_TRUE(derived) << "prov-b's offer became a delivery while prov-a's POST hung";
+}
+
+// W2: replay is bounded per call and per organization per window.
+TEST_F(WebhookOutboxTest, ReplayIsBoundedPerCallAndPerOrganization) {
+  Subscribe("whs-a", "prov-a");
+  for (int i = 0; i < 6; ++i) Offer(absl::StrCat("ref-", i), "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 6);
+  ASSERT_TRUE(pg_->Query("UPDATE webhook_deliveries SET state = 2 WHERE event_type = 1").ok());
+  const ReplayLimits limits{.per_call = 2, .per_window = 3, .window = absl::Hours(1)};
+  auto replay = [&](std::vector<std::string> ids) {
+    absl::StatusOr<int32_t> n = 0;
+    absl::Status s = pg_->Transact([&](PgTx& tx) -> absl::Status {
+      n = WebhookStore::Replay(tx, "prov-a", ids, clock_.Now(), options_.retry_window, limits);
+      return n.status();
+    });
+    return s.ok() ? n : absl::StatusOr<int32_t>(s);
+  };
+  EXPECT_EQ(replay({"a", "b", "c"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*replay({}), 2);
+  EXPECT_EQ(*replay({}), 1) << "the window's budget: 3";
+  const auto refused = replay({});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "try again after")) << refused.status();
+  clock_.Advance(absl::Hours(1));
+  EXPECT_EQ(*replay({}), 2);
+  EXPECT_EQ(Count("state = 2"), 1);
+}
+
+// W3: finished deliveries are deleted after their retention, a bounded batch per pass.
+TEST_F(WebhookOutboxTest, RetentionDeletesDeliveredThenDeadLetters) {
+  WebhookOptions o = options_;
+  o.retention_batch = 2;
+  prometheus::Registry reg;
+  WebhookWorker w(pg_.get(), &clock_, &sealer_, &sender_, &directory_, o, reg);
+  Subscribe("whs-a", "prov-a");
+  for (int i = 0; i < 3; ++i) Offer(absl::StrCat("ref-", i), "prov-a");
+  ASSERT_EQ(*w.DeriveOnce(), 3);
+  ASSERT_EQ(*w.DeliverOnce(), 3);  // three offers made; their reminders pending
+  ASSERT_TRUE(pg_->Query("UPDATE webhook_deliveries SET state = 2, next_attempt = $1 WHERE "
+                         "referral_id = 'ref-0' AND event_type = 2",
+                         {PgTime(clock_.Now())})
+                  .ok());
+  EXPECT_EQ(*w.PruneOnce(), 0) << "nothing old enough";
+  clock_.Advance(o.keep_delivered + absl::Hours(1));
+  EXPECT_EQ(*w.PruneOnce(), 2) << "a bounded batch";
+  EXPECT_EQ(*w.PruneOnce(), 1);
+  EXPECT_EQ(*w.PruneOnce(), 0);
+  EXPECT_EQ(Count("state = 1"), 0);
+  EXPECT_EQ(Count("state = 2"), 1) << "a dead letter is kept longer";
+  EXPECT_EQ(Count("state = 0"), 2) << "pending deliveries are never deleted";
+  clock_.Advance(o.keep_dead - o.keep_delivered);
+  EXPECT_EQ(*w.PruneOnce(), 1);
+  EXPECT_EQ(Count("state = 2"), 0);
+}
+
+// W3: a secret that cannot be opened is a failed attempt (backoff, then a dead letter), not a
+// claim taken again and again on its lease forever.
+TEST_F(WebhookOutboxTest, AnUnreadableSecretEndsInADeadLetter) {
+  Subscribe("whs-a", "prov-a");
+  ASSERT_TRUE(
+      pg_->Query("UPDATE webhook_subscriptions SET secret_sealed = '\\x00' WHERE id = 'whs-a'")
+          .ok());
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  int rounds = 0;
+  while (Count("state = 2") == 0 && rounds < 100) {
+    ASSERT_TRUE(worker_->DeliverOnce().ok());
+    clock_.Advance(absl::Minutes(1));
+    ++rounds;
+  }
+  EXPECT_EQ(Count("state = 2 AND event_type = 1"), 1) << "after " << rounds << " rounds";
+  EXPECT_TRUE(sender_.posts.empty());
+  auto err = pg_->Query("SELECT last_error, attempts FROM webhook_deliveries WHERE state = 2");
+  ASSERT_TRUE(err.ok() && err->rows() == 1);
+  EXPECT_EQ(err->String(0, "last_error"), "the subscription's secret cannot be opened");
+  std::cout << "unreadable secret: a dead letter after " << err->Int32(0, "attempts")
+            << " attempts in " << rounds << " one-minute rounds\n";
+}
+
+// W3: a delivery claimed only after its retry window closed (held back meanwhile) is a dead
+// letter at once, not sent.
+TEST_F(WebhookOutboxTest, ADeliveryPastItsRetryWindowIsDeadLetteredOnClaim) {
+  Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  clock_.Advance(options_.retry_window + absl::Minutes(30));  // past the reminder's too
+  EXPECT_EQ(*worker_->DeliverOnce(), 0);
+  EXPECT_TRUE(sender_.posts.empty());
+  EXPECT_EQ(Count("state = 2 AND last_error = 'retry window closed'"), 2);
+  EXPECT_EQ(Metric("safeharbor_webhook_deliveries_total", "dead"), 2);
+}
+
+// W3: the cap of subscriptions per organization holds under concurrent creates.
+TEST_F(WebhookOutboxTest, TheSubscriptionCapHoldsUnderConcurrentCreates) {
+  std::atomic<int> made{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 3; ++i) {
+        v1::WebhookSubscription s;
+        s.set_id(absl::StrCat("whs-", t, "-", i));
+        s.set_organization_id("prov-a");
+        s.set_url("https://hooks.example.org/x");
+        s.add_events(v1::WEBHOOK_EVENT_TYPE_OFFER_MADE);
+        *s.mutable_create_time() = ToProtoTime(clock_.Now());
+        const absl::Status st = pg_->Transact(
+            [&](PgTx& tx) { return WebhookStore::Create(tx, s, "provider", {}, "sealed", 10); });
+        if (st.ok()) {
+          ++made;
+        } else {
+          EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(made.load(), 10);
+  EXPECT_EQ(refused.load(), 14);
+  auto n = pg_->Query("SELECT count(*) AS n FROM webhook_subscriptions WHERE org_id = 'prov-a'");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n->Int64(0, "n"), 10);
+  // A deleted one frees its place.
+  ASSERT_TRUE(
+      pg_->Transact([&](PgTx& tx) { return WebhookStore::Delete(tx, "prov-a", "whs-0-0"); }).ok());
+  v1::WebhookSubscription again;
+  again.set_id("whs-again");
+  again.set_organization_id("prov-a");
+  again.set_url("https://hooks.example.org/x");
+  again.add_events(v1::WEBHOOK_EVENT_TYPE_OFFER_MADE);
+  EXPECT_TRUE(pg_->Transact([&](PgTx& tx) {
+                   return WebhookStore::Create(tx, again, "provider", {}, "sealed", 10);
+                 })
+                  .ok());
+  std::cout << "8 threads x 3 concurrent creates: " << made.load() << " made, " << refused.load()
+            << " refused (cap 10)\n";
 }
 
 }  // namespace
