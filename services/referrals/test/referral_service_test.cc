@@ -54,7 +54,10 @@ class SwitchableNetwork final : public Network {
   std::atomic<bool> beds_down{false};
   // The hold is taken, then the call "fails" as if the process died before recording it.
   std::atomic<bool> lose_next_hold{false};
-  std::vector<Option> extra_beds;  // set before routing starts
+  std::vector<Option> extra_beds;           // set before routing starts
+  std::atomic<bool> directory_down{false};  // hand-off lookups fail
+  // Runs once, after the next hold is taken and before routing goes on (set before routing).
+  std::function<void()> after_hold;
 
   absl::StatusOr<std::vector<Option>> FindServices(const v1::Referral& r, absl::Time now) override {
     return real_->FindServices(r, now);
@@ -71,6 +74,7 @@ class SwitchableNetwork final : public Network {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
     auto hold = real_->HoldBed(request_id, c, referral_id, for_org, ttl);
     if (hold.ok() && lose_next_hold.exchange(false)) return absl::UnavailableError("crash (test)");
+    if (hold.ok() && after_hold) std::exchange(after_hold, nullptr)();
     return hold;
   }
   absl::Status ReleaseHold(const std::string& hold_id) override {
@@ -81,7 +85,10 @@ class SwitchableNetwork final : public Network {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
     return real_->ConfirmPlacement(rid, hold_id);
   }
-  absl::StatusOr<v1::Handoff> HandoffFor(const Option& o) override { return real_->HandoffFor(o); }
+  absl::StatusOr<v1::Handoff> HandoffFor(const Option& o) override {
+    if (directory_down) return absl::UnavailableError("directory is down (test)");
+    return real_->HandoffFor(o);
+  }
   absl::StatusOr<v1::Handoff> OnCallOffice(const std::string& county) override {
     return real_->OnCallOffice(county);
   }
@@ -1085,6 +1092,36 @@ TEST_F(ReferralTest, AHoldTakenJustBeforeACrashIsFoundAndTheBedOfferedAgain) {
   EXPECT_EQ(Count(referrals_.pg.get(),
                   "SELECT count(*) AS n FROM referrals WHERE pending_hold IS NOT NULL"),
             0);
+}
+
+// A worker whose routing lease lapses mid-routing (a slow beds service) while another worker
+// takes the referral over: the second replays the first's pending hold and releases it, then
+// stops at a directory outage. The first must not offer the released hold (found by a review:
+// its offer passed the revision check, as the pending-hold record does not change the revision).
+TEST_F(ReferralTest, AWorkerWhoseRoutingClaimLapsedNeverOffersAHoldTheNextWorkerReleased) {
+  const std::string id = Create(Request(/*placement=*/true));
+  int taken_over = -1;
+  network_->after_hold = [&] {
+    clock_.Advance(absl::Seconds(31));  // past the 30 s lease
+    network_->directory_down = true;
+    taken_over = Timers();  // the second worker: recovers and releases the hold, then stops
+    network_->directory_down = false;
+  };
+  EXPECT_EQ(Timers(), 0);  // the first worker: its claim is gone, nothing of it is kept
+  EXPECT_EQ(taken_over, 0);
+  v1::Referral r = AsChildWelfare(id);
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_REQUESTED);
+  EXPECT_TRUE(r.bed_hold_id().empty());
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 0);
+  clock_.Advance(absl::Seconds(3));  // the retry delay the second worker set
+  EXPECT_EQ(Timers(), 1);
+  r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  EXPECT_EQ(Count(beds_.pg.get(), absl::StrCat("SELECT count(*) AS n FROM holds WHERE state = 1 "
+                                               "AND id = '",
+                                               r.bed_hold_id(), "'")),
+            1);
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
 }
 
 // WatchReferrals (issue 11): the request is validated before anything is written or registered;
