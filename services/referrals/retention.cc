@@ -48,7 +48,8 @@ IdentityRetention::IdentityRetention(PgPool* pg, const Clock* clock, const Calle
                          "minutes after they were due to be purged (should be 0).")
                    .Register(registry)
                    .Add({})),
-      task_("identity_retention", interval, [this] { return Run(); }, &registry) {}
+      task_(
+          "identity_retention", interval, [this] { return Run(); }, &registry) {}
 
 void IdentityRetention::Purged(absl::string_view reason) {
   purged_.Add({{"reason", std::string(reason)}}).Increment();
@@ -90,12 +91,11 @@ absl::StatusOr<int> IdentityRetention::RunOnce() {
   std::vector<std::string> reasons;
   SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) -> absl::Status {
     reasons.clear();
-    SH_ASSIGN_OR_RETURN(
-        PgResult due,
-        tx.Exec("SELECT id, body FROM referrals WHERE identity_sealed IS NOT NULL "
-                "AND identity_purge_at <= $1 ORDER BY identity_purge_at LIMIT $2 "
-                "FOR UPDATE SKIP LOCKED",
-                {PgTime(now), int32_t{batch_}}));
+    SH_ASSIGN_OR_RETURN(PgResult due,
+                        tx.Exec("SELECT id, body FROM referrals WHERE identity_sealed IS NOT NULL "
+                                "AND identity_purge_at <= $1 ORDER BY identity_purge_at LIMIT $2 "
+                                "FOR UPDATE SKIP LOCKED",
+                                {PgTime(now), int32_t{batch_}}));
     for (int i = 0; i < due.rows(); ++i) {
       v1::Referral stored;
       if (!stored.ParseFromString(due.Bytea(i, "body"))) stored.Clear();
