@@ -209,6 +209,8 @@ Starter WriteScenario(const std::string& name, const std::shared_ptr<grpc::Chann
           y->set_age(15);
           y->set_gender(dir::GENDER_FEMALE);
           y->mutable_identifying()->set_name("Bench Youth");
+          y->mutable_consent()->set_giver(ref::Consent::GIVER_YOUTH);
+          y->mutable_consent()->add_scopes(ref::Consent::SCOPE_ACCEPTING_PROVIDER);
           r->set_county_fips("53033");
           r->mutable_location()->set_latitude(47.6062);
           r->mutable_location()->set_longitude(-122.3321);

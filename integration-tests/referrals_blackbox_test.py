@@ -85,7 +85,10 @@ class ReferralsBlackBox(unittest.TestCase):
             request_id=rid,
             referrer_contact=pb2.ReferrerContact(name="Officer Lee", phone="+1 206-555-0142"),
             youth=pb2.YouthProfile(youth_reference=f"SPD-{rid}", age=15, gender=1, languages=["en"],
-                                   identifying=pb2.IdentifyingDetails(name="Jane Q")),
+                                   identifying=pb2.IdentifyingDetails(name="Jane Q"),
+                                   consent=pb2.Consent(
+                                       giver=pb2.Consent.GIVER_YOUTH,
+                                       scopes=[pb2.Consent.SCOPE_ACCEPTING_PROVIDER])),
             county_fips=KING, location={"latitude": 47.6062, "longitude": -122.3321},
             needs=pb2.Needs(placement_tonight=True),
             urgency=urgency or pb2.URGENCY_ROUTINE)

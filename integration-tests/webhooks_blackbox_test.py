@@ -104,7 +104,10 @@ class WebhooksBlackBox(unittest.TestCase):
             youth=pb2.YouthProfile(youth_reference=f"{YOUTH_REF}-{rid}", age=15, gender=1,
                                    languages=["en"],
                                    identifying=pb2.IdentifyingDetails(name=NAME, contact=CONTACT,
-                                                                      notes=NOTES)),
+                                                                      notes=NOTES),
+                                   consent=pb2.Consent(
+                                       giver=pb2.Consent.GIVER_YOUTH,
+                                       scopes=[pb2.Consent.SCOPE_ACCEPTING_PROVIDER])),
             county_fips=KING, location={"latitude": 47.6062, "longitude": -122.3321},
             needs=pb2.Needs(placement_tonight=True), urgency=pb2.URGENCY_ROUTINE),
             timeout=10).referral.id

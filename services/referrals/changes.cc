@@ -7,6 +7,7 @@
 #include "common/validate.h"
 #include "services/referrals/access.h"
 #include "services/referrals/referral_store.h"
+#include "services/referrals/retention.h"
 #include "services/referrals/views.h"
 
 namespace safeharbor::referrals {
@@ -123,7 +124,7 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
     }
     r.set_status(change.to);
   }
-  if (change.open_identity) {
+  if (change.open_identity && IdentityVisible(r.youth(), now)) {
     SH_ASSIGN_OR_RETURN(*r.mutable_youth()->mutable_identifying(),
                         ReferralStore::OpenIdentity(tx, r.id(), *sealer_));
     SH_RETURN_IF_ERROR(ReferralStore::Audit(tx, actor_caller, "identity_read", r.id(), "", now));
@@ -137,6 +138,11 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
   }
   for (const std::string& hold : change.holds_to_release) {
     SH_RETURN_IF_ERROR(ReferralStore::QueueHoldRelease(tx, hold, r.id(), now));
+  }
+  if (!change.purge_identity.empty()) {
+    IdentityRetention::SendPurge(tx, r.id(), change.purge_identity, actor_caller, now);
+  } else if (IsTerminal(r.status()) && !IsTerminal(a.from)) {
+    IdentityRetention::SendClosed(tx, r.id(), now + retention_after_close_);
   }
   v1::Referral stored = r;
   stored.mutable_youth()->clear_identifying();

@@ -15,6 +15,7 @@
 #include "common/rpc_kit.h"
 #include "common/sealer.h"
 #include "safeharbor/referrals/v1/referrals.pb.h"
+#include "services/referrals/consent.h"
 #include "services/referrals/lifecycle.h"
 #include "services/referrals/metrics.h"
 #include "services/referrals/network.h"
@@ -30,6 +31,7 @@ struct Change {
   bool wake = false;           // the router has work (a placement to confirm)
   std::string reason;
   std::vector<std::string> holds_to_release;  // after commit
+  std::string purge_identity;  // a kPurge… reason: the identifying details go now (retention.h)
 };
 
 using Mutation = std::function<absl::Status(PgTx& tx, v1::Referral& referral, Actor actor,
@@ -59,6 +61,8 @@ class ReferralChanges {
   // Holds left in the outbox (the beds service did not answer after a commit).
   absl::Status ReleaseQueuedHolds(int batch);
   const Caller& system() const { return system_; }
+  // Identifying details of a referral that closes are kept this long (then purged).
+  void SetRetentionAfterClose(absl::Duration d) { retention_after_close_ = d; }
 
  private:
   struct Applied {
@@ -78,6 +82,7 @@ class ReferralChanges {
   PgPool* pg_;
   const Clock* clock_;
   const Sealer* sealer_;
+  absl::Duration retention_after_close_ = ConsentPolicy().retention_after_close;
   Network* network_;
   ReferralMetrics* metrics_;
   const std::function<void()> committed_;

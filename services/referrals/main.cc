@@ -44,6 +44,10 @@ ABSL_FLAG(int, webhook_backoff_max_s, 1800, "Longest wait between two attempts o
 ABSL_FLAG(int, webhook_lease_s, 30,
           "A claimed delivery is another replica's to retry after this long (longer than "
           "webhook_timeout_ms): a replica killed mid-delivery delays it at most this much.");
+ABSL_FLAG(int, identity_retention_days, 90,
+          "Days a closed referral's identifying details are kept (then purged), 1 to 365.");
+ABSL_FLAG(int, consent_default_days, 90,
+          "Days a consent recorded without an expiry lasts, 1 to 365.");
 ABSL_FLAG(bool, webhook_allow_loopback_http, false,
           "Development only: webhook URLs may be plain http:// to loopback (127.0.0.0/8, ::1, "
           "localhost). Otherwise only https with certificate verification.");
@@ -182,6 +186,10 @@ int main(int argc, char** argv) {
   options.watch.replay_horizon = deps->config.watch_replay_horizon;
   options.watch.max_stream_age = deps->config.watch_max_stream_age;
   options.webhooks = WebhookOptionsFromFlags();
+  options.consent.retention_after_close =
+      absl::Hours(24 * std::clamp(absl::GetFlag(FLAGS_identity_retention_days), 1, 365));
+  options.consent.default_duration =
+      absl::Hours(24 * std::clamp(absl::GetFlag(FLAGS_consent_default_days), 1, 365));
   referrals::ReferralServiceImpl service(
       deps->env.get(), deps->pg.get(), deps->redis.get(), *deps->registry, WashingtonCounties(),
       SystemClock::Get(), &*sealer, rpc_network->get(), options, routing_network->get());

@@ -5,6 +5,7 @@
 
 #include "absl/time/time.h"
 #include "common/watch_hub.h"
+#include "services/referrals/consent.h"
 #include "services/referrals/lifecycle.h"
 #include "services/referrals/webhooks.h"
 
@@ -38,6 +39,8 @@ struct ReferralOptions {
   std::string key_namespace = "referrals";
   WatchOptions watch;
   WebhookOptions webhooks;
+  // Consent to identifying details and how long they are kept (retention.h).
+  ConsentPolicy consent;
 };
 
 }  // namespace safeharbor::referrals

@@ -79,6 +79,7 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
       changes_(
           pg, clock, sealer, network, &metrics_, [this] { Committed(); },
           [this] { timers_.Wake(); }),
+      retention_(pg, clock, &changes_.system(), options_.consent, registry),
       router_(pg, clock, routing_network != nullptr ? routing_network : network, &changes_,
               &metrics_, options_),
       timers_(pg, clock, routing_network != nullptr ? routing_network : network, &changes_,
@@ -88,6 +89,7 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
       webhooks_(std::make_unique<WebhookWorker>(
           pg, clock, sealer, webhook_sender_.get(),
           routing_network != nullptr ? routing_network : network, options_.webhooks, registry)) {
+  changes_.SetRetentionAfterClose(options_.consent.retention_after_close);
   Methods();
 }
 
@@ -103,7 +105,10 @@ void ReferralServiceImpl::Methods() {
   const auto reason = [](const auto& r) { return ValidateReason(r.reason()); };
   SAFEHARBOR_RPC(
       CreateReferral, (MethodPolicy{.roles = intake, .idempotency = Idempotency::kRecorded}),
-      .validate = [this](const auto& r) { return ValidateCreate(r, counties_); });
+      .validate = [this](const auto& r) {
+        SH_RETURN_IF_ERROR(ValidateCreate(r, counties_));
+        return ValidateIntakeConsent(r.youth(), options_.consent, clock_->Now());
+      });
   SAFEHARBOR_RPC(
       GetReferral, (MethodPolicy{.roles = parties, .scope = Scope::kStored}),
       .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
@@ -123,6 +128,9 @@ void ReferralServiceImpl::Methods() {
       .validate = [](const auto& r) { return ValidateOutcome(r.outcome()); });
   SAFEHARBOR_RPC(CancelReferral, (MethodPolicy{.roles = intake, .scope = Scope::kStored}),
                  .validate = reason);
+  SAFEHARBOR_RPC(
+      RevokeConsent, (MethodPolicy{.roles = parties, .scope = Scope::kStored}),
+      .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
   SAFEHARBOR_RPC(GetReferralStats, (MethodPolicy{.roles = {Role::kAuditor}, .read_only = true}));
   SAFEHARBOR_STREAM_RPC(
       WatchReferrals, {.roles = {Role::kProvider}},
@@ -169,10 +177,12 @@ void ReferralServiceImpl::StartBackground(bool timers) {
   if (timers) {
     timers_.Start();
     webhooks_->Start();
+    retention_.Start();
   }
 }
 
 void ReferralServiceImpl::StopBackground() {
+  retention_.Stop();
   webhooks_->Stop();
   timers_.Stop();
   hub_->Stop();
@@ -193,6 +203,7 @@ v1::Referral ReferralServiceImpl::NewReferral(const Caller& c, const v1::CreateR
   r.set_referrer_organization_id(c.org_id);
   *r.mutable_referrer_contact() = req.referrer_contact();
   *r.mutable_youth() = req.youth();
+  StampConsent(r.mutable_youth(), options_.consent, now);
   r.set_county_fips(req.county_fips());
   if (req.has_location()) *r.mutable_location() = req.location();
   *r.mutable_needs() = req.needs();
@@ -232,6 +243,11 @@ absl::Status ReferralServiceImpl::CreateReferral(CallContext& ctx,
     const absl::Time now = ctx.Now();
     const v1::Referral r = NewReferral(c, req, id, now);
     SH_RETURN_IF_ERROR(Insert(tx, c, r, now));
+    if (r.youth().has_consent() && HasIdentifying(r.youth().identifying())) {
+      const Consent consent = StoredConsent(r.youth().consent(), r.youth().age());
+      IdentityRetention::SendKept(tx, id, req.request_id(),
+                                  PurgeDue(consent, std::nullopt, options_.consent));
+    }
     *resp->mutable_referral() = ReferrerViewOf(r);
     return absl::OkStatus();
   }));
@@ -259,7 +275,8 @@ absl::Status ReferralServiceImpl::ReadAs(PgTx& tx, const Caller& c, v1::Referral
   bool identity = false;
   if (c.role == Role::kProvider) {
     *resp->mutable_referral() = ProviderViewOf(r, c.org_id);
-    if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id) {
+    if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id &&
+        IdentityVisible(r.youth(), now)) {
       SH_ASSIGN_OR_RETURN(*resp->mutable_referral()->mutable_youth()->mutable_identifying(),
                           ReferralStore::OpenIdentity(tx, id, *sealer_));
       identity = true;

@@ -22,6 +22,7 @@
 #include "services/referrals/network.h"
 #include "services/referrals/options.h"
 #include "services/referrals/referral_store.h"
+#include "services/referrals/retention.h"
 #include "services/referrals/router.h"
 #include "services/referrals/timers.h"
 #include "services/referrals/webhook_sender.h"
@@ -53,6 +54,8 @@ class ReferralServiceImpl final : public RpcService {
   absl::Status PruneWatchEvents() { return hub_->PruneOnce(); }
   // The webhook workers, for tests that run their passes by hand.
   WebhookWorker& webhooks() { return *webhooks_; }
+  // The identifying-details purge, for tests that run its pass by hand.
+  IdentityRetention& retention() { return retention_; }
 
  private:
   void Methods();
@@ -76,6 +79,9 @@ class ReferralServiceImpl final : public RpcService {
                              v1::RecordOutcomeResponse* resp);
   absl::Status CancelReferral(CallContext& ctx, const v1::CancelReferralRequest& req,
                               v1::CancelReferralResponse* resp);
+  // Consent (consent_rpcs.cc).
+  absl::Status RevokeConsent(CallContext& ctx, const v1::RevokeConsentRequest& req,
+                             v1::RevokeConsentResponse* resp);
   absl::Status GetReferralStats(CallContext& ctx, const v1::GetReferralStatsRequest& req,
                                 v1::GetReferralStatsResponse* resp);
   grpc::ServerWriteReactor<v1::WatchReferralsResponse>* WatchReferrals(
@@ -122,6 +128,7 @@ class ReferralServiceImpl final : public RpcService {
   ReferralMetrics metrics_;
   std::unique_ptr<WatchHub<v1::WatchReferralsResponse>> hub_;
   ReferralChanges changes_;
+  IdentityRetention retention_;
   Router router_;
   Timers timers_;
   std::unique_ptr<WebhookSender> webhook_sender_;

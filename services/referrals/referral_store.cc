@@ -2,12 +2,27 @@
 
 #include <algorithm>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/stored_resource.h"
 
 namespace safeharbor::referrals {
+
+namespace {
+constexpr absl::string_view kClaimLostPayload = "safeharbor.referrals/routing-claim-lost";
+}  // namespace
+
+absl::Status RoutingClaimLost() {
+  absl::Status s = absl::AbortedError("another worker claimed this referral for routing");
+  s.SetPayload(kClaimLostPayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsRoutingClaimLost(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted && s.GetPayload(kClaimLostPayload).has_value();
+}
 
 absl::Status ReferralStore::Insert(PgTx& tx, const v1::Referral& referral, const Caller& referrer,
                                    const Sealer& sealer, absl::Time now) {
@@ -176,10 +191,10 @@ absl::StatusOr<std::vector<ReferralStore::Claimed>> ReferralStore::ClaimForRouti
   // referral, whose offer still commits once (under the referral's lock, on its revision).
   if (auto a = tx.Exec("SET LOCAL synchronous_commit = off"); !a.ok()) return a.status();
   auto r = tx.Exec(
-      "UPDATE referrals SET route_after = $2 WHERE id IN ("
+      "UPDATE referrals SET route_after = $2, routing_claim = routing_claim + 1 WHERE id IN ("
       "  SELECT id FROM referrals WHERE status = 1 AND route_after <= $1 "
       "  ORDER BY urgency DESC, create_time LIMIT $3 FOR UPDATE SKIP LOCKED) "
-      "RETURNING id, body, revision, create_time, update_time, pending_hold",
+      "RETURNING id, body, revision, create_time, update_time, pending_hold, routing_claim",
       {PgTime(now), PgTime(now + lease), int32_t{limit}});
   if (!r.ok()) return r.status();
   std::vector<Claimed> out(static_cast<size_t>(r->rows()));
@@ -192,6 +207,7 @@ absl::StatusOr<std::vector<ReferralStore::Claimed>> ReferralStore::ClaimForRouti
     *c.referral.mutable_update_time() = ToProtoTime(r->Time(i, "update_time"));
     c.referral.set_etag(absl::StrCat(r->Int64(i, "revision")));
     if (!r->IsNull(i, "pending_hold")) c.pending_hold = r->String(i, "pending_hold");
+    c.claim = r->Int64(i, "routing_claim");
   }
   return out;
 }
@@ -210,10 +226,25 @@ absl::Status ReferralStore::SetPlacementPending(PgTx& tx, absl::string_view id, 
 }
 
 absl::Status ReferralStore::SetPendingHold(PgTx& tx, absl::string_view id,
-                                           std::optional<std::string> pending) {
+                                           std::optional<std::string> pending, int64_t claim) {
+  auto r = tx.Exec(
+      "UPDATE referrals SET pending_hold = $2 WHERE id = $1 AND routing_claim = $3 RETURNING id",
+      {id, pending ? PgParam(*pending) : PgParam(nullptr), claim});
+  if (!r.ok()) return r.status();
+  return r->rows() == 1 ? absl::OkStatus() : RoutingClaimLost();
+}
+
+absl::StatusOr<bool> ReferralStore::StillClaimed(PgTx& tx, absl::string_view id, int64_t claim) {
+  auto r = tx.Exec("SELECT routing_claim = $2 AS mine FROM referrals WHERE id = $1", {id, claim});
+  if (!r.ok()) return r.status();
+  return r->rows() == 1 && r->Bool(0, "mine");
+}
+
+absl::Status ReferralStore::RetryRoutingAfter(PgTx& tx, absl::string_view id, absl::Time when,
+                                              int64_t claim) {
   return tx
-      .Exec("UPDATE referrals SET pending_hold = $2 WHERE id = $1",
-            {id, pending ? PgParam(*pending) : PgParam(nullptr)})
+      .Exec("UPDATE referrals SET route_after = $2 WHERE id = $1 AND routing_claim = $3",
+            {id, PgTime(when), claim})
       .status();
 }
 

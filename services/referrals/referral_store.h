@@ -17,6 +17,11 @@
 
 namespace safeharbor::referrals {
 
+// ABORTED: another worker claimed the referral for routing since this one did (its lease lapsed
+// mid-routing). Not a failure of routing: the other worker routes it.
+absl::Status RoutingClaimLost();
+bool IsRoutingClaimLost(const absl::Status& s);
+
 class ReferralStore {
  public:
   // Stores the referral; its youth.identifying (if any) is sealed and removed from the body.
@@ -56,6 +61,7 @@ class ReferralStore {
   struct Claimed {
     v1::Referral referral;  // as stored, without history or identity; etag set
     std::optional<std::string> pending_hold;
+    int64_t claim = 0;  // the fencing token: routing writes only while it is still this
   };
   static absl::StatusOr<std::vector<Claimed>> ClaimForRouting(PgTx& tx, absl::Time now,
                                                               absl::Duration lease, int limit);
@@ -63,9 +69,15 @@ class ReferralStore {
   static absl::Status SetRouteAfter(PgTx& tx, absl::string_view id, std::optional<absl::Time> when);
   static absl::Status SetPlacementPending(PgTx& tx, absl::string_view id, bool pending);
   // The HoldBed about to be made (or none); the one recorded before a crash comes with the
-  // routing claim.
+  // routing claim. Only under routing claim `claim`: ABORTED (RoutingClaimLost) once another
+  // worker claimed the referral.
   static absl::Status SetPendingHold(PgTx& tx, absl::string_view id,
-                                     std::optional<std::string> pending);
+                                     std::optional<std::string> pending, int64_t claim);
+  // Whether routing claim `claim` is still the referral's latest (read under its row lock).
+  static absl::StatusOr<bool> StillClaimed(PgTx& tx, absl::string_view id, int64_t claim);
+  // SetRouteAfter under routing claim `claim`; a claim lost meanwhile changes nothing.
+  static absl::Status RetryRoutingAfter(PgTx& tx, absl::string_view id, absl::Time when,
+                                        int64_t claim);
   // Counts a routing attempt that failed for another reason than an outage; returns the count.
   static absl::StatusOr<int32_t> CountRoutingFailure(PgTx& tx, absl::string_view id);
   // The outbox of holds to release at the beds service.

@@ -42,6 +42,7 @@ struct Router::Plan {
   absl::Duration window;
   bool asked_before = false;     // some providers were left out as already asked
   bool pending_written = false;  // a HoldBed was recorded as about to be made
+  int64_t claim = 0;             // the routing claim's fencing token
 };
 
 Router::Router(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,
@@ -64,12 +65,17 @@ absl::StatusOr<v1::Referral> Router::Load(const std::string& id) {
   return r;
 }
 
-absl::StatusOr<bool> Router::GiveUpRouting(const std::string& id, const absl::Status& error) {
+absl::StatusOr<bool> Router::GiveUpRouting(const std::string& id, const absl::Status& error,
+                                           int64_t claim) {
   int32_t failures = 0;
+  bool mine = false;
   SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) -> absl::Status {
+    SH_ASSIGN_OR_RETURN(mine, ReferralStore::StillClaimed(tx, id, claim));
+    if (!mine) return absl::OkStatus();  // Another worker routes it: not this one's failure.
     SH_ASSIGN_OR_RETURN(failures, ReferralStore::CountRoutingFailure(tx, id));
     return ReferralStore::SetRouteAfter(tx, id, clock_->Now() + options_.routing_retry);
   }));
+  if (!mine) return false;
   metrics_->routing_errors.Add({{"dependency", "other"}}).Increment();
   if (failures < options_.max_routing_failures) return false;
   // Not an outage and not going away: the youth goes to child welfare rather than waiting.
@@ -79,7 +85,8 @@ absl::StatusOr<bool> Router::GiveUpRouting(const std::string& id, const absl::St
       "routing_failed_repeatedly",
       {{"referral_id", id}, {"failures", absl::StrCat(failures)}, {"error", error.message()}});
   return Escalate(r, r.needs().placement_tonight(),
-                  absl::StrCat("routing failed ", failures, " times (", error.message(), ")"));
+                  absl::StrCat("routing failed ", failures, " times (", error.message(), ")"),
+                  claim);
 }
 
 absl::StatusOr<std::vector<Option>> Router::FreshOptions(const v1::Referral& r, bool placement) {
@@ -134,7 +141,8 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
         return ReferralStore::SetPendingHold(
             tx, r.id(),
             absl::StrCat(request_id, "|", c.facility_id(), "|", int{c.bed_type()}, "|",
-                         absl::ToInt64Seconds(hold_ttl)));
+                         absl::ToInt64Seconds(hold_ttl)),
+            plan.claim);
       }));
       auto hold = network_->HoldBed(request_id, c, r.id(), r.referrer_organization_id(), hold_ttl);
       if (hold.status().code() == absl::StatusCode::kFailedPrecondition) {
@@ -159,14 +167,16 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
 }
 
 absl::StatusOr<bool> Router::Route(const v1::Referral& r,
-                                   const std::optional<std::string>& pending_hold) {
+                                   const std::optional<std::string>& pending_hold, int64_t claim) {
   if (r.status() != v1::REFERRAL_STATUS_REQUESTED) return false;
   if (pending_hold) {
-    SH_RETURN_IF_ERROR(RecoverPendingHold(r.id(), r.referrer_organization_id(), *pending_hold));
+    SH_RETURN_IF_ERROR(
+        RecoverPendingHold(r.id(), r.referrer_organization_id(), *pending_hold, claim));
   }
   const bool placement = r.needs().placement_tonight();
   SH_ASSIGN_OR_RETURN(const std::vector<Option> fresh, FreshOptions(r, placement));
   Plan plan;
+  plan.claim = claim;
   plan.asked_before = r.offers_size() > 0;
   RoutingRequest request{&r.youth(), &r.safety(), r.county_fips(), r.urgency()};
   plan.ranked = Rank(request, fresh);
@@ -178,7 +188,7 @@ absl::StatusOr<bool> Router::Route(const v1::Referral& r,
             ? absl::StrCat("no eligible ", placement ? "placement with a free bed" : "service",
                            " within reach", plan.asked_before ? " that was not already asked" : "")
             : "every candidate bed was taken before it could be held";
-    return Escalate(r, placement, why);
+    return Escalate(r, placement, why, claim);
   }
   return Offer(r, plan);
 }
@@ -189,14 +199,14 @@ absl::StatusOr<bool> Router::Offer(const v1::Referral& r, const Plan& plan) {
   auto done = changes_->Apply(
       nullptr, id, "route",
       [&](PgTx& tx, v1::Referral& cur, Actor, absl::Time at, Change& ch) -> absl::Status {
-        stale = false;
-        if (plan.pending_written) {
-          SH_RETURN_IF_ERROR(ReferralStore::SetPendingHold(tx, id, std::nullopt));
+        SH_ASSIGN_OR_RETURN(const bool mine, ReferralStore::StillClaimed(tx, id, plan.claim));
+        stale = !mine || cur.status() != v1::REFERRAL_STATUS_REQUESTED || cur.etag() != r.etag();
+        if (mine && plan.pending_written) {
+          SH_RETURN_IF_ERROR(ReferralStore::SetPendingHold(tx, id, std::nullopt, plan.claim));
         }
-        if (cur.status() != v1::REFERRAL_STATUS_REQUESTED || cur.etag() != r.etag()) {
-          // Cancelled, or routed by another replica meanwhile (which may have been given the
-          // very same hold by its request id: then it is that replica's to keep).
-          stale = true;
+        if (stale) {
+          // Cancelled, or claimed or routed by another worker meanwhile (which may have been
+          // given the very same hold by its request id: then it is that worker's to keep).
           if (!plan.hold_id.empty() && cur.bed_hold_id() != plan.hold_id) {
             SH_RETURN_IF_ERROR(ReferralStore::QueueHoldRelease(tx, plan.hold_id, id, at));
           }
@@ -237,7 +247,7 @@ absl::StatusOr<bool> Router::Offer(const v1::Referral& r, const Plan& plan) {
 }
 
 absl::Status Router::RecoverPendingHold(const std::string& id, const std::string& for_org,
-                                        const std::string& pending) {
+                                        const std::string& pending, int64_t claim) {
   std::vector<std::string> parts = absl::StrSplit(pending, '|');
   int bed_type = 0;
   int64_t ttl_s = 0;
@@ -256,11 +266,11 @@ absl::Status Router::RecoverPendingHold(const std::string& id, const std::string
     }
   }
   return pg_->Transact(
-      [&](PgTx& tx) { return ReferralStore::SetPendingHold(tx, id, std::nullopt); });
+      [&](PgTx& tx) { return ReferralStore::SetPendingHold(tx, id, std::nullopt, claim); });
 }
 
 absl::StatusOr<bool> Router::Escalate(const v1::Referral& r, bool placement_needed,
-                                      const std::string& why) {
+                                      const std::string& why, int64_t claim) {
   // Never detention: the county's on-call child-welfare office takes the referral over.
   auto office = network_->OnCallOffice(r.county_fips());
   if (!office.ok()) {
@@ -268,9 +278,10 @@ absl::StatusOr<bool> Router::Escalate(const v1::Referral& r, bool placement_need
     return office.status();
   }
   bool stale = false;
-  const Mutation escalate = [&](PgTx&, v1::Referral& cur, Actor, absl::Time,
+  const Mutation escalate = [&](PgTx& tx, v1::Referral& cur, Actor, absl::Time,
                                 Change& ch) -> absl::Status {
-    stale = cur.status() != v1::REFERRAL_STATUS_REQUESTED || cur.etag() != r.etag();
+    SH_ASSIGN_OR_RETURN(const bool mine, ReferralStore::StillClaimed(tx, r.id(), claim));
+    stale = !mine || cur.status() != v1::REFERRAL_STATUS_REQUESTED || cur.etag() != r.etag();
     if (stale) {
       ch.noop = true;
       return absl::OkStatus();

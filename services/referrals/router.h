@@ -29,11 +29,15 @@ class Router {
          ReferralMetrics* metrics, const ReferralOptions& options);
 
   // Routes a referral claimed for routing (as the claim read it, with the HoldBed recorded as
-  // about to be made, if any). True when it was offered or escalated; an outage is returned as
-  // UNAVAILABLE.
-  absl::StatusOr<bool> Route(const v1::Referral& r, const std::optional<std::string>& pending_hold);
+  // about to be made, if any, and the claim's fencing token). True when it was offered or
+  // escalated; an outage is returned as UNAVAILABLE; false, or ABORTED (IsRoutingClaimLost),
+  // when another worker claimed it meanwhile: nothing of this attempt is kept but the release of
+  // its own hold.
+  absl::StatusOr<bool> Route(const v1::Referral& r, const std::optional<std::string>& pending_hold,
+                             int64_t claim);
   // A routing failure that is not an outage: retried, and escalated after a few.
-  absl::StatusOr<bool> GiveUpRouting(const std::string& id, const absl::Status& error);
+  absl::StatusOr<bool> GiveUpRouting(const std::string& id, const absl::Status& error,
+                                     int64_t claim);
 
  private:
   struct Plan;  // the ranked candidates and the offers chosen from them
@@ -48,10 +52,10 @@ class Router {
   absl::StatusOr<bool> Offer(const v1::Referral& r, const Plan& plan);
   // No candidate left: to the county's on-call child-welfare office.
   absl::StatusOr<bool> Escalate(const v1::Referral& r, bool placement_needed,
-                                const std::string& why);
+                                const std::string& why, int64_t claim);
   // A HoldBed recorded as about to be made but never offered (a crash): released.
   absl::Status RecoverPendingHold(const std::string& id, const std::string& for_org,
-                                  const std::string& pending);
+                                  const std::string& pending, int64_t claim);
 
   PgPool* pg_;
   const Clock* clock_;

@@ -216,33 +216,37 @@ absl::StatusOr<Timers::Claim> Timers::RouteNext() {
   const ReferralStore::Claimed& next = claimed.front();
   routing_.busy.Increment();
   const absl::Time started = absl::Now();
-  const Claim c = Settle(next.referral.id(), router_->Route(next.referral, next.pending_hold));
+  const Claim c = Settle(next.referral.id(), next.claim,
+                         router_->Route(next.referral, next.pending_hold, next.claim));
   routing_.seconds.Observe(absl::ToDoubleSeconds(absl::Now() - started));
   routing_.busy.Decrement();
   return c;
 }
 
-Timers::Claim Timers::Settle(const std::string& id, const absl::StatusOr<bool>& done) {
+Timers::Claim Timers::Settle(const std::string& id, int64_t claim,
+                             const absl::StatusOr<bool>& done) {
   const auto count = [this](const char* outcome) {
     routing_.attempts.Add({{"outcome", outcome}}).Increment();
   };
-  if (done.ok()) {
-    count(*done ? "routed" : "unchanged");
-    return *done ? Claim::kRouted : Claim::kUnchanged;
+  if (done.ok() || IsRoutingClaimLost(done.status())) {
+    const bool routed = done.ok() && *done;
+    count(routed ? "routed" : "unchanged");
+    return routed ? Claim::kRouted : Claim::kUnchanged;
   }
   log::Warn("routing_deferred", {{"referral_id", id}, {"error", done.status().message()}});
   if (IsOutage(done.status())) {
     count("retry");
     // A dependency is down: try again shortly (not after the lease), and stop this pass.
     (void)pg_->Transact([&](PgTx& tx) {
-      return ReferralStore::SetRouteAfter(tx, id, clock_->Now() + options_.routing_retry);
+      return ReferralStore::RetryRoutingAfter(tx, id, clock_->Now() + options_.routing_retry,
+                                              claim);
     });
     // Exhausted is not down: one agency at its cap of bed holds must not hold up the others.
     return done.status().code() == absl::StatusCode::kResourceExhausted ? Claim::kRetry
                                                                         : Claim::kOutage;
   }
   count("failed");
-  auto escalated = router_->GiveUpRouting(id, done.status());
+  auto escalated = router_->GiveUpRouting(id, done.status(), claim);
   return escalated.ok() && *escalated ? Claim::kRouted : Claim::kUnchanged;
 }
 

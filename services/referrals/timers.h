@@ -74,7 +74,7 @@ class Timers {
   absl::StatusOr<int> RouteWaiting();
   // Claims the next waiting referral and routes it.
   absl::StatusOr<Claim> RouteNext();
-  Claim Settle(const std::string& id, const absl::StatusOr<bool>& done);
+  Claim Settle(const std::string& id, int64_t claim, const absl::StatusOr<bool>& done);
   absl::Status ConfirmPendingPlacements();
   void Work();  // one routing worker's loop
 

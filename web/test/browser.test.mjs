@@ -93,7 +93,7 @@ async function fillReferral(page, { ref, name, contact }) {
   await page.getByLabel("Latitude").fill("47.6062");
   await page.getByLabel("Longitude").fill("-122.3321");
   if (name) {
-    await page.getByLabel("Yes, the youth consents").check();
+    await page.getByLabel("Yes, the youth consents (13 or older)").check();
     await page.getByLabel("Name", { exact: true }).fill(name);
     await page.getByLabel("Contact", { exact: true }).fill(contact);
   }

@@ -57,7 +57,10 @@ class SwitchableNetwork final : public Network {
   std::atomic<bool> beds_down{false};
   // The hold is taken, then the call "fails" as if the process died before recording it.
   std::atomic<bool> lose_next_hold{false};
-  std::vector<Option> extra_beds;  // set before routing starts
+  std::vector<Option> extra_beds;           // set before routing starts
+  std::atomic<bool> directory_down{false};  // hand-off lookups fail
+  // Runs once, after the next hold is taken and before routing goes on (set before routing).
+  std::function<void()> after_hold;
 
   absl::StatusOr<std::vector<Option>> FindServices(const v1::Referral& r, absl::Time now) override {
     return real_->FindServices(r, now);
@@ -74,6 +77,7 @@ class SwitchableNetwork final : public Network {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
     auto hold = real_->HoldBed(request_id, c, referral_id, for_org, ttl);
     if (hold.ok() && lose_next_hold.exchange(false)) return absl::UnavailableError("crash (test)");
+    if (hold.ok() && after_hold) std::exchange(after_hold, nullptr)();
     return hold;
   }
   absl::Status ReleaseHold(const std::string& hold_id) override {
@@ -84,7 +88,10 @@ class SwitchableNetwork final : public Network {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
     return real_->ConfirmPlacement(rid, hold_id);
   }
-  absl::StatusOr<v1::Handoff> HandoffFor(const Option& o) override { return real_->HandoffFor(o); }
+  absl::StatusOr<v1::Handoff> HandoffFor(const Option& o) override {
+    if (directory_down) return absl::UnavailableError("directory is down (test)");
+    return real_->HandoffFor(o);
+  }
   absl::StatusOr<v1::Handoff> OnCallOffice(const std::string& county) override {
     return real_->OnCallOffice(county);
   }
@@ -279,6 +286,8 @@ class ReferralTest : public ::testing::Test {
     y->add_languages("en");
     y->mutable_identifying()->set_name("Jane Q");
     y->mutable_identifying()->set_contact("call aunt 206-555-0177");
+    y->mutable_consent()->set_giver(v1::Consent::GIVER_YOUTH);  // 15: for themselves
+    y->mutable_consent()->add_scopes(v1::Consent::SCOPE_ACCEPTING_PROVIDER);
     req.set_county_fips(kKing);
     req.mutable_location()->set_latitude(47.6062);
     req.mutable_location()->set_longitude(-122.3321);
@@ -1086,6 +1095,36 @@ TEST_F(ReferralTest, AHoldTakenJustBeforeACrashIsFoundAndTheBedOfferedAgain) {
   EXPECT_EQ(Count(referrals_.pg.get(),
                   "SELECT count(*) AS n FROM referrals WHERE pending_hold IS NOT NULL"),
             0);
+}
+
+// A worker whose routing lease lapses mid-routing (a slow beds service) while another worker
+// takes the referral over: the second replays the first's pending hold and releases it, then
+// stops at a directory outage. The first must not offer the released hold (found by a review:
+// its offer passed the revision check, as the pending-hold record does not change the revision).
+TEST_F(ReferralTest, AWorkerWhoseRoutingClaimLapsedNeverOffersAHoldTheNextWorkerReleased) {
+  const std::string id = Create(Request(/*placement=*/true));
+  int taken_over = -1;
+  network_->after_hold = [&] {
+    clock_.Advance(absl::Seconds(31));  // past the 30 s lease
+    network_->directory_down = true;
+    taken_over = Timers();  // the second worker: recovers and releases the hold, then stops
+    network_->directory_down = false;
+  };
+  EXPECT_EQ(Timers(), 0);  // the first worker: its claim is gone, nothing of it is kept
+  EXPECT_EQ(taken_over, 0);
+  v1::Referral r = AsChildWelfare(id);
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_REQUESTED);
+  EXPECT_TRUE(r.bed_hold_id().empty());
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 0);
+  clock_.Advance(absl::Seconds(3));  // the retry delay the second worker set
+  EXPECT_EQ(Timers(), 1);
+  r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  EXPECT_EQ(Count(beds_.pg.get(), absl::StrCat("SELECT count(*) AS n FROM holds WHERE state = 1 "
+                                               "AND id = '",
+                                               r.bed_hold_id(), "'")),
+            1);
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
 }
 
 // WatchReferrals (issue 11): the request is validated before anything is written or registered;
@@ -1900,6 +1939,191 @@ TEST_F(StatutoryTimerTest, ManyDueTimersRacedByTwoReplicasEachFireOnce) {
   EXPECT_EQ(by_replica[0] + by_replica[1], kReferrals);
   EXPECT_EQ(deliveries, kReferrals);  // One subscription, one delivery per timer.
   EXPECT_EQ(distinct, kReferrals);
+}
+
+// Issue 14: identifying details only under a recorded consent, purged on revocation, expiry or
+// a retention period after the referral closes; nothing left in any table, the audit says why.
+class ConsentTest : public ReferralTest {
+ protected:
+  // Rows of every table of the referral service's database whose text holds `needle` (bytea
+  // columns print as hex, so a hex needle finds bytes).
+  int64_t RowsHolding(const std::string& needle) {
+    auto tables = referrals_.pg->Query(
+        "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = "
+        "current_schema() AND table_type = 'BASE TABLE'");
+    EXPECT_TRUE(tables.ok()) << tables.status();
+    int64_t rows = 0;
+    for (int i = 0; tables.ok() && i < tables->rows(); ++i) {
+      const std::string t = tables->String(i, "t");
+      auto r = referrals_.pg->Query(
+          absl::StrCat("SELECT count(*) AS n FROM \"", t, "\" x WHERE strpos(x::text, $1) > 0"),
+          {needle});
+      EXPECT_TRUE(r.ok()) << t << ": " << r.status();
+      if (r.ok()) rows += r->Int64(0, "n");
+    }
+    return rows;
+  }
+
+  static std::string Hex(const std::string& bytes) {
+    static const char* kDigits = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+      out.push_back(kDigits[c >> 4]);
+      out.push_back(kDigits[c & 15]);
+    }
+    return out;
+  }
+
+  // What a purge must leave nowhere: the details in plain text and as bytes, the sealed
+  // details, and their fingerprints in the request_id record.
+  std::vector<std::string> Traces(const std::string& id, const std::string& request_id) {
+    std::vector<std::string> out = {"Jane Q", Hex("Jane Q"), "206-555-0177", Hex("206-555-0177")};
+    auto sealed = referrals_.pg->Query(
+        "SELECT encode(identity_sealed, 'hex') AS h FROM referrals WHERE id = $1", {id});
+    EXPECT_TRUE(sealed.ok() && sealed->rows() == 1 && !sealed->IsNull(0, "h"));
+    if (sealed.ok() && sealed->rows() == 1) out.push_back(sealed->String(0, "h").substr(0, 64));
+    auto digests = referrals_.pg->Query(
+        "SELECT value AS d FROM idempotency_keys, jsonb_each_text(field_digests) "
+        "WHERE request_id = $1 AND key LIKE 'youth.identifying%'",
+        {request_id});
+    EXPECT_TRUE(digests.ok() && digests->rows() == 2) << digests.status();
+    for (int i = 0; digests.ok() && i < digests->rows(); ++i) {
+      out.push_back(digests->String(i, "d"));
+    }
+    return out;
+  }
+
+  grpc::Status Revoke(const std::string& org, const std::string& role, const std::string& id) {
+    v1::RevokeConsentRequest req;
+    req.set_id(id);
+    v1::RevokeConsentResponse resp;
+    return Stub_(org, role)->RevokeConsent(Ctx().get(), req, &resp);
+  }
+
+  int64_t PurgeAudits(const std::string& id, const std::string& reason) {
+    return Count(referrals_.pg.get(),
+                 absl::StrCat("SELECT count(*) AS n FROM audit_log WHERE referral_id = '", id,
+                              "' AND action = 'identity_purged' AND detail = '", reason, "'"));
+  }
+};
+
+TEST_F(ConsentTest, IdentifyingDetailsAreRefusedWithoutConsentAndAYoungerYouthNeedsAGuardian) {
+  struct Case {
+    std::function<void(v1::YouthProfile&)> change;
+    const char* names;
+  };
+  int refused = 0;
+  for (const Case& c : std::vector<Case>{
+           {[](auto& y) { y.clear_consent(); }, "youth.consent"},
+           {[](auto& y) { y.set_age(12); }, "guardian"},
+           {[](auto& y) { y.mutable_consent()->clear_scopes(); }, "shared"},
+           {[](auto& y) { y.mutable_consent()->set_giver(v1::Consent::GIVER_UNSPECIFIED); },
+            "youth.consent.giver"},
+           {[](auto& y) { *y.mutable_consent()->mutable_give_time() = ToProtoTime(absl::Now()); },
+            "set by the service"},
+           {[this](auto& y) {
+              *y.mutable_consent()->mutable_expire_time() =
+                  ToProtoTime(clock_.Now() + absl::Hours(24 * 400));
+            },
+            "time-limited"}}) {
+    v1::CreateReferralRequest req = Request(false, absl::StrCat("refused-", ++refused));
+    c.change(*req.mutable_youth());
+    v1::CreateReferralResponse resp;
+    grpc::Status st = officer_->CreateReferral(Ctx().get(), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.names;
+    EXPECT_NE(st.error_message().find(c.names), std::string::npos)
+        << c.names << ": " << st.error_message();
+    EXPECT_EQ(st.error_message().find("Jane"), std::string::npos) << st.error_message();
+  }
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 0);
+  v1::CreateReferralRequest guardian = Request(false, "guardian");
+  guardian.mutable_youth()->set_age(12);
+  guardian.mutable_youth()->mutable_consent()->set_giver(v1::Consent::GIVER_GUARDIAN);
+  Create(guardian);
+  v1::CreateReferralRequest none = Request(false, "no-details");
+  none.mutable_youth()->clear_identifying();
+  none.mutable_youth()->clear_consent();
+  Create(none);
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM referrals WHERE identity_sealed IS NOT NULL "
+                  "AND identity_purge_at IS NOT NULL AND create_request_id = 'guardian'"),
+            1);
+}
+
+TEST_F(ConsentTest, RevokingConsentPurgesTheDetailsFromEveryTableAndTheAuditSaysPurged) {
+  const std::string id = Create(Request(false, "revoked"));
+  Timers();  // Offered to three providers.
+  EXPECT_EQ(Revoke("prov-b", "provider", id).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  v1::Referral accepted;
+  ASSERT_TRUE(Accept("prov-a", id, &accepted).ok());
+  ASSERT_EQ(accepted.youth().identifying().name(), "Jane Q");
+  EXPECT_TRUE(accepted.youth().consent().has_give_time());
+  const std::vector<std::string> traces = Traces(id, "revoked");
+  ASSERT_EQ(traces.size(), 7u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(RowsHolding(traces[i]), 0) << traces[i];  // sealed
+  for (size_t i = 4; i < 7; ++i) EXPECT_GE(RowsHolding(traces[i]), 1) << traces[i];  // the probe
+
+  ASSERT_TRUE(Revoke("prov-a", "provider", id).ok());
+  v1::GetReferralResponse got;
+  ASSERT_TRUE(Stub_("prov-a", "provider")->GetReferral(Ctx().get(), Get(id), &got).ok());
+  EXPECT_FALSE(got.referral().youth().has_identifying());
+  EXPECT_TRUE(got.referral().youth().consent().has_revoke_time());
+  for (const std::string& t : traces) EXPECT_EQ(RowsHolding(t), 0) << t;
+  EXPECT_EQ(PurgeAudits(id, "consent_revoked"), 1);
+  EXPECT_TRUE(Revoke("le-seattle", "law_enforcement", id).ok());  // again: nothing changes
+  EXPECT_EQ(PurgeAudits(id, "consent_revoked"), 1);
+  EXPECT_EQ(Gauge("safeharbor_referrals_identity_purged_total", "consent_revoked"), 1);
+  // A retry of the intake cannot bring the details back: its record no longer knows them, so
+  // one carrying them is refused; one without them is answered from the record.
+  v1::CreateReferralResponse replay;
+  grpc::Status again = officer_->CreateReferral(Ctx().get(), Request(false, "revoked"), &replay);
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(again.error_message().find("youth.identifying"), std::string::npos);
+  v1::CreateReferralRequest without = Request(false, "revoked");
+  without.mutable_youth()->clear_identifying();
+  ASSERT_TRUE(officer_->CreateReferral(Ctx().get(), without, &replay).ok());
+  EXPECT_EQ(replay.referral().id(), id);
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals"), 1);
+}
+
+TEST_F(ConsentTest, DetailsArePurgedWhenTheConsentExpiresAndARetentionPeriodAfterClosing) {
+  v1::CreateReferralRequest brief = Request(false, "brief");
+  *brief.mutable_youth()->mutable_consent()->mutable_expire_time() =
+      ToProtoTime(clock_.Now() + absl::Hours(2));
+  const std::string expiring = Create(brief);
+  v1::CreateReferralRequest long_lived = Request(false, "closing");
+  *long_lived.mutable_youth()->mutable_consent()->mutable_expire_time() =
+      ToProtoTime(clock_.Now() + absl::Hours(24 * 200));
+  const std::string closing = Create(long_lived);
+  long_lived.set_request_id("open");
+  *long_lived.mutable_youth()->mutable_consent()->mutable_expire_time() =
+      ToProtoTime(clock_.Now() + absl::Hours(24 * 100));
+  const std::string open = Create(long_lived);
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(closing);
+  cancel.set_reason("reunited with family");
+  v1::CancelReferralResponse cancelled;
+  ASSERT_TRUE(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).ok());
+  const auto expiring_traces = Traces(expiring, "brief");
+  const auto closing_traces = Traces(closing, "closing");
+  auto& retention = referrals_.service->retention();
+  EXPECT_EQ(*retention.RunOnce(), 0);
+  clock_.Advance(absl::Hours(2) + absl::Seconds(1));
+  EXPECT_EQ(*retention.RunOnce(), 1);
+  EXPECT_EQ(PurgeAudits(expiring, "consent_expired"), 1);
+  for (const std::string& t : expiring_traces) EXPECT_EQ(RowsHolding(t), 0) << t;
+  EXPECT_EQ(*retention.RunOnce(), 0);  // once
+  clock_.Advance(absl::Hours(24 * 90));
+  EXPECT_EQ(*retention.RunOnce(), 1);  // the open referral's consent (100 days) is not yet due
+  EXPECT_EQ(PurgeAudits(closing, "retention_after_close"), 1);
+  for (const std::string& t : closing_traces) EXPECT_EQ(RowsHolding(t), 0) << t;
+  EXPECT_EQ(
+      Count(referrals_.pg.get(), absl::StrCat("SELECT count(*) AS n FROM referrals WHERE id = '",
+                                              open, "' AND identity_sealed IS NOT NULL")),
+      1);
+  clock_.Advance(absl::Hours(24 * 10));
+  EXPECT_EQ(*retention.RunOnce(), 1);  // now its consent has expired too
+  EXPECT_EQ(PurgeAudits(open, "consent_expired"), 1);
 }
 
 }  // namespace

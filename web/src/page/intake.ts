@@ -4,6 +4,8 @@
 import { AvailabilityStatus, type FacilityAvailability } from "../../gen/safeharbor/beds/v1/beds_pb.js";
 import type { County, Gender, ServiceCategory } from "../../gen/safeharbor/directory/v1/directory_pb.js";
 import {
+  Consent_Giver,
+  Consent_Scope,
   type Referral,
   type ReferrerView,
   ReferrerView_Stage,
@@ -76,7 +78,11 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
   const consent = radios(
     "consent",
     "Has the youth given informed consent to share identifying details (a name, a contact) with the provider that accepts?",
-    [["no", "No, or not asked: send no identifying details"], ["yes", "Yes, the youth consents"]],
+    [
+      ["no", "No, or not asked: send no identifying details"],
+      ["yes", "Yes, the youth consents (13 or older)"],
+      ["guardian", "Yes, a guardian consents"],
+    ],
     "no",
   );
   const idName = h("input", { name: "id_name", maxlength: 200, autocomplete: "off", disabled: true });
@@ -91,7 +97,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
     field("Notes for the receiving provider", idNotes),
   );
   const syncConsent = () => {
-    const yes = consent.value() === "yes";
+    const yes = consent.value() !== "no";
     idSet.disabled = !yes;
     for (const c of [idName, idContact, idNotes]) c.disabled = !yes;
   };
@@ -238,11 +244,19 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
       (first.startsWith("your phone") ? refPhone : first.startsWith("a youth") ? youthRef : first.startsWith("an age") ? age : county).focus();
       return;
     }
-    const consented = consent.value() === "yes";
+    const consented = consent.value() !== "no";
     const identifying =
       consented && (idName.value.trim() || idContact.value.trim() || idNotes.value.trim())
         ? { name: idName.value.trim(), contact: idContact.value.trim(), notes: idNotes.value.trim() }
         : undefined; // without consent nothing identifying leaves this page
+    // The consent goes with the details (the service refuses them without it): who gave it, and
+    // that the provider that accepts may see them; the service stamps when and until when.
+    const consentRecord = identifying
+      ? {
+          giver: consent.value() === "guardian" ? Consent_Giver.GUARDIAN : Consent_Giver.YOUTH,
+          scopes: [Consent_Scope.ACCEPTING_PROVIDER],
+        }
+      : undefined;
     const req: MessageInitShape<typeof CreateReferralRequestSchema> = {
       requestId: pendingRequestId,
       referrerContact: { name: refName.value.trim(), phone: refPhone.value.trim(), unit: refUnit.value.trim() },
@@ -252,6 +266,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
         gender: Number(gender.value) as Gender,
         languages,
         identifying,
+        consent: consentRecord,
       },
       countyFips: county.value,
       location: wherePoint(),
