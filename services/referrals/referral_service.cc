@@ -135,7 +135,18 @@ void ReferralServiceImpl::Methods() {
   SAFEHARBOR_STREAM_RPC(
       WatchReferrals, {.roles = {Role::kProvider}},
       .validate = [](const auto& r) { return ValidateCursor(r.cursor()); });
-  // Webhooks: an organization's own endpoints (webhook_rpcs.cc).
+  // Statutory timers (issue 14): who marks which kind filed is CanRecordFiling's.
+  SAFEHARBOR_RPC(RecordStatutoryFiling,
+                 (MethodPolicy{.roles = {Role::kProvider, Role::kChildWelfare},
+                               .scope = Scope::kStored,
+                               .idempotency = Idempotency::kByState}),
+                 .validate = ValidateStatutoryFiling);
+  WebhookMethods();
+  Seal();
+}
+
+// Webhooks: an organization's own endpoints (webhook_rpcs.cc).
+void ReferralServiceImpl::WebhookMethods() {
   const MethodPolicy own_hooks{.roles = {Role::kProvider, Role::kChildWelfare},
                                .scope = Scope::kOwnOrganization};
   const auto org = [](const auto& r) { return r.organization_id(); };
@@ -163,13 +174,6 @@ void ReferralServiceImpl::Methods() {
       (MethodPolicy{.roles = own_hooks.roles, .scope = Scope::kOwnOrganization, .read_only = true}),
       .validate = org_only, .organization = org);
   SAFEHARBOR_RPC(ReplayWebhookDeadLetters, own_hooks, .validate = org_only, .organization = org);
-  // Statutory timers (issue 14): who marks which kind filed is CanRecordFiling's.
-  SAFEHARBOR_RPC(RecordStatutoryFiling,
-                 (MethodPolicy{.roles = {Role::kProvider, Role::kChildWelfare},
-                               .scope = Scope::kStored,
-                               .idempotency = Idempotency::kByState}),
-                 .validate = ValidateStatutoryFiling);
-  Seal();
 }
 
 void ReferralServiceImpl::StartBackground(bool timers) {

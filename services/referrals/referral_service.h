@@ -59,6 +59,7 @@ class ReferralServiceImpl final : public RpcService {
 
  private:
   void Methods();
+  void WebhookMethods();  // the webhook RPCs' part of the method table
   absl::Status CreateReferral(CallContext& ctx, const v1::CreateReferralRequest& req,
                               v1::CreateReferralResponse* resp);
   absl::Status GetReferralFhir(CallContext& ctx, const v1::GetReferralFhirRequest& req,
