@@ -374,22 +374,22 @@ absl::StatusOr<std::optional<ClaimedDelivery>> WebhookStore::Claim(PgTx& tx, abs
   return std::optional<ClaimedDelivery>();
 }
 
-absl::Status WebhookStore::Delivered(PgTx& tx, int64_t id, absl::Time now) {
+absl::Status WebhookStore::Delivered(PgTx& tx, int64_t id, int32_t attempt, absl::Time now) {
   return tx
       .Exec(
           "UPDATE webhook_deliveries SET state = $2, delivered = $3, lease_until = NULL, "
-          "last_error = '' WHERE id = $1 AND state = 0",
-          {id, int32_t{kDelivered}, PgTime(now)})
+          "last_error = '' WHERE id = $1 AND state = 0 AND attempts = $4",
+          {id, int32_t{kDelivered}, PgTime(now), attempt})
       .status();
 }
 
-absl::StatusOr<bool> WebhookStore::Failed(PgTx& tx, int64_t id, absl::string_view error,
-                                          absl::Time next) {
+absl::StatusOr<bool> WebhookStore::Failed(PgTx& tx, int64_t id, int32_t attempt,
+                                          absl::string_view error, absl::Time next) {
   SH_ASSIGN_OR_RETURN(
       auto r, tx.Exec("UPDATE webhook_deliveries SET state = CASE WHEN $3 > retry_until THEN $4 "
                       "ELSE state END, next_attempt = $3, lease_until = NULL, last_error = $2 "
-                      "WHERE id = $1 AND state = 0 RETURNING state",
-                      {id, error, PgTime(next), int32_t{kDead}}));
+                      "WHERE id = $1 AND state = 0 AND attempts = $5 RETURNING state",
+                      {id, error, PgTime(next), int32_t{kDead}, attempt}));
   return r.rows() > 0 && r.Int32(0, "state") == kDead;
 }
 

@@ -119,10 +119,12 @@ class WebhookStore {
                                                               int endpoint_concurrency,
                                                               const ClaimPolicy& policy,
                                                               ClaimTally* tally);
-  static absl::Status Delivered(PgTx& tx, int64_t id, absl::Time now);
+  // The answer to attempt `attempt` (a claim's ClaimedDelivery::attempts, its fencing token):
+  // a worker whose lease lapsed and whose delivery was claimed again changes nothing.
+  static absl::Status Delivered(PgTx& tx, int64_t id, int32_t attempt, absl::Time now);
   // Retried at `next`, or a dead letter when `next` is past its retry window. Returns true
   // when it became a dead letter.
-  static absl::StatusOr<bool> Failed(PgTx& tx, int64_t id, absl::string_view error,
+  static absl::StatusOr<bool> Failed(PgTx& tx, int64_t id, int32_t attempt, absl::string_view error,
                                      absl::Time next);
 
   static absl::StatusOr<std::vector<v1::WebhookDelivery>> DeadLetters(PgTx& tx,

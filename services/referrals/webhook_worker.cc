@@ -269,8 +269,8 @@ absl::Status WebhookWorker::Record(const ClaimedDelivery& d, const absl::StatusO
   const absl::Time now = clock_->Now();
   const bool ok = answer.ok() && *answer >= 200 && *answer < 300;
   if (ok) {
-    SH_RETURN_IF_ERROR(
-        pg_->Transact([&](PgTx& tx) { return WebhookStore::Delivered(tx, d.id, now); }));
+    SH_RETURN_IF_ERROR(pg_->Transact(
+        [&](PgTx& tx) { return WebhookStore::Delivered(tx, d.id, d.attempts, now); }));
     metrics_.deliveries.Add({{"outcome", "delivered"}}).Increment();
     log::Info("webhook_delivered", {{"event_id", d.event.event_id},
                                     {"subscription_id", d.subscription_id},
@@ -284,7 +284,7 @@ absl::Status WebhookWorker::Record(const ClaimedDelivery& d, const absl::StatusO
       now + WebhookBackoff(d.attempts, options_.backoff_base, options_.backoff_max);
   bool dead = false;
   SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) -> absl::Status {
-    SH_ASSIGN_OR_RETURN(dead, WebhookStore::Failed(tx, d.id, error, next));
+    SH_ASSIGN_OR_RETURN(dead, WebhookStore::Failed(tx, d.id, d.attempts, error, next));
     return absl::OkStatus();
   }));
   metrics_.deliveries.Add({{"outcome", dead ? "dead" : "retried"}}).Increment();

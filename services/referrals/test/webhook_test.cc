@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "common/testing/harness.h"
 #include "services/referrals/referral_store.h"
 #include "services/referrals/webhook_sender.h"
@@ -455,6 +456,48 @@ TEST_F(WebhookOutboxTest, AClaimLeftByAKilledWorkerIsRetriedAfterItsLease) {
   EXPECT_EQ(*worker_->DeliverOnce(), 1);
   EXPECT_EQ(Count("state = 1"), 1);
   EXPECT_EQ(sender_.posts.size(), 1u);
+}
+
+// A worker whose lease lapsed answers late, after another claimed the delivery again: its
+// answer changes nothing (found by a review: a late failure past the retry window turned a
+// delivery the second worker made into a dead letter).
+TEST_F(WebhookOutboxTest, ALateAnswerFromAWorkerWhoseLeaseLapsedChangesNothing) {
+  Subscribe("whs-a", "prov-a");
+  Offer("ref-1", "prov-a");
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  const auto claim = [&] {
+    std::optional<ClaimedDelivery> d;
+    int obsolete = 0;
+    EXPECT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                     SH_ASSIGN_OR_RETURN(
+                         d, WebhookStore::Claim(tx, clock_.Now(), options_.lease, 1, &obsolete));
+                     return absl::OkStatus();
+                   })
+                    .ok());
+    return d;
+  };
+  const auto first = claim();
+  ASSERT_TRUE(first.has_value());
+  clock_.Advance(options_.lease + absl::Seconds(1));
+  const auto second = claim();
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(second->id, first->id);
+  EXPECT_EQ(second->attempts, first->attempts + 1);
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) -> absl::Status {
+                   SH_ASSIGN_OR_RETURN(
+                       const bool dead,
+                       WebhookStore::Failed(tx, first->id, first->attempts, "timed out",
+                                            first->retry_until + absl::Seconds(1)));
+                   EXPECT_FALSE(dead);
+                   return absl::OkStatus();
+                 })
+                  .ok());
+  EXPECT_EQ(Count("state = 0 AND lease_until IS NOT NULL"), 1);  // still the second's
+  ASSERT_TRUE(pg_->Transact([&](PgTx& tx) {
+                   return WebhookStore::Delivered(tx, second->id, second->attempts, clock_.Now());
+                 })
+                  .ok());
+  EXPECT_EQ(Count("state = 1"), 1);
 }
 
 TEST_F(WebhookOutboxTest, OneEndpointHasAtMostItsLimitInFlight) {
