@@ -189,7 +189,7 @@ absl::StatusOr<std::vector<ReferralStore::Claimed>> ReferralStore::ClaimForRouti
     PgTx& tx, absl::Time now, absl::Duration lease, int limit) {
   // A lease need not wait for the disk: lost in a crash, it lets another worker route the
   // referral, whose offer still commits once (under the referral's lock, on its revision).
-  if (auto a = tx.Exec("SET LOCAL synchronous_commit = off"); !a.ok()) return a.status();
+  (void)tx.Send("SET LOCAL synchronous_commit = off");  // with the claim: no round trip of its own
   auto r = tx.Exec(
       "UPDATE referrals SET route_after = $2, routing_claim = routing_claim + 1 WHERE id IN ("
       "  SELECT id FROM referrals WHERE status = 1 AND route_after <= $1 "
@@ -201,7 +201,11 @@ absl::StatusOr<std::vector<ReferralStore::Claimed>> ReferralStore::ClaimForRouti
   for (int i = 0; i < r->rows(); ++i) {
     Claimed& c = out[static_cast<size_t>(i)];
     if (!c.referral.ParseFromString(r->Bytea(i, "body"))) {
-      return absl::InternalError("stored referral is unreadable");
+      // Claimed (its lease commits) but not routed: one broken row must not stop routing.
+      c.referral.Clear();
+      c.referral.set_id(r->String(i, "id"));
+      c.unreadable = true;
+      continue;
     }
     *c.referral.mutable_create_time() = ToProtoTime(r->Time(i, "create_time"));
     *c.referral.mutable_update_time() = ToProtoTime(r->Time(i, "update_time"));

@@ -61,7 +61,8 @@ class ReferralStore {
   struct Claimed {
     v1::Referral referral;  // as stored, without history or identity; etag set
     std::optional<std::string> pending_hold;
-    int64_t claim = 0;  // the fencing token: routing writes only while it is still this
+    int64_t claim = 0;        // the fencing token: routing writes only while it is still this
+    bool unreadable = false;  // the stored body does not parse (only the id is set)
   };
   static absl::StatusOr<std::vector<Claimed>> ClaimForRouting(PgTx& tx, absl::Time now,
                                                               absl::Duration lease, int limit);

@@ -214,6 +214,12 @@ absl::StatusOr<Timers::Claim> Timers::RouteNext() {
   }));
   if (claimed.empty()) return Claim::kNone;
   const ReferralStore::Claimed& next = claimed.front();
+  if (next.unreadable) {
+    // Claimed again after each lease, so logged and counted until someone repairs the row.
+    log::Error("stored_referral_unreadable", {{"referral_id", next.referral.id()}});
+    routing_.attempts.Add({{"outcome", "failed"}}).Increment();
+    return Claim::kUnchanged;
+  }
   routing_.busy.Increment();
   const absl::Time started = absl::Now();
   const Claim c = Settle(next.referral.id(), next.claim,

@@ -1127,6 +1127,20 @@ TEST_F(ReferralTest, AWorkerWhoseRoutingClaimLapsedNeverOffersAHoldTheNextWorker
   EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
 }
 
+// One referral whose stored body cannot be read (first in the queue) must not stop routing for
+// every other youth (found by a review: the claim failed, rolled back, and was retried first).
+TEST_F(ReferralTest, AnUnreadableReferralFirstInTheQueueDoesNotStopRoutingTheOthers) {
+  const std::string broken = Create(Request(/*placement=*/false, "broken"));
+  clock_.Advance(absl::Seconds(1));
+  const std::string fine = Create(Request(/*placement=*/false, "fine"));
+  ASSERT_TRUE(
+      referrals_.pg->Query("UPDATE referrals SET body = '\\xffff'::bytea WHERE id = $1", {broken})
+          .ok());
+  EXPECT_EQ(Timers(), 1);
+  EXPECT_EQ(AsChildWelfare(fine).status(), v1::REFERRAL_STATUS_OFFERED);
+  EXPECT_EQ(Gauge("safeharbor_referrals_routing_attempts_total", "failed"), 1);
+}
+
 // WatchReferrals (issue 11): the request is validated before anything is written or registered;
 // the stream delivers nothing unless its audit row committed; a cursor from before the pruned
 // range (the replay horizon) is refused with a message telling the client to resync.
