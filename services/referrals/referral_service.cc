@@ -113,14 +113,10 @@ void ReferralServiceImpl::Methods() {
   SAFEHARBOR_RPC(AcceptReferral, (MethodPolicy{.roles = {Role::kProvider},
                                                .scope = Scope::kStored,
                                                .idempotency = Idempotency::kByState}));
-  SAFEHARBOR_RPC(
-      DeclineReferral, provider_change,
-      .validate = [](const auto& r) { return DeclineCode(r).status(); });
-  // Issue 14: like Accept and Decline, for a provider with an open offer (decided on the
-  // stored referral).
-  SAFEHARBOR_RPC(
-      WaitlistReferral, provider_change,
-      .validate = [](const auto& r) { return ValidateWaitlist(r); });
+  const auto coded = [](const auto& r) { return DeclineCode(r).status(); };
+  SAFEHARBOR_RPC(DeclineReferral, provider_change, .validate = coded);
+  // Issue 14: "waitlist until T", for a provider with an open offer, like Accept and Decline.
+  SAFEHARBOR_RPC(WaitlistReferral, provider_change, .validate = ValidateWaitlist);
   SAFEHARBOR_RPC(ConfirmHandoff, provider_change);
   SAFEHARBOR_RPC(StartServices, provider_change);
   SAFEHARBOR_RPC(
