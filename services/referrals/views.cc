@@ -101,48 +101,54 @@ void AddOutcomes(const std::vector<StatsCounts::OutcomeCell>& cells,
   }
 }
 
-// Every reason code (a fixed key set, zeros included), small cells withheld and marked.
+// A table over every valid value of an enum (a fixed key set, zeros included), from the counts
+// read (values absent have none), and which of its cells are withheld.
+template <typename Key>
+struct FixedTable {
+  std::vector<Key> keys;
+  std::vector<int64_t> counts;
+  std::vector<bool> hidden;
+};
+
+template <typename Key>
+FixedTable<Key> EveryKey(const std::vector<std::pair<Key, int64_t>>& counted, int min, int max,
+                         bool (*valid)(int)) {
+  FixedTable<Key> t;
+  for (int k = min + 1; k <= max; ++k) {  // min: the UNSPECIFIED value
+    if (!valid(k)) continue;
+    int64_t n = 0;
+    for (const auto& [key, count] : counted) n += key == k ? count : 0;
+    t.keys.push_back(static_cast<Key>(k));
+    t.counts.push_back(n);
+  }
+  t.hidden = SuppressedCells(t.counts);
+  return t;
+}
+
+// Every reason code, small cells withheld and marked.
 void AddReasons(const std::vector<std::pair<v1::ReasonCode, int64_t>>& counted,
                 google::protobuf::RepeatedPtrField<v1::ReasonCount>* out) {
-  std::vector<v1::ReasonCode> codes;
-  std::vector<int64_t> counts;
-  for (int c = v1::ReasonCode_MIN + 1; c <= v1::ReasonCode_MAX; ++c) {
-    if (!v1::ReasonCode_IsValid(c)) continue;
-    codes.push_back(static_cast<v1::ReasonCode>(c));
-    int64_t n = 0;
-    for (const auto& [code, count] : counted) n += code == c ? count : 0;
-    counts.push_back(n);
-  }
-  const std::vector<bool> hidden = SuppressedCells(counts);
-  for (size_t i = 0; i < codes.size(); ++i) {
+  const auto t = EveryKey(counted, v1::ReasonCode_MIN, v1::ReasonCode_MAX, v1::ReasonCode_IsValid);
+  for (size_t i = 0; i < t.keys.size(); ++i) {
     v1::ReasonCount* r = out->Add();
-    r->set_code(codes[i]);
-    r->set_suppressed(hidden[i]);
-    r->set_count(hidden[i] ? 0 : counts[i]);
+    r->set_code(t.keys[i]);
+    r->set_suppressed(t.hidden[i]);
+    r->set_count(t.hidden[i] ? 0 : t.counts[i]);
   }
 }
 
-// Every status (a fixed key set, zeros included), small cells withheld and marked; returns the
-// withheld ones.
+// Every status, small cells withheld and marked; returns the withheld ones.
 std::set<v1::ReferralStatus> AddStatuses(const StatsCounts& counts,
                                          v1::GetReferralStatsResponse& out) {
-  std::vector<v1::ReferralStatus> statuses;
-  std::vector<int64_t> ns;
-  for (int s = v1::ReferralStatus_MIN + 1; s <= v1::ReferralStatus_MAX; ++s) {
-    if (!v1::ReferralStatus_IsValid(s)) continue;
-    statuses.push_back(static_cast<v1::ReferralStatus>(s));
-    int64_t n = 0;
-    for (const auto& [status, count] : counts.by_status) n += status == s ? count : 0;
-    ns.push_back(n);
-  }
-  const std::vector<bool> hidden = SuppressedCells(ns);
+  const auto t = EveryKey(counts.by_status, v1::ReferralStatus_MIN, v1::ReferralStatus_MAX,
+                          v1::ReferralStatus_IsValid);
   std::set<v1::ReferralStatus> withheld;
-  for (size_t i = 0; i < statuses.size(); ++i) {
+  for (size_t i = 0; i < t.keys.size(); ++i) {
     v1::StatusCount* c = out.add_by_status();
-    c->set_status(statuses[i]);
-    c->set_suppressed(hidden[i]);
-    c->set_count(hidden[i] ? 0 : ns[i]);
-    if (hidden[i]) withheld.insert(statuses[i]);
+    c->set_status(t.keys[i]);
+    c->set_suppressed(t.hidden[i]);
+    c->set_count(t.hidden[i] ? 0 : t.counts[i]);
+    if (t.hidden[i]) withheld.insert(t.keys[i]);
   }
   return withheld;
 }
