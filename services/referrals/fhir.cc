@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "services/referrals/requests.h"
 
 namespace safeharbor::referrals {
 namespace {
@@ -22,6 +23,8 @@ constexpr char kOrganizationIds[] = "urn:safeharbor:organization";
 constexpr char kYouthReferences[] = "urn:safeharbor:youth-reference";
 constexpr char kNeeds[] = "urn:safeharbor:need";
 constexpr char kAgeExtension[] = "urn:safeharbor:fhir:youth-age-years";
+// Decline and outcome reasons (issue 14): ReasonCode as "at-capacity", "not-eligible", ...
+constexpr char kReasons[] = "urn:safeharbor:reason";
 
 Value Str(absl::string_view s) {
   Value v;
@@ -141,6 +144,8 @@ FhirTaskStatus FhirTaskStatusOf(const v1::Offer& offer, v1::ReferralStatus statu
       return {"cancelled", "no answer by the deadline"};
     case v1::OFFER_STATE_WITHDRAWN:
       return {"cancelled", "withdrawn"};
+    case v1::OFFER_STATE_WAITLISTED:
+      return {"on-hold", "waitlisted"};
     case v1::OFFER_STATE_ACCEPTED:
       break;
     default:
@@ -219,6 +224,20 @@ Value ServiceRequestOf(const v1::Referral& r) {
   return Obj(std::move(f));
 }
 
+// A Task's statusReason: the code (this network's CodeSystem) and the free text beside it (this
+// view is only for those who may see the referral's details).
+Value ReasonOf(v1::ReasonCode code, absl::string_view text) {
+  Fields f;
+  if (code != v1::REASON_CODE_UNSPECIFIED) {
+    f.emplace_back("coding",
+                   List({Obj({{"system", Str(kReasons)},
+                              {"code", Str(NeedCode(v1::ReasonCode_Name(code), "REASON_CODE_"))},
+                              {"display", Str(ReasonLabel(code))}})}));
+  }
+  f.emplace_back("text", Str(text.empty() ? ReasonLabel(code) : std::string(text)));
+  return Obj(std::move(f));
+}
+
 Value TaskOf(const v1::Referral& r, const v1::Offer& offer, int index) {
   const FhirTaskStatus s = FhirTaskStatusOf(offer, r.status());
   Fields f = {
@@ -237,7 +256,13 @@ Value TaskOf(const v1::Referral& r, const v1::Offer& offer, int index) {
     f.emplace_back("restriction",
                    Obj({{"period", Obj({{"end", Str(Instant(offer.respond_by()))}})}}));
   }
-  if (!offer.decline_reason().empty()) f.emplace_back("statusReason", Text(offer.decline_reason()));
+  if (offer.state() == v1::OFFER_STATE_ACCEPTED &&
+      r.outcome_code() != v1::REASON_CODE_UNSPECIFIED) {
+    f.emplace_back("statusReason", ReasonOf(r.outcome_code(), r.outcome_reason()));
+  } else if (offer.decline_code() != v1::REASON_CODE_UNSPECIFIED ||
+             !offer.decline_reason().empty()) {
+    f.emplace_back("statusReason", ReasonOf(offer.decline_code(), offer.decline_reason()));
+  }
   return Obj(std::move(f));
 }
 

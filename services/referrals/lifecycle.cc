@@ -11,7 +11,10 @@ bool Allowed(S from, S to, Actor a) {
   const bool referrer_side = a == Actor::kReferrer || a == Actor::kChildWelfare;
   switch (from) {
     case v1::REFERRAL_STATUS_REQUESTED:
-      return (to == v1::REFERRAL_STATUS_OFFERED && a == Actor::kSystem) ||
+      // A provider that answered "waitlist until" may accept while the referral is routed
+      // again (only a waitlisted offer is open on a REQUESTED referral).
+      return (to == v1::REFERRAL_STATUS_ACCEPTED && a == Actor::kOfferedProvider) ||
+             (to == v1::REFERRAL_STATUS_OFFERED && a == Actor::kSystem) ||
              (to == v1::REFERRAL_STATUS_ESCALATED && a == Actor::kSystem) ||
              (to == v1::REFERRAL_STATUS_CANCELLED && referrer_side);
     case v1::REFERRAL_STATUS_OFFERED:
@@ -42,7 +45,44 @@ bool Allowed(S from, S to, Actor a) {
   }
 }
 
+bool OfferAllowed(v1::OfferState from, v1::OfferState to, Actor a) {
+  const bool provider = a == Actor::kOfferedProvider;
+  const bool system = a == Actor::kSystem;
+  switch (from) {
+    case v1::OFFER_STATE_PENDING:
+      return ((to == v1::OFFER_STATE_ACCEPTED || to == v1::OFFER_STATE_DECLINED ||
+               to == v1::OFFER_STATE_WAITLISTED) &&
+              provider) ||
+             ((to == v1::OFFER_STATE_EXPIRED || to == v1::OFFER_STATE_WITHDRAWN) && system);
+    case v1::OFFER_STATE_WAITLISTED:
+      // Still the provider's to take until its time; lapses at it.
+      return ((to == v1::OFFER_STATE_ACCEPTED || to == v1::OFFER_STATE_DECLINED) && provider) ||
+             ((to == v1::OFFER_STATE_EXPIRED || to == v1::OFFER_STATE_WITHDRAWN) && system);
+    default:
+      return false;  // Answered, lapsed or withdrawn: final.
+  }
+}
+
 }  // namespace
+
+absl::Status CheckOfferTransition(v1::OfferState from, v1::OfferState to, Actor actor) {
+  if (OfferAllowed(from, to, actor)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("an offer cannot go from ",
+                                                    v1::OfferState_Name(from), " to ",
+                                                    v1::OfferState_Name(to), " for this caller"));
+}
+
+bool IsOpenOffer(v1::OfferState state) {
+  return state == v1::OFFER_STATE_PENDING || state == v1::OFFER_STATE_WAITLISTED;
+}
+
+absl::Status CheckWaitlistUntil(absl::Time now, absl::Time until) {
+  if (until <= now) return absl::InvalidArgumentError("until must be in the future");
+  if (until - now > kMaxWaitlist) {
+    return absl::InvalidArgumentError("until must be at most 24 hours ahead");
+  }
+  return absl::OkStatus();
+}
 
 absl::Status CheckTransition(v1::ReferralStatus from, v1::ReferralStatus to, Actor actor) {
   if (Allowed(from, to, actor)) return absl::OkStatus();

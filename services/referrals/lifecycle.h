@@ -26,6 +26,23 @@ bool IsTerminal(v1::ReferralStatus status);
 // whatever happens next (including that the youth declined).
 v1::ReferrerView::Stage ReferrerStage(v1::ReferralStatus status);
 
+// Offers (issue 14): OK when `actor` may move an offer from `from` to `to`, FAILED_PRECONDITION
+// otherwise. The offered provider answers a pending offer (accept, decline, "waitlist until
+// T"), and may still accept or decline a waitlisted one; the system lapses (EXPIRED) and
+// withdraws (another provider accepted first, the referral was cancelled or escalated) open
+// ones. A waitlisted offer is not waitlisted again, and answered offers never change.
+absl::Status CheckOfferTransition(v1::OfferState from, v1::OfferState to, Actor actor);
+
+// Open: the provider may still accept (pending, or waitlisted until its respond_by).
+bool IsOpenOffer(v1::OfferState state);
+
+// The longest "waitlist until" a provider may give.
+inline constexpr absl::Duration kMaxWaitlist = absl::Hours(24);
+
+// OK when `until` is after `now` and at most kMaxWaitlist ahead; INVALID_ARGUMENT naming
+// `until` otherwise.
+absl::Status CheckWaitlistUntil(absl::Time now, absl::Time until);
+
 struct DeadlinePolicy {
   absl::Duration routine = absl::Minutes(30);
   absl::Duration urgent = absl::Minutes(15);

@@ -36,8 +36,8 @@ ReferralMetrics::ReferralMetrics(prometheus::Registry& r)
               .Add({}, prometheus::Histogram::BucketBoundaries{30, 60, 120, 300, 600, 900, 1200,
                                                                1800, 2700, 3600, 7200})),
       reroutes(Counter(r, "safeharbor_referrals_reroutes_total",
-                       "Referrals sent back to routing: declined by every offered provider, or no "
-                       "answer by the deadline.")),
+                       "Referrals sent back to routing: declined (or waitlisted) by every offered "
+                       "provider, or no answer by the deadline.")),
       escalations(Counter(r, "safeharbor_referrals_escalations_total",
                           "Referrals escalated to the county's on-call child-welfare office.")
                       .Add({})),

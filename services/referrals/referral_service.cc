@@ -120,12 +120,15 @@ void ReferralServiceImpl::Methods() {
   SAFEHARBOR_RPC(AcceptReferral, (MethodPolicy{.roles = {Role::kProvider},
                                                .scope = Scope::kStored,
                                                .idempotency = Idempotency::kByState}));
-  SAFEHARBOR_RPC(DeclineReferral, provider_change, .validate = reason);
+  const auto coded = [](const auto& r) { return DeclineCode(r).status(); };
+  SAFEHARBOR_RPC(DeclineReferral, provider_change, .validate = coded);
+  // Issue 14: "waitlist until T", for a provider with an open offer, like Accept and Decline.
+  SAFEHARBOR_RPC(WaitlistReferral, provider_change, .validate = ValidateWaitlist);
   SAFEHARBOR_RPC(ConfirmHandoff, provider_change);
   SAFEHARBOR_RPC(StartServices, provider_change);
   SAFEHARBOR_RPC(
       RecordOutcome, provider_change,
-      .validate = [](const auto& r) { return ValidateOutcome(r.outcome()); });
+      .validate = [](const auto& r) { return OutcomeCode(r).status(); });
   SAFEHARBOR_RPC(CancelReferral, (MethodPolicy{.roles = intake, .scope = Scope::kStored}),
                  .validate = reason);
   SAFEHARBOR_RPC(
@@ -413,8 +416,10 @@ absl::Status ReferralServiceImpl::AcceptReferral(CallContext& ctx,
       return absl::OkStatus();
     }
     ch.to = v1::REFERRAL_STATUS_ACCEPTED;
-    v1::Offer* offer = PendingOfferTo(r, org);
-    if (offer == nullptr || r.status() != v1::REFERRAL_STATUS_OFFERED) {
+    // Issue 14: a waitlisted offer is accepted too, while the referral is routed again.
+    v1::Offer* offer = OpenOfferTo(r, org);
+    const bool waitlisted = offer != nullptr && offer->state() == v1::OFFER_STATE_WAITLISTED;
+    if (offer == nullptr || (r.status() != v1::REFERRAL_STATUS_OFFERED && !waitlisted)) {
       return absl::FailedPreconditionError(
           absl::StrCat("no pending offer of this referral to your organization (status ",
                        v1::ReferralStatus_Name(r.status()), ")"));
@@ -427,8 +432,10 @@ absl::Status ReferralServiceImpl::AcceptReferral(CallContext& ctx,
     *r.mutable_handoff() = offer->handoff();
     std::vector<std::string> none;
     const std::string hold = r.bed_hold_id();
-    CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &none);  // The first to accept wins.
-    r.set_bed_hold_id(hold);                           // The hold stays with the winner.
+    // The first to accept wins. The hold stays with the winner, unless it won from the
+    // waitlist: then the hold is another offer's, released (issue 14).
+    CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, waitlisted ? &ch.holds_to_release : &none);
+    if (!waitlisted) r.set_bed_hold_id(hold);
     *r.mutable_accepted_time() = ToProtoTime(now);
     created = FromProtoTime(r.create_time());
     ch.reason = absl::StrCat("accepted by ", org);
@@ -444,26 +451,32 @@ absl::Status ReferralServiceImpl::AcceptReferral(CallContext& ctx,
   return absl::OkStatus();
 }
 
+// Issue 14: a decline carries a code (counted) and optional text (kept on the offer, for the
+// declining provider and child welfare; the transition and the audit row name only the code).
 absl::Status ReferralServiceImpl::DeclineReferral(CallContext& ctx,
                                                   const v1::DeclineReferralRequest& req,
                                                   v1::DeclineReferralResponse*) {
   const std::string& org = ctx.caller().org_id;
+  SH_ASSIGN_OR_RETURN(const v1::ReasonCode code, DeclineCode(req));
   bool rerouted = false;
-  const Mutation decline = [&](PgTx&, v1::Referral& r, Actor, absl::Time,
+  const Mutation decline = [&](PgTx&, v1::Referral& r, Actor actor, absl::Time,
                                Change& ch) -> absl::Status {
     rerouted = false;
-    v1::Offer* offer = PendingOfferTo(r, org);
+    v1::Offer* offer = OpenOfferTo(r, org);  // pending, or waitlisted
     if (offer == nullptr) {
       return absl::FailedPreconditionError(
           "no pending offer of this referral to your organization");
     }
+    SH_RETURN_IF_ERROR(CheckOfferTransition(offer->state(), v1::OFFER_STATE_DECLINED, actor));
     offer->set_state(v1::OFFER_STATE_DECLINED);
+    offer->set_decline_code(code);
     offer->set_decline_reason(req.reason());
-    ch.reason = absl::StrCat("declined by ", org, ": ", req.reason());
-    if (AnyPending(r)) return absl::OkStatus();
-    // Nobody left to answer: back to routing, the next candidate is offered.
-    CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &ch.holds_to_release);
-    r.set_reroutes(r.reroutes() + 1);
+    ch.reason = absl::StrCat("declined by ", org, ": ", ReasonLabel(code));
+    // Nobody left to answer now: back to routing, the next candidate is offered.
+    if (r.status() != v1::REFERRAL_STATUS_OFFERED ||
+        !BackToRoutingIfUnanswered(r, &ch.holds_to_release)) {
+      return absl::OkStatus();
+    }
     ch.to = v1::REFERRAL_STATUS_REQUESTED;
     ch.as_system = true;
     rerouted = true;
@@ -471,6 +484,47 @@ absl::Status ReferralServiceImpl::DeclineReferral(CallContext& ctx,
   };
   SH_RETURN_IF_ERROR(changes_.Apply(&ctx, req.id(), "decline", decline).status());
   if (rerouted) metrics_.reroutes.Add({{"reason", "declined"}}).Increment();
+  return absl::OkStatus();
+}
+
+// Issue 14: "waitlist until T". The offer stays open to the provider until T; when no other
+// offer is pending the referral goes back to routing (its bed hold released: the provider has
+// no bed now), and routing never offers it to this provider again (it has an offer).
+absl::Status ReferralServiceImpl::WaitlistReferral(CallContext& ctx,
+                                                   const v1::WaitlistReferralRequest& req,
+                                                   v1::WaitlistReferralResponse* resp) {
+  const std::string& org = ctx.caller().org_id;
+  const absl::Time until = FromProtoTime(req.until());
+  bool rerouted = false;
+  const Mutation waitlist = [&](PgTx&, v1::Referral& r, Actor actor, absl::Time now,
+                                Change& ch) -> absl::Status {
+    rerouted = false;
+    v1::Offer* offer = OpenOfferTo(r, org);
+    if (offer == nullptr) {
+      return absl::FailedPreconditionError(
+          "no pending offer of this referral to your organization");
+    }
+    SH_RETURN_IF_ERROR(CheckOfferTransition(offer->state(), v1::OFFER_STATE_WAITLISTED, actor));
+    if (offer->state() == v1::OFFER_STATE_PENDING && now > FromProtoTime(offer->respond_by())) {
+      return absl::FailedPreconditionError(
+          "the offer expired at its acceptance deadline; the referral is being offered elsewhere");
+    }
+    SH_RETURN_IF_ERROR(CheckWaitlistUntil(now, until));
+    offer->set_state(v1::OFFER_STATE_WAITLISTED);
+    *offer->mutable_respond_by() = ToProtoTime(until);
+    *offer->mutable_waitlisted_until() = ToProtoTime(until);
+    offer->set_decline_reason(req.reason());  // the free text beside the answer
+    ch.reason = absl::StrCat("waitlisted by ", org, " until ",
+                             absl::FormatTime(absl::RFC3339_sec, until, absl::UTCTimeZone()));
+    if (!BackToRoutingIfUnanswered(r, &ch.holds_to_release)) return absl::OkStatus();
+    ch.to = v1::REFERRAL_STATUS_REQUESTED;
+    ch.as_system = true;
+    rerouted = true;
+    return absl::OkStatus();
+  };
+  SH_ASSIGN_OR_RETURN(const v1::Referral r, changes_.Apply(&ctx, req.id(), "waitlist", waitlist));
+  if (rerouted) metrics_.reroutes.Add({{"reason", "waitlisted"}}).Increment();
+  *resp->mutable_referral() = ProviderViewOf(r, org);
   return absl::OkStatus();
 }
 
@@ -514,9 +568,13 @@ absl::Status ReferralServiceImpl::StartServices(CallContext& ctx,
 absl::Status ReferralServiceImpl::RecordOutcome(CallContext& ctx,
                                                 const v1::RecordOutcomeRequest& req,
                                                 v1::RecordOutcomeResponse* resp) {
-  const Mutation outcome = [&](PgTx&, v1::Referral&, Actor, absl::Time, Change& ch) {
+  SH_ASSIGN_OR_RETURN(const v1::ReasonCode code, OutcomeCode(req));
+  const Mutation outcome = [&](PgTx&, v1::Referral& r, Actor, absl::Time, Change& ch) {
     ch.to = req.outcome();
-    ch.reason = "outcome recorded";
+    // The code is counted; the text stays in the record (child welfare, the provider).
+    r.set_outcome_code(code);
+    r.set_outcome_reason(req.reason());
+    ch.reason = absl::StrCat("outcome recorded: ", ReasonLabel(code));
     return absl::OkStatus();
   };
   SH_ASSIGN_OR_RETURN(const v1::Referral r,

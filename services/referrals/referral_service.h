@@ -72,6 +72,8 @@ class ReferralServiceImpl final : public RpcService {
                               v1::AcceptReferralResponse* resp);
   absl::Status DeclineReferral(CallContext& ctx, const v1::DeclineReferralRequest& req,
                                v1::DeclineReferralResponse* resp);
+  absl::Status WaitlistReferral(CallContext& ctx, const v1::WaitlistReferralRequest& req,
+                                v1::WaitlistReferralResponse* resp);
   absl::Status ConfirmHandoff(CallContext& ctx, const v1::ConfirmHandoffRequest& req,
                               v1::ConfirmHandoffResponse* resp);
   absl::Status StartServices(CallContext& ctx, const v1::StartServicesRequest& req,

@@ -104,7 +104,7 @@ absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
   auto r = tx.Exec(
       "UPDATE referrals SET status = $2, accepted_provider = NULLIF($3, ''), "
       "acceptance_deadline = $4, body = $5, revision = revision + 1, update_time = $6, "
-      "accepted_time = $7, reroutes = $8, placement_unavailable = $9, "
+      "accepted_time = $7, reroutes = $8, placement_unavailable = $9, outcome_code = $10, "
       "routing_failures = CASE WHEN $2::smallint = 1 THEN routing_failures ELSE 0 END "
       "WHERE id = $1 RETURNING revision",
       {referral->id(), int32_t{referral->status()},
@@ -113,7 +113,8 @@ absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
                                            : PgParam(nullptr),
        PgParam::Bytea(body.SerializeAsString()), PgTime(now),
        accepted ? PgTime(FromProtoTime(referral->accepted_time())) : PgParam(nullptr),
-       int32_t{referral->reroutes()}, referral->placement_unavailable()});
+       int32_t{referral->reroutes()}, referral->placement_unavailable(),
+       int32_t{referral->outcome_code()}});
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return absl::NotFoundError("referral vanished");
   // At most a few dozen per referral, written in provider order: the provider_load counters
@@ -127,13 +128,16 @@ absl::Status ReferralStore::Update(PgTx& tx, v1::Referral* referral,
     const v1::Offer& o = *offer;
     auto w = tx.Exec(
         "INSERT INTO offers (referral_id, provider_org, service_id, state, offered_time, "
-        "respond_by, decline_reason) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "respond_by, decline_reason, decline_code, waitlisted_until) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
         "ON CONFLICT (referral_id, provider_org, service_id) DO UPDATE SET state = $4, "
-        "decline_reason = $7",
+        "respond_by = $6, decline_reason = $7, decline_code = $8, waitlisted_until = $9",
         {referral->id(), o.provider_organization_id(),
          o.service_id().empty() ? o.facility_id() : o.service_id(), int32_t{o.state()},
          PgTime(FromProtoTime(o.offered_time())), PgTime(FromProtoTime(o.respond_by())),
-         o.decline_reason()});
+         o.decline_reason(), int32_t{o.decline_code()},
+         o.has_waitlisted_until() ? PgTime(FromProtoTime(o.waitlisted_until()))
+                                  : PgParam(nullptr)});
     if (!w.ok()) return w.status();
   }
   referral->set_etag(absl::StrCat(r->Int64(0, "revision")));
@@ -357,7 +361,7 @@ absl::StatusOr<std::vector<v1::Referral>> ReferralStore::List(PgTx& tx, const Li
   static const char* kScopes[] = {
       "r.referrer_org = $1",
       "r.id IN (SELECT o.referral_id FROM offers o WHERE o.provider_org = $1 "
-      "AND o.state IN (1, 2))",
+      "AND (o.state IN (1, 2) OR o.state = 6))",  // pending, accepted; waitlisted (issue 14)
       "(r.referrer_org = $1 OR r.county_fips = ANY($2::text[]))",
   };
   const std::string sql = absl::StrCat(
@@ -414,6 +418,49 @@ absl::StatusOr<StatsCounts> ReferralStore::Stats(PgTx& tx, absl::Time from, absl
   out.placement_unavailable = agg->Int64(0, "placement_unavailable");
   out.median_minutes_to_acceptance = agg->Double(0, "median_s") / 60.0;
   SH_RETURN_IF_ERROR(OutcomeStats(tx, from, to, &out));
+  SH_RETURN_IF_ERROR(ReasonStats(tx, from, to, &out));
+  return out;
+}
+
+absl::Status ReferralStore::ReasonStats(PgTx& tx, absl::Time from, absl::Time to,
+                                        StatsCounts* out) {
+  auto declines = tx.Exec(
+      "SELECT o.decline_code AS code, count(DISTINCT o.referral_id) AS n FROM offers o "
+      "JOIN referrals r ON r.id = o.referral_id WHERE r.create_time >= $1 AND "
+      "r.create_time < $2 AND o.state = 3 GROUP BY 1 ORDER BY 1",
+      {PgTime(from), PgTime(to)});
+  if (!declines.ok()) return declines.status();
+  for (int i = 0; i < declines->rows(); ++i) {
+    out->declines_by_code.emplace_back(static_cast<v1::ReasonCode>(declines->Int32(i, "code")),
+                                       declines->Int64(i, "n"));
+  }
+  auto outcomes = tx.Exec(
+      "SELECT outcome_code AS code, count(*) AS n FROM referrals WHERE create_time >= $1 AND "
+      "create_time < $2 AND status IN (6, 7, 8) GROUP BY 1 ORDER BY 1",
+      {PgTime(from), PgTime(to)});
+  if (!outcomes.ok()) return outcomes.status();
+  for (int i = 0; i < outcomes->rows(); ++i) {
+    out->outcomes_by_code.emplace_back(static_cast<v1::ReasonCode>(outcomes->Int32(i, "code")),
+                                       outcomes->Int64(i, "n"));
+  }
+  auto waitlisted = tx.Exec(
+      "SELECT count(DISTINCT o.referral_id) AS n FROM offers o JOIN referrals r ON "
+      "r.id = o.referral_id WHERE r.create_time >= $1 AND r.create_time < $2 AND "
+      "o.waitlisted_until IS NOT NULL",
+      {PgTime(from), PgTime(to)});
+  if (!waitlisted.ok()) return waitlisted.status();
+  out->waitlisted = waitlisted->Int64(0, "n");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ReferralStore::DueWaitlists(PgTx& tx, absl::Time now,
+                                                                     int limit) {
+  auto r = tx.Exec(
+      "SELECT DISTINCT referral_id FROM offers WHERE state = 6 AND respond_by <= $1 LIMIT $2",
+      {PgTime(now), int32_t{limit}});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, "referral_id"));
   return out;
 }
 

@@ -124,6 +124,11 @@ class ReferralStore {
   // Outcomes by county and provider, times to acceptance and hand-off, placement unavailable
   // per month, for referrals created in [from, to).
   static absl::Status OutcomeStats(PgTx& tx, absl::Time from, absl::Time to, StatsCounts* out);
+  // Issue 14: declines and outcomes by reason code, and waitlist answers, for referrals
+  // created in [from, to).
+  static absl::Status ReasonStats(PgTx& tx, absl::Time from, absl::Time to, StatsCounts* out);
+  // Referrals with a waitlisted offer whose time has come (lapsed under the referral's lock).
+  static absl::StatusOr<std::vector<std::string>> DueWaitlists(PgTx& tx, absl::Time now, int limit);
   // Referrals by status now, for the gauges; and how many offers are past their deadline.
   static absl::StatusOr<std::map<int, int64_t>> CountByStatus(PgTx& tx);
   static absl::StatusOr<int64_t> OverdueOffers(PgTx& tx, absl::Time now, absl::Duration grace);

@@ -2,9 +2,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/validate.h"
 #include "safeharbor/directory/v1/directory.pb.h"
+#include "services/referrals/lifecycle.h"
 
 namespace safeharbor::referrals {
 namespace {
@@ -94,6 +96,13 @@ v1::Offer* PendingOfferTo(v1::Referral& r, absl::string_view org) {
   return nullptr;
 }
 
+v1::Offer* OpenOfferTo(v1::Referral& r, absl::string_view org) {
+  for (auto& o : *r.mutable_offers()) {
+    if (o.provider_organization_id() == org && IsOpenOffer(o.state())) return &o;
+  }
+  return nullptr;
+}
+
 bool AnyPending(const v1::Referral& r) {
   for (const auto& o : r.offers()) {
     if (o.state() == v1::OFFER_STATE_PENDING) return true;
@@ -103,7 +112,7 @@ bool AnyPending(const v1::Referral& r) {
 
 void CloseOffers(v1::Referral& r, v1::OfferState state, std::vector<std::string>* holds) {
   for (auto& o : *r.mutable_offers()) {
-    if (o.state() == v1::OFFER_STATE_PENDING) o.set_state(state);
+    if (IsOpenOffer(o.state())) o.set_state(state);
   }
   if (!r.bed_hold_id().empty()) holds->push_back(r.bed_hold_id());
   r.clear_bed_hold_id();
@@ -116,6 +125,95 @@ absl::Status ValidateOutcome(v1::ReferralStatus outcome) {
     return Invalid("outcome must be COMPLETED, YOUTH_DECLINED or COULD_NOT_CONTACT");
   }
   return absl::OkStatus();
+}
+
+bool BackToRoutingIfUnanswered(v1::Referral& r, std::vector<std::string>* holds) {
+  if (AnyPending(r)) return false;
+  if (!r.bed_hold_id().empty()) holds->push_back(r.bed_hold_id());
+  r.clear_bed_hold_id();
+  r.clear_acceptance_deadline();
+  r.set_reroutes(r.reroutes() + 1);
+  return true;
+}
+
+int LapseWaitlisted(v1::Referral& r, absl::Time now) {
+  int lapsed = 0;
+  for (auto& o : *r.mutable_offers()) {
+    if (o.state() == v1::OFFER_STATE_WAITLISTED && FromProtoTime(o.respond_by()) <= now) {
+      o.set_state(v1::OFFER_STATE_EXPIRED);
+      ++lapsed;
+    }
+  }
+  return lapsed;
+}
+
+namespace {
+
+absl::Status CheckReasonText(const std::string& text, v1::ReasonCode code) {
+  SH_RETURN_IF_ERROR(CheckText(text, 500, "reason", false));
+  if (code == v1::REASON_CODE_OTHER && text.empty()) {
+    return Invalid("reason: REASON_CODE_OTHER needs reason text saying what");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCode(v1::ReasonCode code) {
+  if (!v1::ReasonCode_IsValid(code)) return Invalid("reason_code is not a known value");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ReasonCode> DeclineCode(const v1::DeclineReferralRequest& req) {
+  SH_RETURN_IF_ERROR(CheckCode(req.reason_code()));
+  v1::ReasonCode code = req.reason_code();
+  if (code == v1::REASON_CODE_UNSPECIFIED) {
+    // An older client sends text alone: kept, and counted as "other".
+    if (req.reason().empty()) {
+      return Invalid("reason_code is required (why the offer is declined, e.g. AT_CAPACITY)");
+    }
+    code = v1::REASON_CODE_OTHER;
+  }
+  if (code == v1::REASON_CODE_COMPLETED) {
+    return Invalid("reason_code: REASON_CODE_COMPLETED is an outcome, not a reason to decline");
+  }
+  SH_RETURN_IF_ERROR(CheckReasonText(req.reason(), code));
+  return code;
+}
+
+absl::StatusOr<v1::ReasonCode> OutcomeCode(const v1::RecordOutcomeRequest& req) {
+  SH_RETURN_IF_ERROR(ValidateOutcome(req.outcome()));
+  SH_RETURN_IF_ERROR(CheckCode(req.reason_code()));
+  v1::ReasonCode own = v1::REASON_CODE_COMPLETED;
+  if (req.outcome() == v1::REFERRAL_STATUS_YOUTH_DECLINED) own = v1::REASON_CODE_YOUTH_DECLINED;
+  if (req.outcome() == v1::REFERRAL_STATUS_COULD_NOT_CONTACT) {
+    own = v1::REASON_CODE_COULD_NOT_CONTACT;
+  }
+  const v1::ReasonCode code =
+      req.reason_code() == v1::REASON_CODE_UNSPECIFIED ? own : req.reason_code();
+  const bool consistent =
+      code == own || code == v1::REASON_CODE_OTHER ||
+      (own == v1::REASON_CODE_COMPLETED && code == v1::REASON_CODE_REFERRED_ELSEWHERE);
+  if (!consistent) {
+    return Invalid(absl::StrCat("reason_code ", v1::ReasonCode_Name(code),
+                                " does not fit the outcome ",
+                                v1::ReferralStatus_Name(req.outcome())));
+  }
+  SH_RETURN_IF_ERROR(CheckReasonText(req.reason(), code));
+  return code;
+}
+
+absl::Status ValidateWaitlist(const v1::WaitlistReferralRequest& req) {
+  SH_RETURN_IF_ERROR(ValidateId(req.id(), "id"));
+  if (!req.has_until()) return Invalid("until is required (until when the offer stays open)");
+  return CheckText(req.reason(), 500, "reason", false);
+}
+
+std::string ReasonLabel(v1::ReasonCode code) {
+  if (code == v1::REASON_CODE_UNSPECIFIED || !v1::ReasonCode_IsValid(code)) return "unspecified";
+  std::string label = absl::AsciiStrToLower(v1::ReasonCode_Name(code).substr(12));
+  for (char& ch : label) ch = ch == '_' ? ' ' : ch;
+  return label;
 }
 
 }  // namespace safeharbor::referrals

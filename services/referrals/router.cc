@@ -12,6 +12,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "services/referrals/referral_store.h"
+#include "services/referrals/requests.h"
 #include "services/referrals/routing.h"
 
 namespace safeharbor::referrals {
@@ -95,7 +96,8 @@ absl::StatusOr<std::vector<Option>> Router::FreshOptions(const v1::Referral& r, 
     metrics_->routing_errors.Add({{"dependency", placement ? "beds" : "directory"}}).Increment();
     return options.status();
   }
-  // A provider that declined or let its offer lapse is not asked again for this referral.
+  // A provider that declined or let its offer lapse is not asked again for this referral, nor
+  // one that answered "waitlist until" (its offer stays open to it meanwhile; issue 14).
   std::set<std::string> tried;
   for (const auto& o : r.offers()) tried.insert(o.provider_organization_id());
   std::vector<Option> fresh;
@@ -286,6 +288,9 @@ absl::StatusOr<bool> Router::Escalate(const v1::Referral& r, bool placement_need
       ch.noop = true;
       return absl::OkStatus();
     }
+    // A waitlisted offer ends here (issue 14): the on-call office carries the referral on and
+    // sees the provider's answer in the offers.
+    CloseOffers(cur, v1::OFFER_STATE_WITHDRAWN, &ch.holds_to_release);
     *cur.mutable_handoff() = *office;
     cur.set_placement_unavailable(placement_needed);
     cur.set_routing_explanation(

@@ -8,6 +8,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "services/referrals/referral_store.h"
+#include "services/referrals/waitlist.h"
 
 namespace safeharbor::referrals {
 namespace {
@@ -178,6 +179,8 @@ absl::StatusOr<int> Timers::RunOnce() { return Pass(/*route=*/true); }
 
 absl::StatusOr<int> Timers::Pass(bool route) {
   SH_RETURN_IF_ERROR(ExpireDueOffers().status());
+  // Issue 14 (coded reasons and waitlist): waitlisted offers lapse at their time.
+  SH_RETURN_IF_ERROR(LapseDueWaitlists(pg_, changes_, clock_->Now(), options_.batch).status());
   int routed = 0;
   if (route) {
     SH_ASSIGN_OR_RETURN(routed, RouteWaiting());

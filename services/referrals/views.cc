@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "services/referrals/lifecycle.h"
 
@@ -23,7 +24,7 @@ v1::ReferrerView ReferrerViewOf(const v1::Referral& r) {
 const v1::Offer* ActiveOfferTo(const v1::Referral& r, absl::string_view provider_org) {
   for (const auto& o : r.offers()) {
     if (o.provider_organization_id() == provider_org &&
-        (o.state() == v1::OFFER_STATE_PENDING || o.state() == v1::OFFER_STATE_ACCEPTED)) {
+        (IsOpenOffer(o.state()) || o.state() == v1::OFFER_STATE_ACCEPTED)) {
       return &o;
     }
   }
@@ -43,6 +44,9 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
   const bool accepted =
       r.has_accepted_time() && r.handoff().provider_organization_id() == provider_org;
   if (!accepted) {
+    // How it ended, and the free text beside it: for the provider that served the youth.
+    v.clear_outcome_code();
+    v.clear_outcome_reason();
     v.clear_handoff();
     v.clear_location();  // Where the youth was found: only for the provider that took her in.
   }
@@ -60,8 +64,7 @@ std::vector<std::string> ProvidersConcerned(const v1::Referral& before, const v1
   std::vector<std::string> out;
   for (int i = 0; i < after.offers_size(); ++i) {
     const v1::Offer& o = after.offers(i);
-    const bool active =
-        o.state() == v1::OFFER_STATE_PENDING || o.state() == v1::OFFER_STATE_ACCEPTED;
+    const bool active = IsOpenOffer(o.state()) || o.state() == v1::OFFER_STATE_ACCEPTED;
     const bool changed = i >= before.offers_size() || before.offers(i).state() != o.state();
     if (active || changed) out.push_back(o.provider_organization_id());
   }
@@ -72,26 +75,82 @@ std::vector<std::string> ProvidersConcerned(const v1::Referral& before, const v1
 
 namespace {
 
-// Outcome cells grouped by outcome (each group adds up to a published status count), each group
-// suppressed on its own.
+// Outcome cells grouped by outcome (each group adds up to a status count), each group
+// suppressed on its own; withheld cells are left out (their keys would tell a small group is
+// there). A group whose status count is withheld is withheld whole: its cells would give the
+// count back, and with it the status table's withheld cells.
 void AddOutcomes(const std::vector<StatsCounts::OutcomeCell>& cells,
+                 const std::set<v1::ReferralStatus>& hidden_statuses,
                  google::protobuf::RepeatedPtrField<v1::OutcomeCount>* out) {
   std::map<v1::ReferralStatus, std::vector<size_t>> groups;
   for (size_t i = 0; i < cells.size(); ++i) groups[cells[i].outcome].push_back(i);
   for (const auto& [outcome, members] : groups) {
+    if (hidden_statuses.count(outcome) > 0) continue;
     std::vector<int64_t> counts;
     for (size_t i : members) counts.push_back(cells[i].count);
     const std::vector<bool> hidden = SuppressedCells(counts);
     for (size_t k = 0; k < members.size(); ++k) {
+      if (hidden[k]) continue;
       const StatsCounts::OutcomeCell& cell = cells[members[k]];
       v1::OutcomeCount* c = out->Add();
       c->set_county_fips(cell.county_fips);
       c->set_provider_organization_id(cell.provider_org);
       c->set_outcome(cell.outcome);
-      c->set_suppressed(hidden[k]);
-      c->set_count(hidden[k] ? 0 : cell.count);
+      c->set_count(cell.count);
     }
   }
+}
+
+// A table over every valid value of an enum (a fixed key set, zeros included), from the counts
+// read (values absent have none), and which of its cells are withheld.
+template <typename Key>
+struct FixedTable {
+  std::vector<Key> keys;
+  std::vector<int64_t> counts;
+  std::vector<bool> hidden;
+};
+
+template <typename Key>
+FixedTable<Key> EveryKey(const std::vector<std::pair<Key, int64_t>>& counted, int min, int max,
+                         bool (*valid)(int)) {
+  FixedTable<Key> t;
+  for (int k = min + 1; k <= max; ++k) {  // min: the UNSPECIFIED value
+    if (!valid(k)) continue;
+    int64_t n = 0;
+    for (const auto& [key, count] : counted) n += key == k ? count : 0;
+    t.keys.push_back(static_cast<Key>(k));
+    t.counts.push_back(n);
+  }
+  t.hidden = SuppressedCells(t.counts);
+  return t;
+}
+
+// Every reason code, small cells withheld and marked.
+void AddReasons(const std::vector<std::pair<v1::ReasonCode, int64_t>>& counted,
+                google::protobuf::RepeatedPtrField<v1::ReasonCount>* out) {
+  const auto t = EveryKey(counted, v1::ReasonCode_MIN, v1::ReasonCode_MAX, v1::ReasonCode_IsValid);
+  for (size_t i = 0; i < t.keys.size(); ++i) {
+    v1::ReasonCount* r = out->Add();
+    r->set_code(t.keys[i]);
+    r->set_suppressed(t.hidden[i]);
+    r->set_count(t.hidden[i] ? 0 : t.counts[i]);
+  }
+}
+
+// Every status, small cells withheld and marked; returns the withheld ones.
+std::set<v1::ReferralStatus> AddStatuses(const StatsCounts& counts,
+                                         v1::GetReferralStatsResponse& out) {
+  const auto t = EveryKey(counts.by_status, v1::ReferralStatus_MIN, v1::ReferralStatus_MAX,
+                          v1::ReferralStatus_IsValid);
+  std::set<v1::ReferralStatus> withheld;
+  for (size_t i = 0; i < t.keys.size(); ++i) {
+    v1::StatusCount* c = out.add_by_status();
+    c->set_status(t.keys[i]);
+    c->set_suppressed(t.hidden[i]);
+    c->set_count(t.hidden[i] ? 0 : t.counts[i]);
+    if (t.hidden[i]) withheld.insert(t.keys[i]);
+  }
+  return withheld;
 }
 
 v1::DurationSummary DurationView(const StatsCounts::Durations& d) {
@@ -109,12 +168,7 @@ v1::DurationSummary DurationView(const StatsCounts::Durations& d) {
 v1::GetReferralStatsResponse StatsView(const StatsCounts& counts) {
   v1::GetReferralStatsResponse out;
   const auto small = [](int64_t referrals) { return referrals < kMinimumCell; };
-  for (const auto& [status, n] : counts.by_status) {
-    v1::StatusCount* c = out.add_by_status();
-    c->set_status(status);
-    c->set_suppressed(small(n));
-    c->set_count(small(n) ? 0 : n);
-  }
+  const std::set<v1::ReferralStatus> hidden_statuses = AddStatuses(counts, out);
   out.set_escalations_suppressed(small(counts.escalations));
   out.set_escalations(small(counts.escalations) ? 0 : counts.escalations);
   out.set_reroutes_suppressed(small(counts.rerouted_referrals));
@@ -125,35 +179,46 @@ v1::GetReferralStatsResponse StatsView(const StatsCounts& counts) {
   out.set_median_minutes_to_acceptance_suppressed(small(counts.accepted));
   out.set_median_minutes_to_acceptance(
       small(counts.accepted) ? 0 : counts.median_minutes_to_acceptance);
-  AddOutcomes(counts.outcomes_by_county, out.mutable_outcomes_by_county());
-  AddOutcomes(counts.outcomes_by_provider, out.mutable_outcomes_by_provider());
+  AddOutcomes(counts.outcomes_by_county, hidden_statuses, out.mutable_outcomes_by_county());
+  AddOutcomes(counts.outcomes_by_provider, hidden_statuses, out.mutable_outcomes_by_provider());
   *out.mutable_time_to_acceptance() = DurationView(counts.to_acceptance);
   *out.mutable_time_to_handoff() = DurationView(counts.to_handoff);
   std::vector<int64_t> months;
   for (const auto& [month, n] : counts.placement_unavailable_by_month) months.push_back(n);
   const std::vector<bool> hidden = SuppressedCells(months);
   for (size_t i = 0; i < months.size(); ++i) {
+    if (hidden[i]) continue;  // Left out: the month's key would tell a small group is there.
     v1::MonthCount* m = out.add_placement_unavailable_by_month();
     m->set_month(counts.placement_unavailable_by_month[i].first);
-    m->set_suppressed(hidden[i]);
-    m->set_count(hidden[i] ? 0 : months[i]);
+    m->set_count(months[i]);
   }
+  AddReasons(counts.declines_by_code, out.mutable_declines_by_code());
+  AddReasons(counts.outcomes_by_code, out.mutable_outcomes_by_code());
+  out.set_waitlisted_suppressed(small(counts.waitlisted));
+  out.set_waitlisted(small(counts.waitlisted) ? 0 : counts.waitlisted);
   return out;
 }
 
 std::vector<bool> SuppressedCells(const std::vector<int64_t>& counts) {
   std::vector<bool> hidden(counts.size(), false);
-  int withheld = 0;
+  int64_t hidden_sum = 0;
+  bool someone_hidden = false;
   for (size_t i = 0; i < counts.size(); ++i) {
     hidden[i] = counts[i] < kMinimumCell;
-    withheld += hidden[i] ? 1 : 0;
+    if (hidden[i]) hidden_sum += counts[i];
+    someone_hidden = someone_hidden || (hidden[i] && counts[i] > 0);
   }
-  if (withheld != 1) return hidden;
-  std::optional<size_t> smallest;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    if (!hidden[i] && (!smallest || counts[i] < counts[*smallest])) smallest = i;
+  // Only empty cells withheld: the total less the published cells is 0, which singles out no
+  // one. Otherwise the withheld cells together must rest on kMinimumCell referrals at least.
+  while (someone_hidden && hidden_sum < kMinimumCell) {
+    std::optional<size_t> smallest;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      if (!hidden[i] && (!smallest || counts[i] < counts[*smallest])) smallest = i;
+    }
+    if (!smallest) break;  // Everything withheld: the total is below kMinimumCell as well.
+    hidden[*smallest] = true;
+    hidden_sum += counts[*smallest];
   }
-  if (smallest) hidden[*smallest] = true;
   return hidden;
 }
 

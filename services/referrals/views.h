@@ -13,7 +13,7 @@ namespace safeharbor::referrals {
 // brought there (or to child welfare), then only the stage. Never outcomes or engagement.
 v1::ReferrerView ReferrerViewOf(const v1::Referral& r);
 
-// The pending or accepted offer to `provider_org`, or null.
+// The pending, waitlisted or accepted offer to `provider_org`, or null.
 const v1::Offer* ActiveOfferTo(const v1::Referral& r, absl::string_view provider_org);
 
 // A provider's view: only its own offer, no other candidates, no routing explanation, and the
@@ -50,17 +50,29 @@ struct StatsCounts {
   Durations to_acceptance;
   Durations to_handoff;
   std::vector<std::pair<std::string, int64_t>> placement_unavailable_by_month;  // "2026-11"
+  // Issue 14: referrals with a declined offer, by the decline's code; closed referrals
+  // (completed, youth declined, could not contact) by their outcome's code; referrals with an
+  // offer answered "waitlist". Codes absent have none.
+  std::vector<std::pair<v1::ReasonCode, int64_t>> declines_by_code;
+  std::vector<std::pair<v1::ReasonCode, int64_t>> outcomes_by_code;
+  int64_t waitlisted = 0;
 };
 
 // Small cells are withheld: a figure resting on fewer than this many referrals is suppressed.
 inline constexpr int64_t kMinimumCell = 11;
 
-// The auditor's view of the counts, small cells suppressed (marked, and shown as 0).
+// The auditor's view of the counts, small cells suppressed. Tables with a fixed set of keys
+// (statuses, reason codes) list every key, zeros included, so that a withheld cell (marked,
+// shown as 0) does not tell that a small group exists: an empty cell is withheld alike. Tables
+// whose keys are not fixed (counties, providers, months) leave withheld cells out altogether.
 v1::GetReferralStatsResponse StatsView(const StatsCounts& counts);
 
-// Which cells of one group (cells that add up to a published total) are withheld: those below
-// kMinimumCell, and when that is a single cell, the smallest other one too (complementary
-// suppression: one withheld cell could otherwise be worked out from the total).
+// Which cells of one group (cells that add up to a total the reader may know) are withheld:
+// those below kMinimumCell (empty ones too), and, when the withheld cells holding someone add
+// up to fewer than kMinimumCell, the smallest published ones as well until they do
+// (complementary suppression: the total less the published cells must never single out a small
+// group). When every cell is withheld and they still add up to fewer, the total is below
+// kMinimumCell too and withheld by its own rule.
 std::vector<bool> SuppressedCells(const std::vector<int64_t>& counts);
 
 }  // namespace safeharbor::referrals

@@ -557,9 +557,12 @@ std::vector<ScopePair> ReferralPairs(int port) {
 // step on the referral offered to "scope-prov-b"; a second referral offered to it is declined.
 std::vector<ScopePair> ProviderPairs(int port, const std::function<void()>& route) {
   using S = rv1::ReferralService::Stub;
-  std::map<std::string, std::string> id;  // "a", "a-decline", "b"
+  std::map<std::string, std::string> id;  // "a", "a-decline", "a-wait", "b"
   for (const auto& [key, org] : std::vector<std::pair<std::string, std::string>>{
-           {"a", "scope-le-a"}, {"a-decline", "scope-le-a"}, {"b", "scope-le-b"}}) {
+           {"a", "scope-le-a"},
+           {"a-decline", "scope-le-a"},
+           {"a-wait", "scope-le-a"},  // issue 14: WaitlistReferral
+           {"b", "scope-le-b"}}) {
     auto officer =
         rv1::ReferralService::NewStub(TestServers::Get().Channel(port, org, "law_enforcement"));
     rv1::CreateReferralResponse created;
@@ -583,7 +586,14 @@ std::vector<ScopePair> ProviderPairs(int port, const std::function<void()>& rout
       rv1::DeclineReferralRequest r;
       r.set_id(rid);
       r.set_reason("at capacity");
+      r.set_reason_code(rv1::REASON_CODE_AT_CAPACITY);
       return Call(prov.get(), &S::DeclineReferral, r);
+    }
+    if (rpc == "WaitlistReferral") {  // issue 14
+      rv1::WaitlistReferralRequest r;
+      r.set_id(rid);
+      *r.mutable_until() = ToProtoTime(absl::Now() + absl::Hours(2));
+      return Call(prov.get(), &S::WaitlistReferral, r);
     }
     if (rpc == "ConfirmHandoff") {
       rv1::ConfirmHandoffRequest r;
@@ -614,6 +624,9 @@ std::vector<ScopePair> ProviderPairs(int port, const std::function<void()>& rout
   pairs.push_back({"referrals.DeclineReferral", true,
                    [step] { return step("DeclineReferral", "a-decline"); },
                    [step] { return step("DeclineReferral", "b"); }});
+  pairs.push_back({"referrals.WaitlistReferral", true,
+                   [step] { return step("WaitlistReferral", "a-wait"); },
+                   [step] { return step("WaitlistReferral", "b"); }});
   return pairs;
 }
 

@@ -561,9 +561,10 @@ TEST_F(ReferralTest, MissedDeadlineMovesTheHoldThenEscalatesToChildWelfareNeverD
   EXPECT_EQ(stats.reroutes(), 0);
   EXPECT_TRUE(stats.placement_unavailable_suppressed());
   EXPECT_EQ(stats.placement_unavailable(), 0);
-  ASSERT_EQ(stats.by_status_size(), 1);
-  EXPECT_EQ(stats.by_status(0).status(), v1::REFERRAL_STATUS_ESCALATED);
-  EXPECT_TRUE(stats.by_status(0).suppressed());
+  // Every status is listed (issue 14, S2), each withheld here.
+  ASSERT_EQ(stats.by_status_size(), 10);
+  EXPECT_EQ(stats.by_status(9).status(), v1::REFERRAL_STATUS_ESCALATED);
+  for (const auto& c : stats.by_status()) EXPECT_TRUE(c.suppressed());
   // The escalation is explained, and the deadline passes are in the history.
   EXPECT_NE(third.routing_explanation().find("escalated to"), std::string::npos);
   int deadlines = 0;
@@ -928,7 +929,8 @@ TEST_F(ReferralTest, StatsCoverADayOrMoreAndSuppressCountsBelowEleven) {
   std::vector<std::string> ids;
   for (int i = 0; i < 11; ++i) ids.push_back(Create(Request(false, absl::StrCat("st-", i))));
   ASSERT_TRUE(stats(absl::Hours(24), &got).ok());
-  ASSERT_EQ(got.by_status_size(), 1);
+  ASSERT_EQ(got.by_status_size(), 10);  // every status (issue 14, S2)
+  EXPECT_EQ(got.by_status(0).status(), v1::REFERRAL_STATUS_REQUESTED);
   EXPECT_EQ(got.by_status(0).count(), 11);
   EXPECT_FALSE(got.by_status(0).suppressed());
   EXPECT_TRUE(got.escalations_suppressed());  // none: below 11 as well
@@ -939,9 +941,9 @@ TEST_F(ReferralTest, StatsCoverADayOrMoreAndSuppressCountsBelowEleven) {
   v1::CancelReferralResponse cancelled;
   ASSERT_TRUE(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).ok());
   ASSERT_TRUE(stats(absl::Hours(24 * 7), &got).ok());
-  ASSERT_EQ(got.by_status_size(), 2);
+  ASSERT_EQ(got.by_status_size(), 10);
   for (const auto& c : got.by_status()) {
-    EXPECT_TRUE(c.suppressed()) << v1::ReferralStatus_Name(c.status());  // 10 and 1
+    EXPECT_TRUE(c.suppressed()) << v1::ReferralStatus_Name(c.status());  // 10, 1 and zeros
     EXPECT_EQ(c.count(), 0);
   }
 }
@@ -1351,6 +1353,24 @@ TEST_F(FhirViewTest, BundlesInEveryStatusValidateAndOnlyTheAcceptingProviderSees
   }
   ASSERT_EQ(AsChildWelfare(esc).status(), v1::REFERRAL_STATUS_ESCALATED);
   Keep("escalated", Fhir("cw-king", "child_welfare", esc));
+
+  // Issue 14: a waitlisted offer is an on-hold Task; a coded decline's statusReason is coded.
+  const std::string wait = Create(Request(/*placement=*/false, "fhir-waitlisted"));
+  Timers();
+  v1::WaitlistReferralRequest waitlist;
+  waitlist.set_id(wait);
+  *waitlist.mutable_until() = ToProtoTime(clock_.Now() + absl::Hours(6));
+  v1::WaitlistReferralResponse waitlisted;
+  ASSERT_TRUE(
+      Stub_("prov-a", "provider")->WaitlistReferral(Ctx().get(), waitlist, &waitlisted).ok());
+  v1::DeclineReferralRequest coded;
+  coded.set_id(wait);
+  coded.set_reason_code(v1::REASON_CODE_NOT_ELIGIBLE);
+  ASSERT_TRUE(Stub_("prov-b", "provider")->DeclineReferral(Ctx().get(), coded, &declined).ok());
+  const std::string on_hold = Fhir("cw-king", "child_welfare", wait);
+  Keep("waitlisted", on_hold);
+  EXPECT_NE(on_hold.find("\"status\":\"on-hold\""), std::string::npos) << on_hold;
+  EXPECT_NE(on_hold.find("\"code\":\"not-eligible\""), std::string::npos) << on_hold;
   ExpectAllValid();
 }
 
@@ -1384,18 +1404,13 @@ TEST_F(ReferralTest, AuditorsSeeOutcomesByCountyAndProviderAndTimesToAcceptanceA
   const grpc::Status st =
       Stub_("state-auditor", "auditor")->GetReferralStats(Ctx().get(), req, &got);
   ASSERT_TRUE(st.ok()) << st.error_message();
-  ASSERT_EQ(got.outcomes_by_county_size(), 2) << got.DebugString();
-  EXPECT_EQ(got.outcomes_by_county(0).county_fips(), kKing);
-  EXPECT_EQ(got.outcomes_by_county(0).outcome(), v1::REFERRAL_STATUS_COMPLETED);
-  EXPECT_EQ(got.outcomes_by_county(0).count(), 11);
-  EXPECT_FALSE(got.outcomes_by_county(0).suppressed());
-  EXPECT_EQ(got.outcomes_by_county(1).outcome(), v1::REFERRAL_STATUS_YOUTH_DECLINED);
-  EXPECT_TRUE(got.outcomes_by_county(1).suppressed());  // one youth: withheld
-  EXPECT_EQ(got.outcomes_by_county(1).count(), 0);
-  ASSERT_EQ(got.outcomes_by_provider_size(), 2);
-  EXPECT_EQ(got.outcomes_by_provider(0).provider_organization_id(), "prov-b");
-  EXPECT_TRUE(got.outcomes_by_provider(0).county_fips().empty());
-  EXPECT_EQ(got.outcomes_by_provider(0).count(), 11);
+  // Issue 14, S2: the one youth who declined is withheld, and so are the 11 completed (its
+  // complement in the status table: the 12 referrals measured below would give the 1 back), so
+  // neither table lists a cell; a withheld cell names no county or provider.
+  EXPECT_EQ(got.outcomes_by_county_size(), 0) << got.DebugString();
+  EXPECT_EQ(got.outcomes_by_provider_size(), 0);
+  EXPECT_TRUE(got.by_status(5).suppressed());  // COMPLETED
+  EXPECT_TRUE(got.by_status(6).suppressed());  // YOUTH_DECLINED
   EXPECT_EQ(got.time_to_acceptance().referrals(), 12);
   EXPECT_DOUBLE_EQ(got.time_to_acceptance().median_minutes(), 6.5);
   EXPECT_NEAR(got.time_to_acceptance().p90_minutes(), 10.9, 1e-9);
@@ -1416,6 +1431,255 @@ TEST_F(ReferralTest, AuditorsSeeOutcomesByCountyAndProviderAndTimesToAcceptanceA
   ASSERT_TRUE(auditor->GetReferralStats(Ctx().get(), later, &b).ok());
   EXPECT_EQ(a.SerializeAsString(), b.SerializeAsString());
   EXPECT_EQ(a.time_to_acceptance().referrals(), 12);  // the referrals 13 minutes old included
+}
+
+// Issue 14: coded reasons and the waitlist answer, through the real gRPC API.
+class ReasonsTest : public ReferralTest {
+ protected:
+  grpc::Status Decline(const std::string& org, const std::string& id, v1::ReasonCode code,
+                       const std::string& text = "") {
+    v1::DeclineReferralRequest req;
+    req.set_id(id);
+    req.set_reason_code(code);
+    req.set_reason(text);
+    v1::DeclineReferralResponse resp;
+    return Stub_(org, "provider")->DeclineReferral(Ctx().get(), req, &resp);
+  }
+  grpc::Status Waitlist(const std::string& org, const std::string& id, absl::Time until,
+                        v1::Referral* out = nullptr) {
+    v1::WaitlistReferralRequest req;
+    req.set_id(id);
+    *req.mutable_until() = ToProtoTime(until);
+    req.set_reason("a bed frees when Jane Q's roommate moves out");
+    v1::WaitlistReferralResponse resp;
+    grpc::Status st = Stub_(org, "provider")->WaitlistReferral(Ctx().get(), req, &resp);
+    if (out != nullptr) *out = resp.referral();
+    return st;
+  }
+  grpc::Status Outcome(const std::string& org, const std::string& id, v1::ReferralStatus outcome,
+                       v1::ReasonCode code, const std::string& text = "") {
+    v1::RecordOutcomeRequest req;
+    req.set_id(id);
+    req.set_outcome(outcome);
+    req.set_reason_code(code);
+    req.set_reason(text);
+    v1::RecordOutcomeResponse resp;
+    return Stub_(org, "provider")->RecordOutcome(Ctx().get(), req, &resp);
+  }
+  const v1::Offer* OfferOf(const v1::Referral& r, const std::string& org) {
+    for (const auto& o : r.offers()) {
+      if (o.provider_organization_id() == org) return &o;
+    }
+    return nullptr;
+  }
+  v1::GetReferralStatsResponse Stats() {
+    v1::GetReferralStatsRequest req;
+    *req.mutable_to_time() = ToProtoTime(clock_.Now() + absl::Seconds(1));
+    v1::GetReferralStatsResponse got;
+    const grpc::Status st =
+        Stub_("state-auditor", "auditor")->GetReferralStats(Ctx().get(), req, &got);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return got;
+  }
+  static int64_t CodeCount(const google::protobuf::RepeatedPtrField<v1::ReasonCount>& cells,
+                           v1::ReasonCode code, bool* suppressed) {
+    for (const auto& c : cells) {
+      if (c.code() != code) continue;
+      *suppressed = c.suppressed();
+      return c.count();
+    }
+    ADD_FAILURE() << "no cell for " << v1::ReasonCode_Name(code);
+    return -1;
+  }
+};
+
+TEST_F(ReasonsTest, CodedDeclinesAndOutcomesAreCountedAndTheirTextReachesNoReferrer) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(Create(Request(false, absl::StrCat("code-", i))));
+  while (Timers() > 0) {
+  }
+  // Bad codes are refused naming the field, and change nothing.
+  EXPECT_EQ(Decline("prov-a", ids[0], v1::REASON_CODE_UNSPECIFIED).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status bad = Decline("prov-a", ids[0], v1::REASON_CODE_COMPLETED, "x");
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("reason_code"), std::string::npos) << bad.error_message();
+  EXPECT_EQ(OfferOf(AsChildWelfare(ids[0]), "prov-a")->state(), v1::OFFER_STATE_PENDING);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_TRUE(Decline("prov-a", ids[i], v1::REASON_CODE_AT_CAPACITY, "secret-youth-detail").ok());
+    if (i < 11) {
+      ASSERT_TRUE(Decline("prov-b", ids[i], v1::REASON_CODE_NOT_ELIGIBLE).ok());
+    }
+  }
+  ASSERT_TRUE(
+      Decline("prov-b", ids[11], v1::REASON_CODE_SAFETY_CONCERN, "secret-youth-detail").ok());
+  // The code and text are on the offer, for child welfare and the declining provider.
+  const v1::Referral cw = AsChildWelfare(ids[0]);
+  EXPECT_EQ(OfferOf(cw, "prov-a")->decline_code(), v1::REASON_CODE_AT_CAPACITY);
+  EXPECT_EQ(OfferOf(cw, "prov-a")->decline_reason(), "secret-youth-detail");
+  // prov-c accepts them all and carries each to an outcome with a code.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_TRUE(Accept("prov-c", ids[i]).ok()) << i;
+    v1::ConfirmHandoffRequest confirm;
+    confirm.set_id(ids[i]);
+    v1::ConfirmHandoffResponse confirmed;
+    ASSERT_TRUE(Stub_("prov-c", "provider")->ConfirmHandoff(Ctx().get(), confirm, &confirmed).ok());
+  }
+  // A code that does not fit the outcome is refused (INVALID_ARGUMENT naming reason_code).
+  bad = Outcome("prov-c", ids[0], v1::REFERRAL_STATUS_YOUTH_DECLINED, v1::REASON_CODE_COMPLETED);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("reason_code"), std::string::npos);
+  EXPECT_EQ(AsChildWelfare(ids[0]).status(), v1::REFERRAL_STATUS_HANDED_OFF);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_TRUE(Outcome("prov-c", ids[i], v1::REFERRAL_STATUS_COMPLETED,
+                        v1::REASON_CODE_REFERRED_ELSEWHERE, "secret-outcome-detail")
+                    .ok());
+  }
+  const v1::Referral closed = AsChildWelfare(ids[1]);
+  EXPECT_EQ(closed.outcome_code(), v1::REASON_CODE_REFERRED_ELSEWHERE);
+  EXPECT_EQ(closed.outcome_reason(), "secret-outcome-detail");
+
+  // The referrer sees none of it: not the code, not the text, not that the youth declined.
+  for (const std::string& id : ids) {
+    const std::string officer = AsOfficer(id).SerializeAsString();
+    EXPECT_EQ(officer.find("secret"), std::string::npos);
+    EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
+  }
+  v1::ListReferralsResponse listed;
+  ASSERT_TRUE(officer_->ListReferrals(Ctx().get(), v1::ListReferralsRequest(), &listed).ok());
+  EXPECT_EQ(listed.SerializeAsString().find("secret"), std::string::npos);
+  // The free text is kept on the offer and the referral only: never in a transition's reason or
+  // an audit row (which name the code).
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM transitions WHERE reason LIKE '%secret%'"),
+            0);
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM audit_log WHERE detail LIKE '%secret%'"),
+            0);
+  EXPECT_GE(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM audit_log WHERE detail LIKE '%at capacity%'"),
+            12);
+
+  // The report: at capacity on 12 referrals; not eligible (11) is withheld as the complement of
+  // the single safety concern, so that the one cannot be worked out.
+  const v1::GetReferralStatsResponse got = Stats();
+  bool hidden = true;
+  EXPECT_EQ(CodeCount(got.declines_by_code(), v1::REASON_CODE_AT_CAPACITY, &hidden), 12);
+  EXPECT_FALSE(hidden);
+  EXPECT_EQ(CodeCount(got.declines_by_code(), v1::REASON_CODE_SAFETY_CONCERN, &hidden), 0);
+  EXPECT_TRUE(hidden);
+  EXPECT_EQ(CodeCount(got.declines_by_code(), v1::REASON_CODE_NOT_ELIGIBLE, &hidden), 0);
+  EXPECT_TRUE(hidden);
+  EXPECT_EQ(CodeCount(got.outcomes_by_code(), v1::REASON_CODE_REFERRED_ELSEWHERE, &hidden), 12);
+  EXPECT_FALSE(hidden);
+  EXPECT_EQ(CodeCount(got.outcomes_by_code(), v1::REASON_CODE_COMPLETED, &hidden), 0);
+  EXPECT_TRUE(hidden);                        // empty, withheld alike
+  EXPECT_EQ(got.declines_by_code_size(), 8);  // every code, zeros too
+  EXPECT_EQ(got.SerializeAsString().find("secret"), std::string::npos);
+  std::printf("declines by code: %s\n", got.ShortDebugString().c_str());
+
+  // FHIR: the Task's statusReason is coded.
+  v1::GetReferralFhirRequest fhir;
+  fhir.set_id(ids[0]);
+  v1::GetReferralFhirResponse bundle;
+  ASSERT_TRUE(Stub_("cw-king", "child_welfare")->GetReferralFhir(Ctx().get(), fhir, &bundle).ok());
+  EXPECT_NE(bundle.bundle_json().find("\"code\":\"at-capacity\""), std::string::npos);
+  EXPECT_NE(bundle.bundle_json().find("\"code\":\"referred-elsewhere\""), std::string::npos);
+}
+
+TEST_F(ReasonsTest, AWaitlistedProviderAcceptsBeforeItsTimeWhileTheReferralIsOfferedElsewhere) {
+  const std::string id = Create(Request(/*placement=*/true, "waitlist-wins"));
+  Timers();
+  v1::Referral r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  ASSERT_EQ(r.offers_size(), 1);
+  const std::string first = r.offers(0).provider_organization_id();
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  // Bad times are refused naming the field.
+  for (absl::Time bad : {clock_.Now() - absl::Minutes(1), clock_.Now() + absl::Hours(25)}) {
+    const grpc::Status st = Waitlist(first, id, bad);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("until"), std::string::npos) << st.error_message();
+  }
+  EXPECT_EQ(Waitlist("prov-z", id, clock_.Now() + absl::Hours(1)).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const absl::Time until = clock_.Now() + absl::Hours(8);
+  v1::Referral mine;
+  ASSERT_TRUE(Waitlist(first, id, until, &mine).ok());
+  ASSERT_EQ(mine.offers_size(), 1);
+  EXPECT_EQ(mine.offers(0).state(), v1::OFFER_STATE_WAITLISTED);
+  EXPECT_EQ(FromProtoTime(mine.offers(0).respond_by()), until);
+  // Waitlisted once: not again.
+  EXPECT_EQ(Waitlist(first, id, until + absl::Hours(1)).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  // Back to routing: the bed hold is let go, and the next candidate is offered.
+  r = AsChildWelfare(id);
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_REQUESTED);
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 0);
+  Timers();
+  r = AsChildWelfare(id);
+  ASSERT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  ASSERT_EQ(r.offers_size(), 2);
+  const std::string second = r.offers(1).provider_organization_id();
+  EXPECT_NE(second, first);  // never offered twice to the waitlisting provider
+  EXPECT_EQ(r.offers(0).state(), v1::OFFER_STATE_WAITLISTED);
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  // The waitlisting provider still sees it (GetReferral, ListReferrals); the officer only that
+  // a provider is being found.
+  v1::GetReferralResponse seen;
+  ASSERT_TRUE(Stub_(first, "provider")->GetReferral(Ctx().get(), Get(id), &seen).ok());
+  v1::ListReferralsResponse listed;
+  ASSERT_TRUE(Stub_(first, "provider")
+                  ->ListReferrals(Ctx().get(), v1::ListReferralsRequest(), &listed)
+                  .ok());
+  ASSERT_EQ(listed.referrals_size(), 1);
+  EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_ROUTING);
+  EXPECT_EQ(AsOfficer(id).SerializeAsString().find("roommate"), std::string::npos);
+  // Before its time the waitlisted provider accepts, and wins: the other offer is withdrawn and
+  // its bed hold released.
+  clock_.Advance(absl::Minutes(10));
+  v1::Referral accepted;
+  ASSERT_TRUE(Accept(first, id, &accepted).ok());
+  EXPECT_EQ(accepted.status(), v1::REFERRAL_STATUS_ACCEPTED);
+  EXPECT_EQ(accepted.handoff().provider_organization_id(), first);
+  r = AsChildWelfare(id);
+  EXPECT_EQ(OfferOf(r, first)->state(), v1::OFFER_STATE_ACCEPTED);
+  EXPECT_EQ(OfferOf(r, second)->state(), v1::OFFER_STATE_WITHDRAWN);
+  EXPECT_TRUE(r.bed_hold_id().empty());
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 0);
+  EXPECT_EQ(Accept(second, id).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_READY_FOR_HANDOFF);
+  const v1::GetReferralStatsResponse got = Stats();
+  EXPECT_TRUE(got.waitlisted_suppressed());  // one referral: withheld
+  EXPECT_EQ(got.waitlisted(), 0);
+}
+
+TEST_F(ReasonsTest, AWaitlistedOfferLapsesAtItsTime) {
+  const std::string id = Create(Request(/*placement=*/false, "waitlist-lapses"));
+  Timers();
+  ASSERT_EQ(AsChildWelfare(id).offers_size(), 3);
+  const absl::Time until = clock_.Now() + absl::Minutes(20);  // before the others' 30 minutes
+  ASSERT_TRUE(Waitlist("prov-a", id, until).ok());
+  v1::Referral r = AsChildWelfare(id);
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);  // two offers still pending
+  clock_.Advance(absl::Minutes(20) + absl::Seconds(1));
+  // Past its time the offer is no longer the provider's to take, even before a timer ran.
+  EXPECT_EQ(Accept("prov-a", id).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  Timers();
+  r = AsChildWelfare(id);
+  EXPECT_EQ(OfferOf(r, "prov-a")->state(), v1::OFFER_STATE_EXPIRED);
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_OFFERED);
+  Timers();  // once: a second pass finds nothing to lapse
+  EXPECT_EQ(
+      Count(referrals_.pg.get(), absl::StrCat("SELECT count(*) AS n FROM audit_log WHERE action = "
+                                              "'waitlist_lapsed' AND referral_id = '",
+                                              id, "'")),
+      1);
+  // The other providers still answer as before.
+  ASSERT_TRUE(Accept("prov-b", id).ok());
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  "SELECT count(*) AS n FROM offers WHERE waitlisted_until IS NOT NULL"),
+            1);
 }
 
 // Issue 13: with many routine referrals waiting, the emergency one created last is routed first,
