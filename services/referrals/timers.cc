@@ -101,6 +101,7 @@ Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges
       metrics_(metrics),
       options_(options),
       routing_(*registry),
+      holds_(pg, clock, network, changes, options, registry),
       timers_(
           "referral_timers", options.tick, [this] { return Pass(/*route=*/false).status(); },
           registry),
@@ -186,6 +187,14 @@ absl::StatusOr<int> Timers::Pass(bool route) {
   }
   if (auto s = ConfirmPendingPlacements(); !s.ok()) {
     log::Warn("placement_confirmation_deferred", {{"error", s.message()}});
+  }
+  // The hold follows the referral (issue 14): the hold_extensions outbox, then hand-offs past
+  // their deadline.
+  if (auto s = holds_.ExtendQueued(); !s.ok()) {
+    log::Warn("hold_extension_deferred", {{"error", s.message()}});
+  }
+  if (auto s = holds_.NoteOverdue(); !s.ok()) {
+    log::Warn("handoff_overdue_deferred", {{"error", s.message()}});
   }
   return routed;
 }
@@ -294,6 +303,7 @@ absl::Status Timers::ConfirmPendingPlacements() {
 }
 
 absl::Status Timers::RefreshGauges() {
+  SH_RETURN_IF_ERROR(holds_.RefreshGauges());  // issue 14
   return pg_->Transact(
       [&](PgTx& tx) -> absl::Status {
         SH_ASSIGN_OR_RETURN(auto counts, ReferralStore::CountByStatus(tx));

@@ -23,6 +23,7 @@
 #include "common/periodic.h"
 #include "common/pg.h"
 #include "services/referrals/changes.h"
+#include "services/referrals/hold_follower.h"
 #include "services/referrals/metrics.h"
 #include "services/referrals/network.h"
 #include "services/referrals/options.h"
@@ -82,6 +83,7 @@ class Timers {
   ReferralMetrics* metrics_;
   const ReferralOptions& options_;
   RoutingMetrics routing_;
+  HoldFollower holds_;  // issue 14: accepted placements' holds extended; overdue hand-offs
   PeriodicTask timers_;
   PeriodicTask gauges_;
 
