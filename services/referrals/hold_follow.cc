@@ -1,7 +1,5 @@
 #include "services/referrals/hold_follow.h"
 
-#include <algorithm>
-
 #include "services/referrals/router.h"
 
 namespace safeharbor::referrals {
@@ -28,12 +26,6 @@ const char* ExtensionStepLabel(ExtensionStep step) {
       break;
   }
   return "failed";
-}
-
-absl::Duration ExtensionBackoff(int attempts, absl::Duration base, absl::Duration max) {
-  absl::Duration wait = base;
-  for (int i = 1; i < attempts && wait < max; ++i) wait *= 2;
-  return std::min(wait, max);
 }
 
 bool AwaitsHandoffWithHold(const v1::Referral& referral, const std::string& hold_id) {

@@ -1,6 +1,6 @@
-// The hold follows the referral (issue 14), the pure part: an accepted referral's hand-off
-// deadline, what a beds service answer to an extension means, and when to try again. I/O lives in
-// hold_follower.* (the outbox and the beds calls, run by the timers).
+// The hold follows the referral (issue 14), the pure part: what a beds service answer to an
+// extension means, and whether it still matters to the referral (retries wait WebhookBackoff).
+// I/O lives in hold_follower.* (the outbox and the beds calls, run by the timers).
 #pragma once
 
 #include <string>
@@ -24,9 +24,6 @@ ExtensionStep ClassifyExtension(const absl::Status& answer, int attempts, int ma
 
 // "extended", "retry", "lost", "failed" (the metric label).
 const char* ExtensionStepLabel(ExtensionStep step);
-
-// Wait before the attempt after `attempts` failed ones: `base` doubling, at most `max`.
-absl::Duration ExtensionBackoff(int attempts, absl::Duration base, absl::Duration max);
 
 // Whether `referral` still waits for its hand-off with `hold_id` as its bed: an extension's
 // result matters to it (else it was handed off, cancelled or re-routed meanwhile).

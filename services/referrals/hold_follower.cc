@@ -176,7 +176,7 @@ absl::StatusOr<bool> HoldFollower::ExtendOne(const HoldFollowStore::Queued& q) {
                                         {"attempts", absl::StrCat(q.attempts + 1)},
                                         {"error", answer.status().message()}});
   const absl::Time next =
-      clock_->Now() + ExtensionBackoff(q.attempts + 1, options_.tick, absl::Minutes(5));
+      clock_->Now() + WebhookBackoff(q.attempts + 1, options_.tick, absl::Minutes(5));
   SH_RETURN_IF_ERROR(
       pg_->Transact([&](PgTx& tx) { return HoldFollowStore::Retry(tx, q.hold_id, next); }));
   return outage;

@@ -23,16 +23,6 @@ TEST(HoldFollow, AnswersAreExtendedLostRetriedOrFailedAndRetriesAreBounded) {
   EXPECT_STREQ(ExtensionStepLabel(ExtensionStep::kRetry), "retry");
 }
 
-TEST(HoldFollow, BackoffDoublesFromTheBaseUpToItsMaximum) {
-  const absl::Duration base = absl::Seconds(1), max = absl::Minutes(5);
-  EXPECT_EQ(ExtensionBackoff(1, base, max), absl::Seconds(1));
-  EXPECT_EQ(ExtensionBackoff(2, base, max), absl::Seconds(2));
-  EXPECT_EQ(ExtensionBackoff(4, base, max), absl::Seconds(8));
-  EXPECT_EQ(ExtensionBackoff(9, base, max), absl::Seconds(256));
-  EXPECT_EQ(ExtensionBackoff(10, base, max), absl::Minutes(5));
-  EXPECT_EQ(ExtensionBackoff(1000, base, max), absl::Minutes(5));
-}
-
 TEST(HoldFollow, AnExtensionMattersOnlyWhileTheReferralAwaitsItsHandoffWithThatHold) {
   v1::Referral r;
   r.set_status(v1::REFERRAL_STATUS_ACCEPTED);
