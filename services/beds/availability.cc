@@ -60,6 +60,29 @@ absl::StatusOr<absl::Duration> HoldTtl(int32_t ttl_seconds) {
   return absl::Seconds(ttl_seconds);
 }
 
+absl::StatusOr<absl::Time> ExtendedExpiry(const v1::Hold& hold, absl::Time requested,
+                                          absl::Time now, absl::Duration max_extension) {
+  const absl::Time current = FromProtoTime(hold.expire_time());
+  if (hold.state() != v1::HOLD_STATE_ACTIVE || current <= now) {
+    return absl::FailedPreconditionError(
+        StrCat("hold '", hold.id(), "' is no longer active (",
+               hold.state() == v1::HOLD_STATE_ACTIVE ? "expired" : v1::HoldState_Name(hold.state()),
+               ") and cannot be extended"));
+  }
+  requested = absl::FromUnixMicros(absl::ToUnixMicros(requested));  // as PostgreSQL keeps it
+  if (requested < current) {
+    return absl::FailedPreconditionError(
+        StrCat("expire_time is before the hold's current expiry (",
+               absl::FormatTime(absl::RFC3339_sec, current, absl::UTCTimeZone()),
+               "); a hold is never shortened (release it instead)"));
+  }
+  if (requested > now + max_extension) {
+    return InvalidArgumentError(StrCat("expire_time may be at most ",
+                                       absl::ToInt64Seconds(max_extension), " seconds from now"));
+  }
+  return requested;
+}
+
 absl::Status ValidateFacility(const v1::Facility& f, const CountyTable& counties, bool require_id) {
   if (require_id || !f.id().empty()) {
     SH_RETURN_IF_ERROR(ValidateId(f.id(), "facility.id"));

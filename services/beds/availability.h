@@ -36,6 +36,13 @@ absl::Status CanHold(const Inventory& inv, bool routable, absl::Time now,
 // 0 → 30 minutes; otherwise 60 s to 4 h.
 absl::StatusOr<absl::Duration> HoldTtl(int32_t ttl_seconds);
 
+// ExtendHold's decision, taken under the bed type's lock at `now`: the hold's new expiry.
+// FAILED_PRECONDITION for a hold no longer active (released, confirmed, or past its expiry) and
+// for an expiry before the current one (a hold is never shortened); INVALID_ARGUMENT naming
+// expire_time beyond now + max_extension. The current expiry itself is answered as it is.
+absl::StatusOr<absl::Time> ExtendedExpiry(const v1::Hold& hold, absl::Time requested,
+                                          absl::Time now, absl::Duration max_extension);
+
 absl::Status ValidateFacility(const v1::Facility& f, const CountyTable& counties, bool require_id);
 
 // Against the facility's bed types; confirmed_time not in the future nor older than stale_after.

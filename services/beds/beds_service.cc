@@ -47,6 +47,15 @@ absl::Status ValidateHoldRequest(const v1::HoldBedRequest& req) {
   return HoldTtl(req.ttl_seconds()).status();
 }
 
+absl::Status ValidateExtendRequest(const v1::ExtendHoldRequest& req) {
+  SH_RETURN_IF_ERROR(ValidateId(req.hold_id(), "hold_id"));
+  const auto& t = req.expire_time();
+  if (!req.has_expire_time() || t.seconds() <= 0 || t.nanos() < 0 || t.nanos() > 999'999'999) {
+    return absl::InvalidArgumentError("expire_time is required (a valid time)");
+  }
+  return absl::OkStatus();
+}
+
 // A bed given out (a hold, a placement) never takes held, occupied and out-of-service beds past
 // what is licensed. (A census may report more occupied beds than are free of holds: those holds
 // then fail to confirm.)
@@ -96,7 +105,7 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
                     options_.search_cache_ttl),
       holds_(prometheus::BuildCounter()
                  .Name("safeharbor_beds_holds_total")
-                 .Help("Bed holds by event: created, expired, released, confirmed.")
+                 .Help("Bed holds by event: created, expired, released, confirmed, extended.")
                  .Register(registry)),
       hold_conflicts_(prometheus::BuildCounter()
                           .Name("safeharbor_beds_hold_conflicts_total")
@@ -128,7 +137,7 @@ BedsServiceImpl::BedsServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* redis,
       gauges_(
           "beds_gauges", options_.gauge_interval, [this] { return RefreshGauges(); }, &registry) {
   Methods();
-  for (const char* e : {"created", "expired", "released", "confirmed"}) {
+  for (const char* e : {"created", "expired", "released", "confirmed", "extended"}) {
     holds_.Add({{"event", e}});
   }
   auto& watchers = prometheus::BuildGauge()
@@ -189,6 +198,13 @@ void BedsServiceImpl::Methods() {
   SAFEHARBOR_RPC(
       ReleaseHold, (MethodPolicy{.roles = hold_parties, .scope = Scope::kStored}),
       .validate = [](const auto& r) { return ValidateId(r.hold_id(), "hold_id"); });
+  // The referral service, for a hold it placed (an accepted referral's hand-off deadline).
+  SAFEHARBOR_RPC(
+      ExtendHold,
+      (MethodPolicy{.roles = {Role::kService},
+                    .scope = Scope::kStored,
+                    .idempotency = Idempotency::kRecorded}),
+      .validate = [](const auto& r) { return ValidateExtendRequest(r); });
   SAFEHARBOR_RPC(
       ConfirmPlacement,
       (MethodPolicy{
@@ -597,6 +613,58 @@ absl::Status BedsServiceImpl::ReleaseHold(CallContext& ctx, const v1::ReleaseHol
     Changed();
     log::Info("hold_released", {{"hold_id", req.hold_id()}, {"by", ctx.caller().org_id}});
   }
+  return absl::OkStatus();
+}
+
+absl::Status BedsServiceImpl::CanExtendHold(const Caller& c, const v1::Hold& hold) {
+  if (c.role == Role::kService && c.org_id == hold.holder_organization_id()) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError("only the service that placed a hold may extend it");
+}
+
+absl::Status BedsServiceImpl::ExtendLocked(PgTx& tx, CallContext& ctx,
+                                           const v1::ExtendHoldRequest& req,
+                                           v1::ExtendHoldResponse* resp, bool* extended) {
+  *extended = false;
+  SH_ASSIGN_OR_RETURN(v1::Hold hold, BedsStore::GetHold(tx, req.hold_id(), /*for_update=*/true));
+  SH_RETURN_IF_ERROR(ctx.Authorize(CanExtendHold(ctx.caller(), hold)));
+  // The bed type's lock, then the clock: the hold is decided active by the time every writer of
+  // this bed type uses.
+  SH_ASSIGN_OR_RETURN(auto locked, LockedInventory(tx, hold.facility_id(), hold.bed_type()));
+  auto& [inv, now] = locked;
+  SH_ASSIGN_OR_RETURN(
+      const absl::Time expiry,
+      ExtendedExpiry(hold, FromProtoTime(req.expire_time()), now, options_.max_hold_extension));
+  // As in ConfirmHold: over capacity means another replica saw this hold as expired and gave its
+  // bed away; extending it would promise that bed twice.
+  if (inv.held + inv.occupied + inv.out_of_service > inv.licensed_capacity) {
+    return absl::FailedPreconditionError("the hold expired and its bed was taken");
+  }
+  if (expiry != FromProtoTime(hold.expire_time())) {
+    SH_RETURN_IF_ERROR(BedsStore::SetHoldExpiry(tx, hold.id(), expiry));
+    *hold.mutable_expire_time() = ToProtoTime(expiry);
+    *extended = true;
+  }
+  *resp->mutable_hold() = std::move(hold);
+  return absl::OkStatus();
+}
+
+absl::Status BedsServiceImpl::ExtendHold(CallContext& ctx, const v1::ExtendHoldRequest& req,
+                                         v1::ExtendHoldResponse* resp) {
+  bool extended = false;
+  SH_RETURN_IF_ERROR(
+      ctx.Transact([&](PgTx& tx) { return ExtendLocked(tx, ctx, req, resp, &extended); }));
+  if (ctx.replayed() || !extended) return absl::OkStatus();
+  // Availability now is unchanged (the hold counted and still counts): no event, no
+  // invalidation; the bed is simply not freed at the old expiry.
+  CountHold("extended");
+  log::Info("hold_extended",
+            {{"hold_id", req.hold_id()},
+             {"expire_time",
+              absl::FormatTime(absl::RFC3339_sec, FromProtoTime(resp->hold().expire_time()),
+                               absl::UTCTimeZone())},
+             {"by", ctx.caller().org_id}});
   return absl::OkStatus();
 }
 

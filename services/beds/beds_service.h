@@ -43,6 +43,9 @@ struct BedsOptions {
   // How far back a cursor resumes (older events pruned); how long one stream stays open.
   absl::Duration watch_replay_horizon = absl::Hours(24 * 7);
   absl::Duration watch_max_stream_age = absl::Hours(1);
+  // ExtendHold moves a hold's expiry at most this far from now (an accepted referral's
+  // hand-off deadline, 4 hours by default, must fit).
+  absl::Duration max_hold_extension = absl::Hours(8);
 };
 
 // The method table (beds_service.cc, Methods) declares every RPC with its policy.
@@ -82,6 +85,8 @@ class BedsServiceImpl final : public RpcService {
   absl::Status HoldBed(CallContext& ctx, const v1::HoldBedRequest& req, v1::HoldBedResponse* resp);
   absl::Status ReleaseHold(CallContext& ctx, const v1::ReleaseHoldRequest& req,
                            v1::ReleaseHoldResponse* resp);
+  absl::Status ExtendHold(CallContext& ctx, const v1::ExtendHoldRequest& req,
+                          v1::ExtendHoldResponse* resp);
   absl::Status ConfirmPlacement(CallContext& ctx, const v1::ConfirmPlacementRequest& req,
                                 v1::ConfirmPlacementResponse* resp);
   absl::Status DischargePlacement(CallContext& ctx, const v1::DischargePlacementRequest& req,
@@ -93,6 +98,10 @@ class BedsServiceImpl final : public RpcService {
   // The holder, the facility's provider, or the referral service.
   absl::Status CanActOnHold(const Caller& c, const v1::Hold& hold,
                             const v1::Facility& facility) const;
+  // Only the service identity that placed a hold extends it.
+  static absl::Status CanExtendHold(const Caller& c, const v1::Hold& hold);
+  absl::Status ExtendLocked(PgTx& tx, CallContext& ctx, const v1::ExtendHoldRequest& req,
+                            v1::ExtendHoldResponse* resp, bool* extended);
   // After a committed change: drop cached searches and wake watchers on every replica.
   void Changed();
   void CountHold(const char* event);

@@ -403,6 +403,13 @@ absl::Status BedsStore::CloseHold(PgTx& tx, absl::string_view id, v1::HoldState 
       .status();
 }
 
+absl::Status BedsStore::SetHoldExpiry(PgTx& tx, absl::string_view id, absl::Time expire_time) {
+  return tx
+      .Exec("UPDATE holds SET expire_time = $2 WHERE id = $1 AND state = 1",
+            {id, PgTime(expire_time)})
+      .status();
+}
+
 absl::StatusOr<std::vector<ExpiredHold>> BedsStore::ExpireHolds(PgTx& tx, absl::Time now,
                                                                 int limit) {
   auto r = tx.Exec(

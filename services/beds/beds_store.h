@@ -96,6 +96,8 @@ class BedsStore {
   static absl::StatusOr<v1::Hold> GetHold(PgTx& tx, absl::string_view id, bool for_update);
   static absl::Status CloseHold(PgTx& tx, absl::string_view id, v1::HoldState state,
                                 absl::Time now);
+  // Moves an active hold's expiry (ExtendHold; the caller holds the hold's row lock).
+  static absl::Status SetHoldExpiry(PgTx& tx, absl::string_view id, absl::Time expire_time);
   // Marks up to `limit` active holds past their expiry as expired (SKIP LOCKED: each hold is
   // expired by exactly one replica).
   static absl::StatusOr<std::vector<ExpiredHold>> ExpireHolds(PgTx& tx, absl::Time now, int limit);

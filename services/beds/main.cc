@@ -1,4 +1,6 @@
 // beds-service: wiring only. The logic lives in BedsServiceImpl.
+#include <algorithm>
+
 #include "absl/flags/flag.h"
 #include "common/log.h"
 #include "common/service_main.h"
@@ -11,6 +13,9 @@ ABSL_FLAG(int, sweep_interval_ms, 1000, "How often expired holds are swept.");
 ABSL_FLAG(int, max_active_holds_per_organization, 25,
           "Active bed holds one organization may have (held for it by the referral service); "
           "beyond it HoldBed answers RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_hold_extension_s, 8 * 3600,
+          "ExtendHold moves a hold's expiry at most this many seconds from now (an accepted "
+          "referral's hand-off deadline must fit).");
 ABSL_FLAG(std::string, directory_address, safeharbor::DefaultAddress("directory"),
           "directory-service host:port; facility owners are checked against it.");
 
@@ -31,6 +36,8 @@ int main(int argc, char** argv) {
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
   options.sweep_interval = absl::Milliseconds(absl::GetFlag(FLAGS_sweep_interval_ms));
   options.max_active_holds_per_org = absl::GetFlag(FLAGS_max_active_holds_per_organization);
+  options.max_hold_extension =
+      absl::Seconds(std::clamp(absl::GetFlag(FLAGS_max_hold_extension_s), 60, 7 * 24 * 3600));
   options.watch_replay_horizon = deps->config.watch_replay_horizon;
   options.watch_max_stream_age = deps->config.watch_max_stream_age;
   auto peer =

@@ -21,6 +21,10 @@ ABSL_FLAG(std::string, fingerprint_secret, "",
 ABSL_FLAG(int, acceptance_deadline_s, 30 * 60, "How long a provider has to accept (routine).");
 ABSL_FLAG(int, urgent_deadline_s, 15 * 60, "How long a provider has to accept (urgent).");
 ABSL_FLAG(int, emergency_deadline_s, 10 * 60, "How long a provider has to accept (emergency).");
+ABSL_FLAG(int, handoff_deadline_s, 4 * 3600,
+          "From acceptance to the hand-off deadline: an accepted placement's bed hold is extended "
+          "to it, and past it the county's child-welfare office is told (60 to 28800; at most the "
+          "beds service's --max_hold_extension_s).");
 ABSL_FLAG(int, timer_interval_ms, 1000, "How often deadlines and waiting referrals are checked.");
 ABSL_FLAG(int, routing_workers, 4,
           "Threads routing waiting referrals (1-32), emergency first; each claims the next one "
@@ -182,6 +186,8 @@ int main(int argc, char** argv) {
   options.deadlines.urgent = absl::Seconds(absl::GetFlag(FLAGS_urgent_deadline_s));
   options.deadlines.emergency = absl::Seconds(absl::GetFlag(FLAGS_emergency_deadline_s));
   options.tick = absl::Milliseconds(absl::GetFlag(FLAGS_timer_interval_ms));
+  options.handoff_deadline =
+      absl::Seconds(std::clamp(absl::GetFlag(FLAGS_handoff_deadline_s), 60, 8 * 3600));
   options.routing_workers = routing_workers;
   options.watch.replay_horizon = deps->config.watch_replay_horizon;
   options.watch.max_stream_age = deps->config.watch_max_stream_age;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "common/counties.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 
 namespace safeharbor::referrals {
 namespace {
@@ -212,6 +213,19 @@ absl::Status GrpcNetwork::ReleaseHold(const std::string& hold_id) {
   beds::v1::ReleaseHoldResponse resp;
   return beds_peer_->CallIdempotent(
       [&](grpc::ClientContext* ctx) { return beds_->ReleaseHold(ctx, req, &resp); });
+}
+
+absl::StatusOr<absl::Time> GrpcNetwork::ExtendHold(const std::string& request_id,
+                                                   const std::string& hold_id,
+                                                   absl::Time expire_time) {
+  beds::v1::ExtendHoldRequest req;
+  req.set_request_id(request_id);
+  req.set_hold_id(hold_id);
+  *req.mutable_expire_time() = ToProtoTime(expire_time);
+  beds::v1::ExtendHoldResponse resp;
+  SH_RETURN_IF_ERROR(beds_peer_->CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return beds_->ExtendHold(ctx, req, &resp); }));
+  return FromProtoTime(resp.hold().expire_time());
 }
 
 absl::Status GrpcNetwork::ConfirmPlacement(const std::string& request_id,

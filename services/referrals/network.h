@@ -36,6 +36,11 @@ class Network {
                                               const std::string& referral_id,
                                               const std::string& for_org, absl::Duration ttl) = 0;
   virtual absl::Status ReleaseHold(const std::string& hold_id) = 0;
+  // Moves an active hold's expiry to `expire_time`; the expiry the beds service then reports.
+  // FAILED_PRECONDITION / NOT_FOUND when the hold is gone. Idempotent on request_id.
+  virtual absl::StatusOr<absl::Time> ExtendHold(const std::string& request_id,
+                                                const std::string& hold_id,
+                                                absl::Time expire_time) = 0;
   virtual absl::Status ConfirmPlacement(const std::string& request_id,
                                         const std::string& hold_id) = 0;
   // Where and whom to bring the youth to when `option` accepts.
@@ -75,6 +80,8 @@ class GrpcNetwork final : public Network {
                                       const std::string& referral_id, const std::string& for_org,
                                       absl::Duration ttl) override;
   absl::Status ReleaseHold(const std::string& hold_id) override;
+  absl::StatusOr<absl::Time> ExtendHold(const std::string& request_id, const std::string& hold_id,
+                                        absl::Time expire_time) override;
   absl::Status ConfirmPlacement(const std::string& request_id, const std::string& hold_id) override;
   absl::StatusOr<v1::Handoff> HandoffFor(const Option& option) override;
   absl::StatusOr<v1::Handoff> OnCallOffice(const std::string& county_fips) override;

@@ -15,9 +15,17 @@ inline constexpr int kMaxRoutingWorkers = 32;
 
 struct ReferralOptions {
   DeadlinePolicy deadlines;
-  // A held bed stays held this long past the acceptance deadline, for the drive to the provider
-  // (the beds service caps a hold at 4 hours).
+  // A held bed stays held this long past the acceptance deadline (the beds service caps a new
+  // hold at 4 hours); accepting extends it to the hand-off deadline.
   absl::Duration hold_margin = absl::Hours(3);
+  // From acceptance to the hand-off deadline (issue 14): an accepted placement's bed hold is
+  // extended to it, the provider is reminded before it (webhooks read this value), and past it
+  // the county's child-welfare office is told. At most the beds service's
+  // --max_hold_extension_s (8 hours by default).
+  absl::Duration handoff_deadline = absl::Hours(4);
+  // Calls to the beds service extending one hold, outages included, before it is given up (and
+  // alerted as lost); waits between them double from `tick` up to 5 minutes.
+  int hold_extension_attempts = 12;
   // Routing attempts failing for another reason than an outage before the referral is
   // escalated instead.
   int max_routing_failures = 5;
@@ -42,5 +50,12 @@ struct ReferralOptions {
   // Consent to identifying details and how long they are kept (retention.h).
   ConsentPolicy consent;
 };
+
+// The options as the service uses them: the webhooks' hand-off window is the one hand-off
+// deadline.
+inline ReferralOptions Resolved(ReferralOptions o) {
+  o.webhooks.handoff_window = o.handoff_deadline;
+  return o;
+}
 
 }  // namespace safeharbor::referrals

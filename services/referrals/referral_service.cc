@@ -11,6 +11,7 @@
 #include "common/validate.h"
 #include "services/referrals/access.h"
 #include "services/referrals/fhir.h"
+#include "services/referrals/hold_follower.h"
 #include "services/referrals/referral_store.h"
 #include "services/referrals/requests.h"
 #include "services/referrals/statutory_timers.h"
@@ -70,7 +71,7 @@ ReferralServiceImpl::ReferralServiceImpl(RpcEnv* env, PgPool* pg, RedisClient* r
       counties_(counties),
       clock_(clock),
       sealer_(sealer),
-      options_(std::move(options)),
+      options_(Resolved(std::move(options))),
       metrics_(registry),
       hub_(std::make_unique<WatchHub<v1::WatchReferralsResponse>>(
           pg_, redis_ ? &redis_->options() : nullptr,
@@ -408,7 +409,7 @@ absl::Status ReferralServiceImpl::AcceptReferral(CallContext& ctx,
                                                  v1::AcceptReferralResponse* resp) {
   const std::string& org = ctx.caller().org_id;
   absl::Time created;
-  const Mutation accept = [&](PgTx&, v1::Referral& r, Actor, absl::Time now,
+  const Mutation accept = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time now,
                               Change& ch) -> absl::Status {
     ch.open_identity = true;
     if (r.has_accepted_time() && r.handoff().provider_organization_id() == org) {
@@ -439,6 +440,8 @@ absl::Status ReferralServiceImpl::AcceptReferral(CallContext& ctx,
     *r.mutable_accepted_time() = ToProtoTime(now);
     created = FromProtoTime(r.create_time());
     ch.reason = absl::StrCat("accepted by ", org);
+    // The hand-off deadline; the bed hold is extended to it after the commit (an outbox).
+    SH_ASSIGN_OR_RETURN(ch.wake, FollowWithHold(tx, r, now, options_));
     return absl::OkStatus();
   };
   SH_ASSIGN_OR_RETURN(const v1::Referral r, changes_.Apply(&ctx, req.id(), "accept", accept));

@@ -103,6 +103,7 @@ Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges
       options_(options),
       routing_(*registry),
       statutory_(pg, clock, options.webhooks, *registry),
+      holds_(pg, clock, network, changes, options, registry),
       timers_(
           "referral_timers", options.tick, [this] { return Pass(/*route=*/false).status(); },
           registry),
@@ -193,6 +194,14 @@ absl::StatusOr<int> Timers::Pass(bool route) {
   }
   if (auto s = statutory_.FireDue(options_.batch); !s.ok()) {
     log::Warn("statutory_timers_deferred", {{"error", s.status().message()}});
+  }
+  // The hold follows the referral (issue 14): the hold_extensions outbox, then hand-offs past
+  // their deadline.
+  if (auto s = holds_.ExtendQueued(); !s.ok()) {
+    log::Warn("hold_extension_deferred", {{"error", s.message()}});
+  }
+  if (auto s = holds_.NoteOverdue(); !s.ok()) {
+    log::Warn("handoff_overdue_deferred", {{"error", s.message()}});
   }
   return routed;
 }
@@ -311,6 +320,7 @@ absl::Status Timers::ConfirmPendingPlacements() {
 }
 
 absl::Status Timers::RefreshGauges() {
+  SH_RETURN_IF_ERROR(holds_.RefreshGauges());  // issue 14
   return pg_->Transact(
       [&](PgTx& tx) -> absl::Status {
         SH_ASSIGN_OR_RETURN(auto counts, ReferralStore::CountByStatus(tx));

@@ -24,6 +24,7 @@
 #include "common/periodic.h"
 #include "common/pg.h"
 #include "services/referrals/changes.h"
+#include "services/referrals/hold_follower.h"
 #include "services/referrals/metrics.h"
 #include "services/referrals/network.h"
 #include "services/referrals/options.h"
@@ -87,6 +88,7 @@ class Timers {
   const ReferralOptions& options_;
   RoutingMetrics routing_;
   StatutoryTimers statutory_;
+  HoldFollower holds_;  // issue 14: accepted placements' holds extended; overdue hand-offs
   PeriodicTask timers_;
   PeriodicTask gauges_;
 

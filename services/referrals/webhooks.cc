@@ -89,7 +89,8 @@ std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::s
   if (view.status() == v1::REFERRAL_STATUS_ACCEPTED &&
       view.handoff().provider_organization_id() == provider && view.has_accepted_time()) {
     const absl::Time accepted = FromProtoTime(view.accepted_time());
-    const absl::Time deadline = accepted + options.handoff_window;
+    const absl::Time deadline = view.has_handoff_deadline() ? FromProtoTime(view.handoff_deadline())
+                                                            : accepted + options.handoff_window;
     WebhookEvent handoff;
     handoff.type = v1::WEBHOOK_EVENT_TYPE_HANDOFF_DEADLINE;
     handoff.event_id = WebhookEventId(

@@ -34,7 +34,8 @@ struct WebhookOptions {
   absl::Duration backoff_max = absl::Minutes(30);
   absl::Duration poll = absl::Milliseconds(500);
   absl::Duration lapse_warning = absl::Minutes(5);  // before an offer's respond_by
-  // From acceptance to the hand-off deadline (issue 14: the hold follows the referral to it).
+  // From acceptance to the hand-off deadline: set from ReferralOptions::handoff_deadline (see
+  // Resolved in options.h); a referral's stored handoff_deadline wins.
   absl::Duration handoff_window = absl::Hours(4);
   absl::Duration handoff_warning = absl::Minutes(15);
   absl::Duration failing_after = absl::Minutes(10);  // the failing-organizations gauge

@@ -98,6 +98,10 @@ class ScopeNetwork final : public referrals::Network {
     return Down();
   }
   absl::Status ReleaseHold(const std::string&) override { return Down(); }
+  absl::StatusOr<absl::Time> ExtendHold(const std::string&, const std::string&,
+                                        absl::Time) override {
+    return Down();
+  }
   absl::Status ConfirmPlacement(const std::string&, const std::string&) override { return Down(); }
   absl::StatusOr<referrals::v1::Handoff> HandoffFor(const referrals::Option& o) override {
     referrals::v1::Handoff h;

@@ -62,6 +62,32 @@ TEST(Availability, HoldTtlBounds) {
   EXPECT_FALSE(HoldTtl(4 * 3600 + 1).ok());
 }
 
+TEST(Availability, ExtendedExpiryNeverShortensAndIsBounded) {
+  const absl::Time now = absl::FromUnixSeconds(1795000000);
+  v1::Hold h;
+  h.set_id("hold-1");
+  h.set_state(v1::HOLD_STATE_ACTIVE);
+  *h.mutable_expire_time() = ToProtoTime(now + absl::Hours(1));
+  const absl::Duration max = absl::Hours(8);
+  EXPECT_EQ(*ExtendedExpiry(h, now + absl::Hours(4), now, max), now + absl::Hours(4));
+  EXPECT_EQ(*ExtendedExpiry(h, now + absl::Hours(1), now, max), now + absl::Hours(1));
+  EXPECT_EQ(*ExtendedExpiry(h, now + max, now, max), now + max);
+  EXPECT_EQ(ExtendedExpiry(h, now + absl::Minutes(59), now, max).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto over = ExtendedExpiry(h, now + max + absl::Seconds(1), now, max);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(over.status().message().find("expire_time"), std::string::npos);
+  // Past its expiry (the sweeper has not marked it yet), released or confirmed: gone.
+  EXPECT_EQ(ExtendedExpiry(h, now + absl::Hours(4), now + absl::Hours(1), max).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (auto state : {v1::HOLD_STATE_RELEASED, v1::HOLD_STATE_EXPIRED, v1::HOLD_STATE_CONFIRMED}) {
+    h.set_state(state);
+    EXPECT_EQ(ExtendedExpiry(h, now + absl::Hours(4), now, max).status().code(),
+              absl::StatusCode::kFailedPrecondition)
+        << v1::HoldState_Name(state);
+  }
+}
+
 v1::Facility GoodFacility() {
   v1::Facility f;
   f.set_organization_id("prov-a");

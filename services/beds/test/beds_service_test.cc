@@ -139,6 +139,15 @@ class BedsTest : public ::testing::Test {
     return r.ok() ? r->Int64(0, "n") : -1;
   }
 
+  grpc::Status Extend(Stub* stub, const std::string& hold, absl::Time expire,
+                      const std::string& rid, v1::ExtendHoldResponse* resp) {
+    v1::ExtendHoldRequest req;
+    req.set_request_id(rid);
+    req.set_hold_id(hold);
+    *req.mutable_expire_time() = ToProtoTime(expire);
+    return stub->ExtendHold(Ctx().get(), req, resp);
+  }
+
   FakeClock clock_{absl::FromUnixSeconds(1795000000)};
   std::string db_url_, ns_;
   std::unique_ptr<Replica> a_;
@@ -696,6 +705,93 @@ TEST_F(BedsTest, WatchMissesNothingWhileRedisIsDown) {
   EXPECT_EQ(events[0].availability().held(), 1);
   EXPECT_EQ(events[1].availability().held(), 2);
   ctx.TryCancel();
+}
+
+// Issue 14: an accepted referral's hold follows it to the hand-off deadline.
+TEST_F(BedsTest, ExtendHoldMovesTheExpiryLaterAndTheBedOutlivesTheOldOne) {
+  CreateFacility(Facility("fac-e", "prov-a", 1));
+  ASSERT_TRUE(Census(provider_.get(), "fac-e", 0).ok());
+  v1::HoldBedResponse hold;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-e", "e-1", &hold, 3600).ok());
+  const absl::Time target = clock_.Now() + absl::Hours(5);
+  v1::ExtendHoldResponse extended;
+  grpc::Status st = Extend(intake_.get(), hold.hold().id(), target, "x-1", &extended);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(FromProtoTime(extended.hold().expire_time()), target);
+  EXPECT_EQ(extended.hold().state(), v1::HOLD_STATE_ACTIVE);
+  // A retry answers the same and changes nothing; the same expiry again is no change either.
+  v1::ExtendHoldResponse again;
+  ASSERT_TRUE(Extend(intake_.get(), hold.hold().id(), target, "x-1", &again).ok());
+  EXPECT_EQ(FromProtoTime(again.hold().expire_time()), target);
+  ASSERT_TRUE(Extend(intake_.get(), hold.hold().id(), target, "x-2", &again).ok());
+  EXPECT_EQ(SumCounter(*a_->registry, "safeharbor_beds_holds_total", {{"event", "extended"}}), 1);
+
+  clock_.Advance(absl::Hours(2));  // Past the old expiry: still held, nobody else gets the bed.
+  EXPECT_EQ(*a_->service->SweepExpiredHolds(), 0);
+  EXPECT_EQ(Availability("fac-e").held(), 1);
+  v1::HoldBedResponse other;
+  EXPECT_EQ(Hold(intake_.get(), "fac-e", "e-2", &other, 600, "ref-2").error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  v1::ConfirmPlacementRequest confirm;
+  confirm.set_request_id("e-c");
+  confirm.set_hold_id(hold.hold().id());
+  v1::ConfirmPlacementResponse placed;
+  st = intake_->ConfirmPlacement(Ctx().get(), confirm, &placed);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(Availability("fac-e").occupied(), 1);
+}
+
+TEST_F(BedsTest, ExtendHoldRefusesGoneHoldsShorterOrTooFarExpiriesAndOtherCallers) {
+  CreateFacility(Facility("fac-r", "prov-a", 3));
+  ASSERT_TRUE(Census(provider_.get(), "fac-r", 0).ok());
+  v1::HoldBedResponse live, released, lapsed;
+  ASSERT_TRUE(Hold(intake_.get(), "fac-r", "r-1", &live, 3600, "ref-1").ok());
+  ASSERT_TRUE(Hold(intake_.get(), "fac-r", "r-2", &released, 3600, "ref-2").ok());
+  ASSERT_TRUE(Hold(intake_.get(), "fac-r", "r-3", &lapsed, 60, "ref-3").ok());
+  v1::ReleaseHoldRequest release;
+  release.set_hold_id(released.hold().id());
+  v1::ReleaseHoldResponse out;
+  ASSERT_TRUE(intake_->ReleaseHold(Ctx().get(), release, &out).ok());
+  const absl::Time now = clock_.Now();
+  const absl::Time expiry = FromProtoTime(live.hold().expire_time());
+  const auto code = [&](Stub* stub, const std::string& hold, absl::Time t, const std::string& rid) {
+    v1::ExtendHoldResponse resp;
+    grpc::Status st = Extend(stub, hold, t, rid, &resp);
+    std::cout << rid << ": " << st.error_message() << "\n";
+    return st.error_code();
+  };
+  EXPECT_EQ(code(intake_.get(), released.hold().id(), now + absl::Hours(4), "f-1"),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(code(intake_.get(), live.hold().id(), expiry - absl::Minutes(1), "f-2"),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(code(intake_.get(), live.hold().id(), now + absl::Hours(8) + absl::Seconds(1), "f-3"),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Another service identity, the facility's provider, an officer: not the hold's placer.
+  auto other_service = a_->Stub_("safeharbor-fees", "service");
+  auto officer = a_->Stub_("le-seattle", "law_enforcement");
+  EXPECT_EQ(code(other_service.get(), live.hold().id(), now + absl::Hours(4), "f-4"),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(code(provider_.get(), live.hold().id(), now + absl::Hours(4), "f-5"),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(code(officer.get(), live.hold().id(), now + absl::Hours(4), "f-6"),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(code(intake_.get(), "hold-nope", now + absl::Hours(4), "f-7"),
+            grpc::StatusCode::NOT_FOUND);
+  v1::ExtendHoldRequest bad;
+  bad.set_request_id("f-8");
+  bad.set_hold_id(live.hold().id());
+  v1::ExtendHoldResponse resp;
+  EXPECT_EQ(intake_->ExtendHold(Ctx().get(), bad, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);  // no expire_time
+  clock_.Advance(absl::Seconds(61));              // r-3 lapsed (not yet swept).
+  EXPECT_EQ(code(intake_.get(), lapsed.hold().id(), clock_.Now() + absl::Hours(4), "f-9"),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  // Nothing changed: the live hold keeps its expiry, none was counted as extended.
+  EXPECT_EQ(
+      Count(absl::StrCat("SELECT count(*) AS n FROM holds WHERE id = '", live.hold().id(),
+                         "' AND expire_time = to_timestamp(", absl::ToUnixSeconds(expiry), ")")),
+      1);
+  EXPECT_EQ(SumCounter(*a_->registry, "safeharbor_beds_holds_total", {{"event", "extended"}}), 0);
 }
 
 }  // namespace

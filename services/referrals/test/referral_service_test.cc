@@ -84,6 +84,11 @@ class SwitchableNetwork final : public Network {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
     return real_->ReleaseHold(hold_id);
   }
+  absl::StatusOr<absl::Time> ExtendHold(const std::string& rid, const std::string& hold_id,
+                                        absl::Time expire_time) override {
+    if (beds_down) return absl::UnavailableError("beds is down (test)");
+    return real_->ExtendHold(rid, hold_id, expire_time);
+  }
   absl::Status ConfirmPlacement(const std::string& rid, const std::string& hold_id) override {
     if (beds_down) return absl::UnavailableError("beds is down (test)");
     return real_->ConfirmPlacement(rid, hold_id);
@@ -372,6 +377,21 @@ class ReferralTest : public ::testing::Test {
       }
     }
     return -1;
+  }
+
+  // Issue 14: the bed hold's expiry as the beds service stores it (seconds since the epoch).
+  int64_t HoldExpiry(const std::string& hold) {
+    auto r = beds_.pg->Query(
+        "SELECT extract(epoch FROM expire_time)::bigint AS n FROM holds WHERE id = $1", {hold});
+    EXPECT_TRUE(r.ok() && r->rows() == 1);
+    return r.ok() && r->rows() == 1 ? r->Int64(0, "n") : -1;
+  }
+
+  grpc::Status Handoff(const std::string& org, const std::string& id) {
+    v1::ConfirmHandoffRequest req;
+    req.set_id(id);
+    v1::ConfirmHandoffResponse resp;
+    return Stub_(org, "provider")->ConfirmHandoff(Ctx().get(), req, &resp);
   }
 
   static inline int counter_ = 0;
@@ -2402,6 +2422,175 @@ TEST_F(ConsentTest, DetailsArePurgedWhenTheConsentExpiresAndARetentionPeriodAfte
   clock_.Advance(absl::Hours(24 * 10));
   EXPECT_EQ(*retention.RunOnce(), 1);  // now its consent has expired too
   EXPECT_EQ(PurgeAudits(open, "consent_expired"), 1);
+}
+
+}  // namespace
+}  // namespace safeharbor::referrals
+
+namespace safeharbor::referrals {
+namespace {
+
+// Issue 14, the hold follows the referral: accepting extends the bed hold to the hand-off
+// deadline (4 hours after acceptance), so a hand-off later than the hold routing took still finds
+// its bed.
+TEST_F(ReferralTest, AcceptingExtendsTheHoldToTheHandoffDeadlineAndALateHandoffFindsItsBed) {
+  const absl::Time routed = clock_.Now();
+  const std::string id = Create(Request(/*placement=*/true));
+  ASSERT_EQ(Timers(), 1);
+  const std::string hold = AsChildWelfare(id).bed_hold_id();
+  ASSERT_FALSE(hold.empty());
+  // Routing held the bed for the acceptance window (30 minutes) and the 3-hour margin.
+  const absl::Time old_expiry = routed + absl::Minutes(30) + absl::Hours(3);
+  EXPECT_EQ(HoldExpiry(hold), absl::ToUnixSeconds(old_expiry));
+
+  clock_.Advance(absl::Minutes(25));  // The provider accepts late in its window.
+  const absl::Time accepted = clock_.Now();
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  // Committed with the acceptance, called after it: in the outbox until the timers run.
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_extensions"), 1);
+  EXPECT_EQ(FromProtoTime(AsChildWelfare(id).handoff_deadline()), accepted + absl::Hours(4));
+  Timers();
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_extensions"), 0);
+  EXPECT_EQ(HoldExpiry(hold), absl::ToUnixSeconds(accepted + absl::Hours(4)));
+  const v1::Referral r = AsChildWelfare(id);
+  EXPECT_EQ(FromProtoTime(r.bed_hold_expire_time()), accepted + absl::Hours(4));  // beds' answer
+  EXPECT_FALSE(r.bed_hold_lost());
+  EXPECT_EQ(Gauge("safeharbor_referrals_hold_extensions_total", "extended"), 1);
+  EXPECT_FALSE(AsOfficer(id).handoff().has_handed_off_time());
+
+  // The drive takes 3h50m: past the hold routing took, before the hand-off deadline.
+  clock_.Advance(absl::Hours(3) + absl::Minutes(50));
+  ASSERT_GT(clock_.Now(), old_expiry);
+  ASSERT_TRUE(beds_.service->SweepExpiredHolds().ok());
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 1"), 1);
+  ASSERT_TRUE(Handoff("prov-a", id).ok());
+  Timers();  // The placement is recorded on the bed the hold kept.
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM holds WHERE state = 4"), 1);
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM placements"), 1);
+  EXPECT_EQ(Metric("safeharbor_referrals_placements_unrecorded_total"), 0);
+  EXPECT_EQ(Metric("safeharbor_referrals_handoffs_overdue_total"), 0);
+}
+
+TEST_F(ReferralTest, AHandoffPastItsDeadlineIsCountedAndToldToTheCountyOnce) {
+  // King County's office subscribes to hand-off deadlines (it hears of its region's referrals).
+  v1::CreateWebhookSubscriptionRequest sub;
+  sub.set_organization_id("cw-king");
+  sub.set_url("https://hooks.cw-king.example.org/safeharbor");
+  sub.add_events(v1::WEBHOOK_EVENT_TYPE_HANDOFF_DEADLINE);
+  v1::CreateWebhookSubscriptionResponse created;
+  grpc::Status st =
+      Stub_("cw-king", "child_welfare")->CreateWebhookSubscription(Ctx().get(), sub, &created);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  const std::string id = Create(Request(/*placement=*/true));
+  ASSERT_EQ(Timers(), 1);
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  Timers();
+  clock_.Advance(absl::Hours(4) - absl::Seconds(1));
+  Timers();
+  ASSERT_TRUE(referrals_.service->RefreshGauges().ok());
+  EXPECT_EQ(Metric("safeharbor_referrals_handoffs_overdue"), 0);
+  clock_.Advance(absl::Seconds(2));  // Past the deadline, not handed off.
+  Timers();
+  Timers();  // Told once, whatever the number of passes (or replicas).
+  ASSERT_TRUE(referrals_.service->RefreshGauges().ok());
+  EXPECT_EQ(Metric("safeharbor_referrals_handoffs_overdue"), 1);
+  EXPECT_EQ(Metric("safeharbor_referrals_handoffs_overdue_total"), 1);
+  auto told = referrals_.pg->Query(
+      "SELECT org_id, event_type, referral_id, extract(epoch FROM deadline)::bigint AS deadline "
+      "FROM webhook_deliveries");
+  ASSERT_TRUE(told.ok());
+  ASSERT_EQ(told->rows(), 1);
+  EXPECT_EQ(told->String(0, "org_id"), "cw-king");
+  EXPECT_EQ(told->Int32(0, "event_type"), v1::WEBHOOK_EVENT_TYPE_HANDOFF_DEADLINE);
+  EXPECT_EQ(told->String(0, "referral_id"), id);
+  EXPECT_EQ(told->Int64(0, "deadline"),
+            absl::ToUnixSeconds(FromProtoTime(AsChildWelfare(id).handoff_deadline())));
+  // The bed is still held (the hold runs to the deadline): the hand-off still lands on it.
+  ASSERT_TRUE(Handoff("prov-a", id).ok());
+  ASSERT_TRUE(referrals_.service->RefreshGauges().ok());
+  EXPECT_EQ(Metric("safeharbor_referrals_handoffs_overdue"), 0);
+}
+
+TEST_F(ReferralTest, AHoldExtensionSurvivesARestartBetweenAcceptAndTheCall) {
+  const std::string id = Create(Request(/*placement=*/true));
+  ASSERT_EQ(Timers(), 1);
+  const std::string hold = AsChildWelfare(id).bed_hold_id();
+  const absl::Time accepted = clock_.Now();
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  // The process stops before any timer ran: only the outbox row knows of the extension.
+  referrals_.service->StopBackground();
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_extensions"), 1);
+  Hosted<ReferralServiceImpl> restarted;
+  restarted.Connect("ref", Migrations(), 4, 8, true, referrals_.db_url);
+  ReferralOptions ropts;
+  ropts.key_namespace = absl::StrCat("ref-restarted", counter_, absl::ToUnixNanos(absl::Now()));
+  restarted.service = std::make_unique<ReferralServiceImpl>(
+      restarted.env.get(), restarted.pg.get(), restarted.redis.get(), *restarted.registry,
+      WashingtonCounties(), &clock_, &sealer_, network_, ropts);
+  // Beds is out when the restarted process first tries: retried, not lost.
+  network_->beds_down = true;
+  auto n = restarted.service->RunTimers();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(Count(restarted.pg.get(), "SELECT attempts AS n FROM hold_extensions"), 1);
+  network_->beds_down = false;
+  clock_.Advance(absl::Seconds(1));  // the first retry waits one tick
+  ASSERT_TRUE(restarted.service->RunTimers().ok());
+  EXPECT_EQ(Count(restarted.pg.get(), "SELECT count(*) AS n FROM hold_extensions"), 0);
+  EXPECT_EQ(HoldExpiry(hold), absl::ToUnixSeconds(accepted + absl::Hours(4)));
+  EXPECT_EQ(FromProtoTime(AsChildWelfare(id).bed_hold_expire_time()), accepted + absl::Hours(4));
+  double retries = 0, extended = 0;
+  for (const auto& family : restarted.registry->Collect()) {
+    if (family.name != "safeharbor_referrals_hold_extensions_total") continue;
+    for (const auto& m : family.metric) {
+      if (m.label[0].value == "retry") retries = m.counter.value;
+      if (m.label[0].value == "extended") extended = m.counter.value;
+    }
+  }
+  std::cout << "hold extension after restart: retries=" << retries << " extended=" << extended
+            << "\n";
+  EXPECT_EQ(retries, 1);
+  EXPECT_EQ(extended, 1);
+  restarted.service->StopBackground();
+}
+
+TEST_F(ReferralTest, AHoldGoneBeforeItsExtensionMarksTheReferralAndAlerts) {
+  const std::string id = Create(Request(/*placement=*/true));
+  ASSERT_EQ(Timers(), 1);
+  clock_.Advance(absl::Minutes(25));
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  // Beds was unreachable until after the hold routing took had lapsed.
+  network_->beds_down = true;
+  Timers();
+  clock_.Advance(absl::Hours(3) + absl::Minutes(10));
+  ASSERT_TRUE(beds_.service->SweepExpiredHolds().ok());
+  network_->beds_down = false;
+  Timers();
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_extensions"), 0);
+  const v1::Referral r = AsChildWelfare(id);
+  EXPECT_TRUE(r.bed_hold_lost());
+  EXPECT_FALSE(r.has_bed_hold_expire_time());
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_ACCEPTED);  // The youth is still expected there.
+  EXPECT_EQ(Gauge("safeharbor_referrals_hold_extensions_total", "lost"), 1);
+  EXPECT_EQ(Gauge("safeharbor_referrals_hold_extensions_total", "extended"), 0);
+  // The officer's view does not grow.
+  EXPECT_EQ(AsOfficer(id).stage(), v1::ReferrerView::STAGE_READY_FOR_HANDOFF);
+}
+
+TEST_F(ReferralTest, AnExtensionOfAReferralThatMovedOnIsDroppedNotAlerted) {
+  const std::string id = Create(Request(/*placement=*/true));
+  ASSERT_EQ(Timers(), 1);
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  // Handed off before the extension was made: the hold became the placement.
+  network_->beds_down = true;
+  Timers();
+  ASSERT_TRUE(Handoff("prov-a", id).ok());
+  network_->beds_down = false;
+  clock_.Advance(absl::Minutes(1));
+  Timers();
+  EXPECT_EQ(Count(referrals_.pg.get(), "SELECT count(*) AS n FROM hold_extensions"), 0);
+  EXPECT_EQ(Count(beds_.pg.get(), "SELECT count(*) AS n FROM placements"), 1);
+  EXPECT_FALSE(AsChildWelfare(id).bed_hold_lost());
+  EXPECT_EQ(Gauge("safeharbor_referrals_hold_extensions_total", "lost"), 0);
 }
 
 }  // namespace
