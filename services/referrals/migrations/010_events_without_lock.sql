@@ -32,3 +32,28 @@ BEGIN
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
   RETURN least(last_seq, coalesce(lowest_marker, last_seq));
 END $$;
+
+-- Provider load without a hot row (issue 13). Every offer's transaction added to its provider's
+-- one counter row and held that row's lock until commit, so offers to the same provider (all the
+-- referrals near one well-ranked provider) committed one at a time. The counter is now spread
+-- over up to 16 rows per provider, each transaction adding to the row of its own connection's
+-- shard (its backend's pid modulo 16): transactions on different connections rarely meet, and a
+-- transaction still locks its rows in provider order (no deadlock). A shard may go below zero
+-- (a decrement on another connection than its increment); the sum is exact. provider_load is
+-- now the view of the sums, as ranking and the tests read it, never below zero.
+ALTER TABLE provider_load RENAME TO provider_load_shards;
+ALTER TABLE provider_load_shards ADD COLUMN shard smallint NOT NULL DEFAULT 0;
+ALTER TABLE provider_load_shards DROP CONSTRAINT provider_load_pkey;
+ALTER TABLE provider_load_shards ADD PRIMARY KEY (provider_org, shard);
+CREATE VIEW provider_load AS
+  SELECT provider_org, greatest(sum(open_offers), 0)::integer AS open_offers
+  FROM provider_load_shards GROUP BY provider_org;
+
+CREATE OR REPLACE FUNCTION provider_load_add(org text, delta integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF delta = 0 THEN RETURN; END IF;
+  INSERT INTO provider_load_shards AS l (provider_org, shard, open_offers)
+    VALUES (org, (pg_backend_pid() % 16)::smallint, delta)
+    ON CONFLICT (provider_org, shard) DO UPDATE SET open_offers = l.open_offers + excluded.open_offers;
+END $$;
