@@ -1,5 +1,7 @@
 #include "common/testing/event_race.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -97,15 +99,28 @@ void Tally(const std::vector<Written>& written, const std::vector<std::string>& 
   }
 }
 
+// Every committed event after the cursor, without the horizon.
+Read NaiveRead(const EventRace& race) {
+  const std::string sql = absl::StrCat("SELECT seq, ", race.tag_column, " AS tag FROM ", race.table,
+                                       " WHERE seq > $1 ORDER BY seq LIMIT $2");
+  return [sql](PgTx& tx, int64_t cursor,
+               int limit) -> absl::StatusOr<std::vector<std::pair<int64_t, std::string>>> {
+    SH_ASSIGN_OR_RETURN(PgResult r, tx.Exec(sql, {cursor, int32_t{limit}}));
+    std::vector<std::pair<int64_t, std::string>> out;
+    for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.Int64(i, "seq"), r.String(i, "tag"));
+    return out;
+  };
+}
+
 }  // namespace
 
 EventRaceResult RunEventRace(PgPool& pool, const EventRace& race) {
   EventRaceResult result;
   std::atomic<bool> done{false};
   std::vector<std::string> seen, naive;
+  const Read naive_read = NaiveRead(race);
   std::thread reader([&] { seen = ReadAll(pool, race.read, race.batch, done, &result); });
-  std::thread naive_reader(
-      [&] { naive = ReadAll(pool, race.read_naive, race.batch, done, nullptr); });
+  std::thread naive_reader([&] { naive = ReadAll(pool, naive_read, race.batch, done, nullptr); });
   std::vector<Written> written(static_cast<size_t>(race.writers));
   {
     std::vector<std::thread> writers;
@@ -119,6 +134,34 @@ EventRaceResult RunEventRace(PgPool& pool, const EventRace& race) {
   naive_reader.join();
   Tally(written, seen, naive, &result);
   return result;
+}
+
+void ExpectNoEventMissed(PgPool& pool, const EventRace& race) {
+  const EventRaceResult res = RunEventRace(pool, race);
+  std::printf(
+      "committed %lld, rolled back %lld, read %lld in %lld resumes; missed %lld, twice %lld, out "
+      "of "
+      "order %lld, rolled back read %lld; a reader without the horizon skipped %lld\n",
+      static_cast<long long>(res.committed), static_cast<long long>(res.rolled_back),
+      static_cast<long long>(res.read), static_cast<long long>(res.resumes),
+      static_cast<long long>(res.missed), static_cast<long long>(res.duplicated),
+      static_cast<long long>(res.out_of_order), static_cast<long long>(res.rolled_back_read),
+      static_cast<long long>(res.naive_missed));
+  EXPECT_GT(res.rolled_back, 0);
+  EXPECT_EQ(res.read, res.committed) << res.first_problem;
+  EXPECT_EQ(res.missed, 0) << res.first_problem;
+  EXPECT_EQ(res.duplicated, 0);
+  EXPECT_EQ(res.out_of_order, 0) << res.first_problem;
+  EXPECT_EQ(res.rolled_back_read, 0);
+  // With nobody writing, the horizon is the newest number: a watch from now starts there.
+  const std::string max_sql = absl::StrCat("SELECT max(seq) AS m FROM ", race.table);
+  EXPECT_TRUE(pool.Transact([&](PgTx& tx) -> absl::Status {
+                    SH_ASSIGN_OR_RETURN(const int64_t head, race.last_seq(tx));
+                    SH_ASSIGN_OR_RETURN(PgResult max, tx.Exec(max_sql));
+                    EXPECT_EQ(head, max.Int64(0, "m"));
+                    return absl::OkStatus();
+                  })
+                  .ok());
 }
 
 }  // namespace safeharbor::testing

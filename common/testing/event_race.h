@@ -4,7 +4,8 @@
 // the last sequence number it was given, in a new transaction, while they write. Afterwards
 // every committed event must have been read exactly once, in increasing order, and no rolled
 // back one ever. A naive reader (every committed event above its cursor, no horizon) runs beside
-// it for comparison: the events it skipped are counted, not asserted.
+// it for comparison (reading the table itself): the events it skipped are counted, not
+// asserted.
 #pragma once
 
 #include <cstdint>
@@ -30,10 +31,11 @@ struct EventRace {
   std::function<absl::StatusOr<std::vector<std::pair<int64_t, std::string>>>(
       PgTx& tx, int64_t cursor, int limit)>
       read;
-  // The same without the horizon: every committed event after `cursor`.
-  std::function<absl::StatusOr<std::vector<std::pair<int64_t, std::string>>>(
-      PgTx& tx, int64_t cursor, int limit)>
-      read_naive;
+  // Where a watch "from now" starts (after the race, with nobody writing: the newest event).
+  std::function<absl::StatusOr<int64_t>(PgTx& tx)> last_seq;
+  // The events table and the column holding the tag: the naive reader reads them directly.
+  std::string table;
+  std::string tag_column;
 };
 
 struct EventRaceResult {
@@ -50,5 +52,8 @@ struct EventRaceResult {
 };
 
 EventRaceResult RunEventRace(PgPool& pool, const EventRace& race);
+// Runs the race, prints its counts and expects every committed event read once in order, none
+// rolled back, and last_seq at the newest event afterwards.
+void ExpectNoEventMissed(PgPool& pool, const EventRace& race);
 
 }  // namespace safeharbor::testing
