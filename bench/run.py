@@ -242,7 +242,9 @@ def track_statements(st, dbs):
 
 def heaviest_statements(db, path):
     rows = psql_value(STACK, db, "SELECT calls || ' calls, ' || round(total_exec_time::numeric, 1) "
-                      "|| ' ms total, ' || round(mean_exec_time::numeric, 3) || ' ms mean: ' || "
+                      "|| ' ms total, ' || round(mean_exec_time::numeric, 3) || ' ms mean, ' || "
+                      "round(wal_bytes / greatest(calls, 1)) || ' WAL bytes and ' || "
+                      "round(wal_fpi::numeric / greatest(calls, 1), 2) || ' full pages each: ' || "
                       "regexp_replace(left(query, 220), '\\s+', ' ', 'g') FROM pg_stat_statements "
                       "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                       "ORDER BY total_exec_time DESC LIMIT 25")
