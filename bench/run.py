@@ -8,7 +8,11 @@ run are the point. Environment: BUILD_DIR (the Release tree), BENCH_SECONDS (per
 default 5), BENCH_QUICK=1 (smaller sweep, for a smoke run), BENCH_CORE=1 (baselines, the
 per-call scenarios and the routing scenarios only, about 6 minutes: for comparing two builds run
 after run), BENCH_OUT (JSON path), BENCH_ROUTING_ONLY=1 (the stack and the routing scenarios only:
-to try them).
+to try them), BENCH_ONLY=hold:1,create_referral:8 (the stack and only these scenario:concurrency
+pairs, each BENCH_REPEAT times, default 1: for A/B runs of one scenario), BENCH_PERF=DIR (with
+BENCH_ONLY: `perf record -g` on the scenario's service process while it runs, one perf.data per
+pair under DIR, a system-wide one (PostgreSQL's backends: `perf report --comm postgres`), `perf
+stat` syscall and context-switch counts, and pg_stat_statements' heaviest statements).
 """
 import csv
 import datetime
@@ -26,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "integration-tests"))
 import grpc  # noqa: E402
-from harness import Service, Stack, free_port, referral_secrets, shclient  # noqa: E402
+from harness import SERVERS, Service, Stack, free_port, referral_secrets, shclient  # noqa: E402
 
 BUILD_DIR = shclient.BUILD_DIR
 LOADGEN = os.path.join(BUILD_DIR, "bench", "safeharbor-loadgen")
@@ -35,6 +39,9 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CORE = os.environ.get("BENCH_CORE") == "1"
 ROUTING_ONLY = os.environ.get("BENCH_ROUTING_ONLY") == "1"
+ONLY = [tuple(x.split(":")) for x in os.environ.get("BENCH_ONLY", "").split(",") if x]
+REPEAT = int(os.environ.get("BENCH_REPEAT", "1"))
+PERF_DIR = os.environ.get("BENCH_PERF", "")
 PG_BIN = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1]
 PGBENCH = f"/usr/lib/postgresql/{PG_BIN}/bin/pgbench"
 RUN = f"b{int(time.time())}"
@@ -206,6 +213,70 @@ def loadgen(target, scenario, concurrency, cert="client-law_enforcement", ids=No
     r = json.loads(out)
     log(f"  {scenario:22s} c={concurrency:<3d} {r['throughput_per_s']:9.0f}/s  p50 {r['p50_us']/1000:7.2f} ms"
         f"  p99 {r['p99_us']/1000:7.2f} ms  {r['codes']}")
+    return r
+
+
+def linger(services):
+    """BENCH_LINGER=seconds: the stack stays up that long after the scenarios (to trace a
+    service by hand); its processes and ports are printed."""
+    seconds = float(os.environ.get("BENCH_LINGER", "0"))
+    if seconds <= 0:
+        return
+    for n, s in services.items():
+        log(f"  {n}: pid {s.proc.pid} port {s.port}")
+    log(f"  PostgreSQL port {STACK.pg_port}, certificates {STACK.certs}; lingering {seconds:.0f} s")
+    time.sleep(seconds)
+
+
+def track_statements(st, dbs):
+    """pg_stat_statements in every database (PostgreSQL restarted with it preloaded; before the
+    services start)."""
+    psql(st, "postgres", "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    subprocess.run([SERVERS, "pg-stop", os.path.join(st.dir, "pg")], check=True)
+    subprocess.run([SERVERS, "pg-start", os.path.join(st.dir, "pg"), str(st.pg_port)], check=True)
+    psql(st, "postgres", "ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+    psql(st, "postgres", "SELECT pg_reload_conf()")
+    for db in dbs:
+        psql(st, db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def heaviest_statements(db, path):
+    rows = psql_value(STACK, db, "SELECT calls || ' calls, ' || round(total_exec_time::numeric, 1) "
+                      "|| ' ms total, ' || round(mean_exec_time::numeric, 3) || ' ms mean, ' || "
+                      "round(wal_bytes / greatest(calls, 1)) || ' WAL bytes and ' || "
+                      "round(wal_fpi::numeric / greatest(calls, 1), 2) || ' full pages each: ' || "
+                      "regexp_replace(left(query, 220), '\\s+', ' ', 'g') FROM pg_stat_statements "
+                      "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                      "ORDER BY total_exec_time DESC LIMIT 25")
+    with open(path, "w") as f:
+        f.write(rows + "\n")
+
+
+def profiled(svc, db, tag, run):
+    """run() while `perf record -g` (the service's process, and the whole machine for
+    PostgreSQL's backends) and `perf stat` (syscalls, context switches) watch, when BENCH_PERF
+    names a directory; the statements' server time from pg_stat_statements. run() alone
+    otherwise."""
+    if not PERF_DIR:
+        return run()
+    os.makedirs(PERF_DIR, exist_ok=True)
+    pid = str(svc.proc.pid)
+    out = lambda ext: os.path.join(PERF_DIR, f"{tag}.{ext}")  # noqa: E731
+    psql(STACK, db, "SELECT pg_stat_statements_reset()")
+    perfs = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for args in (
+        ["perf", "record", "-g", "-F", "999", "-p", pid, "-o", out("data")],
+        ["perf", "record", "-g", "-F", "499", "-a", "-o", out("all.data")],
+        ["perf", "stat", "-e", "raw_syscalls:sys_enter,context-switches,task-clock", "-p", pid,
+         "-o", out("stat")])]
+    try:
+        r = run()
+    finally:
+        for p in perfs:
+            p.send_signal(2)  # SIGINT: perf writes its file and exits
+            p.wait()
+    heaviest_statements(db, out("pgss"))
+    with open(out("json"), "w") as f:
+        json.dump(r, f)
     return r
 
 
@@ -485,6 +556,8 @@ def run(st, started):
            "reports": [], "memory_mib": {}}
     log("starting the stack (Release build, durable PostgreSQL) ...")
     dbs = {n: st.database(f"bench_{n}") for n in ("directory", "beds", "referrals", "fees")}
+    if ONLY and PERF_DIR:
+        track_statements(st, [f"bench_{n}" for n in dbs])
     directory = Service(st, "directory", "directory-service", dbs["directory"]).start()
     dir_arg = f"--directory_address=localhost:{directory.port}"
     # The hold scenarios measure throughput, not the per-organization cap on active holds.
@@ -546,6 +619,20 @@ def run(st, started):
     res["memory_mib"]["idle_loaded"] = {n: round(rss(s.proc.pid, "VmRSS"), 1) for n, s in services.items()}
     if ROUTING_ONLY:
         routing_scenarios(st, res, admin_dir, referrals, dbs, referral_args)
+        return finish(res, started)
+    if ONLY:
+        targets = {"hold": (beds, "referrals", hold_ids), "create_referral": (referrals, None, None),
+                   "record_payment": (fees, "client-court_clerk", assessments),
+                   "search_cached": (directory, None, None),
+                   "availability": (beds, "client-child_welfare", None)}
+        for name, c in ONLY:
+            svc, cert, ids = targets[name]
+            for rep in range(REPEAT):
+                kw = {"cert": cert} if cert else {}
+                res["scenarios"].append(profiled(
+                    svc, f"bench_{svc.name}", f"{name}-c{c}-{rep}",
+                    lambda: loadgen(svc.port, name, int(c), ids=ids, **kw)))
+        linger(services)
         return finish(res, started)
 
     log("baselines ...")

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <map>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
@@ -46,6 +47,9 @@ class PgConnection {
   // Sends `statements` in pipeline mode with one Sync and collects each one's result (its first
   // error, else its last; PGRES_PIPELINE_ABORTED when an earlier one failed) into *results, by
   // `deadline`. False when the connection failed or did not answer: *results holds what came.
+  // Each statement text is prepared once per connection (its Parse goes out in the same
+  // pipeline, before its first use), so the server neither parses it again nor, once its plan
+  // is cached, plans it again.
   bool Pipeline(const std::vector<PgStatement>& statements, std::vector<PGresult*>* results,
                 absl::Time deadline, const std::function<bool()>& give_up);
   // An idle connection the server has not closed (a restart closes every one): whatever the
@@ -68,7 +72,18 @@ class PgConnection {
   bool FlushOutput(absl::Time deadline, const std::function<bool()>& give_up);
   // Reads one statement's results up to libpq's end marker: the first error, else the last.
   bool Collect(absl::Time deadline, const std::function<bool()>& give_up, PGresult** out);
+  // Queues `st`: by its prepared name, preparing it first when it is new (*preparing: the name,
+  // prepared once its Parse is answered). False when libpq refused to queue it.
+  bool SendStatement(const PgStatement& st, std::string* preparing);
+  // Collects the answers of one statement queued by SendStatement into *results.
+  bool CollectStatement(const PgStatement& st, const std::string& preparing, absl::Time deadline,
+                        const std::function<bool()>& give_up, std::vector<PGresult*>* results);
+  // At most this many statement texts are prepared per connection; others go unnamed.
+  static constexpr size_t kMaxPrepared = 256;
   PGconn* conn_;
+  std::map<std::string, std::string> prepared_;   // statement text -> its name on this connection
+  std::map<std::string, std::string> preparing_;  // ... whose Parse is in the current pipeline
+  int64_t names_ = 0;
 };
 
 namespace {
@@ -149,6 +164,46 @@ bool PgConnection::Collect(absl::Time deadline, const std::function<bool()>& giv
   return kept != nullptr;
 }
 
+bool PgConnection::SendStatement(const PgStatement& st, std::string* preparing) {
+  const int n = static_cast<int>(st.values.size());
+  const std::string* name = nullptr;
+  if (auto it = prepared_.find(st.sql); it != prepared_.end()) {
+    name = &it->second;
+  } else if (auto p = preparing_.find(st.sql); p != preparing_.end()) {
+    name = &p->second;  // Being prepared in this pipeline: its Parse goes out first.
+  } else if (prepared_.size() + preparing_.size() < kMaxPrepared) {
+    *preparing = absl::StrCat("sh", ++names_);
+    if (PQsendPrepare(conn_, preparing->c_str(), st.sql, n, nullptr) != 1) return false;
+    name = &preparing_.emplace(st.sql, *preparing).first->second;
+  }
+  if (name == nullptr) {
+    return PQsendQueryParams(conn_, st.sql, n, nullptr, st.values.data(), nullptr, nullptr, 0) == 1;
+  }
+  return PQsendQueryPrepared(conn_, name->c_str(), n, st.values.data(), nullptr, nullptr, 0) == 1;
+}
+
+bool PgConnection::CollectStatement(const PgStatement& st, const std::string& preparing,
+                                    absl::Time deadline, const std::function<bool()>& give_up,
+                                    std::vector<PGresult*>* results) {
+  PGresult* parsed = nullptr;
+  if (!preparing.empty()) {
+    if (!Collect(deadline, give_up, &parsed)) return false;
+    if (PQresultStatus(parsed) == PGRES_COMMAND_OK) {
+      prepared_.emplace(st.sql, preparing);
+      PQclear(parsed);
+      parsed = nullptr;
+    }
+  }
+  PGresult* res = nullptr;
+  const bool got = Collect(deadline, give_up, &res);
+  if (parsed != nullptr) {  // The Parse failed (or was skipped): its answer is the statement's.
+    PQclear(res);
+    res = parsed;
+  }
+  if (res != nullptr) results->push_back(res);
+  return got;
+}
+
 bool PgConnection::Pipeline(const std::vector<PgStatement>& statements,
                             std::vector<PGresult*>* results, absl::Time deadline,
                             const std::function<bool()>& give_up) {
@@ -157,17 +212,14 @@ bool PgConnection::Pipeline(const std::vector<PgStatement>& statements,
     return false;
   };
   if (PQenterPipelineMode(conn_) != 1) return failed();
-  for (const PgStatement& st : statements) {
-    if (PQsendQueryParams(conn_, st.sql, static_cast<int>(st.values.size()), nullptr,
-                          st.values.data(), nullptr, nullptr, 0) != 1) {
-      return failed();
-    }
+  std::vector<std::string> preparing(statements.size());
+  preparing_.clear();
+  for (size_t i = 0; i < statements.size(); ++i) {
+    if (!SendStatement(statements[i], &preparing[i])) return failed();
   }
   if (PQpipelineSync(conn_) != 1 || !FlushOutput(deadline, give_up)) return failed();
   for (size_t i = 0; i < statements.size(); ++i) {
-    PGresult* res = nullptr;
-    const bool got = Collect(deadline, give_up, &res);
-    if (res != nullptr) results->push_back(res);
+    const bool got = CollectStatement(statements[i], preparing[i], deadline, give_up, results);
     if (!got || PQstatus(conn_) != CONNECTION_OK) return failed();
   }
   while (PQisBusy(conn_)) {

@@ -155,6 +155,54 @@ TEST(PgPool, StatementsSentTogetherTakeOneRoundTripWithBeginAndCommit) {
   EXPECT_EQ(query.count(), 1);
 }
 
+// Issue 13: each statement text is prepared once per connection. A statement first prepared in a
+// transaction that then fails (its Parse answered, or skipped after the failure), used twice in
+// one pipeline, or with a syntax error is answered as before, and works again afterwards; the
+// server parses each text once per connection.
+TEST(PgPool, StatementsArePreparedOncePerConnectionWhateverTheirTransactionsDo) {
+  auto& s = TestServers::Get();
+  PgOptions options = s.PgOptionsFor(s.NewDatabase("prep"));
+  options.pool_size = 1;  // one connection: every transaction below reuses it
+  auto made = PgPool::Connect(options, nullptr);
+  ASSERT_TRUE(made.ok());
+  PgPool& pool = **made;
+  ASSERT_TRUE(pool.Migrate(TestMigrations()).ok());
+  const char* insert = "INSERT INTO items (id, n) VALUES ($1, $2)";
+  const char* later = "UPDATE items SET n = n + $2 WHERE id = $1";
+  absl::Status failed = pool.Transact([&](PgTx& tx) -> absl::Status {
+    (void)tx.Send(insert, {"q1", int64_t{1}});
+    (void)tx.Send(insert, {"seed", int64_t{1}});  // duplicate key: fails the pipeline
+    (void)tx.Send(later, {"q1", int64_t{5}});     // its Parse skipped
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(failed.code(), absl::StatusCode::kAlreadyExists) << failed;
+  absl::Status bad = pool.Transact([&](PgTx& tx) { return tx.Exec("SELEC 1").status(); });
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInternal) << bad;  // syntax error, as before
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(pool.Transact([&](PgTx& tx) -> absl::Status {
+                      (void)tx.Send(insert, {absl::StrCat("r", round, "a"), int64_t{1}});
+                      (void)tx.Send(insert, {absl::StrCat("r", round, "b"), int64_t{2}});
+                      (void)tx.Send(later, {absl::StrCat("r", round, "a"), int64_t{10}});
+                      return absl::OkStatus();
+                    })
+                    .ok());
+  }
+  auto sum = pool.Query("SELECT sum(n) AS s, count(*) AS c FROM items WHERE id LIKE 'r%'");
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->Int64(0, "s"), 3 * 13);
+  EXPECT_EQ(sum->Int64(0, "c"), 6);
+  auto q1 = pool.Query("SELECT count(*) AS c FROM items WHERE id = 'q1'");
+  ASSERT_TRUE(q1.ok());
+  EXPECT_EQ(q1->Int64(0, "c"), 0);  // rolled back
+  auto names = pool.Query(
+      "SELECT count(*) FILTER (WHERE statement LIKE 'INSERT INTO items%') AS inserts, "
+      "count(*) FILTER (WHERE statement LIKE 'UPDATE items%') AS updates FROM "
+      "pg_prepared_statements");
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_EQ(names->Int64(0, "inserts"), 1);
+  EXPECT_EQ(names->Int64(0, "updates"), 1);
+}
+
 // A failure in the middle of a pipeline: the statement's own error (mapped as ever), every later
 // one skipped with that error, nothing of the transaction committed, and nothing sent after it.
 TEST(PgPool, AFailureInsideAPipelineRollsBackEverythingWithItsOwnCode) {

@@ -464,22 +464,29 @@ absl::Status BedsStore::SetDischarged(PgTx& tx, absl::string_view id, absl::Time
 
 void BedsStore::AppendEvent(PgTx& tx, absl::string_view county_fips, absl::string_view reason,
                             const v1::BedAvailability& availability, absl::Time now) {
-  // Event sequence numbers must commit in order, or a watcher that has seen seq N could miss a
-  // seq below N that commits later. Every change takes this lock as its last lock (re-entrant
-  // within the transaction), so appends are serialized until commit.
-  (void)tx.Send("SELECT pg_advisory_xact_lock(7411230002)");
+  // No lock orders the writers (migration 005): the event is numbered after a shared advisory
+  // lock keyed by the sequence's last value marks this transaction as a writer whose number is
+  // above it, until it ends; readers stop below the lowest marker still held. The CTE runs
+  // first: the marker is held before the number is taken.
   (void)tx.Send(
-      "INSERT INTO availability_events (facility_id, county_fips, reason, payload, at) "
-      "VALUES ($1, $2, $3, $4, $5)",
+      "WITH marker AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared("
+      "coalesce(pg_sequence_last_value('availability_events_seq_seq'), 0)) IS NULL AS held) "
+      "INSERT INTO availability_events (seq, facility_id, county_fips, reason, payload, at) "
+      "SELECT nextval('availability_events_seq_seq'), $1, $2, $3, $4, $5 FROM marker",
       {availability.facility_id(), county_fips, reason,
        PgParam::Bytea(availability.SerializeAsString()), PgTime(now)});
 }
 
+// Events up to the safe horizon only, read by a statement that starts after the horizon was
+// taken (READ COMMITTED: its own snapshot), so every event at or below it that committed is
+// seen; both go out in one round trip.
 absl::StatusOr<std::vector<StoredEvent>> BedsStore::EventsAfter(PgTx& tx, int64_t after_seq,
                                                                 int limit) {
+  (void)tx.Send(
+      "SELECT set_config('safeharbor.events_horizon', availability_events_horizon()::text, true)");
   auto r = tx.Exec(
       "SELECT seq, county_fips, reason, payload FROM availability_events WHERE seq > $1 "
-      "ORDER BY seq LIMIT $2",
+      "AND seq <= current_setting('safeharbor.events_horizon')::bigint ORDER BY seq LIMIT $2",
       {after_seq, int32_t{limit}});
   if (!r.ok()) return r.status();
   std::vector<StoredEvent> out(static_cast<size_t>(r->rows()));
@@ -495,8 +502,9 @@ absl::StatusOr<std::vector<StoredEvent>> BedsStore::EventsAfter(PgTx& tx, int64_
   return out;
 }
 
+// Where a watch "from now" starts: the safe horizon.
 absl::StatusOr<int64_t> BedsStore::LastEventSeq(PgTx& tx) {
-  auto r = tx.Exec("SELECT coalesce(max(seq), 0) AS s FROM availability_events");
+  auto r = tx.Exec("SELECT availability_events_horizon() AS s");
   if (!r.ok()) return r.status();
   return r->Int64(0, "s");
 }

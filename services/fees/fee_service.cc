@@ -471,21 +471,35 @@ void FeeServiceImpl::CountPayment(const v1::Payment& p) {
 absl::Status FeeServiceImpl::RecordPayment(CallContext& ctx, const v1::RecordPaymentRequest& req,
                                            v1::RecordPaymentResponse* resp) {
   // Recipients are looked up before the transaction: no connection is held during the call.
-  // One round trip: the statement goes out with BEGIN and COMMIT, its answer read after.
-  std::optional<PgPendingAs<std::string>> jurisdiction;
-  SH_RETURN_IF_ERROR(pg_->Transact(
-      [&](PgTx& tx) {
-        jurisdiction.emplace(FeeStore::SendJurisdiction(tx, req.assessment_id()));
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true));
-  SH_ASSIGN_OR_RETURN(const std::string where, jurisdiction->Get());
+  SH_ASSIGN_OR_RETURN(const std::string where, JurisdictionOf(req.assessment_id()));
   SH_ASSIGN_OR_RETURN(const auto providers, recipients_->LocalProviders(where));
   const std::string payment_id = NewId("pay");
   SH_RETURN_IF_ERROR(
       ctx.Transact([&](PgTx& tx) { return Pay(ctx, tx, req, providers, payment_id, resp); }));
   if (!ctx.replayed()) CountPayment(resp->payment());
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FeeServiceImpl::JurisdictionOf(const std::string& assessment_id) {
+  {
+    std::lock_guard<std::mutex> lock(jurisdictions_mu_);
+    if (auto it = jurisdictions_.find(assessment_id); it != jurisdictions_.end()) {
+      return it->second;
+    }
+  }
+  // One round trip: the statement goes out with BEGIN and COMMIT, its answer read after.
+  std::optional<PgPendingAs<std::string>> jurisdiction;
+  SH_RETURN_IF_ERROR(pg_->Transact(
+      [&](PgTx& tx) {
+        jurisdiction.emplace(FeeStore::SendJurisdiction(tx, assessment_id));
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true));
+  SH_ASSIGN_OR_RETURN(std::string where, jurisdiction->Get());
+  std::lock_guard<std::mutex> lock(jurisdictions_mu_);
+  if (jurisdictions_.size() >= kMaxJurisdictions) jurisdictions_.clear();
+  jurisdictions_[assessment_id] = where;
+  return where;
 }
 
 absl::Status FeeServiceImpl::Reverse(CallContext& ctx, PgTx& tx,

@@ -5,6 +5,11 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
 #include "common/clock.h"
 #include "common/counties.h"
 #include "common/pg.h"
@@ -76,6 +81,11 @@ class FeeServiceImpl final : public RpcService {
   absl::Status Reverse(CallContext& ctx, PgTx& tx, const v1::ReversePaymentRequest& req,
                        v1::ReversePaymentResponse* resp);
   void CountPayment(const v1::Payment& p);
+  // The assessment's jurisdiction (NOT_FOUND when there is none), read in a transaction of its
+  // own the first time. Assessments never change (the table is append-only), so it is kept:
+  // later payments on the assessment skip that round trip. At most kMaxJurisdictions kept.
+  absl::StatusOr<std::string> JurisdictionOf(const std::string& assessment_id);
+  static constexpr size_t kMaxJurisdictions = 100000;
 
   PgPool* pg_;
   const RecipientSource* recipients_;
@@ -86,6 +96,8 @@ class FeeServiceImpl final : public RpcService {
   prometheus::Family<prometheus::Counter>& collected_;
   prometheus::Family<prometheus::Counter>& disbursed_;
   prometheus::Gauge& suspense_;
+  std::mutex jurisdictions_mu_;
+  std::map<std::string, std::string> jurisdictions_ ABSL_GUARDED_BY(jurisdictions_mu_);
 };
 
 }  // namespace safeharbor::fees

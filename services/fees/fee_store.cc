@@ -263,7 +263,7 @@ absl::Status FeeStore::InsertPayment(PgTx& tx, const v1::Payment& p) {
   SH_ASSIGN_OR_RETURN(const absl::CivilDay day, ToCivilDay(p.paid_date(), "paid_date"));
   (void)tx.Send(
       "INSERT INTO payments (id, assessment_id, amount_cents, paid_date, policy_id, txn_id) "
-      "VALUES ($1, $2, $3, $4::date, $5, currval(pg_get_serial_sequence('ledger_txns', 'id')))",
+      "VALUES ($1, $2, $3, $4::date, $5, currval('ledger_txns_id_seq'))",
       {p.id(), p.assessment_id(), p.amount_cents(), Day(day), p.policy_id()});
   return absl::OkStatus();
 }
@@ -316,7 +316,7 @@ absl::StatusOr<std::vector<v1::Payment>> FeeStore::PaymentsOf(PgTx& tx,
 absl::Status FeeStore::InsertReversal(PgTx& tx, absl::string_view payment_id, absl::CivilDay date) {
   auto r = tx.Exec(
       "INSERT INTO reversals (payment_id, reversed_date, txn_id) "
-      "VALUES ($1, $2::date, currval(pg_get_serial_sequence('ledger_txns', 'id')))",
+      "VALUES ($1, $2::date, currval('ledger_txns_id_seq'))",
       {payment_id, Day(date)});
   if (r.status().code() == absl::StatusCode::kAlreadyExists) {
     return absl::FailedPreconditionError(

@@ -82,13 +82,14 @@ absl::Status ReferralChanges::Store(PgTx& tx, v1::Referral& r, const v1::Referra
     t.set_reason(reason);
   }
   SH_RETURN_IF_ERROR(ReferralStore::Update(tx, &r, moved ? &t : nullptr, now));
+  // Sent with the next wait or the commit (a failure fails the transaction there): no round
+  // trip of their own.
   for (const std::string& provider : ProvidersConcerned(before, r)) {
-    SH_RETURN_IF_ERROR(
-        ReferralStore::AppendEvent(tx, provider, ProviderViewOf(r, provider), now).status());
+    (void)ReferralStore::SendEvent(tx, provider, ProviderViewOf(r, provider), now);
     // The profile reaches this provider's watch stream: a disclosure, audited as such.
     Caller reader{provider, Role::kProvider, ""};
-    SH_RETURN_IF_ERROR(ReferralStore::Audit(tx, reader, "disclosed_on_watch", r.id(),
-                                            v1::ReferralStatus_Name(r.status()), now));
+    (void)ReferralStore::SendAudit(tx, reader, "disclosed_on_watch", r.id(),
+                                   v1::ReferralStatus_Name(r.status()), now);
   }
   return absl::OkStatus();
 }
@@ -147,7 +148,9 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
   v1::Referral stored = r;
   stored.mutable_youth()->clear_identifying();
   SH_RETURN_IF_ERROR(Store(tx, stored, before, actor_caller, change.reason, now));
-  SH_RETURN_IF_ERROR(ReferralStore::Audit(tx, actor_caller, action, r.id(), change.reason, now));
+  // With the commit, like the watch events: the offers' provider_load counters stay locked
+  // for as few round trips as possible.
+  (void)ReferralStore::SendAudit(tx, actor_caller, action, r.id(), change.reason, now);
   *stored.mutable_youth()->mutable_identifying() = r.youth().identifying();
   a.out = std::move(stored);
   return absl::OkStatus();

@@ -318,25 +318,38 @@ absl::StatusOr<std::map<std::string, int32_t>> ReferralStore::ProviderLoad(
   return out;
 }
 
-absl::StatusOr<int64_t> ReferralStore::AppendEvent(PgTx& tx, absl::string_view provider_org,
-                                                   const v1::Referral& view, absl::Time now) {
-  // Sequence numbers must commit in order or a watcher could skip one: appends are serialized
-  // by this lock until commit, and numbered without gaps.
-  if (auto l = tx.Exec("SELECT pg_advisory_xact_lock(7411230004)"); !l.ok()) return l.status();
-  auto r = tx.Exec(
+// No lock serializes appends (migration 010): the event is numbered from the sequence after a
+// shared advisory lock keyed by the sequence's last value marks this transaction as a writer
+// whose number is above it, until it ends; readers stop below the lowest marker still held. The
+// CTEs run in order: the marker is held before the number is taken.
+PgPending ReferralStore::SendEvent(PgTx& tx, absl::string_view provider_org,
+                                   const v1::Referral& view, absl::Time now) {
+  return tx.Send(
+      "WITH marker AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared("
+      "coalesce(pg_sequence_last_value('referral_events_seq'), 0)) IS NULL AS held), "
+      "numbered AS MATERIALIZED (SELECT nextval('referral_events_seq') AS seq FROM marker) "
       "INSERT INTO referral_events (seq, provider_org, referral_id, at, payload) "
-      "SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4 FROM referral_events RETURNING seq",
+      "SELECT seq, $1, $2, $3, $4 FROM numbered RETURNING seq",
       {provider_org, view.id(), PgTime(now), PgParam::Bytea(view.SerializeAsString())});
-  if (!r.ok()) return r.status();
-  return r->Int64(0, "seq");
 }
 
+absl::StatusOr<int64_t> ReferralStore::AppendEvent(PgTx& tx, absl::string_view provider_org,
+                                                   const v1::Referral& view, absl::Time now) {
+  SH_ASSIGN_OR_RETURN(PgResult r, SendEvent(tx, provider_org, view, now).Get());
+  return r.Int64(0, "seq");
+}
+
+// Events up to the safe horizon only (migration 010), read by a statement that starts after the
+// horizon was taken (READ COMMITTED: its own snapshot), so every event at or below it that
+// committed is seen; both go out in one round trip.
 absl::StatusOr<std::vector<ReferralStore::Event>> ReferralStore::EventsAfter(PgTx& tx,
                                                                              int64_t after_seq,
                                                                              int limit) {
+  (void)tx.Send(
+      "SELECT set_config('safeharbor.events_horizon', referral_events_horizon()::text, true)");
   auto r = tx.Exec(
-      "SELECT seq, provider_org, payload FROM referral_events WHERE seq > $1 ORDER BY seq "
-      "LIMIT $2",
+      "SELECT seq, provider_org, payload FROM referral_events WHERE seq > $1 "
+      "AND seq <= current_setting('safeharbor.events_horizon')::bigint ORDER BY seq LIMIT $2",
       {after_seq, int32_t{limit}});
   if (!r.ok()) return r.status();
   std::vector<Event> out(static_cast<size_t>(r->rows()));
@@ -351,8 +364,10 @@ absl::StatusOr<std::vector<ReferralStore::Event>> ReferralStore::EventsAfter(PgT
   return out;
 }
 
+// Where a watch "from now" starts: the safe horizon (an event below it still in flight is
+// delivered when it commits).
 absl::StatusOr<int64_t> ReferralStore::LastEventSeq(PgTx& tx) {
-  auto r = tx.Exec("SELECT coalesce(max(seq), 0) AS s FROM referral_events");
+  auto r = tx.Exec("SELECT referral_events_horizon() AS s");
   if (!r.ok()) return r.status();
   return r->Int64(0, "s");
 }

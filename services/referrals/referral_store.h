@@ -96,7 +96,12 @@ class ReferralStore {
   static absl::StatusOr<std::map<std::string, int32_t>> ProviderLoad(
       PgTx& tx, const std::vector<std::string>& provider_orgs);
 
-  // WatchReferrals events: one per provider concerned, payload = that provider's view.
+  // WatchReferrals events: one per provider concerned, payload = that provider's view. No lock
+  // orders the writers; EventsAfter and LastEventSeq read only up to the safe horizon (every
+  // event at or below it committed or rolled back for good). SendEvent goes out with the next
+  // wait; AppendEvent waits for the sequence number.
+  static PgPending SendEvent(PgTx& tx, absl::string_view provider_org, const v1::Referral& view,
+                             absl::Time now);
   static absl::StatusOr<int64_t> AppendEvent(PgTx& tx, absl::string_view provider_org,
                                              const v1::Referral& view, absl::Time now);
   struct Event {
