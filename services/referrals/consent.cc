@@ -57,6 +57,11 @@ namespace {
 
 constexpr uint32_t kUnknownScope = 1u << 31;
 
+ConsentGiver GiverOf(const v1::Consent& consent) {
+  return consent.giver() == v1::Consent::GIVER_GUARDIAN ? ConsentGiver::kGuardian
+                                                        : ConsentGiver::kYouth;
+}
+
 uint32_t ScopeBits(const v1::Consent& consent) {
   uint32_t bits = 0;
   for (int scope : consent.scopes()) {
@@ -71,8 +76,7 @@ uint32_t ScopeBits(const v1::Consent& consent) {
 Consent ConsentFromProto(const v1::Consent& consent, int32_t age_years, absl::Time now,
                          const ConsentPolicy& policy) {
   Consent c;
-  c.giver = consent.giver() == v1::Consent::GIVER_GUARDIAN ? ConsentGiver::kGuardian
-                                                           : ConsentGiver::kYouth;
+  c.giver = GiverOf(consent);
   c.youth_age_years = age_years;
   c.scopes = ScopeBits(consent);
   c.given_at = now;
@@ -83,8 +87,7 @@ Consent ConsentFromProto(const v1::Consent& consent, int32_t age_years, absl::Ti
 
 Consent StoredConsent(const v1::Consent& stored, int32_t age_years) {
   Consent c;
-  c.giver = stored.giver() == v1::Consent::GIVER_GUARDIAN ? ConsentGiver::kGuardian
-                                                          : ConsentGiver::kYouth;
+  c.giver = GiverOf(stored);
   c.youth_age_years = age_years;
   c.scopes = ScopeBits(stored);
   c.given_at = FromProtoTime(stored.give_time());
