@@ -25,6 +25,12 @@ ABSL_FLAG(int, handoff_deadline_s, 4 * 3600,
           "From acceptance to the hand-off deadline: an accepted placement's bed hold is extended "
           "to it, and past it the county's child-welfare office is told (60 to 28800; at most the "
           "beds service's --max_hold_extension_s).");
+// Issue 14, advocate response (branch advocate).
+ABSL_FLAG(int, advocate_response_target_s, 90 * 60,
+          "An urgent or emergency referral asking for CSEC advocacy alone (or its advocacy part) "
+          "is offered only to 24/7 advocacy services, and its advocate is due with the youth this "
+          "long after the call; past it with no arrival recorded, the county's on-call "
+          "child-welfare office is told (300 to 86400; LA County's norm is 90 minutes).");
 ABSL_FLAG(int, timer_interval_ms, 1000, "How often deadlines and waiting referrals are checked.");
 ABSL_FLAG(int, routing_workers, 4,
           "Threads routing waiting referrals (1-32), emergency first; each claims the next one "
@@ -189,6 +195,8 @@ int main(int argc, char** argv) {
   options.handoff_deadline =
       absl::Seconds(std::clamp(absl::GetFlag(FLAGS_handoff_deadline_s), 60, 8 * 3600));
   options.routing_workers = routing_workers;
+  options.advocate_response_target =
+      absl::Seconds(std::clamp(absl::GetFlag(FLAGS_advocate_response_target_s), 300, 86400));
   options.watch.replay_horizon = deps->config.watch_replay_horizon;
   options.watch.max_stream_age = deps->config.watch_max_stream_age;
   options.webhooks = WebhookOptionsFromFlags();

@@ -123,6 +123,7 @@ absl::StatusOr<std::vector<Option>> GrpcNetwork::FindServices(const v1::Referral
     o.category = s.category();
     o.routable = s.category() != dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER;
     o.csec_specialized = s.csec_specialized();
+    o.open_24_7 = s.schedule().open_24_7();
     o.languages.assign(s.languages().begin(), s.languages().end());
     o.distance_meters = m.distance_meters();
     o.location_id = s.location_id();

@@ -49,6 +49,10 @@ struct ReferralOptions {
   WebhookOptions webhooks;
   // Consent to identifying details and how long they are kept (retention.h).
   ConsentPolicy consent;
+  // Issue 14, advocate response (branch advocate; advocate.h): an urgent or emergency advocacy
+  // referral's advocate is due with the youth this long after the call (the referral's
+  // creation); past it with no arrival recorded, the county's on-call office is told.
+  absl::Duration advocate_response_target = absl::Seconds(5400);
 };
 
 // The options as the service uses them: the webhooks' hand-off window is the one hand-off

@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "common/validate.h"
 #include "services/referrals/access.h"
+#include "services/referrals/advocate.h"
 #include "services/referrals/fhir.h"
 #include "services/referrals/hold_follower.h"
 #include "services/referrals/referral_store.h"
@@ -146,7 +147,19 @@ void ReferralServiceImpl::Methods() {
                                .idempotency = Idempotency::kByState}),
                  .validate = ValidateStatutoryFiling);
   WebhookMethods();
+  AdvocateMethods();
   Seal();
+}
+
+// Issue 14, advocate response (advocate.h): the accepting provider records its advocate's arrival;
+// who may is decided on the stored row (CanRecordArrival), a retry finds the first arrival.
+void ReferralServiceImpl::AdvocateMethods() {
+  SAFEHARBOR_RPC(
+      RecordAdvocateArrival,
+      (MethodPolicy{.roles = {Role::kProvider},
+                    .scope = Scope::kStored,
+                    .idempotency = Idempotency::kByState}),
+      .validate = [this](const auto& r) { return ValidateAdvocateArrival(r, clock_->Now()); });
 }
 
 // Webhooks: an organization's own endpoints (webhook_rpcs.cc).
@@ -221,6 +234,7 @@ v1::Referral ReferralServiceImpl::NewReferral(const Caller& c, const v1::CreateR
   *r.mutable_create_time() = ToProtoTime(now);
   *r.mutable_update_time() = ToProtoTime(now);
   *r.mutable_referrer_view_time() = ToProtoTime(now);
+  StampAdvocateTarget(r, options_.advocate_response_target);  // issue 14: from the call
   return r;
 }
 
@@ -679,6 +693,15 @@ absl::Status ReferralServiceImpl::RecordStatutoryFiling(CallContext& ctx,
     return ReferralStore::Audit(tx, ctx.caller(), "statutory_filing", r.id(), ClockName(clock),
                                 now);
   });
+}
+
+// Issue 14, advocate response: the advocate's arrival on an advocacy row (advocate.h).
+absl::Status ReferralServiceImpl::RecordAdvocateArrival(CallContext& ctx,
+                                                        const v1::RecordAdvocateArrivalRequest& req,
+                                                        v1::RecordAdvocateArrivalResponse* resp) {
+  SH_ASSIGN_OR_RETURN(const v1::Referral r, timers_.advocate().RecordArrival(ctx, req));
+  *resp->mutable_referral() = ProviderViewOf(r, ctx.caller().org_id);
+  return absl::OkStatus();
 }
 
 }  // namespace safeharbor::referrals

@@ -60,6 +60,8 @@ class ReferralServiceImpl final : public RpcService {
  private:
   void Methods();
   void WebhookMethods();  // the webhook RPCs' part of the method table
+  // Issue 14, advocate response.
+  void AdvocateMethods();
   absl::Status CreateReferral(CallContext& ctx, const v1::CreateReferralRequest& req,
                               v1::CreateReferralResponse* resp);
   absl::Status GetReferralFhir(CallContext& ctx, const v1::GetReferralFhirRequest& req,
@@ -110,6 +112,9 @@ class ReferralServiceImpl final : public RpcService {
   // Statutory timers (issue 14).
   absl::Status RecordStatutoryFiling(CallContext& ctx, const v1::RecordStatutoryFilingRequest& req,
                                      v1::RecordStatutoryFilingResponse* resp);
+  // Advocate response (issue 14, advocate.h).
+  absl::Status RecordAdvocateArrival(CallContext& ctx, const v1::RecordAdvocateArrivalRequest& req,
+                                     v1::RecordAdvocateArrivalResponse* resp);
 
   // The stored referral built from an intake request.
   v1::Referral NewReferral(const Caller& c, const v1::CreateReferralRequest& req,

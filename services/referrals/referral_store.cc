@@ -7,6 +7,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/stored_resource.h"
+#include "services/referrals/advocate.h"
 
 namespace safeharbor::referrals {
 
@@ -46,6 +47,7 @@ absl::Status ReferralStore::Insert(PgTx& tx, const v1::Referral& referral, const
        referral.has_acceptance_deadline() ? PgTime(FromProtoTime(referral.acceptance_deadline()))
                                           : PgParam(nullptr),
        PgParam::Bytea(body.SerializeAsString()), sealed, PgTime(now)});
+  SendAdvocateTarget(tx, referral);  // issue 14: the advocate response target's column
   return absl::OkStatus();
 }
 

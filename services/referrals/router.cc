@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "services/referrals/advocate.h"
 #include "services/referrals/referral_store.h"
 #include "services/referrals/requests.h"
 #include "services/referrals/routing.h"
@@ -180,7 +181,8 @@ absl::StatusOr<bool> Router::Route(const v1::Referral& r,
   Plan plan;
   plan.claim = claim;
   plan.asked_before = r.offers_size() > 0;
-  RoutingRequest request{&r.youth(), &r.safety(), r.county_fips(), r.urgency()};
+  RoutingRequest request{&r.youth(), &r.safety(), r.county_fips(), r.urgency(),
+                         HasAdvocateTarget(r)};
   plan.ranked = Rank(request, fresh);
   plan.window = AcceptanceWindow(r.urgency(), options_.deadlines);
   SH_RETURN_IF_ERROR(Choose(r, placement, fresh, plan));

@@ -26,6 +26,7 @@ std::vector<v1::Candidate> Rank(const RoutingRequest& req, const std::vector<Opt
       continue;  // Never a locked placement.
     }
     if (avoid_home_county && o.county_fips == req.county_fips) continue;
+    if (req.open_24_7_only && !o.open_24_7) continue;  // An advocate now, at any hour.
     std::vector<std::string> why;
     int64_t score = 0;
     if (o.csec_specialized) {
@@ -50,6 +51,7 @@ std::vector<v1::Candidate> Rank(const RoutingRequest& req, const std::vector<Opt
       why.push_back(absl::StrCat(o.active_referrals, " active referrals"));
     }
     if (avoid_home_county) why.push_back("outside the county where the exploiter is known");
+    if (req.open_24_7_only) why.push_back("open 24/7 (advocate response target)");
     scored.push_back({&o, static_cast<int32_t>(score), absl::StrJoin(why, "; ")});
   }
   std::sort(scored.begin(), scored.end(), [](const Scored& a, const Scored& b) {

@@ -26,6 +26,7 @@ struct Option {
   std::string county_fips;  // where the service is delivered
   int64_t distance_meters = 0;
   int32_t active_referrals = 0;  // current load at this provider: its open offers
+  bool open_24_7 = false;        // the directory's Schedule.open_24_7 (services only)
 };
 
 struct RoutingRequest {
@@ -33,6 +34,9 @@ struct RoutingRequest {
   const v1::SafetyFlags* safety;
   std::string county_fips;  // where the youth was identified
   v1::Urgency urgency = v1::URGENCY_ROUTINE;
+  // Issue 14, advocate response: only services open 24/7 (an urgent or emergency advocacy row,
+  // advocate.h's HasAdvocateTarget).
+  bool open_24_7_only = false;
 };
 
 // Eligible options, best first, with rank, score and explanation; deterministic.

@@ -104,6 +104,7 @@ Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges
       routing_(*registry),
       statutory_(pg, clock, options.webhooks, *registry),
       holds_(pg, clock, network, changes, options, registry),
+      advocate_(pg, clock, changes, options.webhooks, *registry),
       timers_(
           "referral_timers", options.tick, [this] { return Pass(/*route=*/false).status(); },
           registry),
@@ -202,6 +203,9 @@ absl::StatusOr<int> Timers::Pass(bool route) {
   }
   if (auto s = holds_.NoteOverdue(); !s.ok()) {
     log::Warn("handoff_overdue_deferred", {{"error", s.message()}});
+  }
+  if (auto s = advocate_.MarkMissed(options_.batch); !s.ok()) {  // issue 14
+    log::Warn("advocate_response_deferred", {{"error", s.status().message()}});
   }
   return routed;
 }
@@ -345,6 +349,7 @@ absl::Status Timers::RefreshGauges() {
           oldest = std::max(oldest, w.oldest_seconds);
         }
         metrics_->oldest_unrouted.Set(static_cast<double>(oldest));
+        SH_RETURN_IF_ERROR(advocate_.RefreshGauges(tx, now));  // issue 14
         return statutory_.RefreshGauges(tx, now);
       },
       Isolation::kReadCommitted, true);

@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/periodic.h"
 #include "common/pg.h"
+#include "services/referrals/advocate.h"
 #include "services/referrals/changes.h"
 #include "services/referrals/hold_follower.h"
 #include "services/referrals/metrics.h"
@@ -65,6 +66,8 @@ class Timers {
   absl::Status RefreshGauges();
   // The law's clocks (issue 14): started by the hand-off, fired by each pass.
   StatutoryTimers& statutory() { return statutory_; }
+  // Advocate response targets (issue 14): arrivals recorded by the RPC, misses marked each pass.
+  AdvocateResponse& advocate() { return advocate_; }
 
  private:
   // What became of one claim.
@@ -89,6 +92,8 @@ class Timers {
   RoutingMetrics routing_;
   StatutoryTimers statutory_;
   HoldFollower holds_;  // issue 14: accepted placements' holds extended; overdue hand-offs
+  // Issue 14: advocate response targets.
+  AdvocateResponse advocate_;
   PeriodicTask timers_;
   PeriodicTask gauges_;
 
