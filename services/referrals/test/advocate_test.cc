@@ -482,5 +482,26 @@ TEST_F(AdvocateTest, ArrivalIsRefusedToAnyoneButTheAcceptingProviderAndStoresNot
   ASSERT_TRUE(Arrive("prov-a", "provider", id, created + absl::Minutes(9)).ok());
 }
 
+// A closed row is neither recorded nor marked: cancelled after acceptance, past its target.
+TEST_F(AdvocateTest, AClosedRowIsNeitherRecordedNorMarkedMissed) {
+  const std::string id = Routed(v1::URGENCY_URGENT, "adv-closed");
+  ASSERT_TRUE(Accept("prov-a", id).ok());
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(id);
+  cancel.set_reason("reunited with family");
+  v1::CancelReferralResponse cancelled;
+  grpc::Status st = officer_->CancelReferral(Ctx().get(), cancel, &cancelled);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  clock_.Advance(absl::Minutes(91));
+  Timers();
+  ASSERT_TRUE(referrals_.service->RefreshGauges().ok());
+  EXPECT_EQ(Metric("safeharbor_referrals_advocate_responses_missed_total"), 0);
+  EXPECT_EQ(Metric("safeharbor_referrals_advocate_responses_overdue"), 0);
+  EXPECT_FALSE(AsChildWelfare(id).advocate_response_missed());
+  st = Arrive("prov-a", "provider", id, std::nullopt);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  EXPECT_FALSE(AsChildWelfare(id).has_advocate_arrival_time());
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals
