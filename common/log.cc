@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/proto_time.h"
 
 namespace safeharbor::log {
 namespace {
@@ -82,9 +83,8 @@ std::string JsonEscape(absl::string_view text) {
 
 void Event(Level level, absl::string_view event, Fields fields) {
   if (static_cast<int>(level) < g_min_level.load()) return;
-  std::string line = absl::StrCat(
-      "{\"ts\":\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-      "\",\"level\":\"", LevelName(level), "\"");
+  std::string line = absl::StrCat("{\"ts\":\"", Rfc3339Millis(absl::Now()), "\",\"level\":\"",
+                                  LevelName(level), "\"");
   {
     std::lock_guard<std::mutex> lock(g_mu);
     absl::StrAppend(&line, ",\"service\":\"", JsonEscape(g_service), "\"");

@@ -115,7 +115,9 @@ class RedisSubscriber {
   };
   RedisSubscriber(const RedisOptions& options, std::string channel, absl::Duration heartbeat,
                   Callbacks callbacks);
-  ~RedisSubscriber();  // stops and joins (within about 100 ms)
+  // Stops and joins: within about 100 ms while listening; while (re)connecting, after the
+  // connect or command in progress ends (options.connect_timeout, options.command_timeout).
+  ~RedisSubscriber();
 
   RedisSubscriber(const RedisSubscriber&) = delete;
   RedisSubscriber& operator=(const RedisSubscriber&) = delete;

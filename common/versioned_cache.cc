@@ -118,11 +118,15 @@ bool VersionedCache::Resubscribed() {
 }
 
 void VersionedCache::DropLocal(const char* cause, std::optional<bool> trusted) {
+  // Emptied by a swap under the lock and freed after it: readers on RPC threads (GetLocal)
+  // never wait for thousands of entries to be destroyed.
+  std::list<Entry> dropped;
+  std::unordered_map<std::string, std::list<Entry>::iterator> dropped_index;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++epoch_;
-    lru_.clear();
-    index_.clear();
+    dropped.swap(lru_);
+    dropped_index.swap(index_);
     bytes_ = 0;
     if (trusted.has_value()) trusted_ = *trusted;
     if (local_entries_ != nullptr) {

@@ -72,8 +72,7 @@ absl::StatusOr<absl::Time> ExtendedExpiry(const v1::Hold& hold, absl::Time reque
   requested = absl::FromUnixMicros(absl::ToUnixMicros(requested));  // as PostgreSQL keeps it
   if (requested < current) {
     return absl::FailedPreconditionError(
-        StrCat("expire_time is before the hold's current expiry (",
-               absl::FormatTime(absl::RFC3339_sec, current, absl::UTCTimeZone()),
+        StrCat("expire_time is before the hold's current expiry (", Rfc3339Seconds(current),
                "); a hold is never shortened (release it instead)"));
   }
   if (requested > now + max_extension) {

@@ -661,9 +661,7 @@ absl::Status BedsServiceImpl::ExtendHold(CallContext& ctx, const v1::ExtendHoldR
   CountHold("extended");
   log::Info("hold_extended",
             {{"hold_id", req.hold_id()},
-             {"expire_time",
-              absl::FormatTime(absl::RFC3339_sec, FromProtoTime(resp->hold().expire_time()),
-                               absl::UTCTimeZone())},
+             {"expire_time", Rfc3339Seconds(FromProtoTime(resp->hold().expire_time()))},
              {"by", ctx.caller().org_id}});
   return absl::OkStatus();
 }

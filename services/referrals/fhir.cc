@@ -62,7 +62,7 @@ Value OrganizationRef(absl::string_view org_id) {
 }
 
 std::string Instant(const google::protobuf::Timestamp& ts) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProtoTime(ts), absl::UTCTimeZone());
+  return Rfc3339Millis(FromProtoTime(ts));
 }
 
 const char* Priority(v1::Urgency u) {
@@ -302,11 +302,10 @@ absl::StatusOr<std::string> ReferralFhirBundle(const v1::Referral& view, absl::T
     entries.push_back(Entry(TaskOf(view, view.offers(i), i)));
   for (const auto& t : view.statutory_timers()) entries.push_back(Entry(TimerTaskOf(view, t)));
   entries.push_back(Entry(PatientOf(view)));
-  const Value bundle =
-      Obj({{"resourceType", Str("Bundle")},
-           {"type", Str("collection")},
-           {"timestamp", Str(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone()))},
-           {"entry", List(std::move(entries))}});
+  const Value bundle = Obj({{"resourceType", Str("Bundle")},
+                            {"type", Str("collection")},
+                            {"timestamp", Str(Rfc3339Millis(now))},
+                            {"entry", List(std::move(entries))}});
   std::string json;
   const auto status = google::protobuf::util::MessageToJsonString(bundle.struct_value(), &json);
   if (!status.ok()) return absl::InternalError("the FHIR bundle could not be written as JSON");

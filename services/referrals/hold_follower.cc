@@ -9,13 +9,6 @@
 #include "services/referrals/webhooks.h"
 
 namespace safeharbor::referrals {
-namespace {
-
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
-}
-
-}  // namespace
 
 absl::Status HoldFollowStore::SetHandoffDeadline(PgTx& tx, absl::string_view referral_id,
                                                  absl::Time deadline) {
@@ -209,8 +202,9 @@ absl::Status HoldFollower::Settle(const HoldFollowStore::Queued& q, ExtensionSte
   extensions_.Add({{"outcome", applies ? ExtensionStepLabel(step) : "moot"}}).Increment();
   if (!applies) return absl::OkStatus();
   if (extended) {
-    log::Info("bed_hold_extended",
-              {{"referral_id", r.id()}, {"hold_id", q.hold_id}, {"expire_time", Rfc3339(*answer)}});
+    log::Info("bed_hold_extended", {{"referral_id", r.id()},
+                                    {"hold_id", q.hold_id},
+                                    {"expire_time", Rfc3339Seconds(*answer)}});
     return absl::OkStatus();
   }
   // The county's office is alerted on this (SafeHarborBedHoldLost); no youth data here.
@@ -250,7 +244,7 @@ absl::Status HoldFollower::NoteOverdue() {
     log::Warn("handoff_overdue", {{"referral_id", o.referral_id},
                                   {"county_fips", o.county_fips},
                                   {"provider", o.provider_org},
-                                  {"deadline", Rfc3339(o.deadline)}});
+                                  {"deadline", Rfc3339Seconds(o.deadline)}});
   }
   return absl::OkStatus();
 }

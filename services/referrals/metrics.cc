@@ -18,6 +18,17 @@ prometheus::Family<prometheus::Gauge>& Gauge(prometheus::Registry& r, const char
 
 }  // namespace
 
+const char* UrgencyLabel(int urgency) {
+  switch (urgency) {
+    case v1::URGENCY_EMERGENCY:
+      return "emergency";
+    case v1::URGENCY_URGENT:
+      return "urgent";
+    default:
+      return "routine";
+  }
+}
+
 std::string StatusLabel(v1::ReferralStatus s) {
   return absl::AsciiStrToLower(absl::StripPrefix(v1::ReferralStatus_Name(s), "REFERRAL_STATUS_"));
 }
@@ -66,7 +77,9 @@ ReferralMetrics::ReferralMetrics(prometheus::Registry& r)
                                   "(the same path whatever state the referral is in).")
                               .Add({})),
       watchers(Gauge(r, "safeharbor_referrals_watchers", "Open WatchReferrals streams.").Add({})) {
-  for (const char* u : {"routine", "urgent", "emergency"}) created.Add({{"urgency", u}});
+  for (int u = v1::URGENCY_ROUTINE; u <= v1::URGENCY_EMERGENCY; ++u) {
+    created.Add({{"urgency", UrgencyLabel(u)}});
+  }
   for (const char* why : {"declined", "deadline"}) reroutes.Add({{"reason", why}});
   for (const char* d : {"directory", "beds", "other"}) routing_errors.Add({{"dependency", d}});
   for (int s = v1::REFERRAL_STATUS_REQUESTED; s <= v1::REFERRAL_STATUS_ESCALATED; ++s) {

@@ -15,6 +15,8 @@ namespace safeharbor::referrals {
 
 // "requested", "offered", ...: the status as a metric label.
 std::string StatusLabel(v1::ReferralStatus s);
+// "routine", "urgent", "emergency" (unspecified counts as routine): the urgency as a label.
+const char* UrgencyLabel(int urgency);
 
 struct ReferralMetrics {
   explicit ReferralMetrics(prometheus::Registry& registry);

@@ -275,8 +275,7 @@ absl::Status ReferralServiceImpl::CreateReferral(CallContext& ctx,
   }));
   if (ctx.replayed()) return absl::OkStatus();
   const v1::Urgency u = UrgencyOf(req);
-  metrics_.created.Add({{"urgency", absl::AsciiStrToLower(v1::Urgency_Name(u).substr(8))}})
-      .Increment();
+  metrics_.created.Add({{"urgency", UrgencyLabel(u)}}).Increment();
   log::Info("referral_created", {{"referral_id", id},
                                  {"county_fips", req.county_fips()},
                                  {"urgency", v1::Urgency_Name(u)},
@@ -531,8 +530,7 @@ absl::Status ReferralServiceImpl::WaitlistReferral(CallContext& ctx,
     *offer->mutable_respond_by() = ToProtoTime(until);
     *offer->mutable_waitlisted_until() = ToProtoTime(until);
     offer->set_decline_reason(req.reason());  // the free text beside the answer
-    ch.reason = absl::StrCat("waitlisted by ", org, " until ",
-                             absl::FormatTime(absl::RFC3339_sec, until, absl::UTCTimeZone()));
+    ch.reason = absl::StrCat("waitlisted by ", org, " until ", Rfc3339Seconds(until));
     if (!BackToRoutingIfUnanswered(r, &ch.holds_to_release)) return absl::OkStatus();
     ch.to = v1::REFERRAL_STATUS_REQUESTED;
     ch.as_system = true;

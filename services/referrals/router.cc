@@ -148,6 +148,14 @@ absl::Status Router::Choose(const v1::Referral& r, bool placement, const std::ve
             plan.claim);
       }));
       auto hold = network_->HoldBed(request_id, c, r.id(), r.referrer_organization_id(), hold_ttl);
+      if (!hold.ok() && !IsOutage(hold.status())) {
+        // Refused for good: nothing is held, so there is nothing to recover (a replay of the
+        // request on the next attempt could take a bed freed since, for nobody).
+        SH_RETURN_IF_ERROR(pg_->Transact([&](PgTx& tx) {
+          return ReferralStore::SetPendingHold(tx, r.id(), std::nullopt, plan.claim);
+        }));
+        plan.pending_written = false;
+      }
       if (hold.status().code() == absl::StatusCode::kFailedPrecondition) {
         ++bed_conflicts;  // Taken since the search: try the next.
         continue;

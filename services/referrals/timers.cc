@@ -38,17 +38,6 @@ absl::Status LapseOffers(v1::Referral& r, absl::Time now, Change& ch, bool* rero
   return absl::OkStatus();
 }
 
-const char* UrgencyLabel(int urgency) {
-  switch (urgency) {
-    case v1::URGENCY_EMERGENCY:
-      return "emergency";
-    case v1::URGENCY_URGENT:
-      return "urgent";
-    default:
-      return "routine";
-  }
-}
-
 }  // namespace
 
 RoutingMetrics::RoutingMetrics(prometheus::Registry& r)

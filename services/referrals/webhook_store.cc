@@ -186,8 +186,9 @@ absl::StatusOr<std::vector<FeedRow>> WebhookStore::ClaimFeed(PgTx& tx, int limit
   SH_ASSIGN_OR_RETURN(
       auto r, tx.Exec("SELECT id, kind, coalesce(event_seq, 0) AS event_seq, referral_id, "
                       "coalesce(org_id, '') AS org_id, coalesce(county_fips, '') AS county_fips, "
-                      "coalesce(ref, 0) AS ref FROM webhook_feed ORDER BY id LIMIT $1 "
-                      "FOR UPDATE SKIP LOCKED",
+                      "coalesce(ref, 0) AS ref, coalesce((SELECT t.at FROM transitions t WHERE "
+                      "t.id = webhook_feed.ref), created) AS occurred FROM webhook_feed "
+                      "ORDER BY id LIMIT $1 FOR UPDATE OF webhook_feed SKIP LOCKED",
                       {int32_t{limit}}));
   std::vector<FeedRow> out(static_cast<size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) {
@@ -199,6 +200,7 @@ absl::StatusOr<std::vector<FeedRow>> WebhookStore::ClaimFeed(PgTx& tx, int limit
     f.org_id = r.String(i, "org_id");
     f.county_fips = r.String(i, "county_fips");
     f.ref = r.Int64(i, "ref");
+    f.occurred = r.Time(i, "occurred");
   }
   return out;
 }
@@ -212,7 +214,7 @@ absl::StatusOr<std::optional<v1::Referral>> WebhookStore::EventView(PgTx& tx, in
   if (r.rows() == 0) return std::optional<v1::Referral>();
   v1::Referral view;
   if (!view.ParseFromString(r.Bytea(0, "payload"))) {
-    return absl::InternalError("stored referral event is unreadable");
+    return absl::DataLossError("stored referral event is unreadable");
   }
   return std::optional<v1::Referral>(std::move(view));
 }
@@ -433,11 +435,10 @@ absl::StatusOr<int32_t> WebhookStore::Replay(PgTx& tx, absl::string_view org,
               {org, PgTime(now), PgTime(now - limits.window)}));
   const int64_t left = limits.per_window - budget.Int64(0, "replayed");
   if (left <= 0) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "at most ", limits.per_window, " dead letters replayed per organization per ",
-        absl::FormatDuration(limits.window), "; try again after ",
-        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", budget.Time(0, "window_start") + limits.window,
-                         absl::UTCTimeZone())));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("at most ", limits.per_window, " dead letters replayed per organization per ",
+                     absl::FormatDuration(limits.window), "; try again after ",
+                     Rfc3339Seconds(budget.Time(0, "window_start") + limits.window)));
   }
   SH_ASSIGN_OR_RETURN(
       auto r, tx.Exec("UPDATE webhook_deliveries d SET state = 0, attempts = 0, next_attempt = $3, "

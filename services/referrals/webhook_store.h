@@ -35,6 +35,8 @@ struct FeedRow {
   std::string org_id;
   std::string county_fips;
   int64_t ref = 0;
+  // When the change happened: the escalation's transition time (escalated); else the row's.
+  absl::Time occurred;
 };
 
 struct SubscriptionTarget {

@@ -76,7 +76,10 @@ WebhookMetrics::WebhookMetrics(prometheus::Registry& r)
                                  "Directory look-ups of a webhook subscriber that failed (its "
                                  "deliveries wait until the directory answers).")),
       pruned(OneCounter(r, "safeharbor_webhook_pruned_total",
-                        "Finished webhook deliveries deleted by retention.")) {
+                        "Finished webhook deliveries deleted by retention.")),
+      feed_unreadable(OneCounter(r, "safeharbor_webhook_feed_unreadable_total",
+                                 "Change-feed rows skipped because the event they point to could "
+                                 "not be read (nobody was told of that change by webhook).")) {
   for (const char* outcome : {"delivered", "retried", "dead", "obsolete", "withheld"}) {
     deliveries.Add({{"outcome", outcome}});
   }
@@ -118,11 +121,13 @@ WebhookWorker::WebhookWorker(PgPool* pg, const Clock* clock, const Sealer* seale
 WebhookWorker::~WebhookWorker() { Stop(); }
 
 void WebhookWorker::Start() {
+  stopping_ = false;
   for (auto& t : tasks_) t->Start();
   for (PeriodicTask* t : {feed_.get(), standing_.get(), gauges_.get()}) t->Start();
 }
 
 void WebhookWorker::Stop() {
+  stopping_ = true;  // before joining any: every round sees it at its next step
   for (auto& t : tasks_) t->Stop();
   for (PeriodicTask* t : {feed_.get(), standing_.get(), gauges_.get()}) t->Stop();
 }
@@ -142,7 +147,7 @@ absl::Status WebhookWorker::Maintain() {
 absl::Status WebhookWorker::DeriveRow(PgTx& tx, const FeedRow& row, absl::Time now) {
   if (row.kind == "escalated") {
     SH_ASSIGN_OR_RETURN(const auto targets, WebhookStore::ForCounty(tx, row.county_fips));
-    const WebhookEvent e = EscalationEvent(row.referral_id, row.ref, now);
+    const WebhookEvent e = EscalationEvent(row.referral_id, row.ref, row.occurred, now);
     for (const SubscriptionTarget& t : targets) {
       if (!t.Wants(e.type)) continue;
       SH_RETURN_IF_ERROR(WebhookStore::Enqueue(tx, t, e, now, options_.retry_window));
@@ -169,7 +174,17 @@ absl::StatusOr<int> WebhookWorker::DeriveOnce() {
     const absl::Time now = clock_->Now();
     SH_ASSIGN_OR_RETURN(const auto rows, WebhookStore::ClaimFeed(tx, options_.batch));
     for (const FeedRow& row : rows) {
-      SH_RETURN_IF_ERROR(DeriveRow(tx, row, now));
+      const absl::Status derived = DeriveRow(tx, row, now);
+      // An event that cannot be read (a stored body that does not parse, before any statement
+      // failed) is skipped, counted and logged, so that one bad row does not stop the feed for
+      // everyone behind it. Any other error (the database) retries the whole batch.
+      if (absl::IsDataLoss(derived)) {
+        metrics_.feed_unreadable.Increment();
+        log::Error("webhook_feed_row_unreadable",
+                   {{"feed_id", absl::StrCat(row.id)}, {"referral_id", row.referral_id}});
+      } else if (!derived.ok()) {
+        return derived;
+      }
       SH_RETURN_IF_ERROR(WebhookStore::DeleteFeed(tx, row.id));
       ++consumed;
     }
@@ -203,7 +218,8 @@ absl::StatusOr<int> WebhookWorker::DeliverOnce() {
   policy.admit = [this](const std::string& sid) { return BreakerFor(sid)->Allow(); };
   std::map<std::string, int> served;
   int attempted = 0;
-  while (attempted < options_.batch && clock_->Now() - started < options_.round_budget) {
+  while (attempted < options_.batch && clock_->Now() - started < options_.round_budget &&
+         !stopping_) {
     SH_ASSIGN_OR_RETURN(const std::optional<ClaimedDelivery> d, ClaimOne(policy));
     if (!d.has_value()) break;
     ++attempted;
@@ -309,6 +325,7 @@ absl::StatusOr<int> WebhookWorker::RefreshStandingOnce() {
       Isolation::kReadCommitted, true));
   int answered = 0;
   for (const StandingTarget& t : due) {
+    if (stopping_) break;
     // A directory call: outside any transaction.
     const absl::StatusOr<SubscriberStanding> standing = directory_->Standing(t.org_id);
     if (!standing.ok() && standing.status().code() != absl::StatusCode::kNotFound) {

@@ -16,6 +16,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,7 @@ struct WebhookMetrics {
   prometheus::Gauge& open_breakers;      // endpoints skipped now (this replica)
   prometheus::Counter& standing_errors;  // the directory could not say (try again later)
   prometheus::Counter& pruned;           // deliveries deleted by retention
+  prometheus::Counter& feed_unreadable;  // feed rows skipped: their event could not be read
 };
 
 // The directory's word on a subscriber, now: NOT_FOUND when it no longer lists the organization;
@@ -75,6 +77,8 @@ class WebhookWorker {
   ~WebhookWorker();
 
   void Start();
+  // Bounded: the rounds in progress end after the request they are making (at most
+  // request_timeout), not after their round budget.
   void Stop();
   void Wake();        // a change committed: look at the feed now
   void Subscribed();  // a subscription was made: ask the directory about it now
@@ -115,6 +119,7 @@ class WebhookWorker {
   WebhookMetrics metrics_;
   std::mutex breakers_mu_;
   std::map<std::string, std::shared_ptr<Breaker>> breakers_ ABSL_GUARDED_BY(breakers_mu_);
+  std::atomic<bool> stopping_{false};                 // set first by Stop: rounds end early
   std::vector<std::unique_ptr<PeriodicTask>> tasks_;  // delivery rounds
   std::unique_ptr<PeriodicTask> feed_;                // the change feed, on its own
   std::unique_ptr<PeriodicTask> standing_;            // the directory's word on subscribers

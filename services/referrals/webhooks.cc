@@ -22,10 +22,6 @@
 namespace safeharbor::referrals {
 namespace {
 
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
-}
-
 // A JSON string literal (the values are ids and names of this service, but escaped all the same).
 std::string JsonString(absl::string_view s) {
   std::string out = "\"";
@@ -105,13 +101,14 @@ std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::s
   return out;
 }
 
-WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id, absl::Time now) {
+WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id,
+                             absl::Time occurred, absl::Time now) {
   WebhookEvent e;
   e.type = v1::WEBHOOK_EVENT_TYPE_ESCALATION_RECEIVED;
   e.event_id = WebhookEventId(
       {"escalation_received", std::string(referral_id), absl::StrCat(transition_id)});
   e.referral_id = std::string(referral_id);
-  e.occurred = now;
+  e.occurred = occurred;
   e.due = now;
   return e;
 }
@@ -140,8 +137,8 @@ std::string WebhookPayload(const WebhookEvent& event, absl::string_view organiza
       ",\"event_type\":", JsonString(WebhookEventName(event.type)),
       ",\"organization_id\":", JsonString(organization_id),
       ",\"referral_id\":", JsonString(event.referral_id), ",\"deadline\":",
-      event.deadline.has_value() ? JsonString(Rfc3339(*event.deadline)) : std::string("null"),
-      ",\"occurred_at\":", JsonString(Rfc3339(event.occurred)), "}");
+      event.deadline.has_value() ? JsonString(Rfc3339Millis(*event.deadline)) : std::string("null"),
+      ",\"occurred_at\":", JsonString(Rfc3339Millis(event.occurred)), "}");
 }
 
 std::string WebhookSignature(absl::string_view secret, int64_t timestamp, absl::string_view body) {

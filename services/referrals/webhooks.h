@@ -95,7 +95,9 @@ std::string WebhookEventId(const std::vector<std::string>& parts);
 std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::string_view provider,
                                                absl::Time now, const WebhookOptions& options);
 // A referral escalated (transition `transition_id`) to the child welfare of its county.
-WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id, absl::Time now);
+// `occurred`: when the referral was escalated (its transition's time), not when this was derived.
+WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id,
+                             absl::Time occurred, absl::Time now);
 
 // A statutory timer (`timer`: its ClockName) fell due unfiled at `due`: to the accepting provider
 // and the county's child welfare. One id per referral, timer and due time.

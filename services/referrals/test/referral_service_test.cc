@@ -2202,5 +2202,33 @@ TEST_F(ReferralTest, AnExtensionOfAReferralThatMovedOnIsDroppedNotAlerted) {
   EXPECT_EQ(Gauge("safeharbor_referrals_hold_extensions_total", "lost"), 0);
 }
 
+// Review #8: a HoldBed the beds service refused for good (here: a facility it does not know)
+// leaves no "about to be held" record behind, so the next attempt does not replay it (a replay
+// could take a bed freed since, for nobody).
+TEST_F(ReferralTest, ARefusedHoldLeavesNothingToReplay) {
+  for (const char* rid : {"r-a", "r-b"}) {  // the two real beds are held by earlier referrals
+    Create(Request(/*placement=*/true, rid));
+    ASSERT_EQ(Timers(), 1);
+  }
+  Option ghost;
+  ghost.provider_organization_id = "prov-a";
+  ghost.facility_id = "fac-ghost";
+  ghost.bed_type = beds::v1::BED_TYPE_GENERAL;
+  ghost.location_id = "main";
+  ghost.name = "Facility ghost";
+  ghost.category = dir::SERVICE_CATEGORY_HOPE_CENTER;
+  ghost.csec_specialized = true;
+  ghost.languages = {"en"};
+  ghost.county_fips = kKing;
+  network_->extra_beds = {ghost};
+  const std::string id = Create(Request(/*placement=*/true, "r-c"));
+  Timers();
+  EXPECT_NE(AsChildWelfare(id).status(), v1::REFERRAL_STATUS_OFFERED);
+  EXPECT_EQ(
+      Count(referrals_.pg.get(), absl::StrCat("SELECT count(*) AS n FROM referrals WHERE id = '",
+                                              id, "' AND pending_hold IS NOT NULL")),
+      0);
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals

@@ -1065,5 +1065,84 @@ TEST_F(WebhookOutboxTest, TheSubscriptionCapHoldsUnderConcurrentCreates) {
             << " refused (cap 10)\n";
 }
 
+// Review #6: an event the feed cannot read (a stored body that does not parse) is skipped and
+// counted; the changes behind it are still told.
+TEST_F(WebhookOutboxTest, AnUnreadableFeedRowIsSkippedAndTheRowsBehindItAreTold) {
+  Subscribe("whs-1", "prov-a");
+  for (const char* rid : {"ref-1", "ref-2", "ref-3"}) Offer(rid, "prov-a");
+  ASSERT_TRUE(pg_->Query("UPDATE referral_events SET payload = '\\xffff'::bytea WHERE seq = "
+                         "(SELECT min(seq) FROM referral_events)")
+                  .ok());
+  ASSERT_EQ(*worker_->DeriveOnce(), 3) << "every row consumed, the unreadable one too";
+  EXPECT_EQ(Metric("safeharbor_webhook_feed_unreadable_total"), 1);
+  EXPECT_EQ(*worker_->DeriveOnce(), 0) << "the feed is not stuck on it";
+  ASSERT_EQ(*worker_->DeliverOnce(), 2);
+  std::set<std::string> told;
+  for (const auto& p : sender_.posts) {
+    for (const char* rid : {"ref-1", "ref-2", "ref-3"}) {
+      if (absl::StrContains(p.body, absl::StrCat("\"", rid, "\""))) told.insert(rid);
+    }
+  }
+  EXPECT_EQ(told, (std::set<std::string>{"ref-2", "ref-3"}));
+  std::cout << "feed: 3 rows, 1 unreadable skipped, " << sender_.posts.size() << " told\n";
+}
+
+// Review #15: an escalation's webhook says when the referral was escalated, not when the feed
+// got to it.
+TEST_F(WebhookOutboxTest, AnEscalationSaysWhenItHappenedNotWhenItWasDerived) {
+  Subscribe("whs-cw", "cw-king", {"53033"});
+  Offer("ref-1", "prov-a");
+  const absl::Time escalated = clock_.Now();
+  Escalate("ref-1");
+  clock_.Advance(absl::Minutes(7));  // the feed is behind
+  ASSERT_EQ(*worker_->DeriveOnce(), 1);
+  ASSERT_EQ(*worker_->DeliverOnce(), 1);
+  ASSERT_EQ(sender_.posts.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(sender_.posts[0].body,
+                                absl::StrCat("\"occurred_at\":\"", Rfc3339Millis(escalated))))
+      << sender_.posts[0].body;
+}
+
+// A sender whose every POST takes `each` of real time (a slow endpoint within its timeout).
+class SlowSender final : public WebhookSender {
+ public:
+  explicit SlowSender(absl::Duration each) : each_(each) {}
+  absl::StatusOr<int> Post(const WebhookRequest&) override {
+    posts.fetch_add(1);
+    absl::SleepFor(each_);
+    return 200;
+  }
+  std::atomic<int> posts{0};
+
+ private:
+  absl::Duration each_;
+};
+
+// Review #7: stopping ends a delivery round after the request in flight, not after the round's
+// budget (here unbounded by the injected clock, which does not move).
+TEST_F(WebhookOutboxTest, StopEndsARoundAfterTheRequestInFlight) {
+  WebhookOptions o = options_;
+  o.endpoint_concurrency = 30;
+  o.per_subscription_per_round = 100;
+  o.batch = 100;
+  o.poll = absl::Milliseconds(20);
+  o.workers = 1;
+  SlowSender slow(absl::Milliseconds(200));
+  prometheus::Registry reg;
+  WebhookWorker w(pg_.get(), &clock_, &sealer_, &slow, &directory_, o, reg);
+  Subscribe("whs-1", "prov-a");
+  for (int i = 0; i < 20; ++i) Offer(absl::StrCat("ref-", i), "prov-a");
+  ASSERT_EQ(*w.DeriveOnce(), 20);
+  w.Start();
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (slow.posts.load() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_GT(slow.posts.load(), 0) << "the round started";
+  w.Stop();
+  const int posted = slow.posts.load();
+  std::cout << "stop: 20 due, " << posted << " posted before Stop returned\n";
+  EXPECT_EQ(posted, 1) << "Stop waited for the round instead of the request in flight";
+  EXPECT_EQ(Count("delivered IS NOT NULL"), posted) << "the rest wait for the next start";
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals
