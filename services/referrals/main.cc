@@ -25,6 +25,10 @@ ABSL_FLAG(int, handoff_deadline_s, 4 * 3600,
           "From acceptance to the hand-off deadline: an accepted placement's bed hold is extended "
           "to it, and past it the county's child-welfare office is told (60 to 28800; at most the "
           "beds service's --max_hold_extension_s).");
+// Branch escalation (issue 14).
+ABSL_FLAG(int, escalation_bed_check_s, 60,
+          "How often an escalated placement is checked for a bed routing could offer (10 to "
+          "3600); the on-call office is told once per appearance (a bed_available webhook).");
 ABSL_FLAG(int, timer_interval_ms, 1000, "How often deadlines and waiting referrals are checked.");
 ABSL_FLAG(int, routing_workers, 4,
           "Threads routing waiting referrals (1-32), emergency first; each claims the next one "
@@ -189,6 +193,8 @@ int main(int argc, char** argv) {
   options.handoff_deadline =
       absl::Seconds(std::clamp(absl::GetFlag(FLAGS_handoff_deadline_s), 60, 8 * 3600));
   options.routing_workers = routing_workers;
+  options.escalation_bed_check =
+      absl::Seconds(std::clamp(absl::GetFlag(FLAGS_escalation_bed_check_s), 10, 3600));
   options.watch.replay_horizon = deps->config.watch_replay_horizon;
   options.watch.max_stream_age = deps->config.watch_max_stream_age;
   options.webhooks = WebhookOptionsFromFlags();

@@ -49,6 +49,10 @@ struct ReferralOptions {
   WebhookOptions webhooks;
   // Consent to identifying details and how long they are kept (retention.h).
   ConsentPolicy consent;
+  // Branch escalation (issue 14): an escalated placement is checked for a bed routing could
+  // offer at most this often (the on-call office is told once per appearance), at most `batch`
+  // referrals a tick.
+  absl::Duration escalation_bed_check = absl::Seconds(60);
 };
 
 // The options as the service uses them: the webhooks' hand-off window is the one hand-off

@@ -104,6 +104,7 @@ Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges
       routing_(*registry),
       statutory_(pg, clock, options.webhooks, *registry),
       holds_(pg, clock, network, changes, options, registry),
+      bed_watch_(pg, clock, network, changes, options, registry),
       timers_(
           "referral_timers", options.tick, [this] { return Pass(/*route=*/false).status(); },
           registry),
@@ -202,6 +203,9 @@ absl::StatusOr<int> Timers::Pass(bool route) {
   }
   if (auto s = holds_.NoteOverdue(); !s.ok()) {
     log::Warn("handoff_overdue_deferred", {{"error", s.message()}});
+  }
+  if (auto s = bed_watch_.CheckDue(); !s.ok()) {  // issue 14: escalated placements
+    log::Warn("bed_check_deferred", {{"error", s.message()}});
   }
   return routed;
 }

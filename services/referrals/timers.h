@@ -24,6 +24,7 @@
 #include "common/periodic.h"
 #include "common/pg.h"
 #include "services/referrals/changes.h"
+#include "services/referrals/escalation_watch.h"
 #include "services/referrals/hold_follower.h"
 #include "services/referrals/metrics.h"
 #include "services/referrals/network.h"
@@ -89,6 +90,7 @@ class Timers {
   RoutingMetrics routing_;
   StatutoryTimers statutory_;
   HoldFollower holds_;  // issue 14: accepted placements' holds extended; overdue hand-offs
+  BedWatch bed_watch_;  // issue 14: escalated placements, the office told when a bed appears
   PeriodicTask timers_;
   PeriodicTask gauges_;
 
