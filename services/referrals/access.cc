@@ -12,20 +12,27 @@ absl::StatusOr<Actor> ActorFor(const Caller& c, const v1::Referral& r) {
       absl::PermissionDeniedError("this referral is not addressed to or made by your organization");
   switch (c.role) {
     case Role::kProvider:
-      if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id) {
-        return Actor::kAcceptedProvider;
-      }
+      if (AcceptedBy(r, c.org_id)) return Actor::kAcceptedProvider;
       if (ActiveOfferTo(r, c.org_id) != nullptr) return Actor::kOfferedProvider;
       return denied;
     case Role::kLawEnforcement:
       if (r.referrer_organization_id() == c.org_id) return Actor::kReferrer;
       return denied;
     case Role::kChildWelfare:
-      return Actor::kChildWelfare;  // CanRead checks the region.
+      // Issue 14: the on-call office an escalated referral is with carries it on, and once it
+      // accepted the referral itself it is the accepted party. CanRead checks the region.
+      if (AcceptedBy(r, c.org_id)) return Actor::kAcceptedOffice;
+      if (EscalatedTo(r, c.org_id)) return Actor::kEscalationOffice;
+      return Actor::kChildWelfare;
     default:
       return absl::PermissionDeniedError(
           absl::StrCat("role '", RoleName(c.role), "' may not act on referrals"));
   }
+}
+
+bool EscalatedTo(const v1::Referral& r, absl::string_view org) {
+  return r.status() == v1::REFERRAL_STATUS_ESCALATED && !org.empty() &&
+         r.handoff().provider_organization_id() == org;
 }
 
 absl::Status CanRead(const Caller& c, const v1::Referral& r,
@@ -38,19 +45,22 @@ absl::Status CanRead(const Caller& c, const v1::Referral& r,
   if (std::find(region.begin(), region.end(), r.county_fips()) != region.end()) {
     return absl::OkStatus();
   }
-  // The on-call office a referral was escalated to owns it, wherever it is.
-  if (r.status() == v1::REFERRAL_STATUS_ESCALATED &&
-      r.handoff().provider_organization_id() == c.org_id) {
-    return absl::OkStatus();
-  }
+  // The on-call office a referral was escalated to owns it, wherever it is, and keeps it once
+  // it accepted it itself (issue 14).
+  if (EscalatedTo(r, c.org_id) || AcceptedBy(r, c.org_id)) return absl::OkStatus();
   return absl::PermissionDeniedError("this referral is outside your child-welfare region");
+}
+
+v1::Referral ChangedView(const Caller& c, const v1::Referral& r) {
+  if (c.role == Role::kProvider) return ProviderViewOf(r, c.org_id);
+  v1::Referral v = r;
+  v.mutable_youth()->clear_identifying();  // Child welfare: never the identity.
+  return v;
 }
 
 absl::Status CanReadFhir(const Caller& c, const v1::Referral& r) {
   if (c.role != Role::kProvider) return absl::OkStatus();
-  if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id) {
-    return absl::OkStatus();
-  }
+  if (AcceptedBy(r, c.org_id)) return absl::OkStatus();
   return absl::PermissionDeniedError(
       "the FHIR view of a referral is for the provider that accepted it");
 }

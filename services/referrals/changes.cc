@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "common/validate.h"
 #include "services/referrals/access.h"
+#include "services/referrals/escalation_watch.h"
 #include "services/referrals/referral_store.h"
 #include "services/referrals/retention.h"
 #include "services/referrals/views.h"
@@ -137,6 +138,7 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
   if (r.status() == v1::REFERRAL_STATUS_REQUESTED && a.from != r.status()) {
     SH_RETURN_IF_ERROR(ReferralStore::SetRouteAfter(tx, r.id(), now));
   }
+  SH_RETURN_IF_ERROR(BedWatch::Track(tx, r, a.from, now));  // issue 14: escalated placements
   for (const std::string& hold : change.holds_to_release) {
     SH_RETURN_IF_ERROR(ReferralStore::QueueHoldRelease(tx, hold, r.id(), now));
   }

@@ -8,7 +8,11 @@ namespace {
 using S = v1::ReferralStatus;
 
 bool Allowed(S from, S to, Actor a) {
-  const bool referrer_side = a == Actor::kReferrer || a == Actor::kChildWelfare;
+  const bool referrer_side = a == Actor::kReferrer || a == Actor::kChildWelfare ||
+                             a == Actor::kEscalationOffice || a == Actor::kAcceptedOffice;
+  // The accepted party: the provider that accepted, or the on-call office that accepted an
+  // escalated referral itself (issue 14).
+  const bool accepted = a == Actor::kAcceptedProvider || a == Actor::kAcceptedOffice;
   switch (from) {
     case v1::REFERRAL_STATUS_REQUESTED:
       // A provider that answered "waitlist until" may accept while the referral is routed
@@ -26,20 +30,24 @@ bool Allowed(S from, S to, Actor a) {
              (to == v1::REFERRAL_STATUS_ESCALATED && a == Actor::kSystem) ||
              (to == v1::REFERRAL_STATUS_CANCELLED && referrer_side);
     case v1::REFERRAL_STATUS_ACCEPTED:
-      return (to == v1::REFERRAL_STATUS_HANDED_OFF && a == Actor::kAcceptedProvider) ||
+      return (to == v1::REFERRAL_STATUS_HANDED_OFF && accepted) ||
              (to == v1::REFERRAL_STATUS_CANCELLED && referrer_side);
     case v1::REFERRAL_STATUS_HANDED_OFF:
-      return a == Actor::kAcceptedProvider &&
+      return accepted &&
              (to == v1::REFERRAL_STATUS_IN_PROGRESS || to == v1::REFERRAL_STATUS_COMPLETED ||
               to == v1::REFERRAL_STATUS_YOUTH_DECLINED ||
               to == v1::REFERRAL_STATUS_COULD_NOT_CONTACT);
     case v1::REFERRAL_STATUS_IN_PROGRESS:
-      return a == Actor::kAcceptedProvider &&
+      return accepted &&
              (to == v1::REFERRAL_STATUS_COMPLETED || to == v1::REFERRAL_STATUS_YOUTH_DECLINED ||
               to == v1::REFERRAL_STATUS_COULD_NOT_CONTACT);
     case v1::REFERRAL_STATUS_ESCALATED:
-      // The on-call office carries it on outside routing; it may close it.
-      return to == v1::REFERRAL_STATUS_CANCELLED && a == Actor::kChildWelfare;
+      // The on-call office carries it on (issue 14): back to routing, or takes it itself; child
+      // welfare may close it.
+      return ((to == v1::REFERRAL_STATUS_REQUESTED || to == v1::REFERRAL_STATUS_ACCEPTED) &&
+              a == Actor::kEscalationOffice) ||
+             (to == v1::REFERRAL_STATUS_CANCELLED &&
+              (a == Actor::kChildWelfare || a == Actor::kEscalationOffice));
     default:
       return false;  // Terminal or unspecified.
   }

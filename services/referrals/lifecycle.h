@@ -14,6 +14,11 @@ enum class Actor {
   kAcceptedProvider,  // the provider that accepted
   kChildWelfare,      // child welfare for the referral's county
   kSystem,            // routing, deadlines, escalation
+  // Issue 14, escalation keeps the loop closed: the on-call child-welfare office an ESCALATED
+  // referral is with (child welfare too: it may cancel), and that office once it accepted the
+  // referral itself (the accepted party, as a provider would be, and still child welfare).
+  kEscalationOffice,
+  kAcceptedOffice,
 };
 
 // OK when `actor` may move a referral from `from` to `to`; FAILED_PRECONDITION naming both

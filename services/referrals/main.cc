@@ -31,6 +31,10 @@ ABSL_FLAG(int, advocate_response_target_s, 90 * 60,
           "is offered only to 24/7 advocacy services, and its advocate is due with the youth this "
           "long after the call; past it with no arrival recorded, the county's on-call "
           "child-welfare office is told (300 to 86400; LA County's norm is 90 minutes).");
+// Branch escalation (issue 14).
+ABSL_FLAG(int, escalation_bed_check_s, 60,
+          "How often an escalated placement is checked for a bed routing could offer (10 to "
+          "3600); the on-call office is told once per appearance (a bed_available webhook).");
 ABSL_FLAG(int, timer_interval_ms, 1000, "How often deadlines and waiting referrals are checked.");
 ABSL_FLAG(int, routing_workers, 4,
           "Threads routing waiting referrals (1-32), emergency first; each claims the next one "
@@ -197,6 +201,8 @@ int main(int argc, char** argv) {
   options.routing_workers = routing_workers;
   options.advocate_response_target =
       absl::Seconds(std::clamp(absl::GetFlag(FLAGS_advocate_response_target_s), 300, 86400));
+  options.escalation_bed_check =
+      absl::Seconds(std::clamp(absl::GetFlag(FLAGS_escalation_bed_check_s), 10, 3600));
   options.watch.replay_horizon = deps->config.watch_replay_horizon;
   options.watch.max_stream_age = deps->config.watch_max_stream_age;
   options.webhooks = WebhookOptionsFromFlags();

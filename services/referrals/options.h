@@ -53,6 +53,10 @@ struct ReferralOptions {
   // referral's advocate is due with the youth this long after the call (the referral's
   // creation); past it with no arrival recorded, the county's on-call office is told.
   absl::Duration advocate_response_target = absl::Seconds(5400);
+  // Branch escalation (issue 14): an escalated placement is checked for a bed routing could
+  // offer at most this often (the on-call office is told once per appearance), at most `batch`
+  // referrals a tick.
+  absl::Duration escalation_bed_check = absl::Seconds(60);
 };
 
 // The options as the service uses them: the webhooks' hand-off window is the one hand-off

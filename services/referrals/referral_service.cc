@@ -11,6 +11,7 @@
 #include "common/validate.h"
 #include "services/referrals/access.h"
 #include "services/referrals/advocate.h"
+#include "services/referrals/escalation.h"
 #include "services/referrals/fhir.h"
 #include "services/referrals/hold_follower.h"
 #include "services/referrals/referral_store.h"
@@ -119,17 +120,21 @@ void ReferralServiceImpl::Methods() {
       (MethodPolicy{.roles = {Role::kChildWelfare, Role::kProvider}, .scope = Scope::kStored}),
       .validate = [](const auto& r) { return ValidateId(r.id(), "id"); });
   SAFEHARBOR_RPC(ListReferrals, (MethodPolicy{.roles = parties}));
-  SAFEHARBOR_RPC(AcceptReferral, (MethodPolicy{.roles = {Role::kProvider},
+  // Issue 14: child welfare too, the on-call office taking an escalated referral itself; then
+  // it confirms the hand-off and records the outcome as the accepted party (access.h).
+  const MethodPolicy accepted_change{.roles = {Role::kProvider, Role::kChildWelfare},
+                                     .scope = Scope::kStored};
+  SAFEHARBOR_RPC(AcceptReferral, (MethodPolicy{.roles = accepted_change.roles,
                                                .scope = Scope::kStored,
                                                .idempotency = Idempotency::kByState}));
   const auto coded = [](const auto& r) { return DeclineCode(r).status(); };
   SAFEHARBOR_RPC(DeclineReferral, provider_change, .validate = coded);
   // Issue 14: "waitlist until T", for a provider with an open offer, like Accept and Decline.
   SAFEHARBOR_RPC(WaitlistReferral, provider_change, .validate = ValidateWaitlist);
-  SAFEHARBOR_RPC(ConfirmHandoff, provider_change);
-  SAFEHARBOR_RPC(StartServices, provider_change);
+  SAFEHARBOR_RPC(ConfirmHandoff, accepted_change);
+  SAFEHARBOR_RPC(StartServices, accepted_change);
   SAFEHARBOR_RPC(
-      RecordOutcome, provider_change,
+      RecordOutcome, accepted_change,
       .validate = [](const auto& r) { return OutcomeCode(r).status(); });
   SAFEHARBOR_RPC(CancelReferral, (MethodPolicy{.roles = intake, .scope = Scope::kStored}),
                  .validate = reason);
@@ -148,6 +153,7 @@ void ReferralServiceImpl::Methods() {
                  .validate = ValidateStatutoryFiling);
   WebhookMethods();
   AdvocateMethods();
+  EscalationMethods();
   Seal();
 }
 
@@ -296,8 +302,7 @@ absl::Status ReferralServiceImpl::ReadAs(PgTx& tx, const Caller& c, v1::Referral
   bool identity = false;
   if (c.role == Role::kProvider) {
     *resp->mutable_referral() = ProviderViewOf(r, c.org_id);
-    if (r.has_accepted_time() && r.handoff().provider_organization_id() == c.org_id &&
-        IdentityVisible(r.youth(), now)) {
+    if (AcceptedBy(r, c.org_id) && IdentityVisible(r.youth(), now)) {
       SH_ASSIGN_OR_RETURN(*resp->mutable_referral()->mutable_youth()->mutable_identifying(),
                           ReferralStore::OpenIdentity(tx, id, *sealer_));
       identity = true;
@@ -421,15 +426,23 @@ absl::Status ReferralServiceImpl::AcceptReferral(CallContext& ctx,
                                                  const v1::AcceptReferralRequest& req,
                                                  v1::AcceptReferralResponse* resp) {
   const std::string& org = ctx.caller().org_id;
+  // Issue 14: child welfare accepts only an escalated referral, as its on-call office.
+  const bool office = ctx.caller().role == Role::kChildWelfare;
   absl::Time created;
-  const Mutation accept = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time now,
+  const Mutation accept = [&](PgTx& tx, v1::Referral& r, Actor actor, absl::Time now,
                               Change& ch) -> absl::Status {
-    ch.open_identity = true;
-    if (r.has_accepted_time() && r.handoff().provider_organization_id() == org) {
+    ch.open_identity = !office;  // The office never sees the details (escalation.h).
+    if (AcceptedBy(r, org)) {
       ch.noop = true;  // A retry of an accept that went through: the same answer.
       return absl::OkStatus();
     }
     ch.to = v1::REFERRAL_STATUS_ACCEPTED;
+    if (office) {
+      SH_ASSIGN_OR_RETURN(ch.reason, AcceptEscalated(r, actor, now));
+      created = FromProtoTime(r.create_time());
+      SH_ASSIGN_OR_RETURN(ch.wake, FollowWithHold(tx, r, now, options_));
+      return absl::OkStatus();
+    }
     // Issue 14: a waitlisted offer is accepted too, while the referral is routed again.
     v1::Offer* offer = OpenOfferTo(r, org);
     const bool waitlisted = offer != nullptr && offer->state() == v1::OFFER_STATE_WAITLISTED;
@@ -462,8 +475,10 @@ absl::Status ReferralServiceImpl::AcceptReferral(CallContext& ctx,
     metrics_.time_to_acceptance.Observe(
         absl::ToDoubleSeconds(FromProtoTime(r.accepted_time()) - created));
   }
-  *resp->mutable_referral() = ProviderViewOf(r, org);
-  *resp->mutable_referral()->mutable_youth()->mutable_identifying() = r.youth().identifying();
+  *resp->mutable_referral() = ChangedView(ctx.caller(), r);
+  if (!office) {
+    *resp->mutable_referral()->mutable_youth()->mutable_identifying() = r.youth().identifying();
+  }
   return absl::OkStatus();
 }
 
@@ -561,7 +576,7 @@ absl::Status ReferralServiceImpl::ConfirmHandoff(CallContext& ctx,
   };
   SH_ASSIGN_OR_RETURN(const v1::Referral r,
                       changes_.Apply(&ctx, req.id(), "confirm_handoff", handoff));
-  *resp->mutable_referral() = ProviderViewOf(r, ctx.caller().org_id);
+  *resp->mutable_referral() = ChangedView(ctx.caller(), r);
   for (auto& t : clocks) *resp->mutable_referral()->add_statutory_timers() = std::move(t);
   return absl::OkStatus();
 }
@@ -576,7 +591,7 @@ absl::Status ReferralServiceImpl::StartServices(CallContext& ctx,
   };
   SH_ASSIGN_OR_RETURN(const v1::Referral r,
                       changes_.Apply(&ctx, req.id(), "start_services", start));
-  *resp->mutable_referral() = ProviderViewOf(r, ctx.caller().org_id);
+  *resp->mutable_referral() = ChangedView(ctx.caller(), r);
   return absl::OkStatus();
 }
 
@@ -594,7 +609,7 @@ absl::Status ReferralServiceImpl::RecordOutcome(CallContext& ctx,
   };
   SH_ASSIGN_OR_RETURN(const v1::Referral r,
                       changes_.Apply(&ctx, req.id(), "record_outcome", outcome));
-  *resp->mutable_referral() = ProviderViewOf(r, ctx.caller().org_id);
+  *resp->mutable_referral() = ChangedView(ctx.caller(), r);
   return absl::OkStatus();
 }
 

@@ -62,6 +62,7 @@ class ReferralServiceImpl final : public RpcService {
   void WebhookMethods();  // the webhook RPCs' part of the method table
   // Issue 14, advocate response.
   void AdvocateMethods();
+  void EscalationMethods();  // issue 14, escalation keeps the loop closed (escalation_rpcs.cc)
   absl::Status CreateReferral(CallContext& ctx, const v1::CreateReferralRequest& req,
                               v1::CreateReferralResponse* resp);
   absl::Status GetReferralFhir(CallContext& ctx, const v1::GetReferralFhirRequest& req,
@@ -109,6 +110,10 @@ class ReferralServiceImpl final : public RpcService {
   absl::Status ReplayWebhookDeadLetters(CallContext& ctx,
                                         const v1::ReplayWebhookDeadLettersRequest& req,
                                         v1::ReplayWebhookDeadLettersResponse* resp);
+  // Escalation keeps the loop closed (issue 14, escalation_rpcs.cc): the on-call office routes
+  // an escalated referral again (it may also accept it itself: AcceptReferral).
+  absl::Status RouteReferralAgain(CallContext& ctx, const v1::RouteReferralAgainRequest& req,
+                                  v1::RouteReferralAgainResponse* resp);
   // Statutory timers (issue 14).
   absl::Status RecordStatutoryFiling(CallContext& ctx, const v1::RecordStatutoryFilingRequest& req,
                                      v1::RecordStatutoryFilingResponse* resp);

@@ -12,6 +12,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "services/referrals/advocate.h"
+#include "services/referrals/escalation.h"
 #include "services/referrals/referral_store.h"
 #include "services/referrals/requests.h"
 #include "services/referrals/routing.h"
@@ -98,9 +99,9 @@ absl::StatusOr<std::vector<Option>> Router::FreshOptions(const v1::Referral& r, 
     return options.status();
   }
   // A provider that declined or let its offer lapse is not asked again for this referral, nor
-  // one that answered "waitlist until" (its offer stays open to it meanwhile; issue 14).
-  std::set<std::string> tried;
-  for (const auto& o : r.offers()) tried.insert(o.provider_organization_id());
+  // one that answered "waitlist until" (its offer stays open to it meanwhile; issue 14) — until
+  // the on-call office routes it again: then NotAskedAgain says who is (escalation.h).
+  const std::set<std::string> tried = NotAskedAgain(r);
   std::vector<Option> fresh;
   std::vector<std::string> orgs;
   for (Option& o : *options) {
@@ -283,8 +284,10 @@ absl::Status Router::RecoverPendingHold(const std::string& id, const std::string
 
 absl::StatusOr<bool> Router::Escalate(const v1::Referral& r, bool placement_needed,
                                       const std::string& why, int64_t claim) {
-  // Never detention: the county's on-call child-welfare office takes the referral over.
-  auto office = network_->OnCallOffice(r.county_fips());
+  // Never detention: the county's on-call child-welfare office takes the referral over; one the
+  // office routed again goes back to that office (issue 14), whoever is on call now.
+  auto office = r.has_escalation_office() ? absl::StatusOr<v1::Handoff>(r.escalation_office())
+                                          : network_->OnCallOffice(r.county_fips());
   if (!office.ok()) {
     metrics_->routing_errors.Add({{"dependency", "directory"}}).Increment();
     return office.status();

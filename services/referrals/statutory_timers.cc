@@ -6,6 +6,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/validate.h"
+#include "services/referrals/views.h"
 #include "services/referrals/webhook_store.h"
 
 namespace safeharbor::referrals {
@@ -95,8 +96,7 @@ HandOffFacts FactsAtHandoff(const v1::Referral& r, bool police_custody, absl::Ti
 
 absl::Status CanRecordFiling(const Caller& c, const v1::Referral& r, StatutoryClock clock) {
   if (clock == StatutoryClock::kCrisisResidentialReport) {
-    if (c.role == Role::kProvider && r.has_accepted_time() &&
-        r.handoff().provider_organization_id() == c.org_id) {
+    if (c.role == Role::kProvider && AcceptedBy(r, c.org_id)) {
       return absl::OkStatus();
     }
     return absl::PermissionDeniedError(

@@ -94,6 +94,7 @@ Timers::Timers(PgPool* pg, const Clock* clock, Network* network, ReferralChanges
       statutory_(pg, clock, options.webhooks, *registry),
       holds_(pg, clock, network, changes, options, registry),
       advocate_(pg, clock, changes, options.webhooks, *registry),
+      bed_watch_(pg, clock, network, changes, options, registry),
       timers_(
           "referral_timers", options.tick, [this] { return Pass(/*route=*/false).status(); },
           registry),
@@ -195,6 +196,9 @@ absl::StatusOr<int> Timers::Pass(bool route) {
   }
   if (auto s = advocate_.MarkMissed(options_.batch); !s.ok()) {  // issue 14
     log::Warn("advocate_response_deferred", {{"error", s.status().message()}});
+  }
+  if (auto s = bed_watch_.CheckDue(); !s.ok()) {  // issue 14: escalated placements
+    log::Warn("bed_check_deferred", {{"error", s.message()}});
   }
   return routed;
 }

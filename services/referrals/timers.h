@@ -25,6 +25,7 @@
 #include "common/pg.h"
 #include "services/referrals/advocate.h"
 #include "services/referrals/changes.h"
+#include "services/referrals/escalation_watch.h"
 #include "services/referrals/hold_follower.h"
 #include "services/referrals/metrics.h"
 #include "services/referrals/network.h"
@@ -94,6 +95,7 @@ class Timers {
   HoldFollower holds_;  // issue 14: accepted placements' holds extended; overdue hand-offs
   // Issue 14: advocate response targets.
   AdvocateResponse advocate_;
+  BedWatch bed_watch_;  // issue 14: escalated placements, the office told when a bed appears
   PeriodicTask timers_;
   PeriodicTask gauges_;
 

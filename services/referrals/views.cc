@@ -21,6 +21,10 @@ v1::ReferrerView ReferrerViewOf(const v1::Referral& r) {
   return v;
 }
 
+bool AcceptedBy(const v1::Referral& r, absl::string_view org) {
+  return r.has_accepted_time() && !org.empty() && r.handoff().provider_organization_id() == org;
+}
+
 const v1::Offer* ActiveOfferTo(const v1::Referral& r, absl::string_view provider_org) {
   for (const auto& o : r.offers()) {
     if (o.provider_organization_id() == provider_org &&
@@ -41,9 +45,7 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
   v.clear_routing_explanation();
   v.clear_referrer_view_time();
   v.mutable_youth()->clear_identifying();
-  const bool accepted =
-      r.has_accepted_time() && r.handoff().provider_organization_id() == provider_org;
-  if (!accepted) {
+  if (!AcceptedBy(r, provider_org)) {
     // How it ended, and the free text beside it: for the provider that served the youth.
     v.clear_outcome_code();
     v.clear_outcome_reason();

@@ -13,6 +13,11 @@ namespace safeharbor::referrals {
 // brought there (or to child welfare), then only the stage. Never outcomes or engagement.
 v1::ReferrerView ReferrerViewOf(const v1::Referral& r);
 
+// Whether `org` is the party that accepted the referral (the provider whose offer it took, or
+// the on-call child-welfare office that took an escalated referral itself): the one place this
+// is decided (access, views, reads, webhooks, statutory filings).
+bool AcceptedBy(const v1::Referral& r, absl::string_view org);
+
 // The pending, waitlisted or accepted offer to `provider_org`, or null.
 const v1::Offer* ActiveOfferTo(const v1::Referral& r, absl::string_view provider_org);
 

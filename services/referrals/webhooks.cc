@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "common/paging.h"
 #include "common/proto_time.h"
+#include "services/referrals/views.h"
 
 namespace safeharbor::referrals {
 namespace {
@@ -82,8 +83,7 @@ std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::s
     lapsing.guard = std::string(kGuardOfferPending);
     out.push_back(lapsing);
   }
-  if (view.status() == v1::REFERRAL_STATUS_ACCEPTED &&
-      view.handoff().provider_organization_id() == provider && view.has_accepted_time()) {
+  if (view.status() == v1::REFERRAL_STATUS_ACCEPTED && AcceptedBy(view, provider)) {
     const absl::Time accepted = FromProtoTime(view.accepted_time());
     const absl::Time deadline = view.has_handoff_deadline() ? FromProtoTime(view.handoff_deadline())
                                                             : accepted + options.handoff_window;
