@@ -268,9 +268,7 @@ absl::Status ReferralServiceImpl::CreateReferral(CallContext& ctx,
                                  {"urgency", v1::Urgency_Name(u)},
                                  {"placement", req.needs().placement_tonight() ? "yes" : "no"},
                                  {"by", c.org_id}});
-  // A worker claims it once the answer is out (on 2 cores it would otherwise take the CPU from
-  // the answer); other replicas' on their next tick.
-  ctx.AfterReply([this] { timers_.WakeRouting(); });
+  timers_.WakeRouting();  // A worker claims it now; other replicas' on their next tick.
   return absl::OkStatus();
 }
 
