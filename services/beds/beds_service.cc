@@ -245,8 +245,10 @@ void BedsServiceImpl::Changed(CallContext* ctx) {
   hub_->Notify();
   if (redis_ == nullptr) return;
   // The other replicas' watchers read the committed events; the nudge need not delay the answer.
-  const auto nudge = [this] {
-    (void)redis_->Publish(absl::StrCat(options_.key_namespace, ":events"), "1");
+  // It holds no pointer to this service (the executor that runs it may outlive the service, as
+  // in tests; the Redis client outlives the executor).
+  const auto nudge = [redis = redis_, channel = absl::StrCat(options_.key_namespace, ":events")] {
+    (void)redis->Publish(channel, "1");
   };
   if (ctx != nullptr) {
     ctx->AfterReply(nudge);
