@@ -47,11 +47,12 @@ class PgConnection {
   // Sends `statements` in pipeline mode with one Sync and collects each one's result (its first
   // error, else its last; PGRES_PIPELINE_ABORTED when an earlier one failed) into *results, by
   // `deadline`. False when the connection failed or did not answer: *results holds what came.
-  // Each statement text is prepared once per connection (its Parse goes out in the same
-  // pipeline, before its first use), so the server neither parses it again nor, once its plan
-  // is cached, plans it again.
+  // *handed: the statements were given to libpq to write (they may have reached the server);
+  // false when the connection was found lost before. Each statement text is prepared once per
+  // connection (its Parse goes out in the same pipeline, before its first use), so the server
+  // neither parses it again nor, once its plan is cached, plans it again.
   bool Pipeline(const std::vector<PgStatement>& statements, std::vector<PGresult*>* results,
-                absl::Time deadline, const std::function<bool()>& give_up);
+                absl::Time deadline, const std::function<bool()>& give_up, bool* handed);
   // An idle connection the server has not closed (a restart closes every one): whatever the
   // server sent meanwhile is read without waiting.
   bool Alive();
@@ -206,12 +207,14 @@ bool PgConnection::CollectStatement(const PgStatement& st, const std::string& pr
 
 bool PgConnection::Pipeline(const std::vector<PgStatement>& statements,
                             std::vector<PGresult*>* results, absl::Time deadline,
-                            const std::function<bool()>& give_up) {
+                            const std::function<bool()>& give_up, bool* handed) {
   const auto failed = [this] {
     broken = true;  // lost, or no answer: never reused
     return false;
   };
-  if (PQenterPipelineMode(conn_) != 1) return failed();
+  *handed = false;
+  if (!healthy() || PQenterPipelineMode(conn_) != 1) return failed();
+  *handed = true;
   std::vector<std::string> preparing(statements.size());
   preparing_.clear();
   for (size_t i = 0; i < statements.size(); ++i) {
@@ -233,9 +236,13 @@ bool PgConnection::Pipeline(const std::vector<PgStatement>& statements,
 }
 
 bool PgConnection::Alive() {
-  pollfd p{PQsocket(conn_), POLLIN, 0};
-  if (poll(&p, 1, 0) == 0) return true;  // nothing came: still open
-  return PQconsumeInput(conn_) == 1 && healthy();
+  // A server that ended the session sent its error, then closed: read up to the close.
+  for (int reads = 0; reads < 4; ++reads) {
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    if (poll(&p, 1, 0) == 0) break;  // nothing (more) came
+    if (PQconsumeInput(conn_) != 1) return false;
+  }
+  return healthy();
 }
 
 std::unique_ptr<PgConnection> PgConnection::Connect(const std::string& conninfo,
@@ -621,6 +628,12 @@ absl::StatusOr<PgResult> PgTx::Exec(absl::string_view sql, const std::vector<PgP
   return Send(sql, params).Get();
 }
 
+absl::Status PgTx::Commit() {
+  PgPending commit = Send("COMMIT");
+  queued_.back().commit = true;
+  return commit.Get().status();
+}
+
 absl::StatusOr<PgResult> PgPending::Get() {
   if (!answered()) tx_->Flush();
   SH_RELEASE_ASSERT(answered() && !slot_->taken, "PgPending::Get: answered once");
@@ -667,14 +680,26 @@ void PgTx::Flush() {
     for (const auto& v : q.params) st.values.push_back(v ? v->c_str() : nullptr);
     statements.push_back(std::move(st));
   }
-  const absl::Time now = absl::Now();
-  const absl::Time deadline = std::min(deadline_, now + cap_);
   Breaker& breaker = pool_->breaker_;
   std::vector<PGresult*> results;
+  // A later batch may find the session ended meanwhile (the server's error and close came):
+  // then nothing of it was sent, and a COMMIT in it never left.
+  const bool alive = round_trips_ == 0 || conn_->Alive();
+  // The server answers a pipeline's statements together, at its end (it flushes at the Sync),
+  // and bounds each with its statement_timeout: a batch waits the cap once per statement, so a
+  // long pipeline is not cut short and a server that does not answer is still given up on.
+  const absl::Duration cap = cap_ * static_cast<int64_t>(statements.size());
+  const absl::Time now = absl::Now();
+  const absl::Time deadline = std::min(deadline_, now + cap);
+  bool handed = false;
   Count();
-  const bool whole = conn_->Pipeline(statements, &results, deadline,
-                                     [&breaker] { return breaker.state() == BreakerState::kOpen; });
-  pool_->Answered(*conn_, TimeoutIsTheDependencys(deadline - now, cap_));
+  const bool whole =
+      alive && conn_->Pipeline(
+                   statements, &results, deadline,
+                   [&breaker] { return breaker.state() == BreakerState::kOpen; }, &handed);
+  if (!alive) conn_->broken = true;
+  if (handed && batch.back().commit) commit_sent_ = true;
+  if (alive) pool_->Answered(*conn_, TimeoutIsTheDependencys(deadline - now, cap));
   for (size_t i = 0; i < results.size(); ++i) Answer(batch[i], results[i]);
   if (whole) return;
   if (failure_.ok()) {
@@ -776,10 +801,8 @@ PgPool::Attempt PgPool::TryOnce(const std::function<absl::Status(PgTx&)>& fn,
     (void)tx.Send(begin);
     out.status = fn(tx);
     if (out.status.ok() && !tx.failure().ok()) out.status = tx.failure();  // an unread failure
-    if (out.status.ok()) {
-      out.committing = true;
-      out.status = tx.Exec("COMMIT").status();
-    }
+    if (out.status.ok()) out.status = tx.Commit();
+    out.committing = tx.commit_sent_;
     out.sqlstate = SqlStateOf(tx.failure().ok() ? out.status : tx.failure());
     out.sent = tx.round_trips() > 0;
   }
@@ -812,8 +835,9 @@ absl::Status PgPool::TransactWithin(const std::function<absl::Status(PgTx&)>& fn
     if (a.lost) {
       if (!a.no_answer) loss_epoch_.fetch_add(1);
       CountError("unavailable");
-      // A connection lost once COMMIT was sent leaves the outcome unknown: never replay it here.
-      if (a.committing) {
+      // A connection lost once COMMIT left the client leaves the outcome unknown: never replay
+      // it here. Lost before, nothing was committed; a read-only transaction commits nothing.
+      if (a.committing && !read_only) {
         return absl::UnavailableError(
             "database connection lost during commit; outcome unknown, retry with the same "
             "request_id");

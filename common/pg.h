@@ -2,7 +2,8 @@
 // retries on serialization failures, parameterized statements only, versioned migrations.
 // Every wait on the server is bounded on the client side (a hung server cannot enforce
 // statement_timeout): connecting, sending and waiting for a result end at what is left of the
-// incoming call's deadline (CurrentCallDeadline), capped by `call_timeout` per statement. A
+// incoming call's deadline (CurrentCallDeadline), capped by `call_timeout` per statement (a
+// batch of n statements sent together, answered together, waits at most n × call_timeout). A
 // connection that timed out is discarded, never reused. A circuit breaker ("postgres") opens
 // after consecutive time-outs or when the health probe finds the server not answering; calls are
 // then refused at once with UNAVAILABLE, and calls waiting on the server give up.
@@ -162,12 +163,15 @@ class PgTx {
     std::string sql;
     std::vector<std::optional<std::string>> params;
     std::shared_ptr<PgPending::Slot> slot;
+    bool commit = false;  // the transaction's COMMIT (always the last of its batch)
   };
   PgTx(PgConnection* conn, PgPool* pool, absl::Time deadline, absl::Duration cap)
       : conn_(conn), pool_(pool), deadline_(deadline), cap_(cap) {}
   ~PgTx();  // answers what was never sent: the transaction ended without it
   // Sends every queued statement in one pipeline and fills their answers.
   void Flush();
+  // Sends COMMIT with whatever is queued and waits for its answer.
+  absl::Status Commit();
   // `params` null: the simple query protocol (several statements, no parameters), alone.
   absl::StatusOr<PgResult> Run(const std::string& sql, const std::vector<const char*>* params);
   // The answer of a statement that ran: its result, or its failure (the transaction's first).
@@ -176,8 +180,10 @@ class PgTx {
   PgConnection* conn_;
   PgPool* pool_;
   absl::Time deadline_;  // the call's
-  absl::Duration cap_;   // per round trip
+  absl::Duration cap_;   // per statement: a batch of n waits n × cap_ at most
   std::vector<Queued> queued_;
+  // COMMIT was given to libpq to write on a live connection: it may have reached the server.
+  bool commit_sent_ = false;
   absl::Status failure_;
   int round_trips_ = 0;
   bool counted_ = true;  // false for a connection's session set-up
@@ -261,7 +267,7 @@ class PgPool {
   struct Attempt {
     absl::Status status;
     bool acquired = true;     // false: no connection (status says why)
-    bool committing = false;  // COMMIT was sent
+    bool committing = false;  // COMMIT left the client (may have reached the server)
     bool lost = false;        // the connection was lost or did not answer
     bool no_answer = false;
     std::string sqlstate;  // of the transaction's first failure

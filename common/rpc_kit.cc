@@ -110,6 +110,14 @@ void CallContext::AfterCommit(std::function<void()> fn) {
   }
 }
 
+void CallContext::AfterReply(std::function<void()> fn) {
+  if (on_worker_) {
+    after_reply_.push_back(std::move(fn));
+  } else {
+    fn();
+  }
+}
+
 absl::Status CallContext::Authorize(absl::Status decision) {
   authorized_ = true;
   return decision;
@@ -308,16 +316,23 @@ void RpcService::Run(CallContext* call, const std::function<absl::Status(CallCon
       reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
       return;
     }
-    DeadlineScope scope(call->deadline_);
-    PgRoundTripScope trips;
-    absl::Status st = body(*call);
-    if (round_trips_ != nullptr) {
-      static const auto* buckets =
-          new prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8, 12, 16, 32};
-      round_trips_->Add({{"grpc_method", call->method_->name}}, *buckets)
-          .Observe(static_cast<double>(trips.count()));
+    std::vector<std::function<void()>> after_reply;
+    {
+      DeadlineScope scope(call->deadline_);
+      PgRoundTripScope trips;
+      call->on_worker_ = true;
+      absl::Status st = body(*call);
+      if (round_trips_ != nullptr) {
+        static const auto* buckets =
+            new prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8, 12, 16, 32};
+        round_trips_->Add({{"grpc_method", call->method_->name}}, *buckets)
+            .Observe(static_cast<double>(trips.count()));
+      }
+      after_reply.swap(call->after_reply_);
+      reactor->Finish(ToGrpcStatus(Conclude(*call, *call->method_, std::move(st))));
     }
-    reactor->Finish(ToGrpcStatus(Conclude(*call, *call->method_, std::move(st))));
+    owned.reset();  // the call's quota slot given back before the work after the answer
+    for (auto& f : after_reply) f();
   });
   if (!queued) {
     delete call;

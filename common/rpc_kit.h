@@ -112,6 +112,11 @@ class CallContext {
   // Inside Transact: runs after its commit (dropped when it rolls back or is retried). Outside:
   // runs at once.
   void AfterCommit(std::function<void()> fn);
+  // Work the caller need not wait for (a fan-out to other replicas): runs on the call's worker
+  // after its answer was handed to gRPC and its quota slot given back, whatever the answer. It
+  // must capture what it needs by value (the request and response are gone by then). Where no
+  // worker ran the handler (a fast path, a stream's start): runs at once.
+  void AfterReply(std::function<void()> fn);
   // kRecorded: the request as it is to be remembered, when it differs from the one received
   // (identifying details replaced by keyed fingerprints). Must outlive the call to Transact.
   void SetIdempotencyRequest(const google::protobuf::Message* request) { idem_request_ = request; }
@@ -139,7 +144,9 @@ class CallContext {
   bool replayed_ = false;
   bool authorized_ = false;
   bool in_tx_ = false;
+  bool on_worker_ = false;  // in RpcService::Run: AfterReply work waits for the answer
   std::vector<std::function<void()>> after_commit_;
+  std::vector<std::function<void()>> after_reply_;
   QuotaSlot call_slot_;    // unary calls: given back when the call's context is destroyed
   QuotaSlot stream_slot_;  // streams: until the handler takes it
 };

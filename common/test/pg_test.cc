@@ -421,5 +421,103 @@ TEST(PgPool, CallsOverTheInFlightBudgetWaitWhileItAnswersAndAreRefusedWhenItDoes
             << absl::FormatDuration(over_took) << "\n";
 }
 
+// Review #2: a pipelined batch is not cut short by one statement's time cap. The server answers
+// a pipeline's statements together at its end, each bounded by its statement_timeout, so a batch
+// waits the cap once per statement: a batch of statements that each answer within the cap
+// completes however long it takes in all, and one that does not answer is still given up on.
+TEST(PgPool, APipelineWaitsTheCapOncePerStatementNotOnceForTheBatch) {
+  auto& s = TestServers::Get();
+  PgOptions o = s.PgOptionsFor(s.NewDatabase("cap"));
+  o.call_timeout = absl::Milliseconds(600);
+  o.statement_timeout_ms = 20000;
+  auto pool = PgPool::Connect(o, nullptr);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  PgPool& pg = **pool;
+  const absl::Time start = absl::Now();
+  absl::Status long_batch = pg.Transact([](PgTx& tx) -> absl::Status {
+    for (int i = 0; i < 4; ++i) (void)tx.Send("SELECT pg_sleep(0.25)");
+    return absl::OkStatus();
+  });
+  const absl::Duration long_took = absl::Now() - start;
+  EXPECT_TRUE(long_batch.ok()) << long_batch << " after " << long_took;
+  EXPECT_GE(long_took, absl::Milliseconds(900)) << "four statements of 250 ms, one batch";
+
+  // BEGIN, two statements and COMMIT: 4 x 600 ms at most, less than the 5 s statement.
+  const absl::Time stuck_start = absl::Now();
+  absl::Status stuck = pg.Transact([](PgTx& tx) -> absl::Status {
+    (void)tx.Send("SELECT 1");
+    (void)tx.Send("SELECT pg_sleep(5)");
+    return absl::OkStatus();
+  });
+  const absl::Duration stuck_took = absl::Now() - stuck_start;
+  EXPECT_EQ(stuck.code(), absl::StatusCode::kUnavailable) << stuck;
+  EXPECT_LT(stuck_took, absl::Seconds(4)) << "bounded by 4 statements x the 600 ms cap";
+  EXPECT_TRUE(pg.Query("SELECT 1").ok()) << "the pool serves again";
+  std::cout << "pipeline of 4 x 250 ms under a 600 ms cap: " << absl::FormatDuration(long_took)
+            << ", OK; a 5 s statement in a batch of 4: UNAVAILABLE after "
+            << absl::FormatDuration(stuck_took) << "\n";
+}
+
+// Ends the backend `pid` from another connection and waits until it is gone (its error and
+// close are then on the ended connection's socket).
+void EndBackend(PgPool& pg, int64_t pid) {
+  ASSERT_TRUE(pg.Query("SELECT pg_terminate_backend($1)", {pid}).ok());
+  for (int i = 0; i < 200; ++i) {
+    auto r = pg.Query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", {pid});
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->Int64(0, "n") == 0) return;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  FAIL() << "backend " << pid << " did not end";
+}
+
+// Review #3: only a COMMIT that left the client may be "outcome unknown". A connection lost
+// before the COMMIT was sent (the session ended between two of the transaction's round trips)
+// committed nothing: the transaction is replayed on a fresh connection and lands once. A
+// read-only transaction commits nothing, so it is never "unknown" either: it is replayed too.
+// A write whose COMMIT did leave before the loss is still reported as unknown.
+TEST(PgPool, OnlyACommitThatLeftTheClientIsReportedAsOutcomeUnknown) {
+  auto pool = NewPool();
+  int attempts = 0;
+  absl::Status before_commit = pool->Transact([&](PgTx& tx) -> absl::Status {
+    ++attempts;
+    SH_ASSIGN_OR_RETURN(PgResult me, tx.Exec("SELECT pg_backend_pid() AS pid"));
+    if (attempts == 1) EndBackend(*pool, me.Int64(0, "pid"));
+    (void)tx.Send("INSERT INTO items (id, n) VALUES ('lost-before-commit', 1)");
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(before_commit.ok()) << before_commit;
+  EXPECT_EQ(attempts, 2) << "replayed once on a fresh connection";
+  EXPECT_EQ(
+      pool->Query("SELECT count(*) AS n FROM items WHERE id = 'lost-before-commit'")->Int64(0, "n"),
+      1);
+
+  int read_attempts = 0;
+  absl::Status read_only = pool->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        // The first attempt's session ends while its COMMIT is on the way (one batch).
+        (void)tx.Send(++read_attempts == 1 ? "SELECT pg_terminate_backend(pg_backend_pid())"
+                                           : "SELECT 1");
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, /*read_only=*/true);
+  EXPECT_TRUE(read_only.ok()) << read_only;
+  EXPECT_EQ(read_attempts, 2);
+
+  int write_attempts = 0;
+  absl::Status write = pool->Transact([&](PgTx& tx) -> absl::Status {
+    ++write_attempts;
+    (void)tx.Send("INSERT INTO items (id, n) VALUES ('maybe', 1)");
+    (void)tx.Send("SELECT pg_terminate_backend(pg_backend_pid())");
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(write.code(), absl::StatusCode::kUnavailable) << write;
+  EXPECT_NE(write.message().find("outcome unknown"), std::string::npos) << write;
+  EXPECT_EQ(write_attempts, 1) << "never replayed";
+  std::cout << "lost before COMMIT: " << attempts << " attempts, committed once; read-only lost "
+            << "at commit: " << read_attempts
+            << " attempts, OK; write lost at commit: " << write.message() << "\n";
+}
+
 }  // namespace
 }  // namespace safeharbor

@@ -7,7 +7,9 @@
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "common/deadline.h"
@@ -153,6 +155,40 @@ TEST(RpcKit, TheCallersDeadlineReachesTheHandlerThread) {
   EXPECT_GT(seen, before + absl::Seconds(6));
   EXPECT_LT(seen, before + absl::Seconds(8));
   EXPECT_EQ(CurrentCallDeadline(), absl::InfiniteFuture());  // Outside a call.
+}
+
+// Issue 13: work queued with AfterReply (a fan-out the caller need not wait for) runs after the
+// answer reached the caller, on the call's worker.
+TEST(RpcKit, WorkAfterTheReplyRunsOnceTheAnswerIsOut) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool answered = false;
+  bool ran = false;
+  bool ran_after_answer = false;
+  Kit kit({.roles = RoleSet::Every()},
+          [&](CallContext& ctx, const EchoRequest&, EchoResponse* out) {
+            out->set_message("done");
+            ctx.AfterReply([&] {
+              std::unique_lock<std::mutex> lock(mu);
+              cv.wait_for(lock, std::chrono::seconds(3), [&] { return answered; });
+              ran_after_answer = answered;
+              ran = true;
+              cv.notify_all();
+            });
+            return absl::OkStatus();
+          });
+  EchoResponse resp;
+  const grpc::Status st = kit.Call("org-a", "auditor", "hi", &resp, /*deadline_s=*/2);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    answered = true;
+    cv.notify_all();
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return ran; });
+  }
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.message(), "done");
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(ran_after_answer) << "the answer did not wait for the work after it";
 }
 
 // Per-organization limits in the kit. 30 calls of one organization against 2 workers and a queue

@@ -239,11 +239,22 @@ void BedsServiceImpl::StopBackground() {
   hub_->Stop();
 }
 
-void BedsServiceImpl::Changed() {
+void BedsServiceImpl::Changed(CallContext* ctx) {
+  // Before the answer: no caller told of the change reads a cached answer older than it.
   search_cache_.Invalidate();
   hub_->Notify();
-  if (redis_ != nullptr)
-    (void)redis_->Publish(absl::StrCat(options_.key_namespace, ":events"), "1");
+  if (redis_ == nullptr) return;
+  // The other replicas' watchers read the committed events; the nudge need not delay the answer.
+  // It holds no pointer to this service (the executor that runs it may outlive the service, as
+  // in tests; the Redis client outlives the executor).
+  const auto nudge = [redis = redis_, channel = absl::StrCat(options_.key_namespace, ":events")] {
+    (void)redis->Publish(channel, "1");
+  };
+  if (ctx != nullptr) {
+    ctx->AfterReply(nudge);
+  } else {
+    nudge();
+  }
 }
 
 void BedsServiceImpl::CountHold(const char* event) { holds_.Add({{"event", event}}).Increment(); }
@@ -314,7 +325,7 @@ absl::StatusOr<int> BedsServiceImpl::SweepExpiredHolds() {
       CountHold("expired");
       log::Info("hold_expired", {{"hold_id", h.id}, {"facility_id", h.facility_id}});
     }
-    Changed();
+    Changed(nullptr);
   }
   return total;
 }
@@ -366,7 +377,7 @@ absl::Status BedsServiceImpl::CreateFacility(CallContext& ctx, const v1::CreateF
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) {
     *resp->mutable_facility() = req.facility();
     if (resp->facility().id().empty()) resp->mutable_facility()->set_id(generated);
-    ctx.AfterCommit([this] { Changed(); });
+    ctx.AfterCommit([this, &ctx] { Changed(&ctx); });
     return BedsStore::InsertFacility(tx, resp->mutable_facility(), now);
   }));
   log::Info("facility_created", {{"id", resp->facility().id()}, {"by", ctx.caller().org_id}});
@@ -402,7 +413,7 @@ absl::Status BedsServiceImpl::UpdateFacility(CallContext& ctx, const v1::UpdateF
     }
     return absl::OkStatus();
   }));
-  Changed();
+  Changed(&ctx);
   log::Info("facility_updated", {{"id", f.id()}, {"by", ctx.caller().org_id}});
   return absl::OkStatus();
 }
@@ -474,7 +485,7 @@ absl::Status BedsServiceImpl::ReportCensus(CallContext& ctx, const v1::ReportCen
   };
   SH_RETURN_IF_ERROR(ctx.Transact(
       [&](PgTx& tx) {
-        ctx.AfterCommit([this] { Changed(); });
+        ctx.AfterCommit([this, &ctx] { Changed(&ctx); });
         return WriteCensus(tx, req, f.county_fips(), now, resp);
       },
       owned_and_valid));
@@ -571,7 +582,7 @@ absl::Status BedsServiceImpl::HoldBed(CallContext& ctx, const v1::HoldBedRequest
   }
   if (ctx.replayed()) return absl::OkStatus();
   CountHold("created");
-  Changed();
+  Changed(&ctx);
   log::Info("bed_held", {{"hold_id", hold_id},
                          {"facility_id", req.facility_id()},
                          {"referral_id", req.referral_id()},
@@ -610,7 +621,7 @@ absl::Status BedsServiceImpl::ReleaseHold(CallContext& ctx, const v1::ReleaseHol
   }));
   if (released) {
     CountHold("released");
-    Changed();
+    Changed(&ctx);
     log::Info("hold_released", {{"hold_id", req.hold_id()}, {"by", ctx.caller().org_id}});
   }
   return absl::OkStatus();
@@ -712,7 +723,7 @@ absl::Status BedsServiceImpl::ConfirmPlacement(CallContext& ctx,
       ctx.Transact([&](PgTx& tx) { return ConfirmHold(tx, ctx, req, placement_id, resp); }));
   if (ctx.replayed()) return absl::OkStatus();
   CountHold("confirmed");
-  Changed();
+  Changed(&ctx);
   log::Info(
       "placement_confirmed",
       {{"placement_id", placement_id}, {"hold_id", req.hold_id()}, {"by", ctx.caller().org_id}});
@@ -750,7 +761,7 @@ absl::Status BedsServiceImpl::DischargePlacement(CallContext& ctx,
     return absl::OkStatus();
   }));
   if (discharged) {
-    Changed();
+    Changed(&ctx);
     log::Info("placement_discharged", {{"placement_id", req.placement_id()}, {"by", c.org_id}});
   }
   return absl::OkStatus();

@@ -102,8 +102,10 @@ class BedsServiceImpl final : public RpcService {
   static absl::Status CanExtendHold(const Caller& c, const v1::Hold& hold);
   absl::Status ExtendLocked(PgTx& tx, CallContext& ctx, const v1::ExtendHoldRequest& req,
                             v1::ExtendHoldResponse* resp, bool* extended);
-  // After a committed change: drop cached searches and wake watchers on every replica.
-  void Changed();
+  // After a committed change: drop cached searches and wake watchers on every replica. The
+  // cache's generation bump is made before the answer; the other replicas' watchers are nudged
+  // after it (ctx->AfterReply; at once without a call).
+  void Changed(CallContext* ctx);
   void CountHold(const char* event);
   // Locks the bed type, then reads the clock: every decision about expiry and capacity uses a
   // time taken while no other writer can change this bed type.

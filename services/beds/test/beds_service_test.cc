@@ -365,6 +365,30 @@ TEST_F(BedsTest, WithRedisStoppedSearchesAndHoldsStayCorrect) {
   EXPECT_EQ(resp.results(0).beds(0).held(), 2);
 }
 
+// Issue 13: the other replicas' watchers are nudged after HoldBed's answer, but the search
+// cache's generation is bumped before it: a search on another replica made after the answer
+// never reads the answer cached before the hold.
+TEST_F(BedsTest, AHoldIsSeenByAnotherReplicasCachedSearchOnceItIsAnswered) {
+  Replica b(db_url_, ns_, &clock_);
+  auto intake_b = b.Stub_(kReferralService, "service");
+  CreateFacility(Facility("fac-x", "prov-a", 3));
+  ASSERT_TRUE(Census(provider_.get(), "fac-x", 0).ok());
+  v1::SearchAvailabilityRequest search;
+  search.set_county_fips(kKing);
+  for (int i = 1; i <= 3; ++i) {
+    v1::SearchAvailabilityResponse before;
+    ASSERT_TRUE(intake_b->SearchAvailability(Ctx().get(), search, &before).ok());  // cached
+    ASSERT_EQ(before.results_size(), 1);
+    EXPECT_EQ(before.results(0).beds(0).available_beds(), 4 - i);
+    v1::HoldBedResponse hold;
+    ASSERT_TRUE(Hold(intake_.get(), "fac-x", absl::StrCat("x-", i), &hold).ok());
+    v1::SearchAvailabilityResponse after;
+    ASSERT_TRUE(intake_b->SearchAvailability(Ctx().get(), search, &after).ok());
+    ASSERT_EQ(after.results_size(), 1);
+    EXPECT_EQ(after.results(0).beds(0).available_beds(), 3 - i) << "hold " << i;
+  }
+}
+
 TEST_F(BedsTest, HoldBedIsIdempotentOnRequestId) {
   CreateFacility(Facility("fac-i", "prov-a", 3));
   ASSERT_TRUE(Census(provider_.get(), "fac-i", 0).ok());
