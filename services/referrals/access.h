@@ -12,7 +12,8 @@
 
 namespace safeharbor::referrals {
 
-// The caller's part in this referral; PERMISSION_DENIED when it has none.
+// The caller's part in this referral; PERMISSION_DENIED when it has none (a law-enforcement
+// referrer has none in a part of its referral: issue 14, one referral, several needs).
 absl::StatusOr<Actor> ActorFor(const Caller& c, const v1::Referral& r);
 
 // The caller may see this referral at all: one of its parties, or a child-welfare office whose
