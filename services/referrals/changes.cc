@@ -19,12 +19,16 @@ namespace {
 // an error either.
 absl::Status Refusal(absl::Status refused, v1::ReferralStatus from, Actor actor) {
   if (actor != Actor::kReferrer) return refused;
-  return absl::FailedPreconditionError(
-      absl::StrCat("this referral can no longer be changed by you (stage ",
-                   v1::ReferrerView::Stage_Name(ReferrerStage(from)), ")"));
+  return RefusedToReferrer(ReferrerStage(from));
 }
 
 }  // namespace
+
+absl::Status RefusedToReferrer(v1::ReferrerView::Stage stage) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("this referral can no longer be changed by you (stage ",
+                   v1::ReferrerView::Stage_Name(stage), ")"));
+}
 
 ReferralChanges::ReferralChanges(PgPool* pg, const Clock* clock, const Sealer* sealer,
                                  Network* network, ReferralMetrics* metrics,

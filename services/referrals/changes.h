@@ -35,6 +35,9 @@ struct Change {
   std::string purge_identity;  // a kPurge… reason: the identifying details go now (retention.h)
 };
 
+// A change refused to the law-enforcement referrer, told only the stage it sees.
+absl::Status RefusedToReferrer(v1::ReferrerView::Stage stage);
+
 using Mutation = std::function<absl::Status(PgTx& tx, v1::Referral& referral, Actor actor,
                                             absl::Time now, Change& change)>;
 

@@ -662,7 +662,19 @@ absl::Status ReferralServiceImpl::RecordOutcome(CallContext& ctx,
 absl::Status ReferralServiceImpl::CancelReferral(CallContext& ctx,
                                                  const v1::CancelReferralRequest& req,
                                                  v1::CancelReferralResponse*) {
-  const Mutation cancel = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time, Change& ch) {
+  const Mutation cancel = [&](PgTx& tx, v1::Referral& r, Actor actor, absl::Time,
+                              Change& ch) -> absl::Status {
+    if (actor == Actor::kReferrer && r.part_ids_size() > 0 && !r.needs().placement_tonight()) {
+      // Issue 14: the officer cancels while its view (of the lead and its parts) could be
+      // cancelled on one row: never once a service it shows has the youth.
+      SH_ASSIGN_OR_RETURN(const std::vector<v1::Referral> parts,
+                          ReferralStore::Parts(tx, {r.id()}));
+      const v1::ReferrerView::Stage seen = ReferrerViewOf(r, parts).stage();
+      if (seen != v1::ReferrerView::STAGE_ROUTING &&
+          seen != v1::ReferrerView::STAGE_READY_FOR_HANDOFF) {
+        return RefusedToReferrer(seen);
+      }
+    }
     ch.to = v1::REFERRAL_STATUS_CANCELLED;
     ch.reason = req.reason();
     CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &ch.holds_to_release);

@@ -59,6 +59,30 @@ class PartsTest : public ReferralTest {
     EXPECT_EQ(officer.stage(), stage);
   }
 
+  // A service of `category` at `org` (open 24/7, King, Snohomish and Pierce).
+  void AddService(const std::string& org, dir::ServiceCategory category) {
+    auto admin = dir::DirectoryService::NewStub(
+        TestServers::Get().Channel(directory_.host->port(), "state-directory", "directory_admin"));
+    dir::CreateServiceRequest req;
+    req.set_request_id(absl::StrCat("svc-", org, "-", int{category}));
+    dir::Service* svc = req.mutable_service();
+    svc->set_id(absl::StrCat("svc-", org, "-", int{category}));
+    svc->set_organization_id(org);
+    svc->set_name("Youth counseling");
+    svc->set_category(category);
+    svc->set_minimum_age(10);
+    svc->set_maximum_age(24);
+    svc->mutable_schedule()->set_open_24_7(true);
+    svc->mutable_schedule()->set_time_zone("America/Los_Angeles");
+    for (const char* c : {kKing, kSnohomish, kPierce}) svc->add_service_area_county_fips(c);
+    svc->set_status(dir::SERVICE_STATUS_ACTIVE);
+    svc->set_accepting_referrals(true);
+    svc->set_location_id("main");
+    dir::CreateServiceResponse resp;
+    const grpc::Status st = admin->CreateService(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+
   int64_t Rows(const std::string& where) {
     return Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals WHERE " + where);
   }
@@ -150,9 +174,11 @@ TEST_F(PartsTest, ABedAndAnAdvocateAreOfferedInParallelAndBothAccepted) {
   EXPECT_EQ(Gauge("safeharbor_referrals_created_by_needs_total", "2"), 1);
 }
 
-// Without a placement, the first accepted service gives the officer its hand-off, then
-// "connected": as a one-need services referral's view; while none is accepted, routing.
+// Without a placement, the first accepted service gives the officer its hand-off (under the
+// lead's id, even when it is a part's), then "connected"; a later acceptance moves nothing, and
+// the officer cannot cancel once the service it was shown has the youth.
 TEST_F(PartsTest, WithoutAPlacementTheFirstAcceptedServiceIsTheHandoff) {
+  AddService("prov-b", dir::SERVICE_CATEGORY_MENTAL_HEALTH);
   v1::CreateReferralRequest req = Request(/*placement=*/false, "two-services");
   req.mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_MENTAL_HEALTH);
   const std::string lead = Create(req);
@@ -164,22 +190,43 @@ TEST_F(PartsTest, WithoutAPlacementTheFirstAcceptedServiceIsTheHandoff) {
   Timers();
   const v1::ReferrerView routing = AsOfficer(lead);
   EXPECT_EQ(routing.stage(), v1::ReferrerView::STAGE_ROUTING);
-  // Nobody offers mental health here: that part goes its own way (to child welfare), and the
-  // officer still sees the lead's view.
-  const v1::Referral mh = AsChildWelfare(part);
-  std::cout << "mental-health part: " << v1::ReferralStatus_Name(mh.status()) << "\n";
-  EXPECT_EQ(AsOfficer(lead).stage(), v1::ReferrerView::STAGE_ROUTING);
+  ASSERT_EQ(Offered(part), std::vector<std::string>{"prov-b"});
+  const std::vector<std::string> advocates = Offered(lead);
+  ASSERT_FALSE(advocates.empty());
 
-  const std::vector<std::string> offered = Offered(lead);
-  ASSERT_FALSE(offered.empty());
+  // The mental-health part is accepted first: its hand-off is where the officer goes.
   clock_.Advance(absl::Minutes(4));
-  ASSERT_TRUE(Accept(offered[0], lead).ok());
+  ASSERT_TRUE(Accept("prov-b", part).ok());
   const v1::ReferrerView ready = AsOfficer(lead);
-  EXPECT_TRUE(MessageDifferencer::Equals(ready, ReferrerViewOf(AsChildWelfare(lead))));
+  EXPECT_EQ(ready.id(), lead);
   EXPECT_EQ(ready.stage(), v1::ReferrerView::STAGE_READY_FOR_HANDOFF);
-  EXPECT_EQ(ready.handoff().provider_organization_id(), offered[0]);
-  ASSERT_TRUE(Handoff(offered[0], lead).ok());
-  EXPECT_EQ(AsOfficer(lead).stage(), v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
+  EXPECT_EQ(ready.handoff().provider_organization_id(), "prov-b");
+  v1::ReferrerView part_alone = ReferrerViewOf(AsChildWelfare(part));
+  part_alone.set_id(lead);
+  EXPECT_TRUE(MessageDifferencer::Equals(ready, part_alone));
+  EXPECT_GT(FromProtoTime(ready.update_time()), FromProtoTime(routing.update_time()));
+
+  // The advocacy (the lead) accepted later changes nothing the officer sees.
+  clock_.Advance(absl::Minutes(4));
+  ASSERT_TRUE(Accept(advocates[0], lead).ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(AsOfficer(lead), ready));
+
+  clock_.Advance(absl::Minutes(10));
+  ASSERT_TRUE(Handoff("prov-b", part).ok());
+  const v1::ReferrerView connected = AsOfficer(lead);
+  EXPECT_EQ(connected.stage(), v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
+  EXPECT_FALSE(connected.has_handoff());
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(lead);
+  cancel.set_reason("changed plans");
+  v1::CancelReferralResponse cancelled;
+  const grpc::Status refused = officer_->CancelReferral(Ctx().get(), cancel, &cancelled);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(refused.error_message().find("STAGE_CONNECTED_TO_SERVICES"), std::string::npos)
+      << refused.error_message();
+  EXPECT_EQ(AsChildWelfare(lead).status(), v1::REFERRAL_STATUS_ACCEPTED);
+  ASSERT_TRUE(Handoff(advocates[0], lead).ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(AsOfficer(lead), connected));
 }
 
 // The referrer cannot read, list or change a part: the same answer as for a referral it did not
