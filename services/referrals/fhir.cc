@@ -206,22 +206,12 @@ FhirTaskStatus FhirTaskStatusOf(const v1::Offer& offer, v1::ReferralStatus statu
     default:
       return {"draft", "unknown"};
   }
-  switch (status) {
-    case v1::REFERRAL_STATUS_HANDED_OFF:
-      return {"in-progress", "handed off"};
-    case v1::REFERRAL_STATUS_IN_PROGRESS:
-      return {"in-progress", "services started"};
-    case v1::REFERRAL_STATUS_COMPLETED:
-      return {"completed", "completed"};
-    case v1::REFERRAL_STATUS_YOUTH_DECLINED:
-      return {"failed", "youth declined"};
-    case v1::REFERRAL_STATUS_COULD_NOT_CONTACT:
-      return {"failed", "could not contact"};
-    case v1::REFERRAL_STATUS_CANCELLED:
-      return {"cancelled", "referral cancelled"};
-    default:
-      return {"accepted", "accepted: awaiting hand-off"};
+  // Accepted: the referral's course after the hand-off, as its need's Task has it.
+  if (status == v1::REFERRAL_STATUS_CANCELLED) return {"cancelled", "referral cancelled"};
+  if (ReferrerStage(status) == v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES) {
+    return FhirNeedStatusOf(status);
   }
+  return {"accepted", "accepted: awaiting hand-off"};
 }
 
 namespace {

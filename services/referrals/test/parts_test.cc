@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include "common/metrics.h"
+#include "services/referrals/fhir.h"
+#include "services/referrals/requests.h"
 #include "services/referrals/test/referral_fixture.h"
 #include "services/referrals/views.h"
 
@@ -14,6 +16,79 @@ namespace safeharbor::referrals {
 namespace {
 
 using google::protobuf::util::MessageDifferencer;
+
+// Pure: a row of a services-only referral, accepted at `accepted` (never when 0) by `org`.
+v1::Referral Row(const std::string& id, v1::ReferralStatus status, int64_t accepted,
+                 const std::string& org) {
+  v1::Referral r;
+  r.set_id(id);
+  r.set_status(status);
+  r.mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  *r.mutable_create_time() = ToProtoTime(absl::FromUnixSeconds(100));
+  *r.mutable_referrer_view_time() = ToProtoTime(absl::FromUnixSeconds(100 + accepted));
+  if (accepted > 0) {
+    *r.mutable_accepted_time() = ToProtoTime(absl::FromUnixSeconds(100 + accepted));
+    r.mutable_handoff()->set_provider_organization_id(org);
+  }
+  return r;
+}
+
+TEST(PartsViewTest, TheOfficerSeesTheFirstAcceptedRowUnderTheLeadsId) {
+  v1::Referral lead = Row("lead", v1::REFERRAL_STATUS_OFFERED, 0, "");
+  lead.add_part_ids("p1");
+  lead.add_part_ids("p2");
+  const std::vector<v1::Referral> parts = {Row("p2", v1::REFERRAL_STATUS_ACCEPTED, 5, "org-2"),
+                                           Row("p1", v1::REFERRAL_STATUS_HANDED_OFF, 9, "org-1")};
+  v1::ReferrerView v = ReferrerViewOf(lead, parts);
+  EXPECT_EQ(v.id(), "lead");
+  EXPECT_EQ(v.stage(), v1::ReferrerView::STAGE_READY_FOR_HANDOFF);
+  EXPECT_EQ(v.handoff().provider_organization_id(), "org-2");
+  EXPECT_EQ(FromProtoTime(v.update_time()), absl::FromUnixSeconds(105));
+  // None accepted: the lead's own view; a tie: the lead before its parts, then part_ids order.
+  EXPECT_EQ(ReferrerViewOf(lead, {Row("p1", v1::REFERRAL_STATUS_OFFERED, 0, "")}).stage(),
+            v1::ReferrerView::STAGE_ROUTING);
+  v1::Referral accepted = Row("lead", v1::REFERRAL_STATUS_ACCEPTED, 5, "org-lead");
+  accepted.add_part_ids("p1");
+  accepted.add_part_ids("p2");
+  EXPECT_EQ(ReferrerViewOf(accepted, parts).handoff().provider_organization_id(), "org-lead");
+  EXPECT_EQ(ReferrerViewOf(lead, {Row("p1", v1::REFERRAL_STATUS_ACCEPTED, 5, "org-1"),
+                                  Row("p2", v1::REFERRAL_STATUS_ACCEPTED, 5, "org-2")})
+                .handoff()
+                .provider_organization_id(),
+            "org-1");
+  // With a placement, exactly the placement row's view, whatever its parts.
+  v1::Referral bed = Row("bed", v1::REFERRAL_STATUS_OFFERED, 0, "");
+  bed.mutable_needs()->Clear();
+  bed.mutable_needs()->set_placement_tonight(true);
+  bed.add_part_ids("p2");
+  EXPECT_TRUE(MessageDifferencer::Equals(ReferrerViewOf(bed, parts), ReferrerViewOf(bed)));
+}
+
+TEST(PartsViewTest, NeedsSplitOnePerRowAndTheRequestStatusFollowsEveryRow) {
+  v1::Needs needs;
+  needs.set_placement_tonight(true);
+  needs.add_service_categories(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  needs.add_service_categories(dir::SERVICE_CATEGORY_MENTAL_HEALTH);
+  const std::vector<v1::Needs> rows = SplitNeeds(needs);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_TRUE(rows[0].placement_tonight());
+  EXPECT_EQ(rows[0].service_categories_size(), 0);
+  EXPECT_FALSE(rows[1].placement_tonight());
+  EXPECT_EQ(rows[1].service_categories(0), dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  EXPECT_EQ(rows[2].service_categories(0), dir::SERVICE_CATEGORY_MENTAL_HEALTH);
+  using S = v1::ReferralStatus;
+  EXPECT_STREQ(FhirRequestStatus(std::vector<S>{v1::REFERRAL_STATUS_ESCALATED}), "active");
+  EXPECT_STREQ(FhirRequestStatus(std::vector<S>{v1::REFERRAL_STATUS_CANCELLED}), "revoked");
+  EXPECT_STREQ(FhirRequestStatus(
+                   std::vector<S>{v1::REFERRAL_STATUS_HANDED_OFF, v1::REFERRAL_STATUS_CANCELLED}),
+               "active");
+  EXPECT_STREQ(FhirRequestStatus(
+                   std::vector<S>{v1::REFERRAL_STATUS_COMPLETED, v1::REFERRAL_STATUS_CANCELLED}),
+               "completed");
+  EXPECT_STREQ(FhirRequestStatus(
+                   std::vector<S>{v1::REFERRAL_STATUS_CANCELLED, v1::REFERRAL_STATUS_CANCELLED}),
+               "revoked");
+}
 
 class PartsTest : public ReferralTest {
  protected:
@@ -57,30 +132,6 @@ class PartsTest : public ReferralTest {
     EXPECT_TRUE(MessageDifferencer::Equals(officer, alone))
         << officer.DebugString() << " vs " << alone.DebugString();
     EXPECT_EQ(officer.stage(), stage);
-  }
-
-  // A service of `category` at `org` (open 24/7, King, Snohomish and Pierce).
-  void AddService(const std::string& org, dir::ServiceCategory category) {
-    auto admin = dir::DirectoryService::NewStub(
-        TestServers::Get().Channel(directory_.host->port(), "state-directory", "directory_admin"));
-    dir::CreateServiceRequest req;
-    req.set_request_id(absl::StrCat("svc-", org, "-", int{category}));
-    dir::Service* svc = req.mutable_service();
-    svc->set_id(absl::StrCat("svc-", org, "-", int{category}));
-    svc->set_organization_id(org);
-    svc->set_name("Youth counseling");
-    svc->set_category(category);
-    svc->set_minimum_age(10);
-    svc->set_maximum_age(24);
-    svc->mutable_schedule()->set_open_24_7(true);
-    svc->mutable_schedule()->set_time_zone("America/Los_Angeles");
-    for (const char* c : {kKing, kSnohomish, kPierce}) svc->add_service_area_county_fips(c);
-    svc->set_status(dir::SERVICE_STATUS_ACTIVE);
-    svc->set_accepting_referrals(true);
-    svc->set_location_id("main");
-    dir::CreateServiceResponse resp;
-    const grpc::Status st = admin->CreateService(Ctx().get(), req, &resp);
-    ASSERT_TRUE(st.ok()) << st.error_message();
   }
 
   int64_t Rows(const std::string& where) {
@@ -178,7 +229,7 @@ TEST_F(PartsTest, ABedAndAnAdvocateAreOfferedInParallelAndBothAccepted) {
 // lead's id, even when it is a part's), then "connected"; a later acceptance moves nothing, and
 // the officer cannot cancel once the service it was shown has the youth.
 TEST_F(PartsTest, WithoutAPlacementTheFirstAcceptedServiceIsTheHandoff) {
-  AddService("prov-b", dir::SERVICE_CATEGORY_MENTAL_HEALTH);
+  AddService("prov-b", "mh-prov-b", dir::SERVICE_CATEGORY_MENTAL_HEALTH);
   v1::CreateReferralRequest req = Request(/*placement=*/false, "two-services");
   req.mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_MENTAL_HEALTH);
   const std::string lead = Create(req);
