@@ -54,6 +54,14 @@ class ReferralsBlackBox(unittest.TestCase):
                                              city="Seattle", latitude=lat, longitude=lng,
                                              county_fips=county)],
                     phones=[dpb2.Phone(number="+1 206-555-0100")])), timeout=5)
+        # Issue 14: a survivor advocate (24/7) at bb-prov-b, for a bed plus an advocate.
+        d.CreateService(dpb2.CreateServiceRequest(request_id="svc-bb-adv", service=dpb2.Service(
+            id="bb-adv", organization_id="bb-prov-b", name="Survivor advocacy",
+            category=dpb2.SERVICE_CATEGORY_CSEC_ADVOCACY, csec_specialized=True, minimum_age=10,
+            maximum_age=24, schedule=dpb2.Schedule(open_24_7=True, time_zone="America/Los_Angeles"),
+            service_area_county_fips=[KING, SNOHOMISH], status=dpb2.SERVICE_STATUS_ACTIVE,
+            accepting_referrals=True, location_id="main")), timeout=5)
+        cls.dpb2 = dpb2
         admin, bpb2 = shclient.stub("beds", st.channel(cls.beds.port, "client-directory_admin"))
         cls.bpb2 = bpb2
         for fid, org, county, lat, lng, beds in [("fac-bb-a", "bb-prov-a", KING, 47.61, -122.33, 3),
@@ -79,7 +87,7 @@ class ReferralsBlackBox(unittest.TestCase):
     def beds_admin(self):
         return shclient.stub("beds", self.stack.channel(self.beds.port, "client-directory_admin"))[0]
 
-    def create(self, rid, urgency=None):
+    def create(self, rid, urgency=None, categories=()):
         officer, pb2 = self.ref("client-law_enforcement")
         req = pb2.CreateReferralRequest(
             request_id=rid,
@@ -90,7 +98,7 @@ class ReferralsBlackBox(unittest.TestCase):
                                        giver=pb2.Consent.GIVER_YOUTH,
                                        scopes=[pb2.Consent.SCOPE_ACCEPTING_PROVIDER])),
             county_fips=KING, location={"latitude": 47.6062, "longitude": -122.3321},
-            needs=pb2.Needs(placement_tonight=True),
+            needs=pb2.Needs(placement_tonight=True, service_categories=list(categories)),
             urgency=urgency or pb2.URGENCY_ROUTINE)
         resp = officer.CreateReferral(req, timeout=10)
         self.assertEqual(resp.referral.stage, pb2.ReferrerView.STAGE_ROUTING)
@@ -161,6 +169,46 @@ class ReferralsBlackBox(unittest.TestCase):
             other.GetReferral(pb2.GetReferralRequest(id=rid), timeout=10)
         self.assertEqual(denied.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
         call.cancel()
+
+    def test_bed_and_advocate_offered_in_parallel(self):
+        """Issue 14: a bed and an advocate, one referral: two rows offered in parallel to
+        different providers, both accepted; the officer sees only the placement's hand-off."""
+        _, pb2 = self.ref("client-law_enforcement")
+        lead = self.create("bb-parts", categories=[self.dpb2.SERVICE_CATEGORY_CSEC_ADVOCACY])
+        parts = self.as_child_welfare(lead).part_ids
+        self.assertEqual(len(parts), 1)
+        part = parts[0]
+        offered = lambda rid: (lambda r: r if r.status == pb2.REFERRAL_STATUS_OFFERED else None)(
+            self.as_child_welfare(rid))
+        bed = wait_for(lambda: offered(lead), what="the bed offered")
+        advocacy = wait_for(lambda: offered(part), what="the advocate offered")
+        self.assertTrue(bed.needs.placement_tonight)
+        self.assertEqual(list(advocacy.needs.service_categories),
+                         [self.dpb2.SERVICE_CATEGORY_CSEC_ADVOCACY])
+        bed_org = bed.offers[0].provider_organization_id
+        self.assertEqual([o.provider_organization_id for o in advocacy.offers], ["bb-prov-b"])
+        self.assertNotEqual(bed_org, "bb-prov-b", "the bed goes to the nearer facility")
+        bed_provider, _ = self.ref(self.stack.client_cert(f"client-{bed_org}", bed_org, "provider"))
+        advocate, _ = self.ref(self.stack.client_cert("client-bb-prov-b", "bb-prov-b", "provider"))
+        advocate.AcceptReferral(pb2.AcceptReferralRequest(id=part, request_id="acc-part"), timeout=10)
+        self.assertEqual(self.as_officer(lead).stage, pb2.ReferrerView.STAGE_ROUTING)
+        bed_provider.AcceptReferral(pb2.AcceptReferralRequest(id=lead, request_id="acc-lead"),
+                                    timeout=10)
+        advocate.ConfirmHandoff(pb2.ConfirmHandoffRequest(id=part), timeout=10)
+        ready = self.as_officer(lead)
+        self.assertEqual(ready.stage, pb2.ReferrerView.STAGE_READY_FOR_HANDOFF)
+        self.assertEqual(ready.handoff.provider_organization_id, bed_org)
+        officer, _ = self.ref("client-law_enforcement")
+        with self.assertRaises(grpc.RpcError) as denied:
+            officer.GetReferral(pb2.GetReferralRequest(id=part), timeout=10)
+        self.assertEqual(denied.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        # The officer cancels: the bed row is cancelled (its hold released), the advocate keeps
+        # the youth it has.
+        officer.CancelReferral(pb2.CancelReferralRequest(id=lead, reason="found family"), timeout=10)
+        self.assertEqual(self.as_child_welfare(lead).status, pb2.REFERRAL_STATUS_CANCELLED)
+        self.assertEqual(self.as_child_welfare(part).status, pb2.REFERRAL_STATUS_HANDED_OFF)
+        wait_for(lambda: self.held("fac-bb-a")[0] == 0 and self.held("fac-bb-b")[0] == 0,
+                 what="the bed hold released")
 
     def test_missed_deadlines_move_the_hold_then_escalate_to_child_welfare(self):
         _, pb2 = self.ref("client-law_enforcement")

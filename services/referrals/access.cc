@@ -16,7 +16,10 @@ absl::StatusOr<Actor> ActorFor(const Caller& c, const v1::Referral& r) {
       if (ActiveOfferTo(r, c.org_id) != nullptr) return Actor::kOfferedProvider;
       return denied;
     case Role::kLawEnforcement:
-      if (r.referrer_organization_id() == c.org_id) return Actor::kReferrer;
+      // Issue 14: the referrer holds the lead; a part is refused like another's referral.
+      if (r.referrer_organization_id() == c.org_id && r.parent_id().empty()) {
+        return Actor::kReferrer;
+      }
       return denied;
     case Role::kChildWelfare:
       // Issue 14: the on-call office an escalated referral is with carries it on, and once it

@@ -13,7 +13,8 @@
 
 namespace safeharbor::referrals {
 
-// The caller's part in this referral; PERMISSION_DENIED when it has none.
+// The caller's part in this referral; PERMISSION_DENIED when it has none (a law-enforcement
+// referrer has none in a part of its referral: issue 14, one referral, several needs).
 absl::StatusOr<Actor> ActorFor(const Caller& c, const v1::Referral& r);
 
 // Issue 14: `org` is the on-call child-welfare office this ESCALATED referral is with.

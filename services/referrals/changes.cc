@@ -1,5 +1,7 @@
 #include "services/referrals/changes.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/proto_time.h"
@@ -18,12 +20,16 @@ namespace {
 // an error either.
 absl::Status Refusal(absl::Status refused, v1::ReferralStatus from, Actor actor) {
   if (actor != Actor::kReferrer) return refused;
-  return absl::FailedPreconditionError(
-      absl::StrCat("this referral can no longer be changed by you (stage ",
-                   v1::ReferrerView::Stage_Name(ReferrerStage(from)), ")"));
+  return RefusedToReferrer(ReferrerStage(from));
 }
 
 }  // namespace
+
+absl::Status RefusedToReferrer(v1::ReferrerView::Stage stage) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("this referral can no longer be changed by you (stage ",
+                   v1::ReferrerView::Stage_Name(stage), ")"));
+}
 
 ReferralChanges::ReferralChanges(PgPool* pg, const Clock* clock, const Sealer* sealer,
                                  Network* network, ReferralMetrics* metrics,
@@ -99,12 +105,14 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
                                           absl::string_view action,
                                           const std::vector<std::string>& region,
                                           const Mutation& mutate, v1::ReferralStatus target,
-                                          Applied& a) {
+                                          Applied& a, std::optional<Actor> as) {
   a = Applied{};
   SH_ASSIGN_OR_RETURN(v1::Referral r, ReferralStore::Get(tx, id, /*for_update=*/true));
   const Caller& actor_caller = ctx != nullptr ? ctx->caller() : system_;
   Actor actor = Actor::kSystem;
-  if (ctx != nullptr) {
+  if (as.has_value()) {
+    actor = *as;  // Another row of the referral the caller acts on (ApplyToReferral).
+  } else if (ctx != nullptr) {
     SH_RETURN_IF_ERROR(ctx->Authorize(CanRead(ctx->caller(), r, region)));
     SH_ASSIGN_OR_RETURN(actor, ActorFor(ctx->caller(), r));
   }
@@ -112,6 +120,11 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
   a.from = r.status();
   if (target != v1::REFERRAL_STATUS_UNSPECIFIED) {
     if (auto s = CheckTransition(a.from, target, actor); !s.ok()) {
+      if (as.has_value()) {  // Another row, not open to this change: left as it is.
+        a.change.noop = true;
+        a.out = std::move(r);
+        return absl::OkStatus();
+      }
       metrics_->refused_before_work.Increment();
       return Refusal(s, a.from, actor);
     }
@@ -135,6 +148,13 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
     a.out = std::move(r);
     return absl::OkStatus();
   }
+  return Finish(tx, std::move(r), before, actor_caller, action, now, a);
+}
+
+absl::Status ReferralChanges::Finish(PgTx& tx, v1::Referral r, const v1::Referral& before,
+                                     const Caller& actor_caller, absl::string_view action,
+                                     absl::Time now, Applied& a) {
+  const Change& change = a.change;
   if (r.status() == v1::REFERRAL_STATUS_REQUESTED && a.from != r.status()) {
     SH_RETURN_IF_ERROR(ReferralStore::SetRouteAfter(tx, r.id(), now));
   }
@@ -156,6 +176,43 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
   *stored.mutable_youth()->mutable_identifying() = r.youth().identifying();
   a.out = std::move(stored);
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> ReferralChanges::ApplyToReferral(CallContext* ctx, absl::string_view id,
+                                                     absl::string_view action,
+                                                     const Mutation& mutate,
+                                                     v1::ReferralStatus target, bool from_part) {
+  SH_RETURN_IF_ERROR(ValidateId(id, "id"));
+  SH_ASSIGN_OR_RETURN(const std::vector<std::string> region, RegionOf(ctx->caller()));
+  std::vector<Applied> applied;
+  const auto locked = [&](PgTx& tx) -> absl::Status {
+    applied.clear();
+    SH_ASSIGN_OR_RETURN(std::vector<std::string> rows, ReferralStore::RowsOf(tx, id));
+    const bool lead = !rows.empty() && rows.front() == id;
+    if (rows.size() < 2 || (!lead && !from_part)) rows = {std::string(id)};
+    // The caller's part in the row it named (checked again under its lock, in its turn) is
+    // its part in every row of the referral.
+    std::optional<Actor> as;
+    if (rows.size() > 1) {
+      SH_ASSIGN_OR_RETURN(const v1::Referral named, ReferralStore::Get(tx, id, false));
+      SH_RETURN_IF_ERROR(ctx->Authorize(CanRead(ctx->caller(), named, region)));
+      SH_ASSIGN_OR_RETURN(as, ActorFor(ctx->caller(), named));
+    }
+    for (const std::string& row : rows) {
+      SH_RETURN_IF_ERROR(ApplyLocked(tx, ctx, row, action, region, mutate, target,
+                                     applied.emplace_back(), row == id ? std::nullopt : as));
+    }
+    return absl::OkStatus();
+  };
+  SH_RETURN_IF_ERROR(ctx->Transact(locked));
+  int changed = 0;
+  for (const Applied& a : applied) {
+    if (a.change.open_identity) metrics_->audit_reads.Increment();
+    if (a.change.noop) continue;
+    AfterCommit(a, ctx->caller());
+    ++changed;
+  }
+  return changed;
 }
 
 absl::StatusOr<v1::Referral> ReferralChanges::Apply(CallContext* ctx, absl::string_view id,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct Change {
   std::string purge_identity;  // a kPurge… reason: the identifying details go now (retention.h)
 };
 
+// A change refused to the law-enforcement referrer, told only the stage it sees.
+absl::Status RefusedToReferrer(v1::ReferrerView::Stage stage);
+
 using Mutation = std::function<absl::Status(PgTx& tx, v1::Referral& referral, Actor actor,
                                             absl::Time now, Change& change)>;
 
@@ -52,6 +56,16 @@ class ReferralChanges {
   absl::StatusOr<v1::Referral> Apply(CallContext* ctx, absl::string_view id,
                                      absl::string_view action, const Mutation& mutate,
                                      v1::ReferralStatus target = v1::REFERRAL_STATUS_UNSPECIFIED);
+
+  // Issue 14, one referral, several needs: a change of the whole referral. In one transaction,
+  // `mutate` as Apply would on every row of the referral `id` belongs to (the lead and its
+  // parts, locked in that order): row `id` as the caller (refused as Apply refuses), every other
+  // row as the same party (the caller's part in row `id`), those whose status does not allow
+  // `target` to that party being left as they are. Named on a part, only that part changes
+  // unless `from_part`. Returns how many rows changed.
+  absl::StatusOr<int> ApplyToReferral(CallContext* ctx, absl::string_view id,
+                                      absl::string_view action, const Mutation& mutate,
+                                      v1::ReferralStatus target, bool from_part);
 
   // A child-welfare office's counties (from the directory; empty for other roles). Never called
   // inside a transaction.
@@ -72,7 +86,12 @@ class ReferralChanges {
   };
   absl::Status ApplyLocked(PgTx& tx, CallContext* ctx, absl::string_view id,
                            absl::string_view action, const std::vector<std::string>& region,
-                           const Mutation& mutate, v1::ReferralStatus target, Applied& a);
+                           const Mutation& mutate, v1::ReferralStatus target, Applied& a,
+                           std::optional<Actor> as = std::nullopt);
+  // The rest of a change that is not a no-op: stored, with its outboxes and audit row.
+  absl::Status Finish(PgTx& tx, v1::Referral r, const v1::Referral& before,
+                      const Caller& actor_caller, absl::string_view action, absl::Time now,
+                      Applied& a);
   // Commits the body with its transition (if the status moved) and the watch events of every
   // provider concerned.
   absl::Status Store(PgTx& tx, v1::Referral& r, const v1::Referral& before, const Caller& actor,

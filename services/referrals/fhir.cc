@@ -3,12 +3,14 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "services/referrals/lifecycle.h"
 #include "services/referrals/requests.h"
 
 namespace safeharbor::referrals {
@@ -96,8 +98,7 @@ std::string NeedCode(absl::string_view enum_name, absl::string_view prefix) {
   return code;
 }
 
-Value NeedsCode(const v1::Needs& needs) {
-  std::vector<Value> codings;
+void AddNeedCodings(const v1::Needs& needs, std::vector<Value>& codings) {
   if (needs.placement_tonight()) {
     codings.push_back(Obj({{"system", Str(kNeeds)}, {"code", Str("placement-tonight")}}));
   }
@@ -108,12 +109,29 @@ Value NeedsCode(const v1::Needs& needs) {
              {"code", Str(NeedCode(safeharbor::directory::v1::ServiceCategory_Name(category),
                                    "SERVICE_CATEGORY_"))}}));
   }
-  Fields f = {{"text", Str("CSEC referral")}};
+}
+
+// The needs of every row given (issue 14: each row holds one), as one CodeableConcept.
+Value NeedsCode(const std::vector<v1::Referral>& rows, absl::string_view text) {
+  std::vector<Value> codings;
+  for (const v1::Referral& r : rows) AddNeedCodings(r.needs(), codings);
+  Fields f = {{"text", Str(text)}};
   if (!codings.empty()) f.emplace_back("coding", List(std::move(codings)));  // never an empty array
   return Obj(std::move(f));
 }
 
-std::string PatientId(const v1::Referral& r) { return absl::StrCat(r.id(), "-youth"); }
+// The referral a row belongs to (issue 14): the lead's id, on the lead and on its parts.
+std::string ReferralId(const v1::Referral& r) {
+  return r.parent_id().empty() ? r.id() : r.parent_id();
+}
+
+std::string PatientId(const v1::Referral& r) { return absl::StrCat(ReferralId(r), "-youth"); }
+
+std::string RequestRef(const v1::Referral& r) {
+  return absl::StrCat("ServiceRequest/", ReferralId(r));
+}
+
+std::string NeedTaskId(const v1::Referral& r) { return absl::StrCat(r.id(), "-need"); }
 
 Value Entry(Value resource) { return Obj({{"resource", std::move(resource)}}); }
 
@@ -134,6 +152,43 @@ const char* FhirRequestStatus(v1::ReferralStatus status) {
   }
 }
 
+const char* FhirRequestStatus(const std::vector<v1::ReferralStatus>& rows) {
+  bool cancelled = true;
+  for (v1::ReferralStatus s : rows) {
+    if (!IsTerminal(s)) return rows.size() == 1 ? FhirRequestStatus(s) : "active";
+    cancelled = cancelled && s == v1::REFERRAL_STATUS_CANCELLED;
+  }
+  if (rows.empty()) return "unknown";
+  return cancelled ? "revoked" : "completed";
+}
+
+FhirTaskStatus FhirNeedStatusOf(v1::ReferralStatus status) {
+  switch (status) {
+    case v1::REFERRAL_STATUS_REQUESTED:
+      return {"requested", "routing"};
+    case v1::REFERRAL_STATUS_OFFERED:
+      return {"requested", "offered"};
+    case v1::REFERRAL_STATUS_ACCEPTED:
+      return {"accepted", "accepted: awaiting hand-off"};
+    case v1::REFERRAL_STATUS_HANDED_OFF:
+      return {"in-progress", "handed off"};
+    case v1::REFERRAL_STATUS_IN_PROGRESS:
+      return {"in-progress", "services started"};
+    case v1::REFERRAL_STATUS_COMPLETED:
+      return {"completed", "completed"};
+    case v1::REFERRAL_STATUS_YOUTH_DECLINED:
+      return {"failed", "youth declined"};
+    case v1::REFERRAL_STATUS_COULD_NOT_CONTACT:
+      return {"failed", "could not contact"};
+    case v1::REFERRAL_STATUS_CANCELLED:
+      return {"cancelled", "cancelled"};
+    case v1::REFERRAL_STATUS_ESCALATED:
+      return {"received", "escalated to the on-call child-welfare office"};
+    default:
+      return {"draft", "unknown"};
+  }
+}
+
 FhirTaskStatus FhirTaskStatusOf(const v1::Offer& offer, v1::ReferralStatus status) {
   switch (offer.state()) {
     case v1::OFFER_STATE_PENDING:
@@ -151,22 +206,12 @@ FhirTaskStatus FhirTaskStatusOf(const v1::Offer& offer, v1::ReferralStatus statu
     default:
       return {"draft", "unknown"};
   }
-  switch (status) {
-    case v1::REFERRAL_STATUS_HANDED_OFF:
-      return {"in-progress", "handed off"};
-    case v1::REFERRAL_STATUS_IN_PROGRESS:
-      return {"in-progress", "services started"};
-    case v1::REFERRAL_STATUS_COMPLETED:
-      return {"completed", "completed"};
-    case v1::REFERRAL_STATUS_YOUTH_DECLINED:
-      return {"failed", "youth declined"};
-    case v1::REFERRAL_STATUS_COULD_NOT_CONTACT:
-      return {"failed", "could not contact"};
-    case v1::REFERRAL_STATUS_CANCELLED:
-      return {"cancelled", "referral cancelled"};
-    default:
-      return {"accepted", "accepted: awaiting hand-off"};
+  // Accepted: the referral's course after the hand-off, as its need's Task has it.
+  if (status == v1::REFERRAL_STATUS_CANCELLED) return {"cancelled", "referral cancelled"};
+  if (ReferrerStage(status) == v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES) {
+    return FhirNeedStatusOf(status);
   }
+  return {"accepted", "accepted: awaiting hand-off"};
 }
 
 namespace {
@@ -202,22 +247,33 @@ Value PatientOf(const v1::Referral& r) {
   return Obj(std::move(f));
 }
 
-Value ServiceRequestOf(const v1::Referral& r) {
+// The referral (issue 14: every row given, rows[0] the one asked for) as one ServiceRequest.
+Value ServiceRequestOf(const std::vector<v1::Referral>& rows) {
+  const v1::Referral& r = rows.front();
+  std::vector<v1::ReferralStatus> statuses;
+  std::vector<std::string> performers;
+  for (const v1::Referral& row : rows) {
+    statuses.push_back(row.status());
+    const std::string& org = row.handoff().provider_organization_id();
+    if (!org.empty() && std::find(performers.begin(), performers.end(), org) == performers.end()) {
+      performers.push_back(org);
+    }
+  }
   Fields f = {
       {"resourceType", Str("ServiceRequest")},
-      {"id", Str(r.id())},
-      {"identifier", List({Identifier(kReferralIds, r.id())})},
-      {"status", Str(FhirRequestStatus(r.status()))},
+      {"id", Str(ReferralId(r))},
+      {"identifier", List({Identifier(kReferralIds, ReferralId(r))})},
+      {"status", Str(FhirRequestStatus(statuses))},
       {"intent", Str("order")},
       {"priority", Str(Priority(r.urgency()))},
-      {"code", NeedsCode(r.needs())},
+      {"code", NeedsCode(rows, "CSEC referral")},
       {"subject", Obj({{"reference", Str(absl::StrCat("Patient/", PatientId(r)))}})},
       {"authoredOn", Str(Instant(r.create_time()))},
       {"requester", OrganizationRef(r.referrer_organization_id())},
   };
-  if (!r.handoff().provider_organization_id().empty()) {
-    f.emplace_back("performer", List({OrganizationRef(r.handoff().provider_organization_id())}));
-  }
+  std::vector<Value> performing;
+  for (const std::string& org : performers) performing.push_back(OrganizationRef(org));
+  if (!performing.empty()) f.emplace_back("performer", List(std::move(performing)));
   if (r.youth().has_identifying() && !r.youth().identifying().notes().empty()) {
     f.emplace_back("note", List({Text(r.youth().identifying().notes())}));
   }
@@ -238,6 +294,30 @@ Value ReasonOf(v1::ReasonCode code, absl::string_view text) {
   return Obj(std::move(f));
 }
 
+// Issue 14: a need (a row) as a Task on the ServiceRequest: its status, its owner once
+// accepted (or the on-call office it was escalated to).
+Value NeedTaskOf(const v1::Referral& r) {
+  const FhirTaskStatus s = FhirNeedStatusOf(r.status());
+  Fields f = {
+      {"resourceType", Str("Task")},
+      {"id", Str(NeedTaskId(r))},
+      {"identifier", List({Identifier(kReferralIds, r.id())})},
+      {"status", Str(s.status)},
+      {"businessStatus", Text(s.business_status)},
+      {"intent", Str("order")},
+      {"code", NeedsCode({r}, "need")},
+      {"focus", Obj({{"reference", Str(RequestRef(r))}})},
+      {"for", Obj({{"reference", Str(absl::StrCat("Patient/", PatientId(r)))}})},
+      {"authoredOn", Str(Instant(r.create_time()))},
+      {"lastModified", Str(Instant(r.update_time()))},
+      {"requester", OrganizationRef(r.referrer_organization_id())},
+  };
+  if (!r.handoff().provider_organization_id().empty()) {
+    f.emplace_back("owner", OrganizationRef(r.handoff().provider_organization_id()));
+  }
+  return Obj(std::move(f));
+}
+
 Value TaskOf(const v1::Referral& r, const v1::Offer& offer, int index) {
   const FhirTaskStatus s = FhirTaskStatusOf(offer, r.status());
   Fields f = {
@@ -246,7 +326,8 @@ Value TaskOf(const v1::Referral& r, const v1::Offer& offer, int index) {
       {"status", Str(s.status)},
       {"businessStatus", Text(s.business_status)},
       {"intent", Str("order")},
-      {"focus", Obj({{"reference", Str(absl::StrCat("ServiceRequest/", r.id()))}})},
+      {"partOf", List({Obj({{"reference", Str(absl::StrCat("Task/", NeedTaskId(r)))}})})},
+      {"focus", Obj({{"reference", Str(RequestRef(r))}})},
       {"for", Obj({{"reference", Str(absl::StrCat("Patient/", PatientId(r)))}})},
       {"authoredOn", Str(Instant(offer.offered_time()))},
       {"requester", OrganizationRef(r.referrer_organization_id())},
@@ -280,7 +361,8 @@ Value TimerTaskOf(const v1::Referral& r, const v1::StatutoryTimer& t) {
       {"intent", Str("order")},
       {"code", Text(v1::StatutoryTimerKind_Name(t.kind()))},
       {"description", Str(t.citation())},
-      {"focus", Obj({{"reference", Str(absl::StrCat("ServiceRequest/", r.id()))}})},
+      {"partOf", List({Obj({{"reference", Str(absl::StrCat("Task/", NeedTaskId(r)))}})})},
+      {"focus", Obj({{"reference", Str(RequestRef(r))}})},
       {"for", Obj({{"reference", Str(absl::StrCat("Patient/", PatientId(r)))}})},
       {"authoredOn", Str(Instant(t.start_time()))},
       {"restriction", Obj({{"period", Obj({{"start", Str(Instant(t.start_time()))},
@@ -295,13 +377,18 @@ Value TimerTaskOf(const v1::Referral& r, const v1::StatutoryTimer& t) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ReferralFhirBundle(const v1::Referral& view, absl::Time now) {
+absl::StatusOr<std::string> ReferralFhirBundle(const std::vector<v1::Referral>& rows,
+                                               absl::Time now) {
+  if (rows.empty()) return absl::InternalError("a FHIR bundle of no referral");
   std::vector<Value> entries;
-  entries.push_back(Entry(ServiceRequestOf(view)));
-  for (int i = 0; i < view.offers_size(); ++i)
-    entries.push_back(Entry(TaskOf(view, view.offers(i), i)));
-  for (const auto& t : view.statutory_timers()) entries.push_back(Entry(TimerTaskOf(view, t)));
-  entries.push_back(Entry(PatientOf(view)));
+  entries.push_back(Entry(ServiceRequestOf(rows)));
+  for (const v1::Referral& view : rows) {
+    entries.push_back(Entry(NeedTaskOf(view)));
+    for (int i = 0; i < view.offers_size(); ++i)
+      entries.push_back(Entry(TaskOf(view, view.offers(i), i)));
+    for (const auto& t : view.statutory_timers()) entries.push_back(Entry(TimerTaskOf(view, t)));
+  }
+  entries.push_back(Entry(PatientOf(rows.front())));
   const Value bundle = Obj({{"resourceType", Str("Bundle")},
                             {"type", Str("collection")},
                             {"timestamp", Str(Rfc3339Millis(now))},

@@ -1,9 +1,14 @@
 // Pure: a FHIR R4 view of a referral, for partners who expect FHIR resources (the accepting
 // provider and child welfare; never law enforcement). A Bundle of type "collection" holding:
-//   - a ServiceRequest for the referral (status from the lifecycle, priority from the urgency,
-//     the needs as codes, requester and performer as organization identifiers);
-//   - a Task per offer (status and businessStatus from the offer and the referral's lifecycle,
-//     statusReason from the decline reason; owner the offered provider; focus the request);
+//   - a ServiceRequest for the referral (id the lead's; status from the lifecycle of its rows,
+//     priority from the urgency, the needs of the rows given as codes, requester and performers
+//     as organization identifiers);
+//   - a Task per need (issue 14: per row, the lead and each part; id "<row id>-need"): status
+//     and businessStatus from the row's lifecycle, the need as code, owner the accepting
+//     provider (or the on-call office it was escalated to), focus the request;
+//   - a Task per offer of each row (status and businessStatus from the offer and the row's
+//     lifecycle, statusReason from the decline reason; owner the offered provider; partOf its
+//     need's Task, focus the request), and a Task per statutory timer of each row;
 //   - the youth as a Patient carrying only the opaque reference, age, gender and languages, and
 //     the identifying details only when the view given holds them (the provider that accepted).
 // The mapping is in the README ("A FHIR view of a referral"). It maps the view it is given and
@@ -11,6 +16,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -25,10 +31,19 @@ struct FhirTaskStatus {
   const char* status;           // Task.status
   std::string business_status;  // Task.businessStatus.text
 };
+// ServiceRequest.status of a referral whose rows are in these statuses (issue 14): one row's
+// as above; of several, "active" while one is open, then "revoked" when every one was
+// cancelled, else "completed".
+const char* FhirRequestStatus(const std::vector<v1::ReferralStatus>& rows);
 // FHIR Task.status for one offer of a referral in `status`.
 FhirTaskStatus FhirTaskStatusOf(const v1::Offer& offer, v1::ReferralStatus status);
+// FHIR Task.status of a need (a row) in `status` (issue 14).
+FhirTaskStatus FhirNeedStatusOf(v1::ReferralStatus status);
 
-// The Bundle as FHIR JSON (application/fhir+json), stamped `now`.
-absl::StatusOr<std::string> ReferralFhirBundle(const v1::Referral& view, absl::Time now);
+// The Bundle as FHIR JSON (application/fhir+json), stamped `now`, of the views given: the row
+// asked for first (its youth view is the Patient), then any other rows of its referral the
+// caller may see (child welfare: every row).
+absl::StatusOr<std::string> ReferralFhirBundle(const std::vector<v1::Referral>& rows,
+                                               absl::Time now);
 
 }  // namespace safeharbor::referrals

@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
+#include "services/referrals/requests.h"
 
 namespace safeharbor::referrals {
 namespace {
@@ -35,6 +36,9 @@ std::string StatusLabel(v1::ReferralStatus s) {
 
 ReferralMetrics::ReferralMetrics(prometheus::Registry& r)
     : created(Counter(r, "safeharbor_referrals_created_total", "Referrals received, by urgency.")),
+      created_by_needs(Counter(r, "safeharbor_referrals_created_by_needs_total",
+                               "Referrals received, by their number of needs (a bed tonight and "
+                               "each service category: one row each, routed on its own).")),
       transitions(Counter(r, "safeharbor_referrals_transitions_total",
                           "Referral status changes, by the status entered.")),
       by_status(
@@ -80,6 +84,7 @@ ReferralMetrics::ReferralMetrics(prometheus::Registry& r)
   for (int u = v1::URGENCY_ROUTINE; u <= v1::URGENCY_EMERGENCY; ++u) {
     created.Add({{"urgency", UrgencyLabel(u)}});
   }
+  for (int n = 1; n <= kMaxNeeds; ++n) created_by_needs.Add({{"needs", std::to_string(n)}});
   for (const char* why : {"declined", "deadline"}) reroutes.Add({{"reason", why}});
   for (const char* d : {"directory", "beds", "other"}) routing_errors.Add({{"dependency", d}});
   for (int s = v1::REFERRAL_STATUS_REQUESTED; s <= v1::REFERRAL_STATUS_ESCALATED; ++s) {

@@ -21,9 +21,11 @@ const char* UrgencyLabel(int urgency);
 struct ReferralMetrics {
   explicit ReferralMetrics(prometheus::Registry& registry);
 
-  prometheus::Family<prometheus::Counter>& created;      // {urgency}
-  prometheus::Family<prometheus::Counter>& transitions;  // {to}
-  prometheus::Family<prometheus::Gauge>& by_status;      // {status}
+  prometheus::Family<prometheus::Counter>& created;  // {urgency}
+  // Issue 14: referrals received by their number of needs (stored rows), "1" to "6".
+  prometheus::Family<prometheus::Counter>& created_by_needs;  // {needs}
+  prometheus::Family<prometheus::Counter>& transitions;       // {to}
+  prometheus::Family<prometheus::Gauge>& by_status;           // {status}
   prometheus::Histogram& time_to_acceptance;
   prometheus::Family<prometheus::Counter>& reroutes;  // {reason}
   prometheus::Counter& escalations;

@@ -1,5 +1,7 @@
 #include "services/referrals/referral_service.h"
 
+#include <map>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
@@ -260,32 +262,58 @@ absl::Status ReferralServiceImpl::Insert(PgTx& tx, const Caller& c, const v1::Re
   return absl::OkStatus();
 }
 
+// Issue 14, one referral, several needs: a row per need, all in the intake's one round trip.
+// The lead (the placement, or the first category) keeps the id the referrer is given.
+std::vector<v1::Referral> ReferralServiceImpl::NewRows(const Caller& c,
+                                                       const v1::CreateReferralRequest& req,
+                                                       const std::vector<std::string>& ids,
+                                                       absl::Time now) const {
+  const std::vector<v1::Needs> needs = SplitNeeds(req.needs());
+  SH_RELEASE_ASSERT(needs.size() == ids.size() && !ids.empty(), "an id for every need");
+  std::vector<v1::Referral> rows;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    v1::Referral& r = rows.emplace_back(NewReferral(c, req, ids[i], now));
+    *r.mutable_needs() = needs[i];
+    r.clear_advocate_response_due();  // the row's own need decides (an advocacy part has one)
+    StampAdvocateTarget(r, options_.advocate_response_target);
+    if (i > 0) r.set_parent_id(ids[0]);
+  }
+  for (size_t i = 1; i < ids.size(); ++i) rows[0].add_part_ids(ids[i]);
+  return rows;
+}
+
 absl::Status ReferralServiceImpl::CreateReferral(CallContext& ctx,
                                                  const v1::CreateReferralRequest& req,
                                                  v1::CreateReferralResponse* resp) {
   const Caller& c = ctx.caller();
-  const std::string id = NewId("ref");
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < SplitNeeds(req.needs()).size(); ++i) ids.push_back(NewId("ref"));
+  const std::string& id = ids.front();
   const v1::CreateReferralRequest digested = Digested(req, *sealer_);
   ctx.SetIdempotencyRequest(&digested);
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     const absl::Time now = ctx.Now();
-    const v1::Referral r = NewReferral(c, req, id, now);
-    SH_RETURN_IF_ERROR(Insert(tx, c, r, now));
-    if (r.youth().has_consent() && HasIdentifying(r.youth().identifying())) {
-      const Consent consent = StoredConsent(r.youth().consent(), r.youth().age());
-      IdentityRetention::SendKept(tx, id, req.request_id(),
-                                  PurgeDue(consent, std::nullopt, options_.consent));
+    const std::vector<v1::Referral> rows = NewRows(c, req, ids, now);
+    for (const v1::Referral& r : rows) {
+      SH_RETURN_IF_ERROR(Insert(tx, c, r, now));
+      if (r.youth().has_consent() && HasIdentifying(r.youth().identifying())) {
+        const Consent consent = StoredConsent(r.youth().consent(), r.youth().age());
+        IdentityRetention::SendKept(tx, r.id(), req.request_id(),
+                                    PurgeDue(consent, std::nullopt, options_.consent));
+      }
     }
-    *resp->mutable_referral() = ReferrerViewOf(r);
+    *resp->mutable_referral() = ReferrerViewOf(rows.front());
     return absl::OkStatus();
   }));
   if (ctx.replayed()) return absl::OkStatus();
   const v1::Urgency u = UrgencyOf(req);
   metrics_.created.Add({{"urgency", UrgencyLabel(u)}}).Increment();
+  metrics_.created_by_needs.Add({{"needs", absl::StrCat(ids.size())}}).Increment();
   log::Info("referral_created", {{"referral_id", id},
                                  {"county_fips", req.county_fips()},
                                  {"urgency", v1::Urgency_Name(u)},
                                  {"placement", req.needs().placement_tonight() ? "yes" : "no"},
+                                 {"needs", absl::StrCat(ids.size())},
                                  {"by", c.org_id}});
   timers_.WakeRouting();  // A worker claims it now; other replicas' on their next tick.
   return absl::OkStatus();
@@ -296,7 +324,12 @@ absl::Status ReferralServiceImpl::ReadAs(PgTx& tx, const Caller& c, v1::Referral
   const absl::Time now = clock_->Now();
   const std::string id = r.id();
   if (c.role == Role::kLawEnforcement) {
-    *resp->mutable_referrer_view() = ReferrerViewOf(r);
+    // Computed from the lead and its parts (issue 14); ActorFor refused a part already.
+    std::vector<v1::Referral> parts;
+    if (r.part_ids_size() > 0 && !r.needs().placement_tonight()) {
+      SH_ASSIGN_OR_RETURN(parts, ReferralStore::Parts(tx, {r.id()}));
+    }
+    *resp->mutable_referrer_view() = ReferrerViewOf(r, parts);
     return absl::OkStatus();  // No youth data in it.
   }
   bool identity = false;
@@ -335,17 +368,40 @@ absl::Status ReferralServiceImpl::GetReferralFhir(CallContext& ctx,
                                                   v1::GetReferralFhirResponse* resp) {
   SH_ASSIGN_OR_RETURN(const auto region, changes_.RegionOf(ctx.caller()));
   v1::GetReferralResponse view;
+  std::vector<v1::Referral> rows;
   SH_RETURN_IF_ERROR(ctx.Transact([&](PgTx& tx) -> absl::Status {
     view.Clear();
+    rows.clear();
     SH_ASSIGN_OR_RETURN(v1::Referral r, ReferralStore::Get(tx, req.id(), false));
     SH_RETURN_IF_ERROR(ctx.Authorize(CanRead(ctx.caller(), r, region)));
     SH_RETURN_IF_ERROR(ctx.Authorize(CanReadFhir(ctx.caller(), r)));
-    return ReadAs(tx, ctx.caller(), std::move(r), &view);
+    SH_RETURN_IF_ERROR(ReadAs(tx, ctx.caller(), std::move(r), &view));
+    // The method's roles leave out law enforcement, whose view is never more than the hand-off.
+    SH_RELEASE_ASSERT(view.has_referral(), "a FHIR view only of a full referral view");
+    rows.push_back(view.referral());
+    // Issue 14: child welfare sees every need of the referral, a provider the row it accepted.
+    if (ctx.caller().role != Role::kChildWelfare) return absl::OkStatus();
+    return ReadOtherRows(tx, ctx.caller(), region, rows);
   }));
-  // The method's roles leave out law enforcement, whose view is never more than the hand-off.
-  SH_RELEASE_ASSERT(view.has_referral(), "a FHIR view only of a full referral view");
-  metrics_.audit_reads.Increment();
-  SH_ASSIGN_OR_RETURN(*resp->mutable_bundle_json(), ReferralFhirBundle(view.referral(), ctx.Now()));
+  metrics_.audit_reads.Increment(static_cast<double>(rows.size()));
+  SH_ASSIGN_OR_RETURN(*resp->mutable_bundle_json(), ReferralFhirBundle(rows, ctx.Now()));
+  return absl::OkStatus();
+}
+
+// Issue 14: the other rows of rows[0]'s referral that `c` may read, lead first, read (and
+// audited) as `c`.
+absl::Status ReferralServiceImpl::ReadOtherRows(PgTx& tx, const Caller& c,
+                                                const std::vector<std::string>& region,
+                                                std::vector<v1::Referral>& rows) {
+  SH_ASSIGN_OR_RETURN(const std::vector<std::string> ids, ReferralStore::RowsOf(tx, rows[0].id()));
+  for (const std::string& id : ids) {
+    if (id == rows[0].id()) continue;
+    SH_ASSIGN_OR_RETURN(v1::Referral other, ReferralStore::Get(tx, id, false));
+    if (!CanRead(c, other, region).ok()) continue;
+    v1::GetReferralResponse read;
+    SH_RETURN_IF_ERROR(ReadAs(tx, c, std::move(other), &read));
+    rows.push_back(read.referral());
+  }
   return absl::OkStatus();
 }
 
@@ -371,6 +427,22 @@ absl::StatusOr<ReferralStore::ListQuery> ReferralServiceImpl::ListQueryFor(
   }
   q.status = req.status();
   return q;
+}
+
+// Issue 14: the parts the referrer's views of these leads are computed from (none for other
+// callers, or where the lead is the placement), by lead.
+absl::StatusOr<std::map<std::string, std::vector<v1::Referral>>>
+ReferralServiceImpl::PartsForReferrer(PgTx& tx, const Caller& c,
+                                      const std::vector<v1::Referral>& leads) {
+  std::map<std::string, std::vector<v1::Referral>> out;
+  if (c.role != Role::kLawEnforcement) return out;
+  std::vector<std::string> ids;
+  for (const v1::Referral& r : leads) {
+    if (r.part_ids_size() > 0 && !r.needs().placement_tonight()) ids.push_back(r.id());
+  }
+  SH_ASSIGN_OR_RETURN(std::vector<v1::Referral> parts, ReferralStore::Parts(tx, ids));
+  for (v1::Referral& part : parts) out[part.parent_id()].push_back(std::move(part));
+  return out;
 }
 
 absl::Status ReferralServiceImpl::ListReferrals(CallContext& ctx,
@@ -404,11 +476,14 @@ absl::Status ReferralServiceImpl::ListReferrals(CallContext& ctx,
                                             absl::UTCTimeZone()),
                            last.id()}));
     }
-    for (size_t i = 0; i < rows.size() && static_cast<int>(i) < size; ++i) {
-      v1::Referral& r = rows[i];
+    if (static_cast<int>(rows.size()) > size) rows.resize(static_cast<size_t>(size));
+    SH_ASSIGN_OR_RETURN(const auto parts, PartsForReferrer(tx, c, rows));
+    for (v1::Referral& r : rows) {
       auto* item = resp->add_referrals();
       if (c.role == Role::kLawEnforcement) {
-        *item->mutable_referrer_view() = ReferrerViewOf(r);
+        const auto found = parts.find(r.id());
+        *item->mutable_referrer_view() =
+            ReferrerViewOf(r, found == parts.end() ? std::vector<v1::Referral>() : found->second);
         continue;
       }
       *item->mutable_referral() =
@@ -616,14 +691,31 @@ absl::Status ReferralServiceImpl::RecordOutcome(CallContext& ctx,
 absl::Status ReferralServiceImpl::CancelReferral(CallContext& ctx,
                                                  const v1::CancelReferralRequest& req,
                                                  v1::CancelReferralResponse*) {
-  const Mutation cancel = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time, Change& ch) {
+  const Mutation cancel = [&](PgTx& tx, v1::Referral& r, Actor actor, absl::Time,
+                              Change& ch) -> absl::Status {
+    if (actor == Actor::kReferrer && r.part_ids_size() > 0 && !r.needs().placement_tonight()) {
+      // Issue 14: the officer cancels while its view (of the lead and its parts) could be
+      // cancelled on one row: never once a service it shows has the youth.
+      SH_ASSIGN_OR_RETURN(const std::vector<v1::Referral> parts,
+                          ReferralStore::Parts(tx, {r.id()}));
+      const v1::ReferrerView::Stage seen = ReferrerViewOf(r, parts).stage();
+      if (seen != v1::ReferrerView::STAGE_ROUTING &&
+          seen != v1::ReferrerView::STAGE_READY_FOR_HANDOFF) {
+        return RefusedToReferrer(seen);
+      }
+    }
     ch.to = v1::REFERRAL_STATUS_CANCELLED;
     ch.reason = req.reason();
     CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &ch.holds_to_release);
     return ReferralStore::SetRouteAfter(tx, r.id(), std::nullopt);
   };
   // Refused (closed, or in services) before any work: one path, whatever came after hand-off.
-  return changes_.Apply(&ctx, req.id(), "cancel", cancel, v1::REFERRAL_STATUS_CANCELLED).status();
+  // On the lead, every open row of the referral is cancelled with it (issue 14); on a part
+  // (child welfare), that part.
+  return changes_
+      .ApplyToReferral(&ctx, req.id(), "cancel", cancel, v1::REFERRAL_STATUS_CANCELLED,
+                       /*from_part=*/false)
+      .status();
 }
 
 namespace {

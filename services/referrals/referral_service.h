@@ -125,6 +125,13 @@ class ReferralServiceImpl final : public RpcService {
   v1::Referral NewReferral(const Caller& c, const v1::CreateReferralRequest& req,
                            const std::string& id, absl::Time now) const;
   absl::Status Insert(PgTx& tx, const Caller& c, const v1::Referral& r, absl::Time now);
+  // Issue 14: a row per need (the lead first, then its parts), with the ids given.
+  std::vector<v1::Referral> NewRows(const Caller& c, const v1::CreateReferralRequest& req,
+                                    const std::vector<std::string>& ids, absl::Time now) const;
+  absl::Status ReadOtherRows(PgTx& tx, const Caller& c, const std::vector<std::string>& region,
+                             std::vector<v1::Referral>& rows);
+  absl::StatusOr<std::map<std::string, std::vector<v1::Referral>>> PartsForReferrer(
+      PgTx& tx, const Caller& c, const std::vector<v1::Referral>& leads);
   // What the caller may see of a referral it may read; audited.
   absl::Status ReadAs(PgTx& tx, const Caller& c, v1::Referral r, v1::GetReferralResponse* resp);
   // What the caller may list: its own referrals, offers to it, or its region's.

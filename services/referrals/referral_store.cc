@@ -39,14 +39,14 @@ absl::Status ReferralStore::Insert(PgTx& tx, const v1::Referral& referral, const
   (void)tx.Send(
       "INSERT INTO referrals (id, referrer_org, referrer_role, county_fips, status, urgency, "
       "needs_placement, acceptance_deadline, body, identity_sealed, create_time, update_time, "
-      "route_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, "
-      "CASE WHEN $5::smallint = 1 THEN $11::timestamptz END)",
+      "route_after, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, "
+      "CASE WHEN $5::smallint = 1 THEN $11::timestamptz END, NULLIF($12, ''))",
       {referral.id(), referrer.org_id, std::string(RoleName(referrer.role)), referral.county_fips(),
        int32_t{referral.status()}, int32_t{referral.urgency()},
        referral.needs().placement_tonight(),
        referral.has_acceptance_deadline() ? PgTime(FromProtoTime(referral.acceptance_deadline()))
                                           : PgParam(nullptr),
-       PgParam::Bytea(body.SerializeAsString()), sealed, PgTime(now)});
+       PgParam::Bytea(body.SerializeAsString()), sealed, PgTime(now), referral.parent_id()});
   SendAdvocateTarget(tx, referral);  // issue 14: the advocate response target's column
   return absl::OkStatus();
 }
@@ -80,6 +80,39 @@ absl::StatusOr<v1::Referral> ReferralStore::Get(PgTx& tx, absl::string_view id, 
     *t->mutable_time() = ToProtoTime(history->Time(i, "at"));
     t->set_reason(history->String(i, "reason"));
   }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Referral>> ReferralStore::Parts(
+    PgTx& tx, const std::vector<std::string>& lead_ids) {
+  std::vector<v1::Referral> out;
+  if (lead_ids.empty()) return out;
+  SH_ASSIGN_OR_RETURN(PgResult r,
+                      tx.Exec("SELECT body, revision, create_time, update_time FROM referrals "
+                              "WHERE parent_id = ANY($1::text[]) ORDER BY parent_id, id",
+                              {PgTextArray(lead_ids)}));
+  out.resize(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    v1::Referral& part = out[static_cast<size_t>(i)];
+    if (!part.ParseFromString(r.Bytea(i, "body"))) {
+      return absl::InternalError("stored referral is unreadable");
+    }
+    *part.mutable_create_time() = ToProtoTime(r.Time(i, "create_time"));
+    *part.mutable_update_time() = ToProtoTime(r.Time(i, "update_time"));
+    part.set_etag(absl::StrCat(r.Int64(i, "revision")));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> ReferralStore::RowsOf(PgTx& tx, absl::string_view id) {
+  SH_ASSIGN_OR_RETURN(
+      PgResult r,
+      tx.Exec("SELECT f.id FROM referrals n JOIN referrals f ON f.id = COALESCE(n.parent_id, n.id) "
+              "OR f.parent_id = COALESCE(n.parent_id, n.id) WHERE n.id = $1 "
+              "ORDER BY f.parent_id IS NOT NULL, f.id",
+              {id}));
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(r.String(i, "id"));
   return out;
 }
 
@@ -376,7 +409,7 @@ absl::StatusOr<int64_t> ReferralStore::LastEventSeq(PgTx& tx) {
 
 absl::StatusOr<std::vector<v1::Referral>> ReferralStore::List(PgTx& tx, const ListQuery& q) {
   static const char* kScopes[] = {
-      "r.referrer_org = $1",
+      "r.referrer_org = $1 AND r.parent_id IS NULL",  // the referrer: never a part (issue 14)
       "r.id IN (SELECT o.referral_id FROM offers o WHERE o.provider_org = $1 "
       "AND (o.state IN (1, 2) OR o.state = 6))",  // pending, accepted; waitlisted (issue 14)
       "(r.referrer_org = $1 OR r.county_fips = ANY($2::text[]))",
@@ -424,7 +457,8 @@ absl::StatusOr<StatsCounts> ReferralStore::Stats(PgTx& tx, absl::Time from, absl
       "count(*) FILTER (WHERE placement_unavailable) AS placement_unavailable, "
       "coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "
       "  accepted_time - create_time)) FILTER (WHERE accepted_time IS NOT NULL), 0) "
-      "  AS median_s "
+      "  AS median_s, "
+      "count(*) FILTER (WHERE parent_id IS NULL) AS referrals, count(*) AS needs "
       "FROM referrals r WHERE create_time >= $1 AND create_time < $2",
       {PgTime(from), PgTime(to)});
   if (!agg.ok()) return agg.status();
@@ -434,6 +468,8 @@ absl::StatusOr<StatsCounts> ReferralStore::Stats(PgTx& tx, absl::Time from, absl
   out.accepted = agg->Int64(0, "accepted");
   out.placement_unavailable = agg->Int64(0, "placement_unavailable");
   out.median_minutes_to_acceptance = agg->Double(0, "median_s") / 60.0;
+  out.referrals = agg->Int64(0, "referrals");
+  out.needs = agg->Int64(0, "needs");
   SH_RETURN_IF_ERROR(OutcomeStats(tx, from, to, &out));
   SH_RETURN_IF_ERROR(ReasonStats(tx, from, to, &out));
   return out;

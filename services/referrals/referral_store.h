@@ -31,6 +31,14 @@ class ReferralStore {
                              const Sealer& sealer, absl::Time now);
   // The stored referral without identifying details; FOR UPDATE when for_update.
   static absl::StatusOr<v1::Referral> Get(PgTx& tx, absl::string_view id, bool for_update);
+  // Issue 14, one referral, several needs: the parts of these leads (bodies, no history), by
+  // lead then id.
+  static absl::StatusOr<std::vector<v1::Referral>> Parts(PgTx& tx,
+                                                         const std::vector<std::string>& lead_ids);
+  // Every row of the referral that row `id` (the lead or a part) belongs to: the lead first,
+  // then its parts by id (the order the rows of a referral are locked in); empty when `id` is
+  // not stored.
+  static absl::StatusOr<std::vector<std::string>> RowsOf(PgTx& tx, absl::string_view id);
   // Opens the sealed identifying details (empty when none were given).
   static absl::StatusOr<v1::IdentifyingDetails> OpenIdentity(PgTx& tx, absl::string_view id,
                                                              const Sealer& sealer);

@@ -51,7 +51,41 @@ absl::Status ValidateYouth(const v1::YouthProfile& y) {
   return CheckText(id.notes(), 2000, "youth.identifying.notes", false);
 }
 
+// Issue 14: each category is a need of its own, at most kMaxServiceNeeds, none twice.
+absl::Status ValidateCategories(const v1::Needs& needs) {
+  if (needs.service_categories_size() > kMaxServiceNeeds) {
+    return Invalid(absl::StrCat("needs.service_categories holds at most ", kMaxServiceNeeds,
+                                " categories (", kMaxNeeds, " needs with the placement)"));
+  }
+  for (int i = 0; i < needs.service_categories_size(); ++i) {
+    const int c = needs.service_categories(i);
+    if (c == dir::SERVICE_CATEGORY_UNSPECIFIED || !dir::ServiceCategory_IsValid(c)) {
+      return Invalid("needs.service_categories holds an unknown category");
+    }
+    if (c == dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER) {
+      return Invalid(
+          "needs.service_categories: a secure (locked) placement is never a referral destination");
+    }
+    for (int j = 0; j < i; ++j) {
+      if (needs.service_categories(j) == c) {
+        return Invalid(absl::StrCat("needs.service_categories lists ", dir::ServiceCategory_Name(c),
+                                    " twice (each category is one need)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::vector<v1::Needs> SplitNeeds(const v1::Needs& needs) {
+  std::vector<v1::Needs> out;
+  if (needs.placement_tonight()) out.emplace_back().set_placement_tonight(true);
+  for (int c : needs.service_categories()) {
+    out.emplace_back().add_service_categories(static_cast<dir::ServiceCategory>(c));
+  }
+  return out;
+}
 
 absl::Status ValidateCreate(const v1::CreateReferralRequest& req, const CountyTable& counties) {
   SH_RETURN_IF_ERROR(ValidateYouth(req.youth()));
@@ -66,18 +100,7 @@ absl::Status ValidateCreate(const v1::CreateReferralRequest& req, const CountyTa
   if (!needs.placement_tonight() && needs.service_categories().empty()) {
     return Invalid("needs: ask for placement_tonight or at least one service category");
   }
-  if (needs.service_categories_size() > 10) {
-    return Invalid("needs.service_categories holds at most 10 categories");
-  }
-  for (int c : needs.service_categories()) {
-    if (c == dir::SERVICE_CATEGORY_UNSPECIFIED || !dir::ServiceCategory_IsValid(c)) {
-      return Invalid("needs.service_categories holds an unknown category");
-    }
-    if (c == dir::SERVICE_CATEGORY_SECURE_CRISIS_RESIDENTIAL_CENTER) {
-      return Invalid(
-          "needs.service_categories: a secure (locked) placement is never a referral destination");
-    }
-  }
+  SH_RETURN_IF_ERROR(ValidateCategories(needs));
   if (!v1::Urgency_IsValid(req.urgency())) return Invalid("urgency is not a known value");
   const auto& rc = req.referrer_contact();
   SH_RETURN_IF_ERROR(CheckText(rc.name(), 100, "referrer_contact.name", false));

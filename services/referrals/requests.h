@@ -13,9 +13,18 @@
 
 namespace safeharbor::referrals {
 
-// INVALID_ARGUMENT naming the field. request_id is checked by the method table.
+// Issue 14, one referral, several needs: at most a placement and kMaxServiceNeeds distinct
+// service categories.
+inline constexpr int kMaxServiceNeeds = 5;
+inline constexpr int kMaxNeeds = kMaxServiceNeeds + 1;
+
+// INVALID_ARGUMENT naming the field (a category listed twice, more than kMaxServiceNeeds). The
+// request_id is checked by the method table.
 absl::Status ValidateCreate(const v1::CreateReferralRequest& req, const CountyTable& counties);
 absl::Status ValidateReason(absl::string_view reason);
+// The needs of a valid request, one per row to store, each exactly one need: the placement
+// first (if asked for: the lead), then each service category in the order given.
+std::vector<v1::Needs> SplitNeeds(const v1::Needs& needs);
 absl::Status ValidateOutcome(v1::ReferralStatus outcome);
 
 // The pending offer to `org`, or null.

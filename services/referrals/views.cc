@@ -5,6 +5,7 @@
 #include <optional>
 #include <set>
 
+#include "common/proto_time.h"
 #include "services/referrals/lifecycle.h"
 
 namespace safeharbor::referrals {
@@ -23,6 +24,24 @@ v1::ReferrerView ReferrerViewOf(const v1::Referral& r) {
 
 bool AcceptedBy(const v1::Referral& r, absl::string_view org) {
   return r.has_accepted_time() && !org.empty() && r.handoff().provider_organization_id() == org;
+}
+
+v1::ReferrerView ReferrerViewOf(const v1::Referral& lead, const std::vector<v1::Referral>& parts) {
+  if (lead.needs().placement_tonight() || parts.empty()) return ReferrerViewOf(lead);
+  const v1::Referral* shown = lead.has_accepted_time() ? &lead : nullptr;
+  for (const std::string& id : lead.part_ids()) {
+    for (const v1::Referral& part : parts) {
+      if (part.id() != id || !part.has_accepted_time()) continue;
+      if (shown == nullptr ||
+          FromProtoTime(part.accepted_time()) < FromProtoTime(shown->accepted_time())) {
+        shown = &part;
+      }
+    }
+  }
+  if (shown == nullptr) return ReferrerViewOf(lead);
+  v1::ReferrerView v = ReferrerViewOf(*shown);
+  v.set_id(lead.id());
+  return v;
 }
 
 const v1::Offer* ActiveOfferTo(const v1::Referral& r, absl::string_view provider_org) {
@@ -198,6 +217,10 @@ v1::GetReferralStatsResponse StatsView(const StatsCounts& counts) {
   AddReasons(counts.outcomes_by_code, out.mutable_outcomes_by_code());
   out.set_waitlisted_suppressed(small(counts.waitlisted));
   out.set_waitlisted(small(counts.waitlisted) ? 0 : counts.waitlisted);
+  out.set_referrals_suppressed(small(counts.referrals));
+  out.set_referrals(small(counts.referrals) ? 0 : counts.referrals);
+  out.set_needs_suppressed(small(counts.needs));
+  out.set_needs(small(counts.needs) ? 0 : counts.needs);
   return out;
 }
 

@@ -12,6 +12,13 @@ namespace safeharbor::referrals {
 // The law-enforcement referrer's view: the hand-off place and contact while the youth is to be
 // brought there (or to child welfare), then only the stage. Never outcomes or engagement.
 v1::ReferrerView ReferrerViewOf(const v1::Referral& r);
+// Issue 14, one referral, several needs: the referrer's view of a lead and its parts (in the
+// lead's part_ids order). With a placement (the lead), or without parts, the lead's own view;
+// otherwise the view of the first row accepted (the lead before its parts on a tie), under the
+// lead's id, or the lead's own while none is accepted. Each row's view time moves only when its
+// stage or hand-off changes, and the row shown changes only when one is first accepted (an
+// acceptance is never undone), so update_time moves only when this view changes.
+v1::ReferrerView ReferrerViewOf(const v1::Referral& lead, const std::vector<v1::Referral>& parts);
 
 // Whether `org` is the party that accepted the referral (the provider whose offer it took, or
 // the on-call child-welfare office that took an escalated referral itself): the one place this
@@ -61,6 +68,10 @@ struct StatsCounts {
   std::vector<std::pair<v1::ReasonCode, int64_t>> declines_by_code;
   std::vector<std::pair<v1::ReasonCode, int64_t>> outcomes_by_code;
   int64_t waitlisted = 0;
+  // Issue 14, one referral, several needs: every count above is of rows (needs); these are the
+  // referrals (lead rows) and their needs (rows).
+  int64_t referrals = 0;
+  int64_t needs = 0;
 };
 
 // Small cells are withheld: a figure resting on fewer than this many referrals is suppressed.

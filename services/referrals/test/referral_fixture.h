@@ -213,25 +213,7 @@ class ReferralTest : public ::testing::Test {
       ASSERT_TRUE(st.ok()) << st.error_message();
     }
     for (const char* p : {"prov-a", "prov-b", "prov-c"}) {
-      dir::CreateServiceRequest req;
-      req.set_request_id(absl::StrCat("svc-", p));
-      dir::Service* svc = req.mutable_service();
-      svc->set_id(absl::StrCat("adv-", p));
-      svc->set_organization_id(p);
-      svc->set_name("Survivor advocacy");
-      svc->set_category(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
-      svc->set_csec_specialized(true);
-      svc->set_minimum_age(10);
-      svc->set_maximum_age(24);
-      svc->mutable_schedule()->set_open_24_7(true);
-      svc->mutable_schedule()->set_time_zone("America/Los_Angeles");
-      for (const char* c : {kKing, kSnohomish, kPierce}) svc->add_service_area_county_fips(c);
-      svc->set_status(dir::SERVICE_STATUS_ACTIVE);
-      svc->set_accepting_referrals(true);
-      svc->set_location_id("main");
-      dir::CreateServiceResponse resp;
-      grpc::Status st = admin->CreateService(Ctx().get(), req, &resp);
-      ASSERT_TRUE(st.ok()) << st.error_message();
+      AddService(p, absl::StrCat("adv-", p), dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
     }
     auto beds_admin = beds::v1::BedsService::NewStub(
         s.Channel(beds_.host->port(), "state-directory", "directory_admin"));
@@ -279,6 +261,33 @@ class ReferralTest : public ::testing::Test {
       st = owner->ReportCensus(Ctx().get(), census, &cresp);
       ASSERT_TRUE(st.ok()) << f.id << ": " << st.error_message();
     }
+  }
+
+  // A CSEC-specialized service `id` of `category` at `org`, open 24/7 to youth 10 to 24 in King,
+  // Snohomish and Pierce.
+  void AddService(const std::string& org, const std::string& id, dir::ServiceCategory category) {
+    auto admin = dir::DirectoryService::NewStub(
+        TestServers::Get().Channel(directory_.host->port(), "state-directory", "directory_admin"));
+    dir::CreateServiceRequest req;
+    req.set_request_id(absl::StrCat("svc-", id));
+    dir::Service* svc = req.mutable_service();
+    svc->set_id(id);
+    svc->set_organization_id(org);
+    svc->set_name(category == dir::SERVICE_CATEGORY_CSEC_ADVOCACY ? "Survivor advocacy"
+                                                                  : "Youth services");
+    svc->set_category(category);
+    svc->set_csec_specialized(true);
+    svc->set_minimum_age(10);
+    svc->set_maximum_age(24);
+    svc->mutable_schedule()->set_open_24_7(true);
+    svc->mutable_schedule()->set_time_zone("America/Los_Angeles");
+    for (const char* c : {kKing, kSnohomish, kPierce}) svc->add_service_area_county_fips(c);
+    svc->set_status(dir::SERVICE_STATUS_ACTIVE);
+    svc->set_accepting_referrals(true);
+    svc->set_location_id("main");
+    dir::CreateServiceResponse resp;
+    grpc::Status st = admin->CreateService(Ctx().get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
   }
 
   v1::CreateReferralRequest Request(bool placement, const std::string& rid = "r-1") {

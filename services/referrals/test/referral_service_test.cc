@@ -1000,6 +1000,28 @@ TEST_F(FhirViewTest, BundlesInEveryStatusValidateAndOnlyTheAcceptingProviderSees
   Keep("waitlisted", on_hold);
   EXPECT_NE(on_hold.find("\"status\":\"on-hold\""), std::string::npos) << on_hold;
   EXPECT_NE(on_hold.find("\"code\":\"not-eligible\""), std::string::npos) << on_hold;
+
+  // Issue 14, one referral, several needs: one ServiceRequest, a Task per need (each with its
+  // status, and its owner once accepted); the accepting provider's bundle holds its need only.
+  v1::CreateReferralRequest two = Request(/*placement=*/true, "fhir-parts");
+  two.mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  const std::string lead = Create(two);
+  Timers();
+  const std::string part = AsChildWelfare(lead).part_ids(0);
+  const std::string advocate = AsChildWelfare(part).offers(0).provider_organization_id();
+  ASSERT_TRUE(Accept(advocate, part).ok());
+  const std::string whole = Fhir("cw-king", "child_welfare", part);
+  Keep("parts-cw", whole);
+  EXPECT_NE(whole.find(absl::StrCat("\"id\":\"", lead, "-need\"")), std::string::npos) << whole;
+  EXPECT_NE(whole.find(absl::StrCat("\"id\":\"", part, "-need\"")), std::string::npos) << whole;
+  EXPECT_NE(whole.find("placement-tonight"), std::string::npos);
+  EXPECT_EQ(whole.find(absl::StrCat("\"id\":\"", part, "\"")), std::string::npos)
+      << "the ServiceRequest is the referral's (the lead's id)";
+  const std::string own = Fhir(advocate, "provider", part);
+  Keep("parts-provider", own);
+  EXPECT_NE(own.find("Jane Q"), std::string::npos);
+  EXPECT_EQ(own.find(absl::StrCat(lead, "-need")), std::string::npos) << own;
+  EXPECT_EQ(own.find("placement-tonight"), std::string::npos) << own;
   ExpectAllValid();
 }
 
