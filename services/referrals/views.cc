@@ -40,6 +40,7 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
   v.clear_candidates();
   v.clear_routing_explanation();
   v.clear_referrer_view_time();
+  v.clear_cancel_reason();  // the referrer's text, for child welfare only
   v.mutable_youth()->clear_identifying();
   const bool accepted =
       r.has_accepted_time() && r.handoff().provider_organization_id() == provider_org;
