@@ -18,6 +18,24 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
 }
 
+// One pass over an outbox: its due rows (`load`), each handled by `one` (which returns whether
+// the beds service was out: then the rest wait for a later tick).
+template <typename Row, typename Load, typename One>
+absl::Status DuePass(PgPool* pg, absl::Time now, int batch, Load load, One one) {
+  std::vector<Row> due;
+  SH_RETURN_IF_ERROR(pg->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        SH_ASSIGN_OR_RETURN(due, load(tx, now, batch));
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true));
+  for (const Row& row : due) {
+    SH_ASSIGN_OR_RETURN(const bool outage, one(row));
+    if (outage) break;
+  }
+  return absl::OkStatus();
+}
+
 // The accepted placement offer whose facility has no hold for it (a winner from the waitlist):
 // a fresh hold queued to the hand-off deadline. False when there is none to take.
 absl::StatusOr<bool> QueueFreshHold(PgTx& tx, const v1::Referral& r, absl::Time deadline,
@@ -229,18 +247,17 @@ HoldFollower::HoldFollower(PgPool* pg, const Clock* clock, Network* network,
 }
 
 absl::Status HoldFollower::TakeQueued() {
-  std::vector<HoldFollowStore::HoldRequest> due;
-  SH_RETURN_IF_ERROR(pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        SH_ASSIGN_OR_RETURN(due, HoldFollowStore::DueHolds(tx, clock_->Now(), options_.batch));
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true));
-  for (const HoldFollowStore::HoldRequest& h : due) {
-    SH_ASSIGN_OR_RETURN(const bool outage, TakeOne(h));
-    if (outage) break;  // Beds is out: the rest on a later tick.
-  }
-  return absl::OkStatus();
+  return DuePass<HoldFollowStore::HoldRequest>(
+      pg_, clock_->Now(), options_.batch, &HoldFollowStore::DueHolds,
+      [this](const HoldFollowStore::HoldRequest& h) { return TakeOne(h); });
+}
+
+absl::Status HoldFollower::Deferred(int attempts,
+                                    const std::function<absl::Status(PgTx&, absl::Time)>& retry) {
+  extensions_.Add({{"outcome", "retry"}}).Increment();
+  const absl::Time next =
+      clock_->Now() + WebhookBackoff(attempts + 1, options_.tick, absl::Minutes(5));
+  return pg_->Transact([&](PgTx& tx) { return retry(tx, next); });
 }
 
 absl::StatusOr<bool> HoldFollower::TakeOne(const HoldFollowStore::HoldRequest& h) {
@@ -259,14 +276,12 @@ absl::StatusOr<bool> HoldFollower::TakeOne(const HoldFollowStore::HoldRequest& h
     SH_RETURN_IF_ERROR(SettleHold(h, step, answer));
     return outage;
   }
-  extensions_.Add({{"outcome", "retry"}}).Increment();
   log::Warn("bed_hold_deferred", {{"referral_id", h.referral_id},
                                   {"attempts", absl::StrCat(h.attempts + 1)},
                                   {"error", answer.status().message()}});
-  const absl::Time next =
-      clock_->Now() + WebhookBackoff(h.attempts + 1, options_.tick, absl::Minutes(5));
-  SH_RETURN_IF_ERROR(
-      pg_->Transact([&](PgTx& tx) { return HoldFollowStore::RetryHold(tx, h.referral_id, next); }));
+  SH_RETURN_IF_ERROR(Deferred(h.attempts, [&](PgTx& tx, absl::Time next) {
+    return HoldFollowStore::RetryHold(tx, h.referral_id, next);
+  }));
   return outage;
 }
 
@@ -315,18 +330,9 @@ absl::Status HoldFollower::ExtendQueued() {
   if (auto s = TakeQueued(); !s.ok()) {
     log::Warn("bed_hold_deferred", {{"error", s.message()}});
   }
-  std::vector<HoldFollowStore::Queued> due;
-  SH_RETURN_IF_ERROR(pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        SH_ASSIGN_OR_RETURN(due, HoldFollowStore::Due(tx, clock_->Now(), options_.batch));
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true));
-  for (const HoldFollowStore::Queued& q : due) {
-    SH_ASSIGN_OR_RETURN(const bool outage, ExtendOne(q));
-    if (outage) break;  // Beds is out: the rest on a later tick.
-  }
-  return absl::OkStatus();
+  return DuePass<HoldFollowStore::Queued>(
+      pg_, clock_->Now(), options_.batch, &HoldFollowStore::Due,
+      [this](const HoldFollowStore::Queued& q) { return ExtendOne(q); });
 }
 
 absl::StatusOr<bool> HoldFollower::ExtendOne(const HoldFollowStore::Queued& q) {
@@ -342,15 +348,13 @@ absl::StatusOr<bool> HoldFollower::ExtendOne(const HoldFollowStore::Queued& q) {
     SH_RETURN_IF_ERROR(Settle(q, step, answer));
     return outage;
   }
-  extensions_.Add({{"outcome", "retry"}}).Increment();
   log::Warn("hold_extension_deferred", {{"referral_id", q.referral_id},
                                         {"hold_id", q.hold_id},
                                         {"attempts", absl::StrCat(q.attempts + 1)},
                                         {"error", answer.status().message()}});
-  const absl::Time next =
-      clock_->Now() + WebhookBackoff(q.attempts + 1, options_.tick, absl::Minutes(5));
-  SH_RETURN_IF_ERROR(
-      pg_->Transact([&](PgTx& tx) { return HoldFollowStore::Retry(tx, q.hold_id, next); }));
+  SH_RETURN_IF_ERROR(Deferred(q.attempts, [&](PgTx& tx, absl::Time next) {
+    return HoldFollowStore::Retry(tx, q.hold_id, next);
+  }));
   return outage;
 }
 

@@ -13,6 +13,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,9 @@ class HoldFollower {
   absl::Status Settle(const HoldFollowStore::Queued& q, ExtensionStep step,
                       const absl::StatusOr<absl::Time>& answer);
   absl::Status TakeQueued();
+  // An attempt the beds service did not answer: counted, and `retry` records when it is next due
+  // (backoff by the attempts made).
+  absl::Status Deferred(int attempts, const std::function<absl::Status(PgTx&, absl::Time)>& retry);
   absl::StatusOr<bool> TakeOne(const HoldFollowStore::HoldRequest& h);
   absl::Status SettleHold(const HoldFollowStore::HoldRequest& h, ExtensionStep step,
                           const absl::StatusOr<std::string>& answer);
