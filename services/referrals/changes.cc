@@ -157,13 +157,15 @@ absl::Status ReferralChanges::Finish(PgTx& tx, v1::Referral r, const v1::Referra
   const Change& change = a.change;
   if (r.status() == v1::REFERRAL_STATUS_REQUESTED && a.from != r.status()) {
     SH_RETURN_IF_ERROR(ReferralStore::SetRouteAfter(tx, r.id(), now));
+  } else if (a.from == v1::REFERRAL_STATUS_REQUESTED && r.status() != a.from) {
+    ReferralStore::SendEndRoutingClaim(tx, r.id());  // e.g. accepted from the waitlist
   }
   SH_RETURN_IF_ERROR(BedWatch::Track(tx, r, a.from, now));  // issue 14: escalated placements
   for (const std::string& hold : change.holds_to_release) {
     SH_RETURN_IF_ERROR(ReferralStore::QueueHoldRelease(tx, hold, r.id(), now));
   }
   if (!change.purge_identity.empty()) {
-    IdentityRetention::SendPurge(tx, r.id(), change.purge_identity, actor_caller, now);
+    SH_RETURN_IF_ERROR(IdentityRetention::Purge(tx, r, change.purge_identity, actor_caller, now));
   } else if (IsTerminal(r.status()) && !IsTerminal(a.from)) {
     IdentityRetention::SendClosed(tx, r.id(), now + retention_after_close_);
   }

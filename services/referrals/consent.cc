@@ -155,4 +155,17 @@ bool IdentityVisible(const v1::YouthProfile& stored, absl::Time now) {
                                                 kShareWithAcceptingProvider, now);
 }
 
+bool ScrubPurged(v1::Referral* r) {
+  bool removed =
+      r->youth().has_identifying() || !r->outcome_reason().empty() || !r->cancel_reason().empty();
+  r->mutable_youth()->clear_identifying();
+  r->clear_outcome_reason();
+  r->clear_cancel_reason();
+  for (v1::Offer& o : *r->mutable_offers()) {
+    removed = removed || !o.decline_reason().empty();
+    o.clear_decline_reason();
+  }
+  return removed;
+}
+
 }  // namespace safeharbor::referrals

@@ -89,4 +89,10 @@ absl::Status CanRevokeConsent(Actor actor);
 // Whether the accepting provider may see the stored details at `now`.
 bool IdentityVisible(const v1::YouthProfile& stored, absl::Time now);
 
+// What a purge leaves of a referral (or a party's view of it): no identifying details and none
+// of the free text a provider, officer or office typed, which may identify the youth — the
+// offers' decline and waitlist text, the outcome's text, the cancellation's text. Codes, times
+// and the routing's own explanations stay. True when anything was removed.
+bool ScrubPurged(v1::Referral* r);
+
 }  // namespace safeharbor::referrals

@@ -1,14 +1,67 @@
 #include "services/referrals/hold_follower.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "services/referrals/referral_store.h"
 #include "services/referrals/router.h"
 #include "services/referrals/webhook_store.h"
 #include "services/referrals/webhooks.h"
 
 namespace safeharbor::referrals {
+namespace {
+
+// One pass over an outbox: its due rows (`load`), each handled by `one` (which returns whether
+// the beds service was out: then the rest wait for a later tick).
+template <typename Row, typename Load, typename One>
+absl::Status DuePass(PgPool* pg, absl::Time now, int batch, Load load, One one) {
+  std::vector<Row> due;
+  SH_RETURN_IF_ERROR(pg->Transact(
+      [&](PgTx& tx) -> absl::Status {
+        SH_ASSIGN_OR_RETURN(due, load(tx, now, batch));
+        return absl::OkStatus();
+      },
+      Isolation::kReadCommitted, true));
+  for (const Row& row : due) {
+    SH_ASSIGN_OR_RETURN(const bool outage, one(row));
+    if (outage) break;
+  }
+  return absl::OkStatus();
+}
+
+// The accepted placement offer whose facility has no hold for it (a winner from the waitlist):
+// a fresh hold queued to the hand-off deadline. False when there is none to take.
+absl::StatusOr<bool> QueueFreshHold(PgTx& tx, const v1::Referral& r, absl::Time deadline,
+                                    absl::Time now) {
+  const std::string& winner = r.handoff().provider_organization_id();
+  for (const v1::Offer& o : r.offers()) {
+    if (o.state() != v1::OFFER_STATE_ACCEPTED || o.provider_organization_id() != winner ||
+        o.facility_id().empty()) {
+      continue;
+    }
+    HoldFollowStore::HoldRequest h;
+    h.referral_id = r.id();
+    // The same id for the same acceptance, whichever replica or restart asks.
+    h.request_id = absl::StrCat("accepted-", r.id(), "-",
+                                absl::ToUnixMicros(FromProtoTime(r.accepted_time())));
+    h.provider_org = winner;
+    h.for_org = r.referrer_organization_id();
+    h.facility_id = o.facility_id();
+    h.bed_type = o.bed_type();
+    for (const v1::Candidate& c : r.candidates()) {  // offers made before bed_type was kept
+      if (h.bed_type == 0 && c.facility_id() == o.facility_id()) h.bed_type = c.bed_type();
+    }
+    h.expire_time = deadline;
+    SH_RETURN_IF_ERROR(HoldFollowStore::QueueHold(tx, h, now));
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 absl::Status HoldFollowStore::SetHandoffDeadline(PgTx& tx, absl::string_view referral_id,
                                                  absl::Time deadline) {
@@ -65,6 +118,60 @@ absl::StatusOr<bool> HoldFollowStore::Done(PgTx& tx, absl::string_view hold_id) 
   return r.rows() > 0;
 }
 
+absl::Status HoldFollowStore::QueueHold(PgTx& tx, const HoldRequest& h, absl::Time now) {
+  return tx
+      .Exec(
+          "INSERT INTO hold_requests (referral_id, request_id, provider_org, for_org, facility_id, "
+          "bed_type, expire_time, next_attempt, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+          "$8) ON CONFLICT (referral_id) DO UPDATE SET request_id = excluded.request_id, "
+          "provider_org = excluded.provider_org, facility_id = excluded.facility_id, "
+          "bed_type = excluded.bed_type, expire_time = excluded.expire_time, attempts = 0, "
+          "next_attempt = excluded.next_attempt",
+          {h.referral_id, h.request_id, h.provider_org, h.for_org, h.facility_id, h.bed_type,
+           PgTime(h.expire_time), PgTime(now)})
+      .status();
+}
+
+absl::StatusOr<std::vector<HoldFollowStore::HoldRequest>> HoldFollowStore::DueHolds(PgTx& tx,
+                                                                                    absl::Time now,
+                                                                                    int limit) {
+  SH_ASSIGN_OR_RETURN(
+      auto r, tx.Exec("SELECT referral_id, request_id, provider_org, for_org, facility_id, "
+                      "bed_type, expire_time, attempts FROM hold_requests WHERE next_attempt <= $1 "
+                      "ORDER BY next_attempt LIMIT $2",
+                      {PgTime(now), int32_t{limit}}));
+  std::vector<HoldRequest> out(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    HoldRequest& h = out[static_cast<size_t>(i)];
+    h.referral_id = r.String(i, "referral_id");
+    h.request_id = r.String(i, "request_id");
+    h.provider_org = r.String(i, "provider_org");
+    h.for_org = r.String(i, "for_org");
+    h.facility_id = r.String(i, "facility_id");
+    h.bed_type = r.Int32(i, "bed_type");
+    h.expire_time = r.Time(i, "expire_time");
+    h.attempts = r.Int32(i, "attempts");
+  }
+  return out;
+}
+
+absl::Status HoldFollowStore::RetryHold(PgTx& tx, absl::string_view referral_id,
+                                        absl::Time next_attempt) {
+  return tx
+      .Exec(
+          "UPDATE hold_requests SET attempts = attempts + 1, next_attempt = $2 "
+          "WHERE referral_id = $1",
+          {referral_id, PgTime(next_attempt)})
+      .status();
+}
+
+absl::StatusOr<bool> HoldFollowStore::HoldDone(PgTx& tx, const HoldRequest& h) {
+  SH_ASSIGN_OR_RETURN(auto r, tx.Exec("DELETE FROM hold_requests WHERE referral_id = $1 AND "
+                                      "request_id = $2 RETURNING referral_id",
+                                      {h.referral_id, h.request_id}));
+  return r.rows() > 0;
+}
+
 absl::StatusOr<std::vector<HoldFollowStore::Overdue>> HoldFollowStore::ClaimOverdue(PgTx& tx,
                                                                                     absl::Time now,
                                                                                     int limit) {
@@ -94,7 +201,7 @@ absl::StatusOr<bool> FollowWithHold(PgTx& tx, v1::Referral& r, absl::Time now,
   r.clear_bed_hold_expire_time();
   r.set_bed_hold_lost(false);
   SH_RETURN_IF_ERROR(HoldFollowStore::SetHandoffDeadline(tx, r.id(), deadline));
-  if (r.bed_hold_id().empty()) return false;
+  if (r.bed_hold_id().empty()) return QueueFreshHold(tx, r, deadline, now);
   SH_RETURN_IF_ERROR(HoldFollowStore::QueueExtension(tx, r.bed_hold_id(), r.id(), deadline, now));
   return true;
 }
@@ -135,19 +242,93 @@ HoldFollower::HoldFollower(PgPool* pg, const Clock* clock, Network* network,
   }
 }
 
-absl::Status HoldFollower::ExtendQueued() {
-  std::vector<HoldFollowStore::Queued> due;
-  SH_RETURN_IF_ERROR(pg_->Transact(
-      [&](PgTx& tx) -> absl::Status {
-        SH_ASSIGN_OR_RETURN(due, HoldFollowStore::Due(tx, clock_->Now(), options_.batch));
-        return absl::OkStatus();
-      },
-      Isolation::kReadCommitted, true));
-  for (const HoldFollowStore::Queued& q : due) {
-    SH_ASSIGN_OR_RETURN(const bool outage, ExtendOne(q));
-    if (outage) break;  // Beds is out: the rest on a later tick.
+absl::Status HoldFollower::TakeQueued() {
+  return DuePass<HoldFollowStore::HoldRequest>(
+      pg_, clock_->Now(), options_.batch, &HoldFollowStore::DueHolds,
+      [this](const HoldFollowStore::HoldRequest& h) { return TakeOne(h); });
+}
+
+absl::Status HoldFollower::Deferred(int attempts,
+                                    const std::function<absl::Status(PgTx&, absl::Time)>& retry) {
+  extensions_.Add({{"outcome", "retry"}}).Increment();
+  const absl::Time next =
+      clock_->Now() + WebhookBackoff(attempts + 1, options_.tick, absl::Minutes(5));
+  return pg_->Transact([&](PgTx& tx) { return retry(tx, next); });
+}
+
+absl::StatusOr<bool> HoldFollower::TakeOne(const HoldFollowStore::HoldRequest& h) {
+  v1::Candidate bed;
+  bed.set_facility_id(h.facility_id);
+  bed.set_bed_type(static_cast<beds::v1::BedType>(h.bed_type));
+  // To the hand-off deadline, within the beds service's cap on a new hold (4 hours).
+  const absl::Duration ttl =
+      std::clamp(h.expire_time - clock_->Now(), absl::Minutes(1), absl::Hours(4));
+  const absl::StatusOr<std::string> answer =
+      network_->HoldBed(h.request_id, bed, h.referral_id, h.for_org, ttl);
+  const ExtensionStep step =
+      ClassifyExtension(answer.status(), h.attempts, options_.hold_extension_attempts);
+  const bool outage = !answer.ok() && IsOutage(answer.status());
+  if (step != ExtensionStep::kRetry) {
+    SH_RETURN_IF_ERROR(SettleHold(h, step, answer));
+    return outage;
   }
+  log::Warn("bed_hold_deferred", {{"referral_id", h.referral_id},
+                                  {"attempts", absl::StrCat(h.attempts + 1)},
+                                  {"error", answer.status().message()}});
+  SH_RETURN_IF_ERROR(Deferred(h.attempts, [&](PgTx& tx, absl::Time next) {
+    return HoldFollowStore::RetryHold(tx, h.referral_id, next);
+  }));
+  return outage;
+}
+
+// The fresh hold becomes the referral's bed, extended to the hand-off deadline by the extension
+// pass (which confirms its expiry); a hold the referral no longer waits for is released. No bed
+// (or no answer until the retries ran out) marks the referral bed_hold_lost and alerts, as a
+// lost extension does: the accept stands, the county's office confirms the bed with the provider.
+absl::Status HoldFollower::SettleHold(const HoldFollowStore::HoldRequest& h, ExtensionStep step,
+                                      const absl::StatusOr<std::string>& answer) {
+  bool applies = false;
+  const Mutation record = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time now,
+                              Change& ch) -> absl::Status {
+    SH_ASSIGN_OR_RETURN(const bool ours, HoldFollowStore::HoldDone(tx, h));
+    applies = ours && r.status() == v1::REFERRAL_STATUS_ACCEPTED && r.bed_hold_id().empty() &&
+              r.handoff().provider_organization_id() == h.provider_org;
+    ch.noop = !applies;
+    if (!applies) {
+      if (answer.ok() && r.bed_hold_id() != *answer) {
+        SH_RETURN_IF_ERROR(ReferralStore::QueueHoldRelease(tx, *answer, h.referral_id, now));
+      }
+      return absl::OkStatus();
+    }
+    if (answer.ok()) {
+      r.set_bed_hold_id(*answer);
+      ch.reason = "bed held for the provider that accepted from the waitlist";
+      return HoldFollowStore::QueueExtension(tx, *answer, r.id(), h.expire_time, now);
+    }
+    r.set_bed_hold_lost(true);
+    ch.reason = "no bed could be held for the provider that accepted from the waitlist";
+    return absl::OkStatus();
+  };
+  SH_ASSIGN_OR_RETURN(
+      const v1::Referral r,
+      changes_->Apply(nullptr, h.referral_id, answer.ok() ? "bed_held" : "hold_lost", record));
+  if (answer.ok()) return absl::OkStatus();  // counted when its extension is answered
+  extensions_.Add({{"outcome", applies ? ExtensionStepLabel(step) : "moot"}}).Increment();
+  if (!applies) return absl::OkStatus();
+  log::Error("bed_hold_lost", {{"referral_id", r.id()},
+                               {"facility_id", h.facility_id},
+                               {"county_fips", r.county_fips()},
+                               {"error", answer.status().message()}});
   return absl::OkStatus();
+}
+
+absl::Status HoldFollower::ExtendQueued() {
+  if (auto s = TakeQueued(); !s.ok()) {
+    log::Warn("bed_hold_deferred", {{"error", s.message()}});
+  }
+  return DuePass<HoldFollowStore::Queued>(
+      pg_, clock_->Now(), options_.batch, &HoldFollowStore::Due,
+      [this](const HoldFollowStore::Queued& q) { return ExtendOne(q); });
 }
 
 absl::StatusOr<bool> HoldFollower::ExtendOne(const HoldFollowStore::Queued& q) {
@@ -163,15 +344,13 @@ absl::StatusOr<bool> HoldFollower::ExtendOne(const HoldFollowStore::Queued& q) {
     SH_RETURN_IF_ERROR(Settle(q, step, answer));
     return outage;
   }
-  extensions_.Add({{"outcome", "retry"}}).Increment();
   log::Warn("hold_extension_deferred", {{"referral_id", q.referral_id},
                                         {"hold_id", q.hold_id},
                                         {"attempts", absl::StrCat(q.attempts + 1)},
                                         {"error", answer.status().message()}});
-  const absl::Time next =
-      clock_->Now() + WebhookBackoff(q.attempts + 1, options_.tick, absl::Minutes(5));
-  SH_RETURN_IF_ERROR(
-      pg_->Transact([&](PgTx& tx) { return HoldFollowStore::Retry(tx, q.hold_id, next); }));
+  SH_RETURN_IF_ERROR(Deferred(q.attempts, [&](PgTx& tx, absl::Time next) {
+    return HoldFollowStore::Retry(tx, q.hold_id, next);
+  }));
   return outage;
 }
 

@@ -13,6 +13,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,17 @@ class HoldFollowStore {
     absl::Time expire_time;
     int attempts = 0;
   };
+  // A fresh hold to take for a placement accepted from the waitlist (migration 017).
+  struct HoldRequest {
+    std::string referral_id;
+    std::string request_id;
+    std::string provider_org;
+    std::string for_org;
+    std::string facility_id;
+    int32_t bed_type = 0;
+    absl::Time expire_time;
+    int attempts = 0;
+  };
   struct Overdue {
     std::string referral_id;
     std::string county_fips;
@@ -53,12 +65,19 @@ class HoldFollowStore {
   static absl::Status Retry(PgTx& tx, absl::string_view hold_id, absl::Time next_attempt);
   // Removes the row; false when another replica removed it first.
   static absl::StatusOr<bool> Done(PgTx& tx, absl::string_view hold_id);
+  static absl::Status QueueHold(PgTx& tx, const HoldRequest& h, absl::Time now);
+  static absl::StatusOr<std::vector<HoldRequest>> DueHolds(PgTx& tx, absl::Time now, int limit);
+  static absl::Status RetryHold(PgTx& tx, absl::string_view referral_id, absl::Time next_attempt);
+  // Removes the request; false when another replica removed it first.
+  static absl::StatusOr<bool> HoldDone(PgTx& tx, const HoldRequest& h);
   // Accepted referrals past their deadline not yet told, marked told (SKIP LOCKED: each once).
   static absl::StatusOr<std::vector<Overdue>> ClaimOverdue(PgTx& tx, absl::Time now, int limit);
 };
 
 // At acceptance, inside the accepting transaction: the referral's hand-off deadline (`now` +
-// options.handoff_deadline) and, for a held bed, the extension queued. True when one was queued
+// options.handoff_deadline) and, for a held bed, the extension queued; for a placement offer
+// accepted without a hold (from the waitlist: its hold was let go when the referral went back
+// to routing), a fresh hold at the offer's facility queued instead. True when either was queued
 // (the timers have work).
 absl::StatusOr<bool> FollowWithHold(PgTx& tx, v1::Referral& r, absl::Time now,
                                     const ReferralOptions& options);
@@ -69,7 +88,8 @@ class HoldFollower {
   HoldFollower(PgPool* pg, const Clock* clock, Network* network, ReferralChanges* changes,
                const ReferralOptions& options, prometheus::Registry* registry);
 
-  // One pass over the due outbox rows (stops at an outage: the next tick tries again).
+  // One pass over the due outbox rows, fresh holds first (stops at an outage: the next tick
+  // tries again).
   absl::Status ExtendQueued();
   // Accepted referrals past their hand-off deadline: told to the county, once each.
   absl::Status NoteOverdue();
@@ -81,6 +101,13 @@ class HoldFollower {
   absl::StatusOr<bool> ExtendOne(const HoldFollowStore::Queued& q);
   absl::Status Settle(const HoldFollowStore::Queued& q, ExtensionStep step,
                       const absl::StatusOr<absl::Time>& answer);
+  absl::Status TakeQueued();
+  // An attempt the beds service did not answer: counted, and `retry` records when it is next due
+  // (backoff by the attempts made).
+  absl::Status Deferred(int attempts, const std::function<absl::Status(PgTx&, absl::Time)>& retry);
+  absl::StatusOr<bool> TakeOne(const HoldFollowStore::HoldRequest& h);
+  absl::Status SettleHold(const HoldFollowStore::HoldRequest& h, ExtensionStep step,
+                          const absl::StatusOr<std::string>& answer);
   absl::Status TellCounty(PgTx& tx, const HoldFollowStore::Overdue& o, absl::Time now);
 
   PgPool* pg_;

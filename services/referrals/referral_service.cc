@@ -705,7 +705,10 @@ absl::Status ReferralServiceImpl::CancelReferral(CallContext& ctx,
       }
     }
     ch.to = v1::REFERRAL_STATUS_CANCELLED;
-    ch.reason = req.reason();
+    // The typed text may name the youth: kept in the body (child welfare only, purged with the
+    // details), never in the append-only transition or audit row (issue 14).
+    r.set_cancel_reason(req.reason());
+    ch.reason = "cancelled";
     CloseOffers(r, v1::OFFER_STATE_WITHDRAWN, &ch.holds_to_release);
     return ReferralStore::SetRouteAfter(tx, r.id(), std::nullopt);
   };

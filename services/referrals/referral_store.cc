@@ -283,6 +283,10 @@ absl::StatusOr<bool> ReferralStore::StillClaimed(PgTx& tx, absl::string_view id,
   return r->rows() == 1 && r->Bool(0, "mine");
 }
 
+void ReferralStore::SendEndRoutingClaim(PgTx& tx, absl::string_view id) {
+  (void)tx.Send("UPDATE referrals SET routing_claim = routing_claim + 1 WHERE id = $1", {id});
+}
+
 absl::Status ReferralStore::RetryRoutingAfter(PgTx& tx, absl::string_view id, absl::Time when,
                                               int64_t claim) {
   return tx

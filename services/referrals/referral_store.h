@@ -84,6 +84,10 @@ class ReferralStore {
                                      std::optional<std::string> pending, int64_t claim);
   // Whether routing claim `claim` is still the referral's latest (read under its row lock).
   static absl::StatusOr<bool> StillClaimed(PgTx& tx, absl::string_view id, int64_t claim);
+  // The referral leaves REQUESTED (accepted from a waitlist, cancelled, offered, escalated):
+  // its routing claim ends, so a worker still routing it is fenced (RoutingClaimLost) from its
+  // next write on. Sent without waiting (with the commit, at the latest).
+  static void SendEndRoutingClaim(PgTx& tx, absl::string_view id);
   // SetRouteAfter under routing claim `claim`; a claim lost meanwhile changes nothing.
   static absl::Status RetryRoutingAfter(PgTx& tx, absl::string_view id, absl::Time when,
                                         int64_t claim);

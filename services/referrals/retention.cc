@@ -86,6 +86,45 @@ void IdentityRetention::SendPurge(PgTx& tx, absl::string_view id, absl::string_v
   (void)ReferralStore::SendAudit(tx, by, "identity_purged", id, reason, now);
 }
 
+absl::Status IdentityRetention::Purge(PgTx& tx, v1::Referral& r, absl::string_view reason,
+                                      const Caller& by, absl::Time now) {
+  ScrubPurged(&r);
+  SendPurge(tx, r.id(), reason, by, now);
+  return PurgeFreeText(tx, r.id());
+}
+
+absl::Status IdentityRetention::PurgeFreeText(PgTx& tx, absl::string_view id) {
+  (void)tx.Send(
+      "UPDATE offers SET decline_reason = '' WHERE referral_id = $1 AND decline_reason <> ''",
+      {id});
+  // The one change the append-only tables allow, for this transaction's referral only.
+  (void)tx.Send("SELECT set_config('safeharbor.purging_referral', $1, true)", {id});
+  (void)tx.Send(
+      "UPDATE transitions SET reason = '' WHERE referral_id = $1 AND to_status = $2 AND reason <> "
+      "''",
+      {id, int32_t{v1::REFERRAL_STATUS_CANCELLED}});
+  (void)tx.Send(
+      "UPDATE audit_log SET detail = '' WHERE referral_id = $1 AND action = 'cancel' AND detail <> "
+      "''",
+      {id});
+  SH_ASSIGN_OR_RETURN(PgResult events,
+                      tx.Exec("SELECT seq, payload FROM referral_events WHERE referral_id = $1 "
+                              "ORDER BY seq FOR UPDATE",
+                              {id}));
+  for (int i = 0; i < events.rows(); ++i) {
+    v1::Referral view;
+    if (!view.ParseFromString(events.Bytea(i, "payload"))) {
+      view.Clear();  // unreadable: nothing of it is kept
+      view.set_id(std::string(id));
+    } else if (!ScrubPurged(&view)) {
+      continue;
+    }
+    (void)tx.Send("UPDATE referral_events SET payload = $2 WHERE seq = $1",
+                  {events.Int64(i, "seq"), PgParam::Bytea(view.SerializeAsString())});
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> IdentityRetention::RunOnce() {
   const absl::Time now = clock_->Now();
   std::vector<std::string> reasons;
@@ -98,9 +137,16 @@ absl::StatusOr<int> IdentityRetention::RunOnce() {
                                 {PgTime(now), int32_t{batch_}}));
     for (int i = 0; i < due.rows(); ++i) {
       v1::Referral stored;
-      if (!stored.ParseFromString(due.Bytea(i, "body"))) stored.Clear();
+      const std::string id = due.String(i, "id");
+      const bool readable = stored.ParseFromString(due.Bytea(i, "body"));
+      if (!readable) stored.Clear();
       const absl::string_view reason = DueReason(stored, now);
-      SendPurge(tx, due.String(i, "id"), reason, *system_, now);
+      if (readable && ScrubPurged(&stored)) {
+        (void)tx.Send("UPDATE referrals SET body = $2, revision = revision + 1 WHERE id = $1",
+                      {id, PgParam::Bytea(stored.SerializeAsString())});
+      }
+      SendPurge(tx, id, reason, *system_, now);
+      SH_RETURN_IF_ERROR(PurgeFreeText(tx, id));
       reasons.emplace_back(reason);
     }
     return absl::OkStatus();

@@ -2,9 +2,12 @@
 // purged when the consent is revoked (at once, in the revoking change's transaction), when it
 // expires, or a retention period after the referral closes, whichever comes first. A purge
 // leaves nothing of the details in any table: the sealed details go, and so do the keyed
-// fingerprints of them in the intake's request_id record; the audit log keeps one
-// "identity_purged" row saying why, never what. A PeriodicTask per process purges what is due,
-// each referral once across replicas (FOR UPDATE SKIP LOCKED).
+// fingerprints of them in the intake's request_id record, and every copy of the free text typed
+// about the youth (ScrubPurged: decline and waitlist text, the outcome's and the cancellation's
+// text) in the body, the offers, the providers' watch events (which webhooks are built from) and
+// the cancellation rows of the append-only transitions and audit log (migration 017); the audit
+// log keeps one "identity_purged" row saying why, never what. A PeriodicTask per process purges
+// what is due, each referral once across replicas (FOR UPDATE SKIP LOCKED).
 #pragma once
 
 #include <prometheus/counter.h>
@@ -50,6 +53,14 @@ class IdentityRetention {
   // Purges one referral's details now (sent, no round trip), audited as `by`.
   static void SendPurge(PgTx& tx, absl::string_view id, absl::string_view reason, const Caller& by,
                         absl::Time now);
+  // In a change of the referral (its body `r`, scrubbed here, is stored by the change): the
+  // purge, its free text with it.
+  static absl::Status Purge(PgTx& tx, v1::Referral& r, absl::string_view reason, const Caller& by,
+                            absl::Time now);
+  // With SendPurge, the free text outside the body (the body itself is the caller's, scrubbed
+  // with ScrubPurged): the offers' rows, the watch events' payloads, the cancellation's text in
+  // transitions and the audit log.
+  static absl::Status PurgeFreeText(PgTx& tx, absl::string_view id);
 
  private:
   absl::Status Run();

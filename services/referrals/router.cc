@@ -236,6 +236,7 @@ absl::StatusOr<bool> Router::Offer(const v1::Referral& r, const Plan& plan) {
           o->set_provider_organization_id(c.provider_organization_id());
           o->set_service_id(c.service_id());
           o->set_facility_id(c.facility_id());
+          o->set_bed_type(c.bed_type());  // a fresh hold of it, if accepted from the waitlist
           o->set_state(v1::OFFER_STATE_PENDING);
           *o->mutable_offered_time() = ToProtoTime(at);
           *o->mutable_respond_by() = ToProtoTime(deadline);

@@ -63,6 +63,7 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
   v.clear_candidates();
   v.clear_routing_explanation();
   v.clear_referrer_view_time();
+  v.clear_cancel_reason();  // the referrer's text, for child welfare only
   v.mutable_youth()->clear_identifying();
   if (!AcceptedBy(r, provider_org)) {
     // How it ended, and the free text beside it: for the provider that served the youth.

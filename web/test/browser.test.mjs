@@ -191,16 +191,40 @@ try {
 
   step = "decline";
   const card2 = provA.locator(`article[data-referral="${ref2}"]`);
-  await card2.locator("summary").click();
-  await card2.getByLabel("Reason").selectOption("At capacity");
+  await card2.getByText("Decline…").click();
+  check(await card2.getByLabel("Reason").locator("option").count() === 7, "the decline offers the seven reason codes a decline may use");
+  // "Other" needs a few words: said on the page, nothing sent.
+  await card2.getByLabel("Reason").selectOption({ label: "Other (say what in the details)" });
   await card2.getByRole("button", { name: "Decline referral" }).click();
-  await waitText(provA, /declined: At capacity|no longer offered/i, T, `article[data-referral="${ref2}"]`);
+  await waitText(provA, /Say in the details why you decline/, T, `article[data-referral="${ref2}"]`);
+  await card2.getByText("Decline…").click();
+  await card2.getByLabel("Reason").selectOption({ label: "At capacity" });
+  await axe(provA, "inbox-decline");
+  await card2.getByRole("button", { name: "Decline referral" }).click();
+  await waitText(provA, /declined: At capacity/i, T, `article[data-referral="${ref2}"]`);
   await waitText(provB, /Youth SPD-0043/, 30000, '[data-testid="inbox"]');
   const bText = await textOf(provB);
   check(!bText.includes("Sam R") && !bText.includes("Jane Q") && !bText.includes("SPD-0042"),
     "another provider's page shows no identifying details and no other provider's referral");
   await shot(provB, "06-inbox-provider-b");
-  log("declined with a reason; rerouted to provider B, whose page shows no identifying details");
+  log("declined with a reason code; rerouted to provider B, whose page shows no identifying details");
+
+  // ------------------------------------------------------------------ "waitlist until"
+  step = "waitlist";
+  const cardB = provB.locator(`article[data-referral="${ref2}"]`);
+  await cardB.getByText("Waitlist until…").click();
+  const until = cardB.getByLabel("A bed frees at");
+  // Hours ahead of now, read in the page (its inputs are in the page's time zone).
+  const [min, max, value] = await until.evaluate((el) =>
+    [el.min, el.max, el.value].map((v) => (new Date(v).getTime() - Date.now()) / 3600e3));
+  check(max <= 24 && max > 23.9 && min > 0 && value > 1,
+    `the time picker offers a time after now, at most 24 hours ahead (min +${min.toFixed(2)} h, max +${max.toFixed(2)} h, default +${value.toFixed(2)} h)`);
+  await cardB.getByLabel("Note (optional, no youth names)").fill("a bed frees after the morning discharge");
+  await axe(provB, "inbox-waitlist");
+  await shot(provB, "06b-inbox-waitlist");
+  await cardB.getByRole("button", { name: "Waitlist referral" }).click();
+  await waitText(provB, /waitlist until \d/i, T, `article[data-referral="${ref2}"]`);
+  log("provider B answered \"waitlist until\" with a time and a note");
 
   // ------------------------------------------------------------------ hand-off, then "youth declined"
   step = "confirm";
@@ -233,7 +257,8 @@ try {
   await cw.getByRole("button", { name: ref2 }).click();
   await waitText(cw, /Ranked candidates/, T, "section.status");
   const cwText = await cw.locator("section.status").innerText();
-  check(/Declined/.test(cwText) && /At capacity/.test(cwText), "child welfare sees the offers with the decline reason");
+  check(/Declined/.test(cwText) && /At capacity/.test(cwText), "child welfare sees the offers with the decline's reason code");
+  check(/Waitlist until \d/.test(cwText) && /morning discharge/.test(cwText), "child welfare sees provider B's waitlist answer and its note");
   check(/csec|km/i.test(cwText), "child welfare sees the candidates with the reasons for their rank");
   check(!(await textOf(cw)).includes("Sam R"), "child welfare's page shows no identifying details");
   await shot(cw, "09-child-welfare-status");

@@ -1,6 +1,7 @@
 // The provider inbox: referrals offered to this organization arriving live (WatchReferrals,
-// resumed from its cursor after a reconnect), the time left to answer, accept or decline with a
-// reason, confirm the hand-off, record the outcome; and its facilities' census in a few clicks.
+// resumed from its cursor after a reconnect), the time left to answer, accept, decline with a
+// coded reason or answer "waitlist until" a time, confirm the hand-off, record the outcome; and
+// its facilities' census in a few clicks.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -10,6 +11,7 @@ import {
   type IdentifyingDetails,
   type Offer,
   OfferState,
+  ReasonCode,
   type Referral,
   ReferralStatus,
 } from "../../gen/safeharbor/referrals/v1/referrals_pb.js";
@@ -18,12 +20,15 @@ import { beds, CALL, describe, referrals, requestId } from "./api.js";
 import { dl, field, h, radios, replace } from "./dom.js";
 import {
   ago,
+  answerLabel,
   availabilityLabel,
   bedLabel,
   CLOSED,
   clock,
+  DECLINE_CODES,
   genderLabel,
   languageLabel,
+  localInput,
   offerLabel,
   serviceLabel,
   statusLabel,
@@ -33,7 +38,8 @@ import {
   when,
 } from "./labels.js";
 
-const DECLINE_REASONS = ["At capacity", "Not eligible", "Cannot meet the youth's needs", "Safety concern", "Other"];
+// "Waitlist until": after now, at most this far ahead (the referral service's limit).
+const WAITLIST_MAX_MS = 24 * 3600 * 1000;
 
 interface Item {
   referral: Referral;
@@ -178,6 +184,8 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
     const mine = acceptedByMe(r);
     const y = r.youth;
     const pending = r.status === ReferralStatus.OFFERED && offer?.state === OfferState.PENDING;
+    // "Waitlist until": still this provider's to accept or decline until then.
+    const waitlisted = !mine && offer?.state === OfferState.WAITLISTED;
     const parts: (Node | null)[] = [];
     const urg = label(URGENCY, r.urgency);
     parts.push(
@@ -220,24 +228,17 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
     }
     if (it.error) parts.push(h("p", { class: "banner error", role: "alert" }, it.error));
     const busy = !!it.busy;
-    if (pending) {
-      const reason = h("select", { name: "decline_reason" }, DECLINE_REASONS.map((x) => h("option", { value: x }, x)));
-      const detail = h("input", { name: "decline_detail", maxlength: 200, autocomplete: "off" });
+    if (waitlisted && offer) {
+      parts.push(h("p", { class: "hint", "data-testid": "waitlisted" }, `You answered "waitlist until ${clock(offer.respondBy)}": the referral is offered to others meanwhile, and you may still accept or decline until then.`));
+    }
+    if (pending || waitlisted) {
       if (!acceptIds.has(r.id)) acceptIds.set(r.id, requestId());
       parts.push(
         h("div", { class: "actions" },
           h("button", { type: "button", disabled: busy, onclick: () => act(r.id, async () => (await referrals.acceptReferral({ id: r.id, requestId: acceptIds.get(r.id)! }, CALL)).referral) }, "Accept referral"),
         ),
-        h("details", { class: "decline" },
-          h("summary", {}, "Decline…"),
-          field("Reason", reason),
-          field("Details (optional, no youth names)", detail),
-          h("button", { type: "button", class: "danger", disabled: busy, onclick: () => act(r.id, async () => {
-            const why = detail.value.trim() ? `${reason.value}: ${detail.value.trim()}` : reason.value;
-            await referrals.declineReferral({ id: r.id, reason: why }, CALL);
-            return undefined;
-          }, true) }, "Decline referral"),
-        ),
+        declineForm(it, busy),
+        pending ? waitlistForm(it, busy) : null,
       );
     } else if (mine && r.status === ReferralStatus.ACCEPTED) {
       parts.push(
@@ -267,10 +268,62 @@ export function inbox(main: HTMLElement, info: TerminalInfo): void {
           } }, "Record outcome")),
       );
     } else if (!mine && offer && offer.state !== OfferState.PENDING) {
-      parts.push(h("p", { class: "hint" }, offer.declineReason ? `You declined: ${offer.declineReason}.` : "This referral is no longer offered to you."));
+      const answer = answerLabel(offer);
+      parts.push(h("p", { class: "hint" }, offer.state === OfferState.DECLINED ? `You declined: ${answer}.` : `This referral is no longer offered to you${answer ? ` (your answer: ${answer})` : ""}.`));
     }
-    const closed = CLOSED.has(r.status) || (!mine && !pending);
+    const closed = CLOSED.has(r.status) || (!mine && !pending && !waitlisted);
     return h("article", { class: `card offer${pending ? " pending" : ""}${closed ? " closed" : ""}`, id: `card-${r.id}`, "data-referral": r.id, "aria-busy": busy ? "true" : "false" }, parts);
+  }
+
+  // Decline with a coded reason (counted in the auditor's report); "Other" needs a few words.
+  function declineForm(it: Item, busy: boolean): HTMLElement {
+    const id = it.referral.id;
+    const code = h("select", { name: "decline_code" }, DECLINE_CODES.map(([v, text]) => h("option", { value: v }, text)));
+    const detail = h("input", { name: "decline_detail", maxlength: 500, autocomplete: "off" });
+    return h("details", { class: "decline" },
+      h("summary", {}, "Decline…"),
+      field("Reason", code),
+      field("Details (optional; required for Other; no youth names)", detail, "Shown to your organization and child welfare only, never to the officer. Removed with the youth's identifying details."),
+      h("button", { type: "button", class: "danger", disabled: busy, onclick: () => {
+        const reasonCode = Number(code.value) as ReasonCode;
+        if (reasonCode === ReasonCode.OTHER && !detail.value.trim()) {
+          it.error = "Say in the details why you decline (the reason is Other).";
+          render();
+          return;
+        }
+        void act(id, async () => {
+          await referrals.declineReferral({ id, reasonCode, reason: detail.value.trim() }, CALL);
+          return undefined;
+        }, true);
+      } }, "Decline referral"));
+  }
+
+  // "Waitlist until": no bed now, one at a time the provider gives (at most 24 hours ahead).
+  function waitlistForm(it: Item, busy: boolean): HTMLElement {
+    const id = it.referral.id;
+    const now = Date.now();
+    const until = h("input", {
+      type: "datetime-local",
+      name: "waitlist_until",
+      min: localInput(new Date(now + 60000)),
+      max: localInput(new Date(now + WAITLIST_MAX_MS)),
+      value: localInput(new Date(now + 2 * 3600 * 1000)),
+      required: true,
+    });
+    const note = h("input", { name: "waitlist_note", maxlength: 500, autocomplete: "off" });
+    return h("details", { class: "waitlist" },
+      h("summary", {}, "Waitlist until…"),
+      field("A bed frees at", until, "At most 24 hours from now. The referral is offered to others meanwhile; you may still accept until then."),
+      field("Note (optional, no youth names)", note),
+      h("button", { type: "button", class: "secondary", disabled: busy, onclick: () => {
+        const t = new Date(until.value).getTime();
+        if (!until.value || Number.isNaN(t) || t <= Date.now() || t > Date.now() + WAITLIST_MAX_MS) {
+          it.error = "Give a time after now and at most 24 hours ahead.";
+          render();
+          return;
+        }
+        void act(id, async () => (await referrals.waitlistReferral({ id, until: timestampFromDate(new Date(t)), reason: note.value.trim() }, CALL)).referral);
+      } }, "Waitlist referral"));
   }
 
   function order(a: Item, b: Item): number {

@@ -22,6 +22,7 @@ import { beds, CALL, describe, directory, referrals, requestId } from "./api.js"
 import { checkbox, dl, field, h, radios, replace } from "./dom.js";
 import {
   ago,
+  answerLabel,
   availabilityLabel,
   bedLabel,
   CLOSED,
@@ -415,7 +416,7 @@ export function intake(main: HTMLElement, info: TerminalInfo): void {
               {},
               r.offers.map((o) =>
                 h("tr", {}, h("td", {}, nm(o.providerOrganizationId)), h("td", {}, offerLabel(o.state)), h("td", {}, clock(o.offeredTime)),
-                  h("td", {}, clock(o.respondBy)), h("td", {}, o.facilityId || "—"), h("td", {}, o.declineReason || "")),
+                  h("td", {}, clock(o.respondBy)), h("td", {}, o.facilityId || "—"), h("td", {}, answerLabel(o))),
               ),
             ),
           ),

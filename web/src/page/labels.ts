@@ -3,7 +3,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 
 import { AvailabilityStatus, BedType, PlacementType } from "../../gen/safeharbor/beds/v1/beds_pb.js";
 import { Gender, ServiceCategory } from "../../gen/safeharbor/directory/v1/directory_pb.js";
-import { OfferState, ReferralStatus, ReferrerView_Stage, Urgency } from "../../gen/safeharbor/referrals/v1/referrals_pb.js";
+import { OfferState, ReasonCode, ReferralStatus, ReferrerView_Stage, Urgency } from "../../gen/safeharbor/referrals/v1/referrals_pb.js";
 
 export const GENDERS: [Gender, string][] = [
   [Gender.UNSPECIFIED, "Not stated"],
@@ -75,8 +75,35 @@ const OFFER: [OfferState, string][] = [
   [OfferState.DECLINED, "Declined"],
   [OfferState.EXPIRED, "No answer by the deadline"],
   [OfferState.WITHDRAWN, "Withdrawn"],
+  [OfferState.WAITLISTED, "Waitlisted"],
 ];
 export const offerLabel = (s: OfferState) => label(OFFER, s);
+
+// Why a provider declines an offer: every ReasonCode but "completed" (an outcome, not a reason).
+// "Other" needs a few words saying what.
+export const DECLINE_CODES: [ReasonCode, string][] = [
+  [ReasonCode.AT_CAPACITY, "At capacity"],
+  [ReasonCode.NOT_ELIGIBLE, "Not eligible"],
+  [ReasonCode.SAFETY_CONCERN, "Safety concern"],
+  [ReasonCode.YOUTH_DECLINED, "Youth declined"],
+  [ReasonCode.COULD_NOT_CONTACT, "Could not contact the youth"],
+  [ReasonCode.REFERRED_ELSEWHERE, "Referred elsewhere"],
+  [ReasonCode.OTHER, "Other (say what in the details)"],
+];
+const REASONS: [ReasonCode, string][] = [...DECLINE_CODES, [ReasonCode.COMPLETED, "Completed"]];
+export const reasonLabel = (c: ReasonCode) => label(REASONS, c);
+
+// A provider's answer on an offer, in words: the decline's code and its text, or the waitlist time.
+export function answerLabel(o: { declineCode: ReasonCode; declineReason: string; waitlistedUntil?: Timestamp }): string {
+  const parts = [o.declineCode ? reasonLabel(o.declineCode) : "", o.waitlistedUntil ? `Waitlist until ${clock(o.waitlistedUntil)}` : "", o.declineReason];
+  return parts.filter(Boolean).join(": ");
+}
+
+// The value of a datetime-local input for `d`, in the page's time zone ("2026-12-01T07:00").
+export function localInput(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
 
 const STAGE: [ReferrerView_Stage, string][] = [
   [ReferrerView_Stage.ROUTING, "Finding a provider"],

@@ -21,6 +21,7 @@ const INBOX = [
   `${R}/WatchReferrals`,
   `${R}/AcceptReferral`,
   `${R}/DeclineReferral`,
+  `${R}/WaitlistReferral`,
   `${R}/ConfirmHandoff`,
   `${R}/StartServices`,
   `${R}/RecordOutcome`,
