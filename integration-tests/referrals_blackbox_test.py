@@ -195,6 +195,10 @@ class ReferralsBlackBox(unittest.TestCase):
         bed_provider.AcceptReferral(pb2.AcceptReferralRequest(id=lead, request_id="acc-lead"),
                                     timeout=10)
         advocate.ConfirmHandoff(pb2.ConfirmHandoffRequest(id=part), timeout=10)
+        # The advocate's arrival, recorded by its provider: child welfare sees it on the part.
+        advocate.RecordAdvocateArrival(pb2.RecordAdvocateArrivalRequest(
+            id=part, request_id="arrived-part"), timeout=10)
+        self.assertGreater(self.as_child_welfare(part).advocate_arrival_time.seconds, 0)
         ready = self.as_officer(lead)
         self.assertEqual(ready.stage, pb2.ReferrerView.STAGE_READY_FOR_HANDOFF)
         self.assertEqual(ready.handoff.provider_organization_id, bed_org)

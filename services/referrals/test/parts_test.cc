@@ -459,5 +459,24 @@ TEST_F(PartsTest, TooManyOrRepeatedNeedsAreRefusedAndNothingIsStored) {
   EXPECT_EQ(Rows("true"), 6);
 }
 
+
+// The parts and the advocate response meet: an urgent referral for a bed and an advocate has the
+// response target on its advocacy part (its own need), not on the placement, and the part goes
+// only to 24/7 advocacy services as a one-need advocacy referral would.
+TEST_F(PartsTest, AnUrgentReferralsAdvocacyPartCarriesTheResponseTarget) {
+  v1::CreateReferralRequest req = BedAndAdvocate("bed-adv-urgent");
+  req.set_urgency(v1::URGENCY_URGENT);
+  const absl::Time created = clock_.Now();
+  const std::string lead = Create(req);
+  const std::string part = OnlyPart(lead);
+  ASSERT_FALSE(part.empty());
+  EXPECT_FALSE(AsChildWelfare(lead).has_advocate_response_due()) << "the placement has none";
+  const v1::Referral advocacy = AsChildWelfare(part);
+  ASSERT_TRUE(advocacy.has_advocate_response_due());
+  EXPECT_EQ(FromProtoTime(advocacy.advocate_response_due()), created + absl::Minutes(90));
+  EXPECT_EQ(Rows(absl::StrCat("id = '", part, "' AND advocate_due IS NOT NULL")), 1);
+  EXPECT_EQ(Rows(absl::StrCat("id = '", lead, "' AND advocate_due IS NOT NULL")), 0);
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals
