@@ -144,13 +144,15 @@ absl::StatusOr<std::vector<v1::StatutoryTimer>> StatutoryTimers::StartAtHandoff(
                       tx.Exec("SELECT referrer_role FROM referrals WHERE id = $1", {r.id()}));
   const bool police = who.rows() == 1 && who.Text(0, "referrer_role") == "law_enforcement";
   for (const ClockDue& d : DueClocks(FactsAtHandoff(r, police, now), calendar_)) {
-    const absl::Time started =
-        d.clock == StatutoryClock::kDcyfNotice ? FromProtoTime(r.create_time()) : now;
+    const bool dcyf = d.clock == StatutoryClock::kDcyfNotice;
+    const absl::Time started = dcyf ? FromProtoTime(r.create_time()) : now;
+    // The officer's one notice to DCYF is the youth's, not a need's: with several needs it is
+    // kept on the lead row, started by whichever need is handed off first.
+    const std::string& row = dcyf && !r.parent_id().empty() ? r.parent_id() : r.id();
     SH_RETURN_IF_ERROR(
-        tx.Exec(
-              "INSERT INTO statutory_timers (referral_id, kind, started, due, created) "
-              "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (referral_id, kind) DO NOTHING",
-              {r.id(), int32_t{TimerKindOf(d.clock)}, PgTime(started), PgTime(d.due), PgTime(now)})
+        tx.Exec("INSERT INTO statutory_timers (referral_id, kind, started, due, created) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (referral_id, kind) DO NOTHING",
+                {row, int32_t{TimerKindOf(d.clock)}, PgTime(started), PgTime(d.due), PgTime(now)})
             .status());
   }
   return List(tx, r.id(), now);

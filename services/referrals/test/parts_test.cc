@@ -215,6 +215,19 @@ TEST_F(PartsTest, ABedAndAnAdvocateAreOfferedInParallelAndBothAccepted) {
   ASSERT_TRUE(Handoff(bed_provider, lead).ok());
   ExpectOfficerSeesOnlyThePlacement(lead, v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
   EXPECT_FALSE(AsOfficer(lead).has_handoff());
+  // One notice to DCYF for the youth (kept on the lead, started by the first hand-off), not one
+  // per need; the placement's own clock (the emergency placement window) on the placement.
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  absl::StrCat("SELECT count(*) AS n FROM statutory_timers WHERE kind = 2 AND "
+                               "referral_id IN ('",
+                               lead, "', '", part, "')")),
+            1);
+  EXPECT_EQ(Count(referrals_.pg.get(),
+                  absl::StrCat("SELECT count(*) AS n FROM statutory_timers WHERE kind = 2 AND "
+                               "referral_id = '",
+                               lead, "' AND started = to_timestamp(",
+                               absl::ToUnixSeconds(FromProtoTime(lead_row.create_time())), ")")),
+            1);
 
   // The officer's list holds the referral once, with the same view.
   v1::ListReferralsResponse list;
@@ -458,7 +471,6 @@ TEST_F(PartsTest, TooManyOrRepeatedNeedsAreRefusedAndNothingIsStored) {
   EXPECT_EQ(AsChildWelfare(lead).part_ids_size(), 5);
   EXPECT_EQ(Rows("true"), 6);
 }
-
 
 // The parts and the advocate response meet: an urgent referral for a bed and an advocate has the
 // response target on its advocacy part (its own need), not on the placement, and the part goes
