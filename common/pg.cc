@@ -688,7 +688,11 @@ void PgTx::Flush() {
   // The server answers a pipeline's statements together, at its end (it flushes at the Sync),
   // and bounds each with its statement_timeout: a batch waits the cap once per statement, so a
   // long pipeline is not cut short and a server that does not answer is still given up on.
-  const absl::Duration cap = cap_ * static_cast<int64_t>(statements.size());
+  // Never more than kMaxCapsPerBatch caps, however long the batch (a background pass has no
+  // caller's deadline to end it sooner).
+  constexpr int64_t kMaxCapsPerBatch = 4;
+  const absl::Duration cap =
+      cap_ * std::min(kMaxCapsPerBatch, static_cast<int64_t>(statements.size()));
   const absl::Time now = absl::Now();
   const absl::Time deadline = std::min(deadline_, now + cap);
   bool handed = false;

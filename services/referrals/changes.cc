@@ -112,6 +112,13 @@ absl::Status ReferralChanges::ApplyLocked(PgTx& tx, CallContext* ctx, absl::stri
   Actor actor = Actor::kSystem;
   if (as.has_value()) {
     actor = *as;  // Another row of the referral the caller acts on (ApplyToReferral).
+    // Child welfare carries a change only to the rows of its region (an office outside it
+    // reads and changes only the row it holds).
+    if (actor == Actor::kChildWelfare && !CanRead(actor_caller, r, region).ok()) {
+      a.change.noop = true;
+      a.out = std::move(r);
+      return absl::OkStatus();
+    }
   } else if (ctx != nullptr) {
     SH_RETURN_IF_ERROR(ctx->Authorize(CanRead(ctx->caller(), r, region)));
     SH_ASSIGN_OR_RETURN(actor, ActorFor(ctx->caller(), r));
@@ -199,6 +206,10 @@ absl::StatusOr<int> ReferralChanges::ApplyToReferral(CallContext* ctx, absl::str
       SH_ASSIGN_OR_RETURN(const v1::Referral named, ReferralStore::Get(tx, id, false));
       SH_RETURN_IF_ERROR(ctx->Authorize(CanRead(ctx->caller(), named, region)));
       SH_ASSIGN_OR_RETURN(as, ActorFor(ctx->caller(), named));
+      // Only the referral's own side carries a change to every need: its referrer, or child
+      // welfare of its region. An office's part in one row (escalated to it, accepted by it)
+      // is no part in the others.
+      if (*as != Actor::kReferrer && *as != Actor::kChildWelfare) rows = {std::string(id)};
     }
     for (const std::string& row : rows) {
       SH_RETURN_IF_ERROR(ApplyLocked(tx, ctx, row, action, region, mutate, target,

@@ -291,8 +291,12 @@ absl::Status HoldFollower::SettleHold(const HoldFollowStore::HoldRequest& h, Ext
   const Mutation record = [&](PgTx& tx, v1::Referral& r, Actor, absl::Time now,
                               Change& ch) -> absl::Status {
     SH_ASSIGN_OR_RETURN(const bool ours, HoldFollowStore::HoldDone(tx, h));
-    applies = ours && r.status() == v1::REFERRAL_STATUS_ACCEPTED && r.bed_hold_id().empty() &&
-              r.handoff().provider_organization_id() == h.provider_org;
+    // Handed off before the hold came (a quick hand-off): the youth is in that bed, so the hold
+    // is kept and becomes the placement, never released to be offered to another youth.
+    const bool placed = r.status() == v1::REFERRAL_STATUS_HANDED_OFF ||
+                        r.status() == v1::REFERRAL_STATUS_IN_PROGRESS;
+    applies = ours && (r.status() == v1::REFERRAL_STATUS_ACCEPTED || placed) &&
+              r.bed_hold_id().empty() && r.handoff().provider_organization_id() == h.provider_org;
     ch.noop = !applies;
     if (!applies) {
       if (answer.ok() && r.bed_hold_id() != *answer) {
@@ -303,6 +307,10 @@ absl::Status HoldFollower::SettleHold(const HoldFollowStore::HoldRequest& h, Ext
     if (answer.ok()) {
       r.set_bed_hold_id(*answer);
       ch.reason = "bed held for the provider that accepted from the waitlist";
+      if (placed) {
+        ch.wake = true;  // the beds service records the placement, retried until it answers
+        return ReferralStore::SetPlacementPending(tx, r.id(), true);
+      }
       return HoldFollowStore::QueueExtension(tx, *answer, r.id(), h.expire_time, now);
     }
     r.set_bed_hold_lost(true);

@@ -80,6 +80,26 @@ bool DeliveredToCrisisResidentialCenter(const v1::Referral& r) {
   return false;
 }
 
+namespace {
+
+// The officer's one notice to DCYF is the youth's, not a need's (issue 14): with several needs
+// only the first one handed off starts it (on its own row, where its provider and child welfare
+// see and file it). Hand-offs of the referral's needs take their turns on one lock (the two-key
+// advisory lock space: never the watch events' one-key markers).
+absl::StatusOr<bool> DcyfNoticeStarted(PgTx& tx, const v1::Referral& r) {
+  const std::string& lead = r.parent_id().empty() ? r.id() : r.parent_id();
+  SH_RETURN_IF_ERROR(
+      tx.Exec("SELECT pg_advisory_xact_lock(26440305, hashtext($1))", {lead}).status());
+  SH_ASSIGN_OR_RETURN(auto found,
+                      tx.Exec("SELECT 1 FROM statutory_timers t JOIN referrals x ON x.id = "
+                              "t.referral_id WHERE t.kind = 2 AND (x.id = $1 OR x.parent_id = $1) "
+                              "LIMIT 1",
+                              {lead}));
+  return found.rows() > 0;
+}
+
+}  // namespace
+
 HandOffFacts FactsAtHandoff(const v1::Referral& r, bool police_custody, absl::Time now) {
   HandOffFacts f;
   f.custody_taken = FromProtoTime(r.create_time());
@@ -146,13 +166,15 @@ absl::StatusOr<std::vector<v1::StatutoryTimer>> StatutoryTimers::StartAtHandoff(
   for (const ClockDue& d : DueClocks(FactsAtHandoff(r, police, now), calendar_)) {
     const bool dcyf = d.clock == StatutoryClock::kDcyfNotice;
     const absl::Time started = dcyf ? FromProtoTime(r.create_time()) : now;
-    // The officer's one notice to DCYF is the youth's, not a need's: with several needs it is
-    // kept on the lead row, started by whichever need is handed off first.
-    const std::string& row = dcyf && !r.parent_id().empty() ? r.parent_id() : r.id();
+    if (dcyf) {
+      SH_ASSIGN_OR_RETURN(const bool started_before, DcyfNoticeStarted(tx, r));
+      if (started_before) continue;
+    }
     SH_RETURN_IF_ERROR(
-        tx.Exec("INSERT INTO statutory_timers (referral_id, kind, started, due, created) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (referral_id, kind) DO NOTHING",
-                {row, int32_t{TimerKindOf(d.clock)}, PgTime(started), PgTime(d.due), PgTime(now)})
+        tx.Exec(
+              "INSERT INTO statutory_timers (referral_id, kind, started, due, created) "
+              "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (referral_id, kind) DO NOTHING",
+              {r.id(), int32_t{TimerKindOf(d.clock)}, PgTime(started), PgTime(d.due), PgTime(now)})
             .status());
   }
   return List(tx, r.id(), now);

@@ -28,10 +28,15 @@ bool AcceptedBy(const v1::Referral& r, absl::string_view org) {
 
 v1::ReferrerView ReferrerViewOf(const v1::Referral& lead, const std::vector<v1::Referral>& parts) {
   if (lead.needs().placement_tonight() || parts.empty()) return ReferrerViewOf(lead);
-  const v1::Referral* shown = lead.has_accepted_time() ? &lead : nullptr;
+  // An accepted need cancelled since (child welfare cancels one part) is not where the youth
+  // goes: the first accepted need still open, or handed off, is.
+  const auto shows = [](const v1::Referral& row) {
+    return row.has_accepted_time() && row.status() != v1::REFERRAL_STATUS_CANCELLED;
+  };
+  const v1::Referral* shown = shows(lead) ? &lead : nullptr;
   for (const std::string& id : lead.part_ids()) {
     for (const v1::Referral& part : parts) {
-      if (part.id() != id || !part.has_accepted_time()) continue;
+      if (part.id() != id || !shows(part)) continue;
       if (shown == nullptr ||
           FromProtoTime(part.accepted_time()) < FromProtoTime(shown->accepted_time())) {
         shown = &part;
@@ -64,6 +69,9 @@ v1::Referral ProviderViewOf(const v1::Referral& r, absl::string_view provider_or
   v.clear_routing_explanation();
   v.clear_referrer_view_time();
   v.clear_cancel_reason();  // the referrer's text, for child welfare only
+  // The youth's other needs are not this provider's to know of (issue 14): its row alone.
+  v.clear_parent_id();
+  v.clear_part_ids();
   v.mutable_youth()->clear_identifying();
   if (!AcceptedBy(r, provider_org)) {
     // How it ended, and the free text beside it: for the provider that served the youth.

@@ -215,8 +215,8 @@ TEST_F(PartsTest, ABedAndAnAdvocateAreOfferedInParallelAndBothAccepted) {
   ASSERT_TRUE(Handoff(bed_provider, lead).ok());
   ExpectOfficerSeesOnlyThePlacement(lead, v1::ReferrerView::STAGE_CONNECTED_TO_SERVICES);
   EXPECT_FALSE(AsOfficer(lead).has_handoff());
-  // One notice to DCYF for the youth (kept on the lead, started by the first hand-off), not one
-  // per need; the placement's own clock (the emergency placement window) on the placement.
+  // One notice to DCYF for the youth, not one per need: started by the first hand-off (the
+  // advocate's), on its row, from the intake.
   EXPECT_EQ(Count(referrals_.pg.get(),
                   absl::StrCat("SELECT count(*) AS n FROM statutory_timers WHERE kind = 2 AND "
                                "referral_id IN ('",
@@ -225,7 +225,7 @@ TEST_F(PartsTest, ABedAndAnAdvocateAreOfferedInParallelAndBothAccepted) {
   EXPECT_EQ(Count(referrals_.pg.get(),
                   absl::StrCat("SELECT count(*) AS n FROM statutory_timers WHERE kind = 2 AND "
                                "referral_id = '",
-                               lead, "' AND started = to_timestamp(",
+                               part, "' AND started = to_timestamp(",
                                absl::ToUnixSeconds(FromProtoTime(lead_row.create_time())), ")")),
             1);
 
@@ -307,6 +307,7 @@ TEST_F(PartsTest, TheReferrerCannotReadAPartChildWelfareReadsAndListsEach) {
   EXPECT_EQ(st.error_message(), other.error_message());
   v1::CancelReferralRequest cancel;
   cancel.set_id(part);
+  cancel.set_reason("duplicate");
   cancel.set_reason("only the advocate");
   v1::CancelReferralResponse cancelled;
   EXPECT_EQ(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).error_code(),
@@ -488,6 +489,58 @@ TEST_F(PartsTest, AnUrgentReferralsAdvocacyPartCarriesTheResponseTarget) {
   EXPECT_EQ(FromProtoTime(advocacy.advocate_response_due()), created + absl::Minutes(90));
   EXPECT_EQ(Rows(absl::StrCat("id = '", part, "' AND advocate_due IS NOT NULL")), 1);
   EXPECT_EQ(Rows(absl::StrCat("id = '", lead, "' AND advocate_due IS NOT NULL")), 0);
+}
+
+// Review: a need cancelled after it was accepted is not where the youth goes: the officer's
+// view goes back to the others (here: routing), and the officer can still cancel.
+TEST_F(PartsTest, AnAcceptedNeedCancelledSinceNoLongerShowsToTheOfficer) {
+  AddService("prov-b", "mh-prov-b", dir::SERVICE_CATEGORY_MENTAL_HEALTH);
+  v1::CreateReferralRequest req = Request(/*placement=*/false, "cancelled-part");
+  req.mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_MENTAL_HEALTH);
+  const std::string lead = Create(req);
+  const std::string part = OnlyPart(lead);
+  Timers();
+  ASSERT_TRUE(Accept("prov-b", part).ok());
+  ASSERT_EQ(AsOfficer(lead).stage(), v1::ReferrerView::STAGE_READY_FOR_HANDOFF);
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(part);
+  cancel.set_reason("duplicate");
+  v1::CancelReferralResponse done;
+  grpc::Status st = Stub_("cw-king", "child_welfare")->CancelReferral(Ctx().get(), cancel, &done);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(AsOfficer(lead).stage(), v1::ReferrerView::STAGE_ROUTING);
+  cancel.set_id(lead);
+  st = officer_->CancelReferral(Ctx().get(), cancel, &done);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(AsOfficer(lead).stage(), v1::ReferrerView::STAGE_CANCELLED);
+}
+
+// Review: the on-call office an escalated need is with carries the change to that need only;
+// another need (accepted by a provider, outside the office's reach) is left as it is.
+TEST_F(PartsTest, AnOfficeCancellingTheNeedItHoldsLeavesTheOthers) {
+  const std::string lead = Create(BedAndAdvocate("office-cancel"));
+  const std::string part = OnlyPart(lead);
+  Timers();
+  const std::vector<std::string> advocates = Offered(part);
+  ASSERT_FALSE(advocates.empty());
+  ASSERT_TRUE(Accept(advocates[0], part).ok());
+  // The bed's provider declines and no bed is left: the placement goes to the on-call office.
+  for (int i = 0; i < 4 && AsChildWelfare(lead).status() != v1::REFERRAL_STATUS_ESCALATED; ++i) {
+    for (const std::string& org : Offered(lead)) ASSERT_TRUE(Decline(org, lead).ok());
+    Timers();
+  }
+  const v1::Referral escalated = AsChildWelfare(lead);
+  ASSERT_EQ(escalated.status(), v1::REFERRAL_STATUS_ESCALATED);
+  const std::string office = escalated.handoff().provider_organization_id();
+  v1::CancelReferralRequest cancel;
+  cancel.set_id(lead);
+  cancel.set_reason("the office found a bed itself");
+  v1::CancelReferralResponse done;
+  const grpc::Status st =
+      Stub_(office, "child_welfare")->CancelReferral(Ctx().get(), cancel, &done);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(AsChildWelfare(lead).status(), v1::REFERRAL_STATUS_CANCELLED);
+  EXPECT_EQ(AsChildWelfare(part).status(), v1::REFERRAL_STATUS_ACCEPTED) << "not the office's";
 }
 
 }  // namespace

@@ -134,5 +134,31 @@ TEST_F(WaitlistHoldTest, AcceptingWhileTheReferralIsRoutedAgainEndsTheWorkersCla
   EXPECT_EQ(ActiveHolds(first.facility_id()), 1);
 }
 
+// Review: a winner from the waitlist that hands the youth off before its fresh hold is taken
+// keeps that hold as the placement: the bed the youth sleeps in is never shown free.
+TEST_F(WaitlistHoldTest, AHandoffBeforeTheFreshHoldIsTakenKeepsItAsThePlacement) {
+  const std::string id = Create(Request(/*placement=*/true, "waitlist-quick"));
+  const v1::Offer first = OfferedThenWaitlisted(id);
+  Timers();  // offered to the next provider meanwhile
+  ASSERT_TRUE(Accept(first.provider_organization_id(), id).ok());
+  ASSERT_TRUE(Handoff(first.provider_organization_id(), id).ok());  // before the hold is taken
+  EXPECT_EQ(Queued(), 1);
+  Timers();  // the hold taken: kept, and recorded as the placement
+  Timers();
+  const v1::Referral r = AsChildWelfare(id);
+  EXPECT_EQ(r.status(), v1::REFERRAL_STATUS_HANDED_OFF);
+  ASSERT_FALSE(r.bed_hold_id().empty());
+  EXPECT_FALSE(r.bed_hold_lost());
+  EXPECT_EQ(Queued(), 0);
+  EXPECT_EQ(Count(beds_.pg.get(), absl::StrCat("SELECT occupied AS n FROM bed_inventory WHERE "
+                                               "facility_id = '",
+                                               first.facility_id(), "'")),
+            1)
+      << "the youth's bed is occupied, not free";
+  EXPECT_EQ(ActiveHolds(first.facility_id()), 0);
+  EXPECT_EQ(
+      Count(referrals_.pg.get(), "SELECT count(*) AS n FROM referrals WHERE placement_pending"), 0);
+}
+
 }  // namespace
 }  // namespace safeharbor::referrals
