@@ -458,14 +458,19 @@ TEST(PgPool, APipelineWaitsTheCapOncePerStatementNotOnceForTheBatch) {
             << absl::FormatDuration(stuck_took) << "\n";
 }
 
-// Ends the backend `pid` from another connection and waits until it is gone (its error and
-// close are then on the ended connection's socket).
+// Ends the backend `pid` from another connection and waits until its process is gone, then a
+// little longer: a backend leaves pg_stat_activity (and its process table entry) before its
+// process has exited and closed the socket, and on a loaded machine the close can come some
+// milliseconds later. Only then are its error and close on the ended connection's socket.
 void EndBackend(PgPool& pg, int64_t pid) {
-  ASSERT_TRUE(pg.Query("SELECT pg_terminate_backend($1)", {pid}).ok());
+  ASSERT_TRUE(pg.Query("SELECT pg_terminate_backend($1::integer, 5000)", {pid}).ok());
   for (int i = 0; i < 200; ++i) {
     auto r = pg.Query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", {pid});
     ASSERT_TRUE(r.ok()) << r.status();
-    if (r->Int64(0, "n") == 0) return;
+    if (r->Int64(0, "n") == 0) {
+      absl::SleepFor(absl::Milliseconds(300));
+      return;
+    }
     absl::SleepFor(absl::Milliseconds(10));
   }
   FAIL() << "backend " << pid << " did not end";
