@@ -97,19 +97,6 @@ bool AdvocateOverdue(const v1::Referral& r, absl::Time now) {
          !IsTerminal(r.status()) && FromProtoTime(r.advocate_response_due()) <= now;
 }
 
-WebhookEvent AdvocateResponseMissedEvent(absl::string_view referral_id, absl::Time due,
-                                         absl::Time now) {
-  WebhookEvent e;
-  e.type = v1::WEBHOOK_EVENT_TYPE_ADVOCATE_RESPONSE_MISSED;
-  e.event_id =
-      WebhookEventId({"advocate_response_missed", std::string(referral_id), absl::FormatTime(due)});
-  e.referral_id = std::string(referral_id);
-  e.deadline = due;
-  e.occurred = now;
-  e.due = now;
-  return e;
-}
-
 AdvocateMetrics::AdvocateMetrics(prometheus::Registry& r)
     : missed(prometheus::BuildCounter()
                  .Name("safeharbor_referrals_advocate_responses_missed_total")

@@ -57,11 +57,6 @@ absl::Status CheckArrival(const v1::Referral& r, absl::Time arrival);
 // Pure: the row's target passed at `now` with no arrival recorded, and it is not closed.
 bool AdvocateOverdue(const v1::Referral& r, absl::Time now);
 
-// The webhook event of a missed target, for the county's child welfare: one id per row and due
-// time. The payload names the row and the target, nothing about the youth.
-WebhookEvent AdvocateResponseMissedEvent(absl::string_view referral_id, absl::Time due,
-                                         absl::Time now);
-
 // Labels: urgency ("routine", "urgent", "emergency"), timing ("on_time", "late", "untargeted").
 struct AdvocateMetrics {
   explicit AdvocateMetrics(prometheus::Registry& registry);

@@ -113,6 +113,19 @@ WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_i
   return e;
 }
 
+WebhookEvent AdvocateResponseMissedEvent(absl::string_view referral_id, absl::Time due,
+                                         absl::Time now) {
+  WebhookEvent e;
+  e.type = v1::WEBHOOK_EVENT_TYPE_ADVOCATE_RESPONSE_MISSED;
+  e.event_id =
+      WebhookEventId({"advocate_response_missed", std::string(referral_id), absl::FormatTime(due)});
+  e.referral_id = std::string(referral_id);
+  e.deadline = due;
+  e.occurred = now;
+  e.due = now;
+  return e;
+}
+
 WebhookEvent StatutoryTimerEvent(absl::string_view referral_id, absl::string_view timer,
                                  absl::Time due, absl::Time now) {
   WebhookEvent e;

@@ -99,6 +99,11 @@ std::vector<WebhookEvent> DeriveProviderEvents(const v1::Referral& view, absl::s
 WebhookEvent EscalationEvent(absl::string_view referral_id, int64_t transition_id,
                              absl::Time occurred, absl::Time now);
 
+// The webhook event of a missed target, for the county's child welfare: one id per row and due
+// time. The payload names the row and the target, nothing about the youth.
+WebhookEvent AdvocateResponseMissedEvent(absl::string_view referral_id, absl::Time due,
+                                         absl::Time now);
+
 // A statutory timer (`timer`: its ClockName) fell due unfiled at `due`: to the accepting provider
 // and the county's child welfare. One id per referral, timer and due time.
 WebhookEvent StatutoryTimerEvent(absl::string_view referral_id, absl::string_view timer,
