@@ -194,6 +194,9 @@ Starter WriteScenario(const std::string& name, const std::shared_ptr<grpc::Chann
           r->set_facility_id(ids[seq % ids.size()]);
           r->set_bed_type(beds::BED_TYPE_GENERAL);
           r->set_referral_id(absl::StrCat(run, "-r-", slot, "-", seq));
+          // Held for many referring agencies, as in the field: each agency's active holds are
+          // capped (25 by default), so none has thousands for its cap check to count.
+          r->set_for_organization_id(absl::StrCat("bench-agency-", (slot * 1009 + seq) % 4096));
           r->set_ttl_seconds(600);
         },
         [stub](auto* c, auto* q, auto* p, auto cb) { stub->async()->HoldBed(c, q, p, cb); });

@@ -530,8 +530,8 @@ absl::Status BedsServiceImpl::CheckHoldCap(int64_t active) const {
   if (active < options_.max_active_holds_per_org) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
       "the organization this bed would be held for already has ", active,
-      " active bed holds, the most one organization may have (", options_.max_active_holds_per_org,
-      "); a hold is freed when its referral is accepted, "
+      " active bed holds, the most one organization may have; a hold is freed when its "
+      "referral is accepted, "
       "declined or cancelled, or when it expires"));
 }
 
@@ -547,7 +547,8 @@ absl::Status BedsServiceImpl::HoldBed(CallContext& ctx, const v1::HoldBedRequest
     // One round trip (with BEGIN and the request_id claim): the cap, the facility, and the bed
     // type locked and counted. The row lock serializes every hold of this bed type, across
     // replicas.
-    auto active = BedsStore::SendActiveHoldsFor(tx, for_org, clock_->Now());
+    auto active = BedsStore::SendActiveHoldsFor(tx, for_org, clock_->Now(),
+                                                options_.max_active_holds_per_org);
     auto facility = BedsStore::SendGetFacility(tx, req.facility_id());
     auto locked = LockedInventory(tx, req.facility_id(), req.bed_type());
     SH_ASSIGN_OR_RETURN(const int64_t holds_for_org, active.Get());

@@ -90,9 +90,10 @@ class BedsStore {
   // Sent without waiting: a failure fails the transaction (at the latest, its commit).
   static void InsertHold(PgTx& tx, const v1::Hold& hold, absl::string_view for_org);
   // Locks `for_org`'s holds until the transaction ends (every HoldBed for it waits here), then
-  // counts its holds still active at `now`; sent without waiting.
+  // counts its holds still active at `now`, up to `up_to` (the cap: more need not be counted);
+  // sent without waiting.
   static PgPendingAs<int64_t> SendActiveHoldsFor(PgTx& tx, absl::string_view for_org,
-                                                 absl::Time now);
+                                                 absl::Time now, int64_t up_to);
   static absl::StatusOr<v1::Hold> GetHold(PgTx& tx, absl::string_view id, bool for_update);
   static absl::Status CloseHold(PgTx& tx, absl::string_view id, v1::HoldState state,
                                 absl::Time now);

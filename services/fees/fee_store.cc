@@ -203,7 +203,8 @@ PgPendingAs<StoredAssessment> FeeStore::SendGetAssessment(PgTx& tx, absl::string
                            for_update ? " FOR UPDATE" : ""),
               {id}));
   sent.push_back(
-      tx.Send("SELECT coalesce(sum(amount_cents), 0) AS s FROM ledger_entries WHERE account = $1",
+      tx.Send("SELECT coalesce((SELECT amount_cents FROM receivable_balances WHERE account = $1), "
+              "0) AS s",
               {absl::StrCat("receivable:", id)}));
   return {
       std::move(sent),

@@ -105,6 +105,14 @@ class FeeFixture : public ::testing::Test {
       USING (effective_date, jurisdiction, court_org, kind, account, recipient_kind)
       WHERE l.amount IS DISTINCT FROM d.amount OR l.entries IS DISTINCT FROM d.entries)sql"),
               0);
+    // ... and so do the outstanding balances, account by account.
+    EXPECT_EQ(Sql(R"sql(
+      SELECT count(*) AS n FROM (
+        SELECT account, sum(amount_cents) AS amount, count(*) AS entries FROM ledger_entries
+        WHERE account LIKE 'receivable:%' GROUP BY 1) l
+      FULL JOIN receivable_balances b USING (account)
+      WHERE l.amount IS DISTINCT FROM b.amount_cents OR l.entries IS DISTINCT FROM b.entries)sql"),
+              0);
     fees_.Shutdown();
     directory_.Shutdown();
   }

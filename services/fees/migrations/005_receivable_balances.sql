@@ -1,0 +1,36 @@
+-- Each assessment's outstanding balance (its receivable account), kept in the writing
+-- transaction by the ledger's statement trigger (issue 13). A payment read the balance by
+-- summing every entry of the account, work that grew with each payment on the assessment; it
+-- now reads one row. Derived data like ledger_daily_totals: the ledger remains the record, and
+-- the tests check after each one that the two agree. Payments on one assessment already wait
+-- for each other (its row is locked), so the balance row adds no waiting.
+CREATE TABLE receivable_balances (
+  account      text PRIMARY KEY,
+  amount_cents bigint NOT NULL,
+  entries      bigint NOT NULL
+);
+
+CREATE OR REPLACE FUNCTION roll_up_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO ledger_daily_totals AS d (effective_date, jurisdiction, court_org, kind, account,
+                                        recipient_kind, shard, amount_cents, entries)
+  SELECT t.effective_date, t.jurisdiction, t.court_org, t.kind, n.account, n.recipient_kind,
+         (t.id % 32)::smallint, sum(n.amount_cents), count(*)
+  FROM new_entries n JOIN ledger_txns t ON t.id = n.txn_id
+  GROUP BY 1, 2, 3, 4, 5, 6, 7
+  ORDER BY 1, 2, 3, 4, 5, 6, 7  -- One lock order for every writer: no deadlocks.
+  ON CONFLICT (effective_date, jurisdiction, court_org, kind, account, recipient_kind, shard)
+  DO UPDATE SET amount_cents = d.amount_cents + EXCLUDED.amount_cents,
+                entries = d.entries + EXCLUDED.entries;
+  INSERT INTO receivable_balances AS b (account, amount_cents, entries)
+  SELECT n.account, sum(n.amount_cents), count(*)
+  FROM new_entries n WHERE n.account LIKE 'receivable:%'
+  GROUP BY 1 ORDER BY 1
+  ON CONFLICT (account) DO UPDATE SET amount_cents = b.amount_cents + EXCLUDED.amount_cents,
+                                      entries = b.entries + EXCLUDED.entries;
+  RETURN NULL;
+END $$;
+
+INSERT INTO receivable_balances (account, amount_cents, entries)
+SELECT account, sum(amount_cents), count(*) FROM ledger_entries
+WHERE account LIKE 'receivable:%' GROUP BY account;
