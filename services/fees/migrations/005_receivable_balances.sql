@@ -3,7 +3,8 @@
 -- summing every entry of the account, work that grew with each payment on the assessment; it
 -- now reads one row. Derived data like ledger_daily_totals: the ledger remains the record, and
 -- the tests check after each one that the two agree. Payments on one assessment already wait
--- for each other (its row is locked), so the balance row adds no waiting.
+-- for each other (its row is locked), so the balance row adds no waiting. The roll-up into
+-- ledger_daily_totals finds each entry's transaction by its key (see below).
 CREATE TABLE receivable_balances (
   account      text PRIMARY KEY,
   amount_cents bigint NOT NULL,
@@ -16,7 +17,11 @@ BEGIN
                                         recipient_kind, shard, amount_cents, entries)
   SELECT t.effective_date, t.jurisdiction, t.court_org, t.kind, n.account, n.recipient_kind,
          (t.id % 32)::smallint, sum(n.amount_cents), count(*)
-  FROM new_entries n JOIN ledger_txns t ON t.id = n.txn_id
+  -- Each entry's transaction by its key (OFFSET 0: never flattened into a join the cached
+  -- plan could make a hash join over the whole growing ledger_txns, planned once when it was
+  -- small: the cost of a payment grew with every payment before).
+  FROM new_entries n CROSS JOIN LATERAL (
+    SELECT * FROM ledger_txns WHERE id = n.txn_id OFFSET 0) t
   GROUP BY 1, 2, 3, 4, 5, 6, 7
   ORDER BY 1, 2, 3, 4, 5, 6, 7  -- One lock order for every writer: no deadlocks.
   ON CONFLICT (effective_date, jurisdiction, court_org, kind, account, recipient_kind, shard)
