@@ -822,6 +822,11 @@ def call_ratios(res):
         ("CreateReferral within 2x of its round trip + commit",
          r["create_referral_p50_vs_echo_plus_commit_c1"] <= 2,
          f"{r['create_referral_p50_vs_echo_plus_commit_c1']:.2f}x"),
+        ("HoldBed within 2x of its round trip + commit", r["hold_p50_vs_echo_plus_commit_c1"] <= 2,
+         f"{r['hold_p50_vs_echo_plus_commit_c1']:.2f}x"),
+        ("RecordPayment >= 30% of pgbench's single-row commits at 8",
+         r["record_payment_vs_commit_throughput_c8"] >= 0.3,
+         f"{r['record_payment_vs_commit_throughput_c8']:.0%}"),
         ("each service <= 64 MiB resident when idle", max(mem.values()) <= 64,
          ", ".join(f"{k} {v:.0f}" for k, v in mem.items()) + " MiB"),
     ]
