@@ -70,10 +70,22 @@ VersionedCache::VersionedCache(RedisClient* redis, prometheus::Registry& registr
   for (const char* result : {"hit", "miss", "error", "rejected"}) {
     requests_.Add({{"cache", name_}, {"result", result}});
   }
-  if (redis_ != nullptr && local_.max_entries > 0) StartLocal(registry);
+  if (redis_ == nullptr) return;
+  if (local_.max_entries > 0) StartLocal(registry);
+  bump_retry_ = std::make_unique<PeriodicTask>(
+      absl::StrCat("cache_bump_retry:", name_), local_.heartbeat,
+      [this]() -> absl::Status {
+        if (BumpPending()) return absl::OkStatus();
+        return absl::UnavailableError("cache generation bump failed again; retried next beat");
+      },
+      &registry);
+  bump_retry_->Start();
 }
 
-VersionedCache::~VersionedCache() { subscriber_.reset(); }
+VersionedCache::~VersionedCache() {
+  bump_retry_.reset();
+  subscriber_.reset();
+}
 
 void VersionedCache::StartLocal(prometheus::Registry& registry) {
   local_requests_ = &prometheus::BuildCounter()
@@ -140,13 +152,13 @@ void VersionedCache::DropLocal(const char* cause, std::optional<bool> trusted) {
 
 bool VersionedCache::local_trusted() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return trusted_ && !invalidation_pending_.load();
+  return trusted_ && !Pending();
 }
 
 std::optional<std::string> VersionedCache::GetLocal(absl::string_view key) {
   if (subscriber_ == nullptr) return std::nullopt;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!trusted_ || invalidation_pending_.load()) {
+  if (!trusted_ || Pending()) {
     local_counters_[kLocalUntrusted]->Increment();
     return std::nullopt;
   }
@@ -172,7 +184,7 @@ void VersionedCache::PutLocal(uint64_t epoch, absl::string_view key, absl::strin
   if (cost > local_.max_bytes / 4) return;  // one answer never crowds out the rest
   std::lock_guard<std::mutex> lock(mu_);
   // Invalidated since the answer was read or computed: it may predate the write.
-  if (!trusted_ || invalidation_pending_.load() || epoch != epoch_) return;
+  if (!trusted_ || Pending() || epoch != epoch_) return;
   if (auto it = index_.find(std::string(key)); it != index_.end()) {
     bytes_ -= it->second->key.size() + it->second->value.size() + kEntryOverheadBytes;
     lru_.erase(it->second);
@@ -201,6 +213,20 @@ bool VersionedCache::Bump() {
   return r.ok();
 }
 
+bool VersionedCache::Pending() const { return bumps_failed_.load() != bumps_covered_.load(); }
+
+bool VersionedCache::BumpPending() {
+  // Still pending until the bump is made (readers keep off the cache meanwhile); a write whose
+  // own bump fails after `seen` was read stays pending for the next try.
+  const uint64_t seen = bumps_failed_.load();
+  if (seen == bumps_covered_.load()) return true;
+  if (!Bump()) return false;
+  uint64_t covered = bumps_covered_.load();
+  while (covered < seen && !bumps_covered_.compare_exchange_weak(covered, seen)) {
+  }
+  return true;
+}
+
 VersionedCache::Lookup VersionedCache::Get(absl::string_view key) {
   Lookup out;
   if (redis_ == nullptr) return out;
@@ -211,12 +237,9 @@ VersionedCache::Lookup VersionedCache::Get(absl::string_view key) {
     std::lock_guard<std::mutex> lock(mu_);
     out.local_epoch = epoch_;  // before anything is read
   }
-  if (invalidation_pending_.load()) {
-    if (!Bump()) {
-      count("error");
-      return out;
-    }
-    invalidation_pending_.store(false);
+  if (!BumpPending()) {
+    count("error");
+    return out;
   }
   auto r = redis_->Command(
       {"EVAL", kLookupScript, "1", generation_key_, value_prefix_, std::string(key)});
@@ -265,7 +288,7 @@ void VersionedCache::Invalidate() {
   if (redis_ == nullptr) return;
   // This replica's level first: no reader here sees an answer older than the write.
   if (subscriber_ != nullptr) DropLocal("write");
-  if (!Bump()) invalidation_pending_.store(true);
+  if (!Bump()) bumps_failed_.fetch_add(1);
 }
 
 }  // namespace safeharbor

@@ -2,8 +2,9 @@
 // under the generation current when it was computed, and every committed write bumps the
 // generation, so no reader ever sees an answer older than the last write it could observe.
 // Fail-open: when Redis is down lookups miss (counted) and the caller reads PostgreSQL. A
-// replica whose bump failed does not trust the cache again until a bump succeeds; other
-// replicas are bounded by the TTL.
+// replica whose bump failed does not trust the cache again until a bump succeeds, and retries
+// it every heartbeat (LocalCacheOptions::heartbeat) until it does, so that other replicas do not
+// wait for this one's next read or for the TTL to see the write.
 // Every stored answer carries an HMAC-SHA256 (key from configuration, RedisOptions::cache_key)
 // over its full key and value: an answer written by anyone who reached Redis without the key
 // fails the check, is counted (result "rejected") and treated as a miss. Without a key nothing
@@ -27,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/periodic.h"
 #include "common/redis.h"
 
 namespace safeharbor {
@@ -72,6 +74,9 @@ class VersionedCache {
   };
   // INCR the generation and PUBLISH it, in one round trip.
   bool Bump();
+  bool Pending() const;  // a bump failed and none since has succeeded
+  // A bump that failed, made now; false when it failed again.
+  bool BumpPending();
   // The in-process level: dropped whole (a new epoch), for `cause`.
   void DropLocal(const char* cause, std::optional<bool> trusted = std::nullopt);
   void PutLocal(uint64_t epoch, absl::string_view key, absl::string_view value);
@@ -90,7 +95,10 @@ class VersionedCache {
   const std::string generation_key_;
   const std::string value_prefix_;
   const absl::Duration ttl_;
-  std::atomic<bool> invalidation_pending_{false};
+  // Bumps that failed, and how many of them a later bump has covered: a bump is pending while
+  // they differ (this replica does not trust the cache meanwhile).
+  std::atomic<uint64_t> bumps_failed_{0};
+  std::atomic<uint64_t> bumps_covered_{0};
   prometheus::Family<prometheus::Counter>& requests_;
 
   const LocalCacheOptions local_;
@@ -107,7 +115,9 @@ class VersionedCache {
   prometheus::Gauge* local_entries_ = nullptr;
   prometheus::Gauge* local_bytes_ = nullptr;
   prometheus::Gauge* local_trusted_ = nullptr;
-  std::unique_ptr<RedisSubscriber> subscriber_;  // last: stopped first
+  std::unique_ptr<RedisSubscriber> subscriber_;
+  // Retries a failed bump every heartbeat (null without Redis). Last: stopped first.
+  std::unique_ptr<PeriodicTask> bump_retry_;
 };
 
 }  // namespace safeharbor

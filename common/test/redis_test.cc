@@ -11,6 +11,7 @@
 #include "common/deadline.h"
 #include "common/metrics.h"
 #include "common/testing/harness.h"
+#include "common/versioned_cache.h"
 
 namespace safeharbor {
 namespace {
@@ -128,6 +129,47 @@ TEST(RedisClient, ACommandWaitsNoLongerThanTheCallerHasLeft) {
   std::cout << "hung redis: a caller with 100 ms left waited " << absl::FormatDuration(short_took)
             << "; a command given the 2 s cap waited " << absl::FormatDuration(capped_took)
             << " and marked Redis down\n";
+}
+
+// Review #10: a write whose cache generation bump failed is bumped again on the writer's next
+// heartbeat, without waiting for a read on the writer: another replica's next lookup misses
+// instead of answering what was cached before the write. The bump is made to fail by pausing
+// Redis's writes (CLIENT PAUSE ... WRITE) past the writer's command timeout; nothing is lost
+// from Redis meanwhile, so the cached answer is still there to be (wrongly) served.
+TEST(VersionedCache, AFailedBumpIsRetriedWithoutAnotherRead) {
+  RedisOptions o = TestServers::Get().redis_options();
+  if (o.cache_key.empty()) o.cache_key = std::string(32, 'k');
+  o.command_timeout = absl::Milliseconds(150);
+  o.retry_after = absl::Milliseconds(100);
+  RedisClient writer_redis(o, nullptr), reader_redis(o, nullptr), admin(o, nullptr);
+  const std::string ns = absl::StrCat("vc-retry-", getpid(), "-", absl::ToUnixMicros(absl::Now()));
+  LocalCacheOptions beat;
+  beat.heartbeat = absl::Milliseconds(200);
+  prometheus::Registry writer_registry, reader_registry;
+  VersionedCache writer(&writer_redis, writer_registry, "answers", ns, absl::Seconds(60), beat);
+  VersionedCache reader(&reader_redis, reader_registry, "answers", ns, absl::Seconds(60));
+  const VersionedCache::Lookup before = reader.Get("q");
+  ASSERT_FALSE(before.generation.empty());
+  reader.Store(before.generation, "q", "the answer before the write");
+  ASSERT_TRUE(reader.Get("q").value.has_value());
+
+  ASSERT_TRUE(admin.Command({"CLIENT", "PAUSE", "600", "WRITE"}).ok());
+  const absl::Time paused = absl::Now();
+  writer.Invalidate();  // the write committed; its bump times out
+  const absl::Duration bump_took = absl::Now() - paused;
+  absl::SleepFor(absl::Milliseconds(600) - bump_took + absl::Milliseconds(50));
+  // No read on the writer from here on: only its retry can bump.
+  const absl::Time start = absl::Now();
+  bool missed = false;
+  while (!missed && absl::Now() - start < absl::Seconds(5)) {
+    missed = !reader.Get("q").value.has_value();
+    if (!missed) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_GE(bump_took, absl::Milliseconds(100)) << "the write's own bump should have waited";
+  EXPECT_TRUE(missed) << "the other replica still answers what was cached before the write";
+  std::cout << "failed bump: the write's own bump gave up after " << absl::FormatDuration(bump_took)
+            << "; the other replica missed " << absl::FormatDuration(absl::Now() - start)
+            << " after Redis took writes again\n";
 }
 
 }  // namespace
