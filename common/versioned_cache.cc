@@ -72,11 +72,20 @@ VersionedCache::VersionedCache(RedisClient* redis, prometheus::Registry& registr
   }
   if (redis_ == nullptr) return;
   if (local_.max_entries > 0) StartLocal(registry);
+  // Logged when the retries start failing and when they succeed again, not once per beat.
   bump_retry_ = std::make_unique<PeriodicTask>(
       absl::StrCat("cache_bump_retry:", name_), local_.heartbeat,
-      [this]() -> absl::Status {
-        if (BumpPending()) return absl::OkStatus();
-        return absl::UnavailableError("cache generation bump failed again; retried next beat");
+      [this, failing = false]() mutable -> absl::Status {
+        const bool ok = BumpPending();
+        if (ok == failing) {
+          failing = !ok;
+          if (ok) {
+            log::Info("cache_bump_retried", {{"cache", name_}});
+          } else {
+            log::Warn("cache_bump_retry_failing", {{"cache", name_}});
+          }
+        }
+        return absl::OkStatus();
       },
       &registry);
   bump_retry_->Start();
@@ -221,6 +230,9 @@ bool VersionedCache::BumpPending() {
   const uint64_t seen = bumps_failed_.load();
   if (seen == bumps_covered_.load()) return true;
   if (!Bump()) return false;
+  // An answer read before the bump may have entered the in-process level meanwhile (nothing was
+  // pending yet when it was put); this replica's own PUBLISH would drop it too, a moment later.
+  if (subscriber_ != nullptr) DropLocal("bumped");
   uint64_t covered = bumps_covered_.load();
   while (covered < seen && !bumps_covered_.compare_exchange_weak(covered, seen)) {
   }

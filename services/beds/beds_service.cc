@@ -530,7 +530,7 @@ absl::Status BedsServiceImpl::CheckHoldCap(int64_t active) const {
   if (active < options_.max_active_holds_per_org) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
       "the organization this bed would be held for already has ", active,
-      " active bed holds, the most one organization may have; a hold is freed when its "
+      " active bed holds or more, the most one organization may have; a hold is freed when its "
       "referral is accepted, "
       "declined or cancelled, or when it expires"));
 }

@@ -36,6 +36,11 @@ int main(int argc, char** argv) {
   options.search_cache_ttl = absl::Seconds(absl::GetFlag(FLAGS_search_cache_ttl_s));
   options.sweep_interval = absl::Milliseconds(absl::GetFlag(FLAGS_sweep_interval_ms));
   options.max_active_holds_per_org = absl::GetFlag(FLAGS_max_active_holds_per_organization);
+  if (options.max_active_holds_per_org < 1) {
+    log::Error("max_active_holds_per_organization_invalid",
+               {{"error", "--max_active_holds_per_organization must be 1 or more"}});
+    return 1;
+  }
   options.max_hold_extension =
       absl::Seconds(std::clamp(absl::GetFlag(FLAGS_max_hold_extension_s), 60, 7 * 24 * 3600));
   options.watch_replay_horizon = deps->config.watch_replay_horizon;

@@ -5,6 +5,10 @@
 -- the tests check after each one that the two agree. Payments on one assessment already wait
 -- for each other (its row is locked), so the balance row adds no waiting. The roll-up into
 -- ledger_daily_totals finds each entry's transaction by its key (see below).
+-- Writers (other replicas still running the old code) wait here until this migration commits:
+-- an entry written under the old trigger after the backfill's snapshot would be in neither.
+LOCK TABLE ledger_entries IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE receivable_balances (
   account      text PRIMARY KEY,
   amount_cents bigint NOT NULL,
@@ -39,3 +43,18 @@ END $$;
 INSERT INTO receivable_balances (account, amount_cents, entries)
 SELECT account, sum(amount_cents), count(*) FROM ledger_entries
 WHERE account LIKE 'receivable:%' GROUP BY account;
+
+-- Only the ledger's trigger changes a balance (its ON CONFLICT update runs at trigger depth 2);
+-- the application's own role cannot update, delete or truncate one, as with the ledger.
+CREATE FUNCTION refuse_balance_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND pg_trigger_depth() > 1 THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'receivable balances are kept by the ledger: % on % refused', TG_OP,
+    TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE TRIGGER receivable_balances_by_ledger_only BEFORE UPDATE OR DELETE ON receivable_balances
+  FOR EACH ROW EXECUTE FUNCTION refuse_balance_change();
+CREATE TRIGGER receivable_balances_no_truncate BEFORE TRUNCATE ON receivable_balances
+  FOR EACH STATEMENT EXECUTE FUNCTION refuse_balance_change();

@@ -334,7 +334,9 @@ TEST_F(FeeTest, TheApplicationCannotUpdateOrDeleteLedgerRows) {
   for (const char* sql :
        {"UPDATE ledger_entries SET amount_cents = amount_cents + 1", "DELETE FROM ledger_entries",
         "TRUNCATE ledger_entries CASCADE", "UPDATE payments SET amount_cents = 1",
-        "DELETE FROM assessments", "UPDATE ledger_txns SET effective_date = '2020-01-01'"}) {
+        "DELETE FROM assessments", "UPDATE ledger_txns SET effective_date = '2020-01-01'",
+        "UPDATE receivable_balances SET amount_cents = 0", "DELETE FROM receivable_balances",
+        "TRUNCATE receivable_balances"}) {
     auto r = pg_->Query(sql);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << sql << r.status();
   }
