@@ -181,6 +181,24 @@ Starter ReadScenario(const std::string& name, const std::shared_ptr<grpc::Channe
   return nullptr;
 }
 
+// One officer's intake: an urgent advocacy referral in Seattle, with the youth's consent.
+void FillIntake(const std::string& run, int slot, uint64_t seq, ref::CreateReferralRequest* r) {
+  r->set_request_id(absl::StrCat(run, "-ref-", slot, "-", seq));
+  r->mutable_referrer_contact()->set_phone("+1 206-555-0142");
+  auto* y = r->mutable_youth();
+  y->set_youth_reference(absl::StrCat("B-", slot, "-", seq));
+  y->set_age(15);
+  y->set_gender(dir::GENDER_FEMALE);
+  y->mutable_identifying()->set_name("Bench Youth");
+  y->mutable_consent()->set_giver(ref::Consent::GIVER_YOUTH);
+  y->mutable_consent()->add_scopes(ref::Consent::SCOPE_ACCEPTING_PROVIDER);
+  r->set_county_fips("53033");
+  r->mutable_location()->set_latitude(47.6062);
+  r->mutable_location()->set_longitude(-122.3321);
+  r->mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
+  r->set_urgency(ref::URGENCY_URGENT);
+}
+
 // The scenarios that write (and the report over what they wrote); null for another name.
 Starter WriteScenario(const std::string& name, const std::shared_ptr<grpc::Channel>& channel) {
   const std::string run = absl::GetFlag(FLAGS_run_id);
@@ -205,20 +223,7 @@ Starter WriteScenario(const std::string& name, const std::shared_ptr<grpc::Chann
     std::shared_ptr<ref::ReferralService::Stub> stub = ref::ReferralService::NewStub(channel);
     return Unary<ref::CreateReferralRequest, ref::CreateReferralResponse>(
         [run](int slot, uint64_t seq, ref::CreateReferralRequest* r) {
-          r->set_request_id(absl::StrCat(run, "-ref-", slot, "-", seq));
-          r->mutable_referrer_contact()->set_phone("+1 206-555-0142");
-          auto* y = r->mutable_youth();
-          y->set_youth_reference(absl::StrCat("B-", slot, "-", seq));
-          y->set_age(15);
-          y->set_gender(dir::GENDER_FEMALE);
-          y->mutable_identifying()->set_name("Bench Youth");
-          y->mutable_consent()->set_giver(ref::Consent::GIVER_YOUTH);
-          y->mutable_consent()->add_scopes(ref::Consent::SCOPE_ACCEPTING_PROVIDER);
-          r->set_county_fips("53033");
-          r->mutable_location()->set_latitude(47.6062);
-          r->mutable_location()->set_longitude(-122.3321);
-          r->mutable_needs()->add_service_categories(dir::SERVICE_CATEGORY_CSEC_ADVOCACY);
-          r->set_urgency(ref::URGENCY_URGENT);
+          FillIntake(run, slot, seq, r);
         },
         [stub](auto* c, auto* q, auto* p, auto cb) { stub->async()->CreateReferral(c, q, p, cb); });
   }

@@ -380,7 +380,7 @@ PgPendingAs<int64_t> BedsStore::SendActiveHoldsFor(PgTx& tx, absl::string_view f
                                                    absl::Time now, int64_t up_to) {
   (void)tx.Send("SELECT pg_advisory_xact_lock(hashtextextended('holds_for:' || $1, 0))", {for_org});
   // Counted up to the cap only: the work per hold stays bounded by the cap, however many
-  // active holds the organization has (issue 13: the full count grew with every hold).
+  // active holds the organization has (more than the cap after the cap was lowered).
   return {tx.Send("SELECT count(*) AS n FROM (SELECT 1 FROM holds WHERE for_org = $1 AND "
                   "state = 1 AND expire_time > $2 LIMIT $3) AS active",
                   {for_org, PgTime(now), up_to}),

@@ -307,7 +307,6 @@ TEST_F(PartsTest, TheReferrerCannotReadAPartChildWelfareReadsAndListsEach) {
   EXPECT_EQ(st.error_message(), other.error_message());
   v1::CancelReferralRequest cancel;
   cancel.set_id(part);
-  cancel.set_reason("duplicate");
   cancel.set_reason("only the advocate");
   v1::CancelReferralResponse cancelled;
   EXPECT_EQ(officer_->CancelReferral(Ctx().get(), cancel, &cancelled).error_code(),
